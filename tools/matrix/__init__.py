@@ -1,0 +1,1 @@
+"""The test matrix runner: matrix.yaml -> Bazel targets -> pytest cells -> compatibility report."""

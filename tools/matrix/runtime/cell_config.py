@@ -1,0 +1,79 @@
+"""A matrix cell's configuration: parsed from the target's args/env by cell_main, handed to the
+pytest plugin through environment variables (nothing reads matrix.yaml at test time)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+ENV_KEY = "MATRIX_CELL"
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    suite: str
+    suite_dir: str
+    variant: str
+    variant_impl: str
+    device: str
+    target: str = ""
+    applies_to: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    test_timeout_s: float = 120.0
+    default_device: bool = False
+    xfail: dict[str, str] = field(default_factory=dict)
+    skip: dict[str, str] = field(default_factory=dict)
+    shard_index: int = 0
+    total_shards: int = 1
+    test_filter: str = ""
+    journal: str = ""  # JSON lines the plugin appends to, one event per line
+    done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> CellConfig | None:
+        raw = (environ if environ is not None else os.environ).get(ENV_KEY)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        for key in ("applies_to", "test_files", "done"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
+    """The target's args (see tools/matrix/defs.bzl) plus Bazel's test environment."""
+    parser = argparse.ArgumentParser(prog="cell_main", description="Run one matrix cell's tests.")
+    parser.add_argument("--suite", required=True)
+    parser.add_argument("--suite-dir", required=True)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--variant-impl", required=True)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--target", default="")
+    parser.add_argument("--applies-to", action="append", default=[])
+    parser.add_argument("--test-file", action="append", default=[], required=True)
+    parser.add_argument("--test-timeout-s", type=float, default=120.0)
+    parser.add_argument("--default-device", action="store_true")
+    args = parser.parse_args(argv)
+    expectations = json.loads(environ.get("MATRIX_EXPECTATIONS") or "{}")
+    return CellConfig(
+        suite=args.suite,
+        suite_dir=args.suite_dir,
+        variant=args.variant,
+        variant_impl=args.variant_impl,
+        device=args.device,
+        target=args.target,
+        applies_to=tuple(args.applies_to),
+        test_files=tuple(args.test_file),
+        test_timeout_s=args.test_timeout_s,
+        default_device=args.default_device,
+        xfail=dict(expectations.get("xfail", {})),
+        skip=dict(expectations.get("skip", {})),
+        shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),
+        total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
+        test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
+    )

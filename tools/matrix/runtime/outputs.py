@@ -1,0 +1,86 @@
+"""The cell's outputs: the JSON report (pytest-json-report's format plus matrix metadata) and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from pytest_jsonreport import serialize
+
+from tools.matrix import statuses
+
+REPORT_NAME = "report.json"
+
+
+def status_of(test: dict[str, Any]) -> str:
+    return test["metadata"]["matrix"]["status"]
+
+
+def json_report(tests: list[dict[str, Any]], metadata: dict[str, Any], started: float, exitcode: int, root: str) -> dict[str, Any]:
+    report = serialize.make_report(
+        created=time.time(),
+        duration=time.time() - started,
+        exitcode=exitcode,
+        root=root,
+        environment={},
+        summary=serialize.make_summary({t["nodeid"]: {"outcome": status_of(t)} for t in tests}, collected=len(tests)),
+    )
+    report["tests"] = tests
+    report["matrix"] = metadata
+    return report
+
+
+def write_json(path: str, report: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _text(test: dict[str, Any]) -> str:
+    """The longest failure text pytest-json-report kept (traceback), or the one-line message."""
+    for stage in ("call", "setup", "teardown"):
+        longrepr = (test.get(stage) or {}).get("longrepr")
+        if longrepr:
+            return str(longrepr)
+    return test["metadata"]["matrix"].get("log_tail") or test["metadata"]["matrix"]["message"]
+
+
+def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
+    """One <testcase> per test; xfailed and skipped map to <skipped>, the rest of the failures to
+    <failure>/<error>. Matrix statuses travel as properties so nothing is lost in the mapping."""
+    counts = {"tests": len(tests), "failures": 0, "errors": 0, "skipped": 0}
+    suite = ET.Element("testsuite", name=metadata.get("target") or metadata.get("suite", "matrix"))
+    props = ET.SubElement(suite, "properties")
+    for key in ("suite", "variant", "device", "target", "shard_index", "total_shards", "torch_version"):
+        ET.SubElement(props, "property", name=key, value=str(metadata.get(key, "")))
+    total_time = 0.0
+    for test in tests:
+        m = test["metadata"]["matrix"]
+        file, _, name = test["nodeid"].partition("::")
+        case = ET.SubElement(suite, "testcase", classname=f"{metadata.get('suite', '')}.{file}", name=name or file, time=f"{m['duration_s']:.3f}")
+        total_time += m["duration_s"]
+        case_props = ET.SubElement(case, "properties")
+        ET.SubElement(case_props, "property", name="matrix_status", value=m["status"])
+        if m.get("transform_failed"):
+            ET.SubElement(case_props, "property", name="transform_failed", value="true")
+        status = m["status"]
+        if status in (statuses.SKIPPED, statuses.XFAILED, statuses.NOT_RUN):
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message=f"{status}: {m['message']}")
+        elif status in (statuses.ERROR, statuses.CRASHED, statuses.TIMEOUT):
+            counts["errors"] += 1
+            ET.SubElement(case, "error", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
+        elif status in (statuses.FAILED, statuses.XPASSED):
+            counts["failures"] += 1
+            ET.SubElement(case, "failure", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("time", f"{total_time:.3f}")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,248 @@
+"""The pytest plugin of a matrix cell: variant, device, strict expectations, selection, journal.
+
+Loaded by cell_main in a child pytest process (`-p tools.matrix.runtime.plugin`) and configured by
+the MATRIX_CELL environment variable. It is the only place with mutable global state (`_STATE`).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tools.matrix import statuses
+from tools.matrix.runtime import journal, selection
+from tools.matrix.runtime.cell_config import CellConfig
+from tools.matrix.runtime.install import EntryPointError, Installed, install
+from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
+
+TIMEOUT_EXIT_CODE = 86  # the watchdog's exit status; cell_main resumes after the timed-out test
+
+
+@dataclass
+class _State:
+    cell: CellConfig
+    config: pytest.Config
+    ledger: TransformLedger = field(default_factory=TransformLedger)
+    installed: Installed | None = None
+    watchdog: threading.Timer | None = None
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+_STATE: _State | None = None
+
+
+def _event(**event: Any) -> None:
+    if _STATE and _STATE.cell.journal:
+        journal.append(_STATE.cell.journal, event)
+
+
+def _fatal(message: str) -> None:
+    _event(event="fatal", message=message)
+    pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    global _STATE
+    cell = CellConfig.from_env()
+    if cell is None:
+        raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL; run tests through cell_main")
+    _STATE = _State(cell, config)
+    import torch
+
+    _event(event="session", torch_version=torch.__version__, pid=os.getpid(), python=sys.version.split()[0])
+    if cell.device.startswith("cuda") and not torch.cuda.is_available():
+        _fatal(
+            f"device {cell.device!r} is not available on this machine (torch.cuda.is_available() is False); "
+            "run GPU targets on a machine with a GPU (bazel test --config=gpu there), or leave them out "
+            "(they are excluded by default)"
+        )
+    if cell.default_device:
+        torch.set_default_device(cell.device)
+    try:
+        variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger)
+        _STATE.installed = install(variant, cell.applies_to)
+    except (VariantLoadError, EntryPointError) as e:
+        _fatal(f"{cell.target or cell.suite}: {e}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _STATE and _STATE.installed:
+        _STATE.installed.uninstall()
+
+
+@pytest.fixture
+def device() -> str:
+    """The device of this matrix cell ("cpu", "cuda", ...)."""
+    assert _STATE is not None
+    return _STATE.cell.device
+
+
+@pytest.fixture
+def matrix_variant() -> str:
+    """The name of the variant this cell runs under (for tests that must know, e.g. to explain)."""
+    assert _STATE is not None
+    return _STATE.cell.variant
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    assert _STATE is not None
+    cell = _STATE.cell
+    if _STATE.installed:
+        modules = {id(m): m for m in (getattr(item.getparent(pytest.Module), "obj", None) for item in items) if m}
+        _STATE.installed.rebind(list(modules.values()))
+    all_ids = [item.nodeid for item in items]
+    for kind, entries in (("xfail", cell.xfail), ("skip", cell.skip)):
+        for entry in entries:
+            if not any(selection.covers(entry, n) for n in all_ids):
+                _event(event="unmatched", kind=kind, entry=entry)
+    chosen = selection.select(all_ids, selection.parse_filter(cell.test_filter))
+    chosen = set(selection.shard(chosen, cell.shard_index, cell.total_shards)) - set(cell.done)
+    keep = [item for item in items if item.nodeid in chosen]
+    deselected = [item for item in items if item.nodeid not in chosen]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = keep
+    for item in keep:
+        hit = selection.expectation_for(item.nodeid, cell.skip)
+        if hit:
+            item.add_marker(pytest.mark.skip(reason=f"matrix.yaml skip ({hit[0]}): {hit[1]}"))
+    _event(event="collected", nodeids=[item.nodeid for item in keep])
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _event(event="collect_error", nodeid=report.nodeid, message=_first_line(str(report.longrepr)), longrepr=str(report.longrepr)[-4000:])
+
+
+def _on_timeout(nodeid: str, seconds: float) -> None:
+    _event(event="timeout", nodeid=nodeid, timeout_s=seconds)
+    sys.stderr.write(f"\nTIMEOUT: {nodeid} ran longer than {seconds:g}s; stacks follow\n")
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
+    os._exit(TIMEOUT_EXIT_CODE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    assert _STATE is not None
+    _STATE.ledger.reset()
+    _event(event="start", nodeid=item.nodeid)
+    timer = threading.Timer(_STATE.cell.test_timeout_s, _on_timeout, args=(item.nodeid, _STATE.cell.test_timeout_s))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _transform_failed(excinfo: pytest.ExceptionInfo | None) -> bool:
+    error: BaseException | None = excinfo.value if excinfo else None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, VariantTransformError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    assert _STATE is not None
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    info = _STATE.outcomes.setdefault(item.nodeid, {"status": None, "error_type": None, "transform_failed": False, "expectation": None})
+    if call.excinfo is not None and info["error_type"] is None and not report.skipped:
+        info["error_type"] = call.excinfo.typename
+        info["transform_failed"] = _transform_failed(call.excinfo)
+    if report.when == "setup" and report.failed:
+        info["status"] = statuses.ERROR
+    elif report.when == "setup" and report.skipped:
+        info["status"] = statuses.SKIPPED
+    elif report.when == "call":
+        info["status"] = _call_status(item, report, info)
+    elif report.when == "teardown" and report.failed and info["status"] in (statuses.PASSED, None):
+        info["status"] = statuses.ERROR
+
+
+def _call_status(item: pytest.Item, report: pytest.TestReport, info: dict[str, Any]) -> str:
+    assert _STATE is not None
+    hit = selection.expectation_for(item.nodeid, _STATE.cell.xfail)
+    if hit:
+        info["expectation"] = hit[0]
+        entry, reason = hit
+        if report.failed:
+            report.outcome = "skipped"
+            report.wasxfail = f"matrix.yaml xfail ({entry}): {reason}"
+            return statuses.XFAILED
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"XPASS(strict): {item.nodeid} passed under variant {_STATE.cell.variant!r} on {_STATE.cell.device!r}, "
+                f"but matrix.yaml expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
+                f"expectations.{_STATE.cell.suite}.{_STATE.cell.variant} in matrix.yaml (or run `bazel run //tools:matrix -- xfail sync`)."
+            )
+            return statuses.XPASSED
+    if hasattr(report, "wasxfail"):  # pytest's own xfail marker inside the suite
+        return statuses.XFAILED if report.skipped else statuses.XPASSED
+    return {"passed": statuses.PASSED, "failed": statuses.FAILED, "skipped": statuses.SKIPPED}[report.outcome]
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:500]
+    return ""
+
+
+def _message(reports: list[pytest.TestReport]) -> str:
+    for report in reports:
+        if report.failed or report.skipped:
+            if hasattr(report, "wasxfail") and report.skipped:
+                crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+                return _first_line(crash.message if crash else report.wasxfail)
+            longrepr = report.longrepr
+            crash = getattr(longrepr, "reprcrash", None)
+            if crash is not None:
+                return _first_line(crash.message)
+            if isinstance(longrepr, tuple):  # skip: (file, line, reason)
+                return _first_line(str(longrepr[2]))
+            return _first_line(str(longrepr))
+    return ""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    assert _STATE is not None
+    per_test = _STATE.outcomes.setdefault(report.nodeid, {"status": None})
+    per_test.setdefault("reports", []).append(report)
+    if report.when != "teardown":
+        return
+    info = _STATE.outcomes.pop(report.nodeid)
+    reports = info.pop("reports")
+    json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
+    test = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": reports[-1].outcome})
+    status = info["status"] or statuses.ERROR
+    test["metadata"] = {
+        **test.get("metadata", {}),
+        "matrix": {
+            "status": status,
+            "duration_s": round(sum(r.duration for r in reports), 6),
+            "message": _message(reports),
+            "error_type": info.get("error_type") if status not in (statuses.PASSED, statuses.XPASSED) else None,
+            "transform_failed": bool(info.get("transform_failed")),
+            "transform_s": round(_STATE.ledger.seconds, 6),
+            "transform_calls": _STATE.ledger.calls,
+            "expectation": info.get("expectation"),
+        },
+    }
+    _event(event="result", test=test)
+

@@ -1,0 +1,59 @@
+"""Which collected tests this process runs: Bazel's --test_filter, sharding, and expectation matching."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+_GLOB_CHARS = set("*?[")
+
+
+def _candidates(nodeid: str) -> list[str]:
+    """The spellings a user may filter by: node id, `Class::test`, `Class.test`, `test`, the file."""
+    file, *names = nodeid.split("::")
+    if not names:
+        return [nodeid]
+    last = names[-1]
+    return [nodeid, "::".join(names), ".".join(names), last, last.split("[", 1)[0], file]
+
+
+def matches_filter(nodeid: str, pattern: str) -> bool:
+    """True when `pattern` (a node id, `Class.test`, a test name or a glob) selects `nodeid`."""
+    for candidate in _candidates(nodeid):
+        if candidate == pattern or any(candidate.startswith(pattern + sep) for sep in ("::", ".", "[")):
+            return True
+        if _GLOB_CHARS & set(pattern) and fnmatchcase(candidate, pattern):
+            return True
+    return False
+
+
+def parse_filter(value: str | None) -> list[str]:
+    """TESTBRIDGE_TEST_ONLY: one pattern, or several separated by commas."""
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
+
+
+def select(nodeids: list[str], patterns: list[str]) -> list[str]:
+    if not patterns:
+        return list(nodeids)
+    return [n for n in nodeids if any(matches_filter(n, p) for p in patterns)]
+
+
+def shard(nodeids: list[str], index: int, total: int) -> list[str]:
+    """Round-robin over the sorted ids: deterministic, each test in exactly one shard, sizes differ by ≤ 1."""
+    if total <= 1:
+        return sorted(nodeids)
+    if not 0 <= index < total:
+        raise ValueError(f"shard index {index} outside 0..{total - 1}")
+    return [n for i, n in enumerate(sorted(nodeids)) if i % total == index]
+
+
+def expectation_for(nodeid: str, entries: dict[str, str]) -> tuple[str, str] | None:
+    """The most specific entry covering `nodeid` (exact id, a file, a class, or a parametrized base)."""
+    best: tuple[str, str] | None = None
+    for entry, reason in entries.items():
+        if covers(entry, nodeid) and (best is None or len(entry) > len(best[0])):
+            best = (entry, reason)
+    return best
+
+
+def covers(entry: str, nodeid: str) -> bool:
+    return nodeid == entry or nodeid.startswith(entry + "::") or nodeid.startswith(entry + "[")

@@ -1,0 +1,9 @@
+"""The untouched base: installs nothing."""
+
+from tools.matrix.variants import Variant
+
+
+class Base(Variant):
+    """The API untouched."""
+
+    entry_points = ()

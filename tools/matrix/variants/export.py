@@ -1,0 +1,103 @@
+"""Variants of torch.export.export: what the test receives has been through a transformation."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import tempfile
+from typing import Any
+
+from tools.matrix.variants import Call, Variant
+
+EXPORT = "torch.export.export"
+
+
+def _bound(call: Call) -> inspect.BoundArguments:
+    bound = inspect.signature(call.fn).bind(*call.args, **call.kwargs)
+    bound.apply_defaults()
+    return bound
+
+
+def scratch_dir() -> str:
+    """Where variants write files: under TEST_TMPDIR when Bazel runs the test."""
+    return tempfile.mkdtemp(prefix="variant-", dir=os.environ.get("TEST_TMPDIR"))
+
+
+class CppSerdes(Variant):
+    """Serialize, deserialize and re-serialize through the C++ implementation, then deserialize."""
+
+    entry_points = (EXPORT,)
+
+    def after(self, call: Call, result: Any) -> Any:
+        import torch
+        from torch._export.serde.serialize import SerializedArtifact, deserialize, serialize
+
+        artifact = serialize(result)
+        payload = artifact.exported_program
+        cpp_program = torch._C._export.deserialize_exported_program(payload.decode() if isinstance(payload, bytes) else payload)
+        reserialized = torch._C._export.serialize_exported_program(cpp_program)
+        if isinstance(reserialized, str):
+            reserialized = reserialized.encode()
+        return deserialize(SerializedArtifact(reserialized, artifact.state_dict, artifact.constants, artifact.example_inputs))
+
+
+class Retrace(Variant):
+    """Export the exported program's `.module()` again with the same inputs, shapes and options."""
+
+    entry_points = (EXPORT,)
+
+    def after(self, call: Call, result: Any) -> Any:
+        bound = _bound(call)
+        bound.arguments["mod"] = result.module()
+        return call.fn(*bound.args, **bound.kwargs)
+
+
+class Package(Variant):
+    """Write the program into a .pt2 package archive on disk and load it back."""
+
+    entry_points = (EXPORT,)
+
+    def after(self, call: Call, result: Any) -> Any:
+        from torch.export.pt2_archive._package import load_pt2, package_pt2
+
+        path = os.path.join(scratch_dir(), "program.pt2")
+        package_pt2(path, exported_programs={"model": result})
+        loaded = load_pt2(path).exported_programs
+        if list(loaded) != ["model"]:
+            raise ValueError(f"the archive holds programs {sorted(loaded)}, expected ['model']")
+        return loaded["model"]
+
+
+class Serdes(Variant):
+    """torch.export.save / torch.export.load round trip (in memory)."""
+
+    entry_points = (EXPORT,)
+
+    def after(self, call: Call, result: Any) -> Any:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.export.save(result, buffer)
+        buffer.seek(0)
+        return torch.export.load(buffer)
+
+
+class Strict(Variant):
+    """Trace with strict=True (TorchDynamo) instead of the default non-strict tracing."""
+
+    entry_points = (EXPORT,)
+
+    def before(self, call: Call) -> Call:
+        bound = _bound(call)
+        bound.arguments["strict"] = True
+        return Call(call.entry, call.fn, bound.args, bound.kwargs)
+
+
+class RunDecomp(Variant):
+    """Return `ep.run_decompositions()` (the default core ATen decomposition table)."""
+
+    entry_points = (EXPORT,)
+
+    def after(self, call: Call, result: Any) -> Any:
+        return result.run_decompositions()

@@ -55,15 +55,16 @@ def test_export_result_has_tensor_match_guard_for_input(device):
     assert "requires_grad == False" in code
 
 
-def test_export_guards_on_global_constant(device):
+def test_export_bakes_guarded_global_into_graph(device):
+    global SCALE
     x = torch.randn(3, device=device)
 
     result = torch._dynamo.export(times_global)(x)
+    SCALE = 5  # a compiled function would recompile; the exported graph is fixed
 
     torch.testing.assert_close(result.graph_module(x), x * 3)
-    constant_guards = guards_by_kind(result.guards, "CONSTANT_MATCH")
-    assert [g.name for g in constant_guards] == ["G['SCALE']"]
-    assert constant_guards[0].code_list == ["G['SCALE'] == 3"]
+    mul = [n for n in result.graph_module.graph.nodes if n.op == "call_function"]
+    assert len(mul) == 1 and 3 in mul[0].args
 
 
 def test_export_shape_guards_are_symbolic_by_default(device):

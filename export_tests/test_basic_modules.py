@@ -188,10 +188,11 @@ def test_omitted_optional_input_is_traced_out(device):
 
 
 def test_calling_with_different_pytree_structure_raises(device):
-    x = torch.randn(2, 3, device=device)
-    ep = export(ThreeInputs(), (x, x, x))
+    args = tuple(torch.randn(2, 3, device=device) for _ in range(3))
+    ep = export(ThreeInputs(), args)
+    torch.testing.assert_close(ep.module()(*args), ThreeInputs()(*args))
     with pytest.raises(ValueError, match="tree spec"):
-        ep.module()(x, x, x, x)
+        ep.module()(*args, args[0])
 
 
 class DictInput(torch.nn.Module):
@@ -458,8 +459,9 @@ def test_python_branch_on_static_shape(device):
 
 
 def test_module_call_graph_records_forward_signature(device):
-    x = torch.randn(2, 3, device=device)
-    ep = export(ThreeInputs(), (x, x, x))
+    args = tuple(torch.randn(2, 3, device=device) for _ in range(3))
+    ep = export(ThreeInputs(), args)
+    torch.testing.assert_close(ep.module()(*args), ThreeInputs()(*args))
 
     entries = ep.module_call_graph
     assert entries[0].fqn == ""

@@ -1,5 +1,161 @@
+"""The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
+
+Commands: generate, list, report, rerun, xfail sync. A user error ends with one clear message and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
 import sys
-def main():
-    print("todo", sys.executable)
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script by the py_binary / py_test launcher
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tools.matrix import bazel, config, generate, listing, xfail_sync  # noqa: E402
+from tools.matrix.filters import add_filter_options, cell_matches  # noqa: E402
+
+
+class UserError(Exception):
+    pass
+
+
+def workspace_of(args: argparse.Namespace) -> Path:
+    if args.workspace:
+        return Path(args.workspace).resolve()
+    # `bazel run` starts us inside runfiles; Bazel tells us where the user's workspace is.
+    return Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.getcwd()).resolve()
+
+
+def load_matrix(args: argparse.Namespace) -> config.Matrix:
+    workspace = workspace_of(args)
+    return config.load(workspace / args.matrix, workspace)
+
+
+def out_dir_of(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    return out if out.is_absolute() else workspace_of(args) / out
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args)
+    workspace = workspace_of(args)
+    if args.check:
+        diff = generate.check(matrix, workspace)
+        if diff:
+            sys.stdout.write(diff)
+            print(f"\nerror: generated BUILD files are stale; run `{generate.REGENERATE}`", file=sys.stderr)
+            return 1
+        print(f"generated files are up to date ({len(generate.render(matrix))} files)")
+        return 0
+    changed = generate.write(matrix, workspace)
+    print(f"wrote {len(changed)} file(s): {', '.join(changed)}" if changed else "generated files already up to date")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cells = [c for c in load_matrix(args).cells() if cell_matches(c, args)]
+    print(listing.table(cells))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tools.matrix import run_report
+
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline and not baseline.is_file():
+        raise UserError(f"--baseline {args.baseline}: no such file")
+    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from tools.matrix import rerun
+
+    try:
+        return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args)
+    except rerun.NoReport as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_xfail_sync(args: argparse.Namespace) -> int:
+    from tools.matrix.report import COMPAT_JSON, load_json
+
+    report = out_dir_of(args) / COMPAT_JSON
+    if not report.is_file():
+        raise UserError(f"{report}: no report yet; run `make report` (or `bazel run //tools:matrix -- report`) first")
+    load_matrix(args)  # refuse to edit an invalid matrix.yaml
+    matrix_path = workspace_of(args) / args.matrix
+    old, new = xfail_sync.sync(matrix_path, load_json(report)[1], args)
+    if old == new:
+        print("matrix.yaml expectations already match the last report")
+        return 0
+    sys.stdout.write(xfail_sync.diff(old, new, args.matrix))
+    if args.dry_run:
+        return 0
+    matrix_path.write_text(new)
+    return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace root (default: where `bazel run` was called, else the current directory)")
+    common.add_argument("--matrix", default=argparse.SUPPRESS, help="matrix file relative to the workspace (default: matrix.yaml)")
+    parser = argparse.ArgumentParser(prog="matrix", description=__doc__.split("\n\n")[0], parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail}")
+
+    gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
+    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
+    gen.set_defaults(func=cmd_generate)
+
+    lst = sub.add_parser("list", parents=[common], help="show the matrix cells (targets, tags, shards, expectations)")
+    add_filter_options(lst)
+    lst.set_defaults(func=cmd_list)
+
+    def add_out(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+        p.add_argument("bazel_args", nargs="*", help="extra bazel arguments, after `--`")
+
+    rep = sub.add_parser("report", parents=[common], help="run the whole matrix (--keep_going) and write the compatibility report")
+    rep.add_argument("--baseline", help="an earlier compat.json: report regressions, fixes, new/removed tests, changed xfails")
+    rep.add_argument("--no-run", action="store_true", help="only collect what bazel-testlogs already holds")
+    add_out(rep)
+    rep.set_defaults(func=cmd_report)
+
+    rr = sub.add_parser("rerun", parents=[common], help="rerun matching targets/tests and merge into the last report")
+    add_filter_options(rr)
+    rr.add_argument("--failed", action="store_true", help="only tests failed/crashed/timed out/errored in the last report")
+    rr.add_argument("--xpassed", action="store_true", help="only tests that passed despite an xfail in the last report")
+    rr.add_argument("--tests", action="append", default=[], metavar="PATTERN", help="only tests matching (node id, Class.test, glob)")
+    rr.add_argument("--dry-run", action="store_true", help="print the bazel command(s) and stop")
+    add_out(rr)
+    rr.set_defaults(func=cmd_rerun)
+
+    xf = sub.add_parser("xfail", parents=[common], help="expectation maintenance")
+    xsub = xf.add_subparsers(dest="xfail_command", required=True)
+    sync = xsub.add_parser("sync", parents=[common], help="add new failures as xfails, remove stale xfails (from the last report)")
+    add_filter_options(sync)
+    sync.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    sync.add_argument("--out", default="reports", help="report directory (default: reports/)")
+    sync.set_defaults(func=cmd_xfail_sync, tests=[])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.workspace = getattr(args, "workspace", None)
+    args.matrix = getattr(args, "matrix", None) or "matrix.yaml"
+    try:
+        return args.func(args)
+    except config.MatrixError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        print(f"error: {len(e.problems)} problem(s) in {args.matrix}; fix them and run the command again", file=sys.stderr)
+        return 2
+    except (UserError, bazel.BazelNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -209,8 +209,9 @@ def _inside(workspace: Path, relative: str) -> Path | None:
     """The resolved path, or None when `relative` leaves the workspace."""
     if os.path.isabs(relative):
         return None
-    resolved = (workspace / relative).resolve()
-    root = workspace.resolve()
+    # Lexical, not resolve(): under Bazel the files are symlinks into the source tree.
+    root = Path(os.path.normpath(os.path.abspath(workspace)))
+    resolved = Path(os.path.normpath(root / relative))
     return resolved if resolved == root or root in resolved.parents else None
 
 

@@ -40,8 +40,8 @@ def matrix_cell(
     expectations = json.encode({"skip": skip, "xfail": xfail}).replace("$", "$$")
     native.py_test(
         name = name,
-        srcs = ["//tools/matrix/runtime:cell_main.py"],
-        main = "//tools/matrix/runtime:cell_main.py",
+        srcs = ["//tools/matrix:runtime/cell_main.py"],
+        main = "//tools/matrix:runtime/cell_main.py",
         args = args,
         env = dict(env, MATRIX_EXPECTATIONS = expectations),
         data = test_files + data,

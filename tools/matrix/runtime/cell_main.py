@@ -96,11 +96,14 @@ def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict
         child = subprocess.run(_pytest_command(child_cell), env=_child_env(child_cell, scratch))
         events = journal.read(journal_path)[offset:]
         pending: str | None = None
+        started = False
         timed_out: dict[str, Any] | None = None
         for event in events:
             kind = event["event"]
             if kind == "session":
                 session.update(torch_version=event["torch_version"], python=event["python"])
+            elif kind == "collected":
+                started = True
             elif kind == "start":
                 pending = event["nodeid"]
             elif kind == "result":
@@ -118,7 +121,9 @@ def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict
                     f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
                 )
         if pending is None:
-            if child.returncode not in (0, 1, 5) and not problems:
+            if not started and not problems:
+                problems.append(f"pytest exited with {_signal_name(child.returncode)} before running any test; see the log above")
+            elif child.returncode not in (0, 1, 5) and not problems:
                 problems.append(f"pytest exited with {_signal_name(child.returncode)} outside any test; see the log above")
             return list(tests.values()), session, problems
         session["restarts"] += 1

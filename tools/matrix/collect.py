@@ -1,0 +1,196 @@
+"""Read what Bazel left (bazel-testlogs/**, optionally the Build Event Protocol file) into Records.
+
+Sources, per cell shard, best first: the cell's report.json (inside test.outputs/outputs.zip, or
+unzipped), then test.xml (JUnit, carrying the matrix status as a property), then test.log alone
+(the target died with neither: every test of the cell becomes `crashed`, the log tail kept). A cell
+of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
+when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.matrix import statuses
+from tools.matrix.config import Cell, Matrix
+from tools.matrix.records import Record
+
+REPORT_NAME = "report.json"
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass
+class BazelResult:
+    """What the BEP says about one target: per shard, whether it was cached and how many attempts."""
+
+    cached: dict[int, bool] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)
+    overall: str = ""  # Bazel's testSummary.overallStatus (PASSED, FAILED, FLAKY, ...)
+
+
+@dataclass
+class Collected:
+    records: list[Record]
+    torch_version: str | None = None
+    bazel: dict[str, BazelResult] = field(default_factory=dict)  # label -> result (when a BEP was read)
+    problems: list[str] = field(default_factory=list)  # cell-level problems (unmatched expectations, ...)
+
+
+def read_bep(path: str | os.PathLike[str]) -> dict[str, BazelResult]:
+    results: dict[str, BazelResult] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            ident = event.get("id", {})
+            if "testResult" in ident:
+                label = ident["testResult"]["label"]
+                shard = max(int(ident["testResult"].get("shard", 1)) - 1, 0)
+                attempt = int(ident["testResult"].get("attempt", 1))
+                result = event.get("testResult", {})
+                entry = results.setdefault(label, BazelResult())
+                entry.attempts[shard] = max(entry.attempts.get(shard, 0), attempt)
+                cached = bool(result.get("cachedLocally")) or bool(result.get("executionInfo", {}).get("cachedRemotely"))
+                entry.cached[shard] = cached
+            elif "testSummary" in ident:
+                label = ident["testSummary"]["label"]
+                results.setdefault(label, BazelResult()).overall = event.get("testSummary", {}).get("overallStatus", "")
+    return results
+
+
+def _shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
+    base = testlogs / cell.suite.directory / cell.target_name
+    total = cell.suite.shard_count(cell.device.name)
+    if total == 1:
+        return [(0, base)]
+    return [(i, base / f"shard_{i + 1}_of_{total}") for i in range(total)]
+
+
+def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
+    outputs = shard_dir / "test.outputs"
+    plain = outputs / REPORT_NAME
+    if plain.is_file():
+        return json.loads(plain.read_text())
+    archive = outputs / "outputs.zip"
+    if archive.is_file():
+        with zipfile.ZipFile(archive) as z:
+            if REPORT_NAME in z.namelist():
+                return json.loads(z.read(REPORT_NAME))
+    return None
+
+
+def _records_from_report(report: dict[str, Any], cell: Cell, shard: int) -> list[Record]:
+    out = []
+    for test in report.get("tests", []):
+        m = test["metadata"]["matrix"]
+        out.append(
+            Record(
+                suite=cell.suite.name, test=test["nodeid"], variant=cell.variant.name, device=cell.device.name,
+                status=m["status"], duration_s=float(m.get("duration_s", 0.0)), message=m.get("message", ""),
+                error_type=m.get("error_type"), transform_failed=bool(m.get("transform_failed")), target=cell.label,
+                shard=shard, expectation=m.get("expectation"), log_tail=m.get("log_tail", ""),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _records_from_xml(path: Path, cell: Cell, shard: int) -> list[Record]:
+    out = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        problem = next((case.find(tag) for tag in ("failure", "error", "skipped") if case.find(tag) is not None), None)
+        status = props.get("matrix_status") or {"failure": statuses.FAILED, "error": statuses.ERROR, "skipped": statuses.SKIPPED}.get(
+            problem.tag if problem is not None else "", statuses.PASSED
+        )
+        classname = case.get("classname", "")
+        file = classname.split(".", 1)[1] if classname.startswith(cell.suite.name + ".") else classname
+        name = case.get("name", "")
+        message = (problem.get("message", "") if problem is not None else "").split(": ", 1)[-1]
+        out.append(
+            Record(
+                suite=cell.suite.name, test=f"{file}::{name}" if name != file else file, variant=cell.variant.name,
+                device=cell.device.name, status=status, duration_s=float(case.get("time", 0) or 0), message=message,
+                error_type=problem.get("type") if problem is not None else None,
+                transform_failed=props.get("transform_failed") == "true", target=cell.label, shard=shard,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _log_tail(path: Path) -> str:
+    text = path.read_text(errors="replace")
+    lines = [ln for ln in text.splitlines() if "linux-sandbox" not in ln]  # Bazel's sandbox debug lines
+    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+
+
+def collect(
+    matrix: Matrix,
+    testlogs: str | os.PathLike[str],
+    bep: str | os.PathLike[str] | None = None,
+    run_id: str = "",
+    cells: list[Cell] | None = None,
+    fill_missing: bool = True,
+) -> Collected:
+    """Records for `cells` (default: the whole matrix). With fill_missing, every test any cell of a
+    suite reported gets a record in every cell of that suite (`not_run` / `crashed` when absent)."""
+    testlogs = Path(testlogs)
+    cells = matrix.cells() if cells is None else cells
+    bazel = read_bep(bep) if bep else {}
+    collected = Collected(records=[], bazel=bazel)
+    found: dict[tuple[str, str, str], list[Record]] = {}
+    dead: list[tuple[Cell, int, str]] = []  # shards that left only a log
+    for cell in cells:
+        key = (cell.suite.name, cell.variant.name, cell.device.name)
+        found[key] = []
+        for shard, shard_dir in _shard_dirs(testlogs, cell):
+            report = _read_cell_report(shard_dir)
+            if report is not None:
+                found[key] += _records_from_report(report, cell, shard)
+                collected.torch_version = collected.torch_version or report.get("matrix", {}).get("torch_version")
+                collected.problems += [f"{cell.label}: {p}" for p in report.get("matrix", {}).get("problems", [])]
+            elif (shard_dir / "test.xml").is_file() and list(ET.parse(shard_dir / "test.xml").getroot().iter("testcase")):
+                records = _records_from_xml(shard_dir / "test.xml", cell, shard)
+                # Bazel writes its own one-testcase XML when the test died without one: not ours.
+                if any(r.test.endswith(".py") or "::" in r.test for r in records):
+                    found[key] += records
+                else:
+                    dead.append((cell, shard, _log_tail(shard_dir / "test.log") if (shard_dir / "test.log").is_file() else ""))
+            elif (shard_dir / "test.log").is_file():
+                dead.append((cell, shard, _log_tail(shard_dir / "test.log")))
+    # Every test id any cell of a suite reported: the rows of the suite's matrix.
+    suite_tests: dict[str, set[str]] = {}
+    for (suite, _v, _d), records in found.items():
+        suite_tests.setdefault(suite, set()).update(r.test for r in records)
+    dead_keys = {(c.suite.name, c.variant.name, c.device.name): (c, s, tail) for c, s, tail in dead}
+    for cell in cells if fill_missing else []:
+        key = (cell.suite.name, cell.variant.name, cell.device.name)
+        have = {r.test for r in found[key]}
+        missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else ["(no test results for this suite)"])
+        if key in dead_keys:
+            _c, shard, tail = dead_keys[key]
+            status, message = statuses.CRASHED, "the target died without writing a report or test.xml (see log tail)"
+        else:
+            shard, tail = None, ""
+            status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
+        found[key] += [
+            Record(suite=cell.suite.name, test=t, variant=cell.variant.name, device=cell.device.name, status=status,
+                   message=message, error_type=status, target=cell.label, shard=shard, log_tail=tail)
+            for t in missing
+        ]  # fmt: skip
+    for records in found.values():
+        for record in records:
+            record.run_id = run_id
+            result = bazel.get(record.target)
+            if result and record.shard is not None:
+                record.cached = result.cached.get(record.shard, False)
+                record.attempts = result.attempts.get(record.shard, 1)
+            collected.records.append(record)
+    collected.records.sort(key=lambda r: r.key)
+    return collected

@@ -1,0 +1,152 @@
+"""Write each suite's BUILD.bazel and the root BUILD.bazel from the Matrix.
+
+Output is deterministic (sorted, no timestamps): byte-identical across runs and machines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from tools.matrix.config import Cell, Matrix
+
+REGENERATE = "bazel run //tools:matrix -- generate"
+HEADER = (
+    "# GENERATED FILE from matrix.yaml by `{cmd}` -- do not edit: hand edits are overwritten.\n"
+    "# Regenerate with `{cmd}`; `{cmd} --check` (also run by `bazel test //...`) fails when stale.\n"
+).format(cmd=REGENERATE)
+CHECK_TARGET = "generated_files_test"
+
+
+def _s(value: str) -> str:
+    """A Starlark string literal."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _list(values: list[str] | tuple[str, ...], indent: str = "    ") -> str:
+    if not values:
+        return "[]"
+    if len(values) == 1:
+        return f"[{_s(values[0])}]"
+    inner = "".join(f"{indent}    {_s(v)},\n" for v in values)
+    return f"[\n{inner}{indent}]"
+
+
+def _dict(mapping: dict[str, str] | tuple[tuple[str, str], ...], indent: str = "    ") -> str:
+    items = sorted(dict(mapping).items())
+    if not items:
+        return "{}"
+    inner = "".join(f"{indent}    {_s(k)}: {_s(v)},\n" for k, v in items)
+    return f"{{\n{inner}{indent}}}"
+
+
+def _relative(paths: tuple[str, ...], directory: str) -> list[str]:
+    return [p[len(directory) + 1 :] for p in paths]
+
+
+def cell_rule(cell: Cell) -> str:
+    suite, variant, device = cell.suite, cell.variant, cell.device
+    lines = [
+        "matrix_cell(",
+        f"    name = {_s(cell.target_name)},",
+        f"    suite = {_s(suite.name)},",
+        f"    variant = {_s(variant.name)},",
+        f"    variant_impl = {_s(variant.impl)},",
+        f"    device = {_s(device.name)},",
+        f"    test_files = {_list(_relative(suite.test_files, suite.directory))},",
+    ]
+    if suite.data_files:
+        lines.append(f"    data = {_list(_relative(suite.data_files, suite.directory))},")
+    if variant.applies_to:
+        lines.append(f"    applies_to = {_list(variant.applies_to)},")
+    if cell.expectations.xfail:
+        lines.append(f"    xfail = {_dict(cell.expectations.xfail)},")
+    if cell.expectations.skip:
+        lines.append(f"    skip = {_dict(cell.expectations.skip)},")
+    lines += [
+        f"    shard_count = {suite.shard_count(device.name)},",
+        f"    size = {_s(suite.size)},",
+        f"    test_timeout_s = {suite.test_timeout_s:g},",
+    ]
+    if suite.default_device:
+        lines.append("    default_device = True,")
+    if device.env:
+        lines.append(f"    env = {_dict(device.env)},")
+    lines.append(f"    tags = {_list(cell.tags)},")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def suite_build(matrix: Matrix, suite_name: str) -> str:
+    cells = [c for c in matrix.cells() if c.suite.name == suite_name]
+    parts = [
+        HEADER,
+        'load("//tools/matrix:defs.bzl", "matrix_cell")\n',
+        'package(default_visibility = ["//visibility:public"])\n',
+        "# Every file of the suite, for the generated-files check at the root.\n"
+        'filegroup(\n    name = "suite_files",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**"]),\n)\n',
+        *(cell_rule(c) for c in cells),
+    ]
+    return "\n".join(parts)
+
+
+def root_build(matrix: Matrix) -> str:
+    by_variant: dict[str, list[str]] = defaultdict(list)
+    by_device: dict[str, list[str]] = defaultdict(list)
+    by_suite: dict[str, list[str]] = defaultdict(list)
+    for cell in matrix.cells():
+        by_variant[cell.variant.name].append(cell.label)
+        by_device[cell.device.name].append(cell.label)
+        by_suite[cell.suite.name].append(cell.label)
+    suite_files = [f"//{s.directory}:suite_files" for s in matrix.suites]
+    parts = [
+        HEADER,
+        'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
+        "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
+        "py_test(\n"
+        f'    name = "{CHECK_TARGET}",\n'
+        '    srcs = ["//tools/matrix:cli.py"],\n'
+        '    args = ["--workspace", ".", "generate", "--check"],\n'
+        f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files)])},\n"
+        '    main = "//tools/matrix:cli.py",\n'
+        '    python_version = "PY3",\n'
+        '    tags = ["matrix-tooling"],\n'
+        '    deps = ["//tools/matrix:matrix_lib"],\n'
+        ")\n",
+    ]
+    for prefix, groups in (("variant", by_variant), ("device", by_device), ("suite", by_suite)):
+        for name in sorted(groups):
+            parts.append(f"test_suite(\n    name = {_s(f'{prefix}_{name}')},\n    tests = {_list(sorted(groups[name]))},\n)\n")
+    return "\n".join(parts)
+
+
+def render(matrix: Matrix) -> dict[str, str]:
+    """Workspace-relative path -> file content, for every generated file."""
+    files = {"BUILD.bazel": root_build(matrix)}
+    for suite in matrix.suites:
+        files[f"{suite.directory}/BUILD.bazel"] = suite_build(matrix, suite.name)
+    return files
+
+
+def write(matrix: Matrix, workspace: Path) -> list[str]:
+    """Write the files whose content changed; return their paths."""
+    changed = []
+    for path, text in render(matrix).items():
+        target = workspace / path
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+            changed.append(path)
+    return changed
+
+
+def check(matrix: Matrix, workspace: Path) -> str:
+    """A unified diff of stale generated files (empty when all are current)."""
+    diffs = []
+    for path, text in render(matrix).items():
+        target = workspace / path
+        current = target.read_text() if target.exists() else ""
+        if current != text:
+            diffs += difflib.unified_diff(current.splitlines(True), text.splitlines(True), f"a/{path}", f"b/{path} (generated)")
+    return "".join(diffs)

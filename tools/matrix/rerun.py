@@ -1,0 +1,92 @@
+"""`rerun`: run only the matching targets (and, with --failed/--xpassed/--tests, only the matching
+tests via --test_filter), then merge the results into the last report without losing other records."""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from tools.matrix import bazel, statuses
+from tools.matrix.collect import collect
+from tools.matrix.config import Cell, Matrix
+from tools.matrix.filters import RERUN_FAILED, cell_matches, record_matches
+from tools.matrix.records import Record
+from tools.matrix.report import COMPAT_JSON, load_json
+from tools.matrix.run_report import BEP_NAME, finish, new_run
+
+
+class NoReport(Exception):
+    pass
+
+
+def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> dict[tuple[str, ...], list[Cell]]:
+    """test_filter patterns (empty: the whole target) -> the cells to run with them."""
+    cells = [c for c in matrix.cells() if cell_matches(c, args)]
+    wanted = (RERUN_FAILED if args.failed else frozenset()) | ({statuses.XPASSED} if args.xpassed else frozenset())
+    per_cell: dict[str, tuple[str, ...]] = {}
+    if wanted:
+        if previous is None:
+            raise NoReport("--failed/--xpassed need a previous report; run `make report` first")
+        by_target: dict[str, set[str]] = defaultdict(set)
+        for record in previous:
+            if record.status in wanted and record_matches(record, args):
+                by_target[record.target].add(record.test)
+        per_cell = {c.label: tuple(sorted(by_target[c.label])) for c in cells if by_target.get(c.label)}
+    else:
+        per_cell = {c.label: tuple(args.tests) for c in cells}
+    groups: dict[tuple[str, ...], list[Cell]] = defaultdict(list)
+    for cell in cells:
+        if cell.label in per_cell:
+            groups[per_cell[cell.label]].append(cell)
+    return dict(groups)
+
+
+def commands(groups: dict[tuple[str, ...], list[Cell]], bep: Path, extra: list[str]) -> list[list[str]]:
+    out = []
+    for i, (filters, cells) in enumerate(sorted(groups.items())):
+        command = ["bazel", "test", *sorted(c.label for c in cells)]
+        if any(c.device.requires_gpu for c in cells):
+            command.append("--config=gpu")
+        if filters:
+            command.append("--test_filter=" + ",".join(filters))
+        command.append(f"--build_event_json_file={bep.with_name(f'{bep.stem}.{i}.json')}")
+        out.append(command + extra)
+    return out
+
+
+def merge(previous: list[Record], fresh: list[Record]) -> list[Record]:
+    """Fresh records replace the previous record of the same (suite, test, variant, device)."""
+    merged = {r.key: r for r in previous}
+    merged.update({r.key: r for r in fresh})
+    return sorted(merged.values(), key=lambda r: r.key)
+
+
+def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespace) -> int:
+    report_path = out_dir / COMPAT_JSON
+    previous = load_json(report_path)[1] if report_path.exists() else None
+    groups = plan(matrix, args, previous)
+    if not groups:
+        print("nothing to rerun: no target or test matches " + " ".join(f"--{k}" for k in ("failed", "xpassed") if getattr(args, k)) + " with the given filters")
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    planned = commands(groups, out_dir / BEP_NAME, args.bazel_args)
+    if args.dry_run:
+        for command in planned:
+            print(bazel.quote(command))
+        return 0
+    for command in planned:
+        bazel.run(command, workspace)
+    testlogs = bazel.info("bazel-testlogs", workspace)
+    run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None)
+    fresh: list[Record] = []
+    problems: list[str] = []
+    for command, cells in zip(planned, (groups[k] for k in sorted(groups))):
+        bep = Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])
+        collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, cells=cells, fill_missing=previous is None)
+        fresh += collected.records
+        problems += collected.problems
+        run.torch_version = run.torch_version or collected.torch_version
+    merged = merge(previous or [], fresh)
+    print(f"rerun: {len(fresh)} test result(s) from {sum(len(c) for c in groups.values())} target(s), merged into {len(merged)} records")
+    return finish(merged, run, out_dir, None, problems)

@@ -1,0 +1,64 @@
+"""`report`: run the matrix with --keep_going, collect Bazel's results, write the compatibility report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+from tools.matrix import bazel, statuses
+from tools.matrix.collect import Collected, collect
+from tools.matrix.config import Matrix
+from tools.matrix.records import Record, RunInfo
+from tools.matrix.report import load_json, terminal_summary, unexpected, write_reports
+
+BEP_NAME = "bep.json"
+
+
+def new_run(command: list[str], testlogs: Path, torch_version: str | None) -> RunInfo:
+    now = dt.datetime.now(dt.timezone.utc)
+    return RunInfo(
+        run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
+        created=now.isoformat(timespec="seconds"),
+        torch_version=torch_version,
+        bazel_command=bazel.quote(command),
+        testlogs=str(testlogs),
+    )
+
+
+def disagreements(collected: Collected) -> list[str]:
+    """Targets where Bazel's pass/fail differs from what the records say."""
+    problems = []
+    failing_targets = {r.target for r in collected.records if r.status in statuses.UNEXPECTED}
+    failing_targets |= {p.split(": ", 1)[0] for p in collected.problems}
+    for label, result in sorted(collected.bazel.items()):
+        if not result.overall or label not in {r.target for r in collected.records}:
+            continue
+        bazel_failed = result.overall not in ("PASSED", "FLAKY")
+        if bazel_failed != (label in failing_targets):
+            problems.append(f"{label}: Bazel says {result.overall}, the records say {'failed' if label in failing_targets else 'passed'}")
+    return problems
+
+
+def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str]) -> int:
+    old = load_json(baseline)[1] if baseline else None
+    paths = write_reports(records, run, out_dir, baseline=old)
+    print(terminal_summary(records))
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 1 if unexpected(records) or problems else 0
+
+
+def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None, bazel_args: list[str], run_tests: bool) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bep = out_dir / BEP_NAME
+    command = ["bazel", "test", "//...", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]
+    if run_tests:
+        bazel.run(command, workspace)  # non-zero when tests fail: the report says which
+    testlogs = bazel.info("bazel-testlogs", workspace)
+    collected = collect(matrix, testlogs, bep if bep.exists() else None)
+    run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version)
+    for record in collected.records:
+        record.run_id = run.run_id
+    return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected))

@@ -1,14 +1,22 @@
 # The front door. `make report` runs the whole matrix and writes reports/; `make test` runs every
-# test (the matrix cells and the tools' own tests). Both install what the machine lacks first.
+# test: the matrix cells, the tools' own tests (both `bazel test //...`) and the remote-execution
+# integration test. Each installs what the machine lacks first.
 BAZEL ?= bazel
 
-.PHONY: setup test report generate check bench clean
+.PHONY: setup setup-remote test test-remote report generate check bench clean
 
 setup:
 	@tools/setup.sh
 
-test: setup
+setup-remote: setup
+	@tools/remote/setup.sh
+
+test: setup setup-remote
 	$(BAZEL) test //...
+	$(MAKE) test-remote
+
+test-remote: setup-remote
+	$(BAZEL) run //tools/remote:integration_test
 
 report: setup
 	$(BAZEL) run //tools:matrix -- report

@@ -24,7 +24,7 @@ def _fn_module(fn):
     return FnModule()
 
 
-def _user_input_kinds(ep):
+def _user_input_specs(ep):
     kinds = torch.export.graph_signature.InputKind
     return [s for s in ep.graph_signature.input_specs if s.kind == kinds.USER_INPUT]
 
@@ -67,6 +67,7 @@ def test_plain_module_single_input(device):
         pytest.param(lambda x: torch.where(x > 0, x, x.exp() - 1), id="where_elu"),
         pytest.param(lambda x: x.reshape(2, -1).softmax(-1).sum(0), id="reshape_softmax_reduce"),
         pytest.param(lambda x: torch.cat([x, -x], dim=0)[1::2], id="cat_strided_slice"),
+        pytest.param(lambda x: x.masked_fill(x < -0.5, float("-inf")).softmax(-1), id="neg_inf_constant"),
     ],
 )
 def test_wrapped_free_function(device, fn):
@@ -131,7 +132,7 @@ def test_multiple_positional_inputs(device):
     ep = export(mod, args)
 
     assert ep.graph_signature.user_inputs == ("a", "b", "c")
-    assert [s.arg.name for s in _user_input_kinds(ep)] == ["a", "b", "c"]
+    assert [s.arg.name for s in _user_input_specs(ep)] == ["a", "b", "c"]
     torch.testing.assert_close(ep.module()(*args), mod(*args))
     # Argument order matters: swapping inputs must change the result like eager.
     swapped = (args[2], args[0], args[1])
@@ -171,7 +172,11 @@ def test_keyword_inputs(device):
 
     assert ep.graph_signature.user_inputs == ("x", "scale", "shift")
     torch.testing.assert_close(ep.module()(x, scale=scale, shift=shift), mod(x, scale=scale, shift=shift))
-    x2, s2, sh2 = torch.randn(2, 3, device=device), torch.randn(2, 3, device=device), torch.randn(3, device=device)
+    x2, s2, sh2 = (
+        torch.randn(2, 3, device=device),
+        torch.randn(2, 3, device=device),
+        torch.randn(3, device=device),
+    )
     torch.testing.assert_close(ep.module()(x2, scale=s2, shift=sh2), mod(x2, scale=s2, shift=sh2))
 
 
@@ -402,7 +407,7 @@ class SharedSubmodule(torch.nn.Module):
         return self.alias(torch.sigmoid(self.shared(x)))
 
 
-def test_shared_submodule_is_traced_once_per_call(device):
+def test_shared_submodule_called_twice(device):
     torch.manual_seed(11)
     mod = SharedSubmodule().to(device)
     x = torch.randn(3, 4, device=device)
@@ -471,7 +476,7 @@ def test_module_call_graph_records_forward_signature(device):
     assert sig.out_spec == ep.call_spec.out_spec
 
 
-def test_module_is_independent_of_original_after_export(device):
+def test_exported_module_is_reusable_and_deterministic(device):
     torch.manual_seed(12)
     mod = torch.nn.Linear(3, 2).to(device)
     x = torch.randn(4, 3, device=device)

@@ -95,8 +95,10 @@ def test_cond_with_python_bool_is_resolved_at_trace_time(device):
             return torch.cond(self.flag, lambda t: t + 1, lambda t: t - 1, (x,))
 
     x = torch.randn(3, device=device)
-    ep_true = export(Const(True), (x,))
-    ep_false = export(Const(False), (x,))
+    with pytest.warns(UserWarning, match="Pred is a Python constant"):
+        ep_true = export(Const(True), (x,))
+    with pytest.warns(UserWarning, match="Pred is a Python constant"):
+        ep_false = export(Const(False), (x,))
 
     torch.testing.assert_close(ep_true.module()(x), x + 1)
     torch.testing.assert_close(ep_false.module()(x), x - 1)

@@ -184,7 +184,7 @@ def _custom_op_calls(ep):
         candidates = [node.target, *node.args]
         for c in candidates:
             if isinstance(c, torch._ops.OpOverload) and c.namespace == NS:
-                names.append(c._opname)
+                names.append(c.name().split("::", 1)[1])  # "mtx_p2_ops::row_norms" -> "row_norms"
                 break
     return names
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch.export import export
 
 
-def _check(mod, args, device, fresh_args=None, rtol=None, atol=None):
+def _check(mod, args, fresh_args=None, rtol=None, atol=None):
     """Export `mod`, compare with eager on `args` and `fresh_args`."""
-    ep = export(mod, args)
+    ep = torch.export.export(mod, args)
     gm = ep.module()
     tol = {} if rtol is None else {"rtol": rtol, "atol": atol}
     torch.testing.assert_close(gm(*args), mod(*args), **tol)
@@ -51,7 +51,7 @@ def test_linear(device, bias):
     mod = torch.nn.Linear(6, 4, bias=bias).to(device)
     x = torch.randn(3, 6, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(3, 6, device=device),))
+    ep = _check(mod, (x,), (torch.randn(3, 6, device=device),))
 
     _expect_state(ep, mod)
     assert ("bias" in ep.graph_signature.parameters) is bias
@@ -61,7 +61,7 @@ def test_linear_on_3d_input(device):
     torch.manual_seed(1)
     mod = torch.nn.Linear(5, 2).to(device)
     x = torch.randn(2, 3, 5, device=device)
-    ep = _check(mod, (x,), device, (torch.randn(2, 3, 5, device=device),))
+    ep = _check(mod, (x,), (torch.randn(2, 3, 5, device=device),))
     assert ep.module()(x).shape == (2, 3, 2)
 
 
@@ -79,7 +79,7 @@ def test_conv1d(device, kwargs):
     mod = torch.nn.Conv1d(4, 6, kernel_size=3, **kwargs).to(device)
     x = torch.randn(2, 4, 11, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(2, 4, 11, device=device),))
+    ep = _check(mod, (x,), (torch.randn(2, 4, 11, device=device),))
 
     _expect_state(ep, mod)
 
@@ -98,7 +98,7 @@ def test_conv2d(device, kwargs):
     mod = torch.nn.Conv2d(3, 6, kernel_size=3, **kwargs).to(device)
     x = torch.randn(2, 3, 8, 7, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(2, 3, 8, 7, device=device),))
+    ep = _check(mod, (x,), (torch.randn(2, 3, 8, 7, device=device),))
 
     _expect_state(ep, mod)
 
@@ -107,7 +107,7 @@ def test_conv_transpose2d(device):
     torch.manual_seed(4)
     mod = torch.nn.ConvTranspose2d(2, 3, kernel_size=2, stride=2).to(device)
     x = torch.randn(1, 2, 4, 4, device=device)
-    ep = _check(mod, (x,), device, (torch.randn(1, 2, 4, 4, device=device),))
+    ep = _check(mod, (x,), (torch.randn(1, 2, 4, 4, device=device),))
     assert ep.module()(x).shape == (1, 3, 8, 8)
 
 
@@ -135,7 +135,7 @@ def test_batchnorm_eval_uses_running_stats(device, cls, shape):
     x = torch.randn(*shape, device=device)
     running_mean_before = mod.running_mean.clone()
 
-    ep = _check(mod, (x,), device, (torch.randn(*shape, device=device),))
+    ep = _check(mod, (x,), (torch.randn(*shape, device=device),))
 
     _expect_state(ep, mod)
     assert {"running_mean", "running_var"} <= set(ep.graph_signature.buffers)
@@ -155,7 +155,7 @@ def test_batchnorm_without_tracking_stats_in_eval(device):
     torch.manual_seed(6)
     mod = torch.nn.BatchNorm1d(3, track_running_stats=False).to(device).eval()
     x = torch.randn(5, 3, device=device)
-    ep = _check(mod, (x,), device, (torch.randn(5, 3, device=device),))
+    ep = _check(mod, (x,), (torch.randn(5, 3, device=device),))
     # No running statistics exist, so nothing is lifted as a buffer.
     assert ep.graph_signature.buffers == ()
     # Batch statistics are used: output is normalised per feature.
@@ -173,7 +173,7 @@ def test_layer_norm(device, affine):
             mod.bias.normal_()
     x = torch.randn(3, 4, 5, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(3, 4, 5, device=device),))
+    ep = _check(mod, (x,), (torch.randn(3, 4, 5, device=device),))
 
     _expect_state(ep, mod)
     assert len(ep.graph_signature.parameters) == (2 if affine else 0)
@@ -185,7 +185,7 @@ def test_group_norm(device):
     with torch.no_grad():
         mod.weight.normal_()
     x = torch.randn(3, 6, 4, 4, device=device)
-    ep = _check(mod, (x,), device, (torch.randn(3, 6, 4, 4, device=device),))
+    ep = _check(mod, (x,), (torch.randn(3, 6, 4, 4, device=device),))
     _expect_state(ep, mod)
 
 
@@ -212,7 +212,7 @@ def test_multihead_self_attention(device, batch_first):
     shape = (2, 5, 8) if batch_first else (5, 2, 8)
     x = torch.randn(*shape, device=device)
 
-    ep = _check(wrapper, (x,), device, (torch.randn(*shape, device=device),), rtol=1e-4, atol=1e-5)
+    ep = _check(wrapper, (x,), (torch.randn(*shape, device=device),), rtol=1e-4, atol=1e-5)
 
     out, weights = ep.module()(x)
     assert out.shape == shape
@@ -222,9 +222,7 @@ def test_multihead_self_attention(device, batch_first):
 
 def test_multihead_cross_attention_with_masks(device):
     torch.manual_seed(10)
-    mod = torch.nn.MultiheadAttention(
-        8, num_heads=4, kdim=6, vdim=5, batch_first=True
-    ).to(device).eval()
+    mod = torch.nn.MultiheadAttention(8, num_heads=4, kdim=6, vdim=5, batch_first=True).to(device).eval()
 
     class CrossAttn(torch.nn.Module):
         def __init__(self):
@@ -241,7 +239,7 @@ def test_multihead_cross_attention_with_masks(device):
     v = torch.randn(2, 4, 5, device=device)
     mask = torch.tensor([[False, False, True, True], [False, False, False, True]], device=device)
 
-    ep = _check(wrapper, (q, k, v, mask), device, rtol=1e-4, atol=1e-5)
+    ep = _check(wrapper, (q, k, v, mask), rtol=1e-4, atol=1e-5)
 
     # Masked keys must not influence the result: change them and compare.
     k2, v2 = k.clone(), v.clone()
@@ -281,17 +279,22 @@ def test_scaled_dot_product_attention(device, is_causal, use_mask):
     if use_mask:
         scores = scores + mask
     ref = scores.softmax(-1) @ v
-    torch.testing.assert_close(ep.module()(q, k, v, mask), ref, rtol=1e-4, atol=1e-5)
+    # Fused kernels (CUDA) accumulate differently from the hand-written math.
+    torch.testing.assert_close(ep.module()(q, k, v, mask), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_transformer_encoder_layer_eval(device):
     torch.manual_seed(12)
-    mod = torch.nn.TransformerEncoderLayer(
-        d_model=8, nhead=2, dim_feedforward=16, dropout=0.1, batch_first=True
-    ).to(device).eval()
+    mod = (
+        torch.nn.TransformerEncoderLayer(
+            d_model=8, nhead=2, dim_feedforward=16, dropout=0.1, batch_first=True
+        )
+        .to(device)
+        .eval()
+    )
     x = torch.randn(2, 5, 8, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(2, 5, 8, device=device),), rtol=1e-4, atol=1e-5)
+    ep = _check(mod, (x,), (torch.randn(2, 5, 8, device=device),), rtol=1e-4, atol=1e-5)
 
     _expect_state(ep, mod)
 
@@ -307,7 +310,7 @@ def test_embedding(device, padding_idx):
     mod = torch.nn.Embedding(10, 4, padding_idx=padding_idx).to(device)
     idx = torch.tensor([[0, 3, 9], [1, 0, 2]], device=device)
 
-    ep = _check(mod, (idx,), device, (torch.tensor([[5, 5, 5], [0, 8, 7]], device=device),))
+    ep = _check(mod, (idx,), (torch.tensor([[5, 5, 5], [0, 8, 7]], device=device),))
 
     assert ep.graph_signature.parameters == ("weight",)
     out = ep.module()(idx)
@@ -322,7 +325,7 @@ def test_embedding_bag_with_offsets(device, mode):
     idx = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9], device=device)
     offsets = torch.tensor([0, 4], device=device)
 
-    ep = _check(mod, (idx, offsets), device)
+    ep = _check(mod, (idx, offsets))
 
     out = ep.module()(idx, offsets)
     assert out.shape == (2, 3)
@@ -351,7 +354,11 @@ def test_embedding_bag_2d_input_with_per_sample_weights(device):
             return self.bag(idx, per_sample_weights=psw)
 
     wrapper = Wrapper()
-    ep = _check(wrapper, (idx, psw), device, (torch.tensor([[0, 1, 2], [3, 4, 5]], device=device), torch.rand(2, 3, device=device)))
+    ep = _check(
+        wrapper,
+        (idx, psw),
+        (torch.tensor([[0, 1, 2], [3, 4, 5]], device=device), torch.rand(2, 3, device=device)),
+    )
     expected = (mod.weight.detach()[idx] * psw.unsqueeze(-1)).sum(1)
     torch.testing.assert_close(ep.module()(idx, psw), expected)
 
@@ -366,7 +373,7 @@ def test_rnn_cell(device, nonlinearity):
     torch.manual_seed(16)
     mod = torch.nn.RNNCell(4, 6, nonlinearity=nonlinearity).to(device)
     x, h = torch.randn(3, 4, device=device), torch.randn(3, 6, device=device)
-    ep = _check(mod, (x, h), device, (torch.randn(3, 4, device=device), torch.randn(3, 6, device=device)))
+    ep = _check(mod, (x, h), (torch.randn(3, 4, device=device), torch.randn(3, 6, device=device)))
     _expect_state(ep, mod)
 
 
@@ -394,7 +401,7 @@ def test_gru_cell(device):
     torch.manual_seed(18)
     mod = torch.nn.GRUCell(3, 4, bias=False).to(device)
     x, h = torch.randn(5, 3, device=device), torch.randn(5, 4, device=device)
-    ep = _check(mod, (x, h), device, (torch.randn(5, 3, device=device), torch.randn(5, 4, device=device)))
+    ep = _check(mod, (x, h), (torch.randn(5, 3, device=device), torch.randn(5, 4, device=device)))
     assert set(ep.graph_signature.parameters) == {"weight_ih", "weight_hh"}
 
 
@@ -416,7 +423,7 @@ def test_rnn_cell_unrolled_over_sequence(device):
 
     mod = Unrolled().to(device)
     seq = torch.randn(4, 2, 3, device=device)
-    ep = _check(mod, (seq,), device, (torch.randn(4, 2, 3, device=device),))
+    ep = _check(mod, (seq,), (torch.randn(4, 2, 3, device=device),))
     assert ep.module()(seq).shape == (4, 2, 4)
 
 
@@ -445,7 +452,7 @@ def test_activation(device, act):
     torch.manual_seed(20)
     mod = act().to(device)
     x = torch.randn(4, 7, device=device) * 3
-    ep = _check(mod, (x,), device, (torch.randn(4, 7, device=device) * 3,))
+    ep = _check(mod, (x,), (torch.randn(4, 7, device=device) * 3,))
     assert ep.graph_signature.parameters == ()
 
 
@@ -453,7 +460,7 @@ def test_prelu_has_learnable_parameter(device):
     torch.manual_seed(21)
     mod = torch.nn.PReLU(num_parameters=3, init=0.1).to(device)
     x = torch.randn(2, 3, 4, device=device)
-    ep = _check(mod, (x,), device)
+    ep = _check(mod, (x,))
     assert ep.graph_signature.parameters == ("weight",)
     gm = ep.module()
     with torch.no_grad():
@@ -466,7 +473,11 @@ def test_prelu_has_learnable_parameter(device):
     [
         pytest.param(lambda: torch.nn.MaxPool1d(3, stride=2), (2, 3, 11), id="maxpool1d"),
         pytest.param(lambda: torch.nn.MaxPool2d(2, padding=1), (2, 3, 7, 6), id="maxpool2d_pad"),
-        pytest.param(lambda: torch.nn.AvgPool2d(3, stride=1, count_include_pad=False, padding=1), (1, 2, 5, 5), id="avgpool2d"),
+        pytest.param(
+            lambda: torch.nn.AvgPool2d(3, stride=1, count_include_pad=False, padding=1),
+            (1, 2, 5, 5),
+            id="avgpool2d",
+        ),
         pytest.param(lambda: torch.nn.AdaptiveAvgPool2d((2, 3)), (2, 2, 7, 9), id="adaptive_avg2d"),
         pytest.param(lambda: torch.nn.AdaptiveMaxPool1d(4), (2, 3, 10), id="adaptive_max1d"),
     ],
@@ -475,7 +486,7 @@ def test_pooling(device, pool, shape):
     torch.manual_seed(22)
     mod = pool().to(device)
     x = torch.randn(*shape, device=device)
-    _check(mod, (x,), device, (torch.randn(*shape, device=device),))
+    _check(mod, (x,), (torch.randn(*shape, device=device),))
 
 
 def test_maxpool_return_indices(device):
@@ -512,12 +523,12 @@ def test_dropout_in_eval_is_identity(device, drop):
             self.drop = drop()
 
         def forward(self, x):
-            return self.drop(self.fc(x).unsqueeze(-1)).squeeze(-1)
+            return self.drop(self.fc(x)[:, :, None, None]).flatten(1)  # 4-D for Dropout2d
 
     mod = Net().to(device).eval()
     x = torch.randn(3, 4, device=device)
 
-    ep = _check(mod, (x,), device, (torch.randn(3, 4, device=device),))
+    ep = _check(mod, (x,), (torch.randn(3, 4, device=device),))
 
     # Deterministic: independent of the RNG state, equal to the bare Linear.
     gm = ep.module()
@@ -535,4 +546,4 @@ def test_functional_dropout_with_training_false(device):
             return F.dropout(x, p=0.99, training=False) * 2
 
     x = torch.randn(5, 5, device=device)
-    _check(Net(), (x,), device, (torch.randn(5, 5, device=device),))
+    _check(Net(), (x,), (torch.randn(5, 5, device=device),))

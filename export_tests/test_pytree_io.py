@@ -50,11 +50,11 @@ torch.serialization.add_safe_globals([Pair, Batch, Stats])
 
 def _in_args_spec(ep):
     """Spec of the positional-args tuple (child 0 of the (args, kwargs) spec)."""
-    return ep.call_spec.in_spec.children_specs[0]
+    return ep.call_spec.in_spec.child(0)
 
 
 def _in_kwargs_spec(ep):
-    return ep.call_spec.in_spec.children_specs[1]
+    return ep.call_spec.in_spec.child(1)
 
 
 def _root_signature(ep):
@@ -77,7 +77,7 @@ def test_dict_input_spec_and_module_roundtrip(device):
     inp = {"a": torch.randn(4, device=device), "b": torch.randn(2, device=device)}
     ep = torch.export.export(mod, (inp,))
 
-    dict_spec = _in_args_spec(ep).children_specs[0]
+    dict_spec = _in_args_spec(ep).child(0)
     assert dict_spec.type is dict
     assert sorted(dict_spec.context) == ["a", "b"]
     assert ep.call_spec.in_spec.num_leaves == 2
@@ -101,7 +101,7 @@ def test_list_input_length_is_baked_into_spec(device):
     xs = [torch.randn(3, device=device) for _ in range(3)]
     ep = export(mod, (xs,))
 
-    list_spec = _in_args_spec(ep).children_specs[0]
+    list_spec = _in_args_spec(ep).child(0)
     assert list_spec.type is list
     assert list_spec.num_children == 3
     # Three tensors summed -> exactly two additions in the graph.
@@ -127,7 +127,7 @@ def test_nested_tuple_input_and_tuple_output(device):
     assert ep.call_spec.in_spec == pytree.tree_structure((args, {}))
     out_spec = ep.call_spec.out_spec
     assert out_spec.type is tuple and out_spec.num_children == 2
-    assert out_spec.children_specs[1].type is tuple
+    assert out_spec.child(1).type is tuple
     assert out_spec.num_leaves == 3
 
     out = ep.module()(*args)
@@ -147,7 +147,7 @@ def test_namedtuple_input_and_output(device):
     ep = export(mod, (p,))
 
     # Namedtuple specs record the concrete class as their context.
-    assert _in_args_spec(ep).children_specs[0].context is Pair
+    assert _in_args_spec(ep).child(0).context is Pair
     assert ep.call_spec.out_spec.context is Pair
     assert ep.call_spec.out_spec.num_children == 2
 
@@ -169,7 +169,7 @@ def test_dataclass_input(device):
     b = Batch(torch.randn(2, 5, device=device), (torch.rand(2, 5, device=device) > 0.5).float())
     ep = torch.export.export(mod, (b,))
 
-    spec = _in_args_spec(ep).children_specs[0]
+    spec = _in_args_spec(ep).child(0)
     assert spec.type is Batch
     assert spec.num_leaves == 2
     assert len(ep.graph_signature.user_inputs) == 2
@@ -441,5 +441,5 @@ def test_same_leaves_different_container_types(device, container):
     ep = export(mod, (make(),))
 
     expected_type = {"list": list, "tuple": tuple, "dict": dict}[container]
-    assert _in_args_spec(ep).children_specs[0].type is expected_type
+    assert _in_args_spec(ep).child(0).type is expected_type
     assert_close(ep.module()(make()), a * b)

@@ -127,7 +127,7 @@ def test_scalar_kwarg_with_tensor_args(device):
     x = torch.randn(3, 4, device=device)
     ep = torch.export.export(mod, (x,), {"eps": 0.1, "dim": 0})
 
-    assert sorted(ep.call_spec.in_spec.children_specs[1].context) == ["dim", "eps"]
+    assert sorted(ep.call_spec.in_spec.child(1).context) == ["dim", "eps"]
     x2 = torch.randn(3, 4, device=device)
     assert_close(ep.module()(x2, eps=0.1, dim=0), mod(x2, eps=0.1, dim=0))
 

@@ -17,7 +17,6 @@ exported, so the eager reference is always a deep copy taken before export.
 
 import copy
 
-import pytest
 import torch
 from torch.export import export
 from torch.export.graph_signature import InputKind, OutputKind

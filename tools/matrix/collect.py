@@ -157,8 +157,9 @@ def collect(
                 collected.problems += [f"{cell.label}: {p}" for p in report.get("matrix", {}).get("problems", [])]
             elif (shard_dir / "test.xml").is_file() and list(ET.parse(shard_dir / "test.xml").getroot().iter("testcase")):
                 records = _records_from_xml(shard_dir / "test.xml", cell, shard)
-                # Bazel writes its own one-testcase XML when the test died without one: not ours.
-                if any(r.test.endswith(".py") or "::" in r.test for r in records):
+                # Bazel writes its own one-testcase XML (named after the target) when the test died
+                # without one: not ours. Ours name tests by node id, which starts with a .py file.
+                if any(r.test.split("::", 1)[0].endswith(".py") for r in records):
                     found[key] += records
                 else:
                     dead.append((cell, shard, _log_tail(shard_dir / "test.log") if (shard_dir / "test.log").is_file() else ""))
@@ -169,11 +170,14 @@ def collect(
     for (suite, _v, _d), records in found.items():
         suite_tests.setdefault(suite, set()).update(r.test for r in records)
     dead_keys = {(c.suite.name, c.variant.name, c.device.name): (c, s, tail) for c, s, tail in dead}
+    filled_dead: set[tuple[str, str, str]] = set()
     for cell in cells if fill_missing else []:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         have = {r.test for r in found[key]}
         missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else ["(no test results for this suite)"])
         if key in dead_keys:
+            if missing:
+                filled_dead.add(key)
             _c, shard, tail = dead_keys[key]
             status, message = statuses.CRASHED, "the target died without writing a report or test.xml (see log tail)"
         else:
@@ -184,6 +188,12 @@ def collect(
                    message=message, error_type=status, target=cell.label, shard=shard, log_tail=tail)
             for t in missing
         ]  # fmt: skip
+    # A dead shard whose tests are unknown (fill_missing=False, or no cell reported them): never silent.
+    collected.problems += [
+        f"{c.label}: shard {s + 1} died without writing a report or test.xml; see its test.log"
+        for c, s, _tail in dead
+        if (c.suite.name, c.variant.name, c.device.name) not in filled_dead
+    ]
     for records in found.values():
         for record in records:
             record.run_id = run_id

@@ -7,12 +7,13 @@ valid choices or a did-you-mean. Structure is checked by the JSON Schema shipped
 
 from __future__ import annotations
 
+import copy
 import difflib
 import glob
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,20 @@ class Matrix:
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
 
-    def cells(self) -> list[Cell]:
-        return [
-            Cell(suite, self.variant(v), self.device(d), self.expectations.get((suite.name, v, d), Expectations()))
+    @cached_property
+    def _cells(self) -> tuple[Cell, ...]:
+        devices = {d.name: d for d in self.devices}
+        variants = {v.name: v for v in self.variants}
+        return tuple(
+            Cell(suite, variants[v], devices[d], self.expectations.get((suite.name, v, d), Expectations()))
             for suite in self.suites
             for v in suite.variants
             for d in suite.devices
-        ]
+        )
+
+    def cells(self) -> list[Cell]:
+        """Every (suite, variant, device) in matrix.yaml order."""
+        return list(self._cells)
 
 
 @cache
@@ -156,53 +164,136 @@ def parse(text: str, display: str, workspace: Path) -> Matrix:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-        raise MatrixError([f"{display}:{where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+        context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        opened = f" ({context} started at {context_mark.line + 1}:{context_mark.column + 1})" if context and context_mark else ""
+        raise MatrixError([f"{display}:{where}: invalid YAML: {getattr(e, 'problem', None) or e}{opened}"]) from None
     problems = _Problems(display, doc)
     for path, line, col in doc.duplicates:
         problems.at_pos(line, col, f"duplicate key {path[-1]!r} in {'.'.join(map(str, path[:-1])) or 'the document'}")
     if not isinstance(doc.data, dict):
         problems.add((), "the document must be a mapping with keys devices, variants, suites, expectations")
         raise MatrixError(problems.lines)
-    for error in sorted(_validator().iter_errors(doc.data), key=lambda e: doc.where(tuple(e.absolute_path))):
-        problems.add(tuple(error.absolute_path), _schema_message(error))
-    if problems.lines:
-        raise MatrixError(problems.lines)
-    matrix = _build(doc.data, display, workspace, problems)
-    if problems.lines:
+    errors = list(_validator().iter_errors(doc.data))
+    for error in errors:
+        for path, message in _schema_problems(error):
+            problems.add(path, message)
+    # Cross-references and the file system are checked on what the schema accepted, so one run
+    # reports every problem (unless a whole section is missing or malformed).
+    buildable = _buildable(doc.data, errors)
+    matrix = _build(*buildable, display, workspace, problems) if buildable is not None else None
+    if problems.lines or matrix is None:
         raise MatrixError(problems.lines)
     return matrix
 
 
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "the document"
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "top level"
+
+
+def _schema_problems(error: jsonschema.ValidationError) -> list[tuple[tuple, str]]:
+    """(key path to point at, message) for one schema error."""
+    path = tuple(error.absolute_path)
+    where = _dotted(path)
+    reasons = len(path) >= 2 and path[-2] in ("xfail", "skip")
     if error.validator == "additionalProperties" and error.validator_value is False:
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        return f"unknown key {extra[0]!r} in {where}: {did_you_mean(extra[0], allowed)}"
+        extra = sorted(set(error.instance) - set(allowed), key=str)
+        what = "top-level key" if not path else "key"
+        inside = "" if not path else f" in {where}"
+        return [(path + (key,), f"unknown {what} {key!r}{inside}: {did_you_mean(key, allowed)}") for key in extra]
+    if error.validator == "pattern" and "propertyNames" in error.relative_schema_path:
+        if path and path[-1] in ("xfail", "skip"):
+            return [(path + (error.instance,), f"{where}: {error.instance!r} is not a test: use a test file path relative to the suite directory (ending in .py), optionally followed by ::Class::test")]
+        return [(path + (error.instance,), f"{where}: {error.instance!r} is not a valid name: use lowercase letters, digits and _, starting with a letter")]
+    if reasons and (error.validator in ("minLength", "pattern") or (error.validator == "type" and error.instance is None)):
+        return [(path, f"{_dotted(path[:-1])}: the reason of {path[-1]!r} is empty; say why (the error you saw)")]
     if error.validator == "required":
-        return f"{where}: {error.message}"
-    if error.validator == "pattern" and error.absolute_path and error.absolute_path[-1] in ("impl",):
-        return f"{where}: {error.instance!r} is not of the form package.module:ClassName"
-    if error.validator == "pattern" and error.validator_value == "\\S":
-        return f"{where}: the reason is empty; say why (the error you saw)"
+        return [(path, f"{where}: {error.message}")]
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        seen: list[Any] = []
+        twice = [(i, v) for i, v in enumerate(error.instance) if v in seen or seen.append(v)]
+        return [(path + (i,), f"{where}: {v!r} is listed twice") for i, v in twice]
+    if error.validator == "pattern" and path and path[-1] == "impl":
+        return [(path, f"{where}: {error.instance!r} is not of the form package.module:ClassName")]
     if error.validator == "minLength" and error.validator_value == 1:
-        return f"{where}: must not be empty"
-    if error.validator == "oneOf" and "shards" in error.absolute_path:
-        return f"{where}: shards must be an integer 1..50 or a mapping device -> integer 1..50, got {error.instance!r}"
-    if error.validator in ("minimum", "maximum") and "shards" in error.absolute_path:
-        return f"{where}: shard count {error.instance!r} is outside 1..50"
-    return f"{where}: {error.message}"
+        return [(path, f"{where}: must not be empty")]
+    if error.validator == "oneOf" and path and path[-1] == "shards":
+        if isinstance(error.instance, dict):  # report the bad entries of the per-device mapping
+            return [(tuple(c.absolute_path), _shard_message(c)) for c in error.context or () if c.relative_schema_path[0] == 1]
+        if isinstance(error.instance, int) and not isinstance(error.instance, bool):
+            return [(path, f"{where}: shard count {error.instance} is outside 1..50")]
+        return [(path, f"{where}: shards must be an integer 1..50 or a mapping device -> integer 1..50, got {error.instance!r}")]
+    if error.validator == "type" and isinstance(error.validator_value, str) and error.validator_value in _YAML_TYPES:
+        return [(path, f"{where}: must be {_YAML_TYPES[error.validator_value]}, got {error.instance!r}")]
+    return [(path, f"{where}: {error.message}")]
+
+
+_YAML_TYPES = {"array": "a list", "object": "a mapping", "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
+def _shard_message(error: jsonschema.ValidationError) -> str:
+    where = _dotted(error.absolute_path)
+    if isinstance(error.instance, int) and not isinstance(error.instance, bool):
+        return f"{where}: shard count {error.instance} is outside 1..50"
+    return f"{where}: shard count must be an integer 1..50, got {error.instance!r}"
+
+
+def _buildable(data: dict[str, Any], errors: list[jsonschema.ValidationError]) -> tuple[dict[str, Any], set[str]] | None:
+    """`data` without the parts the schema rejected (names are kept, so references to them still
+    resolve), and the suites to leave out; None when a whole section is missing or malformed."""
+    sections = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    sections["expectations"] = copy.deepcopy(sections.get("expectations"))
+    invalid_suites: set[str] = set()
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if not path:
+            if error.validator == "additionalProperties":
+                continue  # unknown top-level keys are ignored by _build
+            return None
+        section = path[0]
+        if len(path) == 1:
+            if error.validator == "pattern" and "propertyNames" in error.relative_schema_path:
+                continue  # a badly spelled name: keep it so references to it resolve
+            if section != "expectations":
+                return None
+            sections["expectations"] = {}
+            continue
+        name = path[1]
+        if section == "devices":
+            sections["devices"][name] = {}
+        elif section == "variants":
+            sections["variants"][name] = {"impl": "", "description": ""}
+        elif section == "suites":
+            invalid_suites.add(name)
+        elif section == "expectations" and error.validator != "additionalProperties":  # unknown keys are ignored
+            entry = path + (error.instance,) if "propertyNames" in error.relative_schema_path else path
+            _drop(sections["expectations"], entry[1:])
+    return sections, invalid_suites
+
+
+def _drop(tree: Any, path: tuple) -> None:
+    for key in path[:-1]:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    if isinstance(tree, dict):
+        tree.pop(path[-1], None)
 
 
 class _Problems:
     def __init__(self, display: str, doc: Located):
-        self.display, self.doc, self.lines = display, doc, []
+        self.display, self.doc = display, doc
+        self._found: list[tuple[int, int, str]] = []
 
     def add(self, path: tuple, message: str) -> None:
         self.at_pos(*self.doc.where(path), message)
 
     def at_pos(self, line: int, col: int, message: str) -> None:
-        self.lines.append(f"{self.display}:{line}:{col}: {message}")
+        self._found.append((line, col, message))
+
+    @property
+    def lines(self) -> list[str]:
+        """Every problem once, in file order."""
+        found = sorted(dict.fromkeys(self._found), key=lambda p: (p[0], p[1]))
+        return [f"{self.display}:{line}:{col}: {message}" for line, col, message in found]
 
 
 def _inside(workspace: Path, relative: str) -> Path | None:
@@ -224,7 +315,7 @@ def _globs(workspace: Path, directory: str, patterns: list[str]) -> list[str]:
     return sorted(found)
 
 
-def _build(data: dict[str, Any], display: str, workspace: Path, problems: _Problems) -> Matrix:
+def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems) -> Matrix:
     devices = tuple(
         Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
         for name, d in data["devices"].items()
@@ -235,12 +326,23 @@ def _build(data: dict[str, Any], display: str, workspace: Path, problems: _Probl
     device_names = [d.name for d in devices]
     variant_names = [v.name for v in variants]
     suites = []
+    directories: dict[str, str] = {}  # directory -> suite
     for name, s in data["suites"].items():
+        if name in invalid_suites:  # already reported by the schema
+            continue
         at = ("suites", name)
-        directory = s.get("directory", name).rstrip("/")
+        directory = s.get("directory", name)
         if _inside(workspace, directory) is None:
             problems.add(at + ("directory",), f"directory {directory!r} leaves the workspace; use a path inside it")
             continue
+        directory = os.path.normpath(directory).replace(os.sep, "/")  # `./x/`, `x/../y`: labels need the plain form
+        if directory == ".":
+            problems.add(at + ("directory",), f"directory {s['directory']!r} is the workspace root; give the suite its own directory (its BUILD.bazel is generated)")
+            continue
+        if directory in directories:
+            problems.add(at + ("directory",) if "directory" in s else at, f"directory {directory!r} is already the directory of suite {directories[directory]!r}; each suite needs its own (its BUILD.bazel is generated)")
+            continue
+        directories[directory] = name
         if not (workspace / directory).is_dir():
             problems.add(at + ("directory",) if "directory" in s else at, f"directory {directory!r} does not exist")
             continue
@@ -301,21 +403,23 @@ def _expectations(raw: dict, suites: list[Suite], raw_suites: dict, problems: _P
             for device_name in spec.get("devices", {}):
                 if device_name not in suite.devices:
                     problems.add(vat + ("devices", device_name), f"device {device_name!r} is not run by suite {suite_name!r}: {did_you_mean(device_name, suite.devices)}")
+            conflicts: dict[tuple, list[str]] = {}  # the later of the two entries -> devices
             for device_name in suite.devices:
                 specific = spec.get("devices", {}).get(device_name, {})
-                merged = {}
+                merged, where = {}, {}
                 for kind in ("xfail", "skip"):
                     entries = {**spec.get(kind, {}), **specific.get(kind, {})}
                     merged[kind] = tuple(sorted(entries.items()))
                     for node_id in entries:
-                        where = vat + (("devices", device_name, kind, node_id) if node_id in specific.get(kind, {}) else (kind, node_id))
-                        _check_node_id(suite, node_id, where, problems)
-                both = set(dict(merged["xfail"])) & set(dict(merged["skip"]))
-                for node_id in sorted(both):
-                    problems.add(vat, f"{node_id!r} is both xfail and skip for device {device_name!r}; keep one")
+                        where[kind, node_id] = vat + (("devices", device_name, kind, node_id) if node_id in specific.get(kind, {}) else (kind, node_id))
+                        _check_node_id(suite, node_id, where[kind, node_id], problems)  # once: problems are deduplicated
+                for node_id in sorted(set(dict(merged["xfail"])) & set(dict(merged["skip"]))):
+                    later = max(where["xfail", node_id], where["skip", node_id], key=problems.doc.where)
+                    conflicts.setdefault(later, []).append(device_name)
                 out[(suite_name, variant_name, device_name)] = Expectations(merged["xfail"], merged["skip"])
-    # Report each problem once even though every device revisits the shared entries.
-    problems.lines[:] = list(dict.fromkeys(problems.lines))
+            for later, devices in conflicts.items():
+                on = "" if len(devices) == len(suite.devices) else f" on device {', '.join(map(repr, devices))}"
+                problems.add(later, f"{later[-1]!r} is both xfail and skip{on}; keep one")
     return out
 
 

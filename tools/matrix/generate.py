@@ -22,6 +22,8 @@ CHECK_TARGET = "generated_files_test"
 
 def _s(value: str) -> str:
     """A Starlark string literal."""
+    if value.isprintable():  # the common case, without json's overhead
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -79,14 +81,14 @@ def cell_rule(cell: Cell) -> str:
     return "\n".join(lines) + "\n"
 
 
-def suite_build(matrix: Matrix, suite_name: str) -> str:
-    cells = [c for c in matrix.cells() if c.suite.name == suite_name]
+def suite_build(matrix: Matrix, suite_name: str, cells: list[Cell] | None = None) -> str:
+    cells = [c for c in matrix.cells() if c.suite.name == suite_name] if cells is None else cells
     parts = [
         HEADER,
         'load("//tools/matrix:defs.bzl", "matrix_cell")\n',
         'package(default_visibility = ["//visibility:public"])\n',
         "# Every file of the suite, for the generated-files check at the root.\n"
-        'filegroup(\n    name = "suite_files",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**"]),\n)\n',
+        'filegroup(\n    name = "suite_files",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
         *(cell_rule(c) for c in cells),
     ]
     return "\n".join(parts)
@@ -125,8 +127,11 @@ def root_build(matrix: Matrix) -> str:
 def render(matrix: Matrix) -> dict[str, str]:
     """Workspace-relative path -> file content, for every generated file."""
     files = {"BUILD.bazel": root_build(matrix)}
+    by_suite: dict[str, list[Cell]] = defaultdict(list)
+    for cell in matrix.cells():
+        by_suite[cell.suite.name].append(cell)
     for suite in matrix.suites:
-        files[f"{suite.directory}/BUILD.bazel"] = suite_build(matrix, suite.name)
+        files[f"{suite.directory}/BUILD.bazel"] = suite_build(matrix, suite.name, by_suite[suite.name])
     return files
 
 

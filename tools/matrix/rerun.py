@@ -20,6 +20,12 @@ class NoReport(Exception):
     pass
 
 
+def filter_pattern(test: str) -> str:
+    """The --test_filter pattern selecting `test`. Bazel's filter is comma-separated, so a
+    parametrized id with a comma (`t[1,2]`) becomes its base (`t`, all its parametrizations)."""
+    return test.split("[", 1)[0] if "," in test else test
+
+
 def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> dict[tuple[str, ...], list[Cell]]:
     """test_filter patterns (empty: the whole target) -> the cells to run with them."""
     cells = [c for c in matrix.cells() if cell_matches(c, args)]
@@ -31,7 +37,7 @@ def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None
         by_target: dict[str, set[str]] = defaultdict(set)
         for record in previous:
             if record.status in wanted and record_matches(record, args):
-                by_target[record.target].add(record.test)
+                by_target[record.target].add(filter_pattern(record.test))
         per_cell = {c.label: tuple(sorted(by_target[c.label])) for c in cells if by_target.get(c.label)}
     else:
         per_cell = {c.label: tuple(args.tests) for c in cells}

@@ -28,7 +28,7 @@ class Located:
 
 def load_located(text: str) -> Located:
     """Parse `text`; raise yaml.YAMLError on syntax errors."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when present
     marks: dict[Path, tuple[int, int]] = {}
     duplicates: list[tuple[Path, int, int]] = []
     data = _convert(root, (), marks, duplicates) if root is not None else None
@@ -58,8 +58,5 @@ def _convert(node: yaml.Node, path: Path, marks: dict, duplicates: list) -> Any:
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return yaml.safe_load(yaml.serialize(node))
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+    constructor = yaml.constructor.SafeConstructor()  # cheap; typed by the tag the composer resolved
+    return constructor.construct_object(node, deep=True)

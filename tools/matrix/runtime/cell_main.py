@@ -79,6 +79,7 @@ def _pytest_command(cell: CellConfig) -> list[str]:
         f"--rootdir={cell.suite_dir}",
         "-o", "console_output_style=classic",
         "-q", "-rfEX",
+        "--continue-on-collection-errors",  # a test file that fails to import must not lose the other files' tests
         *[os.path.join(cell.suite_dir, f) for f in cell.test_files],
     ]  # fmt: skip
 
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in tests:
         counts[outputs.status_of(t)] = counts.get(outputs.status_of(t), 0) + 1
     print(f"\n[matrix] {cell.target or cell.suite} ({cell.variant}, {cell.device}, shard {cell.shard_index + 1}/{cell.total_shards}): "
-          + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tests")  # fmt: skip
+          + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tests"))  # fmt: skip
     for t in unexpected:
         m = t["metadata"]["matrix"]
         print(f"[matrix] {m['status'].upper()}: {t['nodeid']}: {m['message']}")

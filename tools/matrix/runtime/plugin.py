@@ -123,6 +123,15 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 def _on_timeout(nodeid: str, seconds: float) -> None:
     _event(event="timeout", nodeid=nodeid, timeout_s=seconds)
+    # pytest is capturing the test's output into a temporary file that dies with this process: stop
+    # capturing and show what the test printed, so the message and the stacks reach the log.
+    capman = _STATE.config.pluginmanager.getplugin("capturemanager") if _STATE else None
+    if capman is not None and capman.is_globally_capturing():
+        capman.suspend_global_capture(in_=True)
+        out, err = capman.read_global_capture()
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        sys.stderr.write(err)
     sys.stderr.write(f"\nTIMEOUT: {nodeid} ran longer than {seconds:g}s; stacks follow\n")
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     sys.stderr.flush()

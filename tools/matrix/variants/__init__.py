@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-class VariantTransformError(RuntimeError):
-    """The variant's own transformation failed (not the API under test, not the test's assertion)."""
+class VariantTransformError(Exception):
+    """The variant's own transformation failed (not the API under test, not the test's assertion).
+
+    Not a RuntimeError: a test expecting the API's own RuntimeError must not pass on the variant's failure."""
 
 
 class VariantLoadError(Exception):

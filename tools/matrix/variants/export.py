@@ -89,7 +89,10 @@ class Strict(Variant):
     entry_points = (EXPORT,)
 
     def before(self, call: Call) -> Call:
-        bound = _bound(call)
+        try:
+            bound = _bound(call)
+        except TypeError:
+            return call  # arguments export() itself rejects: it raises its own TypeError
         bound.arguments["strict"] = True
         return Call(call.entry, call.fn, bound.args, bound.kwargs)
 

@@ -37,6 +37,11 @@ class _ImporterVariant(Variant):
         return VariantPackageImporter
 
 
+def _missing(source: Any) -> bool:
+    """A path that does not exist: PackageImporter raises its own error for it, so leave it alone."""
+    return isinstance(source, (str, os.PathLike)) and not os.path.exists(source)
+
+
 def _archive_bytes(source: Any) -> bytes | None:
     """The zip archive's bytes for a path or a binary buffer; None for other sources."""
     if isinstance(source, (str, os.PathLike)):
@@ -56,9 +61,13 @@ class FromDirectory(_ImporterVariant):
         source = call.args[0]
         if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
             return call  # the test already reads from a directory: that is this variant's form
+        if _missing(source):
+            return call
         data = _archive_bytes(source)
         if data is None:
             raise ValueError(f"cannot extract {type(call.args[0]).__name__} {call.args[0]!r} into a directory")
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            return call  # not an archive at all: PackageImporter rejects it with its own error
         target = os.path.join(scratch_dir(), "package")
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             archive.extractall(target)
@@ -71,6 +80,8 @@ class FromBytes(_ImporterVariant):
     """Read the archive into memory and load the package from an in-memory buffer."""
 
     def before(self, call: Call) -> Call:
+        if _missing(call.args[0]):
+            return call
         data = _archive_bytes(call.args[0])
         if data is None:
             raise ValueError(f"cannot read {type(call.args[0]).__name__} {call.args[0]!r} as a zip archive")

@@ -1,0 +1,47 @@
+"""The shell command that reruns one record's test: `bazel test <target> --test_filter=<node id>`."""
+
+from __future__ import annotations
+
+import shlex
+
+from tools.matrix.records import Record
+
+# Devices whose cells are tagged requires-gpu in matrix.yaml and only run under `--config=gpu` (.bazelrc).
+GPU_DEVICES = frozenset({"cuda"})
+# The runtime splits --test_filter on commas and matches globs with fnmatch (runtime/selection.py). A comma
+# cannot be written, so it becomes the class [+--] (the range + to -: "+", "," or "-"); the glob
+# characters become classes matching only themselves.
+_AS_GLOB = str.maketrans({",": "[+--]", "[": "[[]", "]": "[]]", "*": "[*]", "?": "[?]"})
+
+
+def target_label(record: Record) -> str:
+    """The record's Bazel label; when the collector left it empty, the generator's naming convention."""
+    return label_for(record.suite, record.variant, record.device, record.target)
+
+
+def label_for(suite: str, variant: str, device: str, target: str = "") -> str:
+    return target or f"//{suite}:{suite}_{variant}_{device}"
+
+
+def test_filter(nodeid: str) -> str:
+    """A --test_filter value selecting `nodeid` (and, for an id with a comma, at most ids that differ
+    only in having + or - there): ids without a comma are used as they are, the readable spelling."""
+    return nodeid.translate(_AS_GLOB) if "," in nodeid else nodeid
+
+
+# The three pieces are exposed separately so compat.html can embed each once and join them in JS.
+def target_part(label: str) -> str:
+    return "bazel test " + shlex.quote(label)
+
+
+def filter_part(nodeid: str) -> str:
+    return "--test_filter=" + shlex.quote(test_filter(nodeid))
+
+
+def device_part(device: str) -> str:
+    return " --config=gpu" if device in GPU_DEVICES else ""
+
+
+def rerun_command(record: Record) -> str:
+    """E.g. `bazel test //export_tests:export_tests_retrace_cuda --test_filter='t.py::test_a[x]' --config=gpu`."""
+    return f"{target_part(target_label(record))} {filter_part(record.test)}{device_part(record.device)}"

@@ -1,0 +1,292 @@
+"""The static parts of compat.html: stylesheet and script (no external assets; data is injected by html_report)."""
+
+STYLE = r"""
+:root { --row: 22px; --cell: 30px; --name: 460px; font: 13px/1.4 system-ui, sans-serif; color: #1f2328; }
+* { box-sizing: border-box; }
+body { margin: 0; display: flex; flex-direction: column; height: 100vh; }
+header { padding: 8px 12px; border-bottom: 1px solid #d0d7de; }
+h1 { font-size: 18px; margin: 0 0 4px; }
+#runinfo, #totals { color: #57606a; }
+#totals span { margin-right: 10px; white-space: nowrap; }
+#controls { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; padding: 6px 12px; border-bottom: 1px solid #d0d7de; }
+#controls fieldset { border: 0; padding: 0; margin: 0; display: flex; flex-wrap: wrap; gap: 2px 8px; align-items: center; }
+#controls label { white-space: nowrap; cursor: pointer; }
+#controls input[type=search] { width: 260px; padding: 3px 6px; }
+#controls button { font-size: 12px; }
+#count { color: #57606a; margin-left: auto; }
+.sw { display: inline-block; width: 12px; height: 12px; vertical-align: -2px; border: 1px solid #0002; margin-right: 3px; }
+#legend { padding: 4px 12px; color: #57606a; border-bottom: 1px solid #d0d7de; }
+#legend span { margin-right: 12px; white-space: nowrap; }
+#head { overflow: hidden; flex: none; border-bottom: 1px solid #d0d7de; background: #f6f8fa; }
+#headin { display: flex; height: 170px; align-items: flex-end; }
+#headin .nm { font-weight: 600; padding: 4px 6px; }
+.hc { width: var(--cell); flex: none; height: 170px; writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
+      overflow: hidden; text-overflow: ellipsis; padding: 4px 0; font-size: 12px; text-align: left; line-height: var(--cell); }
+.hc.cuda { color: #0550ae; }
+#viewport { flex: 1; overflow: auto; position: relative; }
+#canvas { position: relative; }
+.row { position: absolute; left: 0; height: var(--row); display: flex; }
+.row:hover .nm { background: #eaeef2; }
+.nm { width: var(--name); flex: none; position: sticky; left: 0; background: #fff; z-index: 1; padding: 0 6px; overflow: hidden;
+      text-overflow: ellipsis; white-space: nowrap; line-height: var(--row); border-right: 1px solid #d0d7de; }
+.nm .su { color: #57606a; margin-right: 6px; }
+.c { width: var(--cell); height: var(--row); flex: none; border: 1px solid #fff; text-align: center; line-height: calc(var(--row) - 2px);
+     font-size: 11px; cursor: pointer; overflow: hidden; user-select: none; }
+.c.none { cursor: default; background: #f6f8fa; }
+.c.dim { opacity: .18; }
+.tf { background-image: repeating-linear-gradient(45deg, #0003 0 3px, transparent 3px 7px); }
+.chg { box-shadow: inset 0 0 0 2px #0969da; }
+.c.sel { outline: 2px solid #000; outline-offset: -2px; }
+.s-passed { background-color: #4ac26b; } .s-xfailed { background-color: #e3c26b; } .s-failed { background-color: #e5534b; color: #fff; }
+.s-xpassed { background-color: #a371f7; color: #fff; } .s-skipped { background-color: #d0d7de; } .s-error { background-color: #bf3989; color: #fff; }
+.s-crashed { background-color: #5c1a1a; color: #fff; } .s-timeout { background-color: #f0883e; } .s-not_run { background-color: #fff; border: 1px dashed #8c959f; }
+#empty { padding: 20px; color: #57606a; }
+#panel { position: fixed; top: 0; right: 0; bottom: 0; width: min(560px, 100vw); background: #fff; border-left: 1px solid #d0d7de;
+         box-shadow: -4px 0 12px #0002; padding: 12px 16px; overflow: auto; z-index: 5; }
+#panel h2 { font-size: 15px; margin: 0 30px 8px 0; word-break: break-all; }
+#panel dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; margin: 0; }
+#panel dt { color: #57606a; }
+#panel dd { margin: 0; word-break: break-word; white-space: pre-wrap; }
+#panel pre, #panel code { font: 12px/1.4 ui-monospace, monospace; background: #f6f8fa; padding: 6px; margin: 0; white-space: pre-wrap; word-break: break-all; display: block; }
+#p-close { position: absolute; top: 8px; right: 10px; font-size: 16px; }
+"""
+
+# Data is only ever written with textContent / title / value / dataset, never innerHTML.
+SCRIPT = r"""
+(function () {
+  "use strict";
+  const D = JSON.parse(document.getElementById("report-data").textContent);
+  const S = D.statuses, N = D.rec.det.length, NR = D.rows.test.length, NC = D.cols.length;
+  const ROW_H = 22, CELL_W = 30, NAME_W = 460, OVERSCAN = 15;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
+
+  // Decode: record i -> its detail entry (DET[i] * W + field), row, column, status, transform flag.
+  const W = D.detFields.length, F = {};
+  D.detFields.forEach((name, k) => { F[name] = k; });
+  const DET = Int32Array.from(D.rec.det, (k) => k * W), DV = D.det, MS = D.rec.ms;
+  const val = (i, name) => DV[DET[i] + F[name]];
+  const ROW = new Int32Array(N), COL = new Int32Array(N), ST = new Uint8Array(N), TF = new Uint8Array(N);
+  const starts = D.rows.start;
+  for (let r = 0; r < NR; r++) { const end = r + 1 < NR ? starts[r + 1] : N; for (let i = starts[r]; i < end; i++) ROW[i] = r; }
+  for (let i = 0; i < N; i++) { const k = DET[i]; COL[i] = DV[k + F.col]; ST[i] = DV[k + F.st]; TF[i] = DV[k + F.tf]; }
+  // (row, column) -> record index
+  const cellIdx = new Int32Array(NR * NC).fill(-1);
+  for (let i = 0; i < N; i++) cellIdx[ROW[i] * NC + COL[i]] = i;
+  const CHG = new Map();
+  if (D.changes) for (const [i, old, kind] of D.changes) CHG.set(i, [old, kind]);
+  const colLabel = (c) => D.variants[D.cols[c][0]] + " · " + D.devices[D.cols[c][1]];
+
+  // ---- header: run info and totals
+  document.title = "Compatibility report · " + D.run.run_id;
+  $("runinfo").textContent = "Run " + D.run.run_id + " · created " + D.run.created + " · torch " + (D.run.torch_version || "unknown") +
+    (D.run.bazel_command ? " · " + D.run.bazel_command : "");
+  const totals = new Array(S.length).fill(0);
+  for (let i = 0; i < N; i++) totals[ST[i]]++;
+  const ran = N - totals[S.indexOf("skipped")] - totals[S.indexOf("not_run")];
+  const rate = ran > 0 ? (100 * totals[S.indexOf("passed")] / ran).toFixed(1) + "%" : "—";
+  $("totals").append(el("span", null, N + " cells · " + NR + " tests · pass rate " + rate));
+  if (D.baseline) {
+    const b = D.baseline;
+    $("totals").append(el("span", null, "since baseline: " + b.regressions + " regressions, " + b.fixes + " fixes, " +
+      b.changed_xfails + " changed xfails, " + b.new + " new, " + b.removed + " removed cells"));
+  }
+
+  // ---- controls
+  const stBoxes = [];
+  S.forEach((s, k) => {
+    const lab = el("label"), box = el("input");
+    box.type = "checkbox"; box.checked = true; box.id = "f-st-" + s; box.dataset.status = s;
+    box.addEventListener("change", refilter);
+    lab.append(box, el("span", "sw s-" + s), s + " (" + totals[k] + ")");
+    $("f-status").append(lab); stBoxes.push(box);
+  });
+  const setStatuses = (pred) => { S.forEach((s, k) => { stBoxes[k].checked = pred(s); }); refilter(); };
+  $("st-all").addEventListener("click", () => setStatuses(() => true));
+  $("st-none").addEventListener("click", () => setStatuses(() => false));
+  $("st-bad").addEventListener("click", () => setStatuses((s) => D.unexpected.includes(s)));
+  const fill = (sel, names) => names.forEach((n, k) => { const o = el("option", null, n); o.value = String(k); sel.append(o); });
+  fill($("f-suite"), D.suites); fill($("f-variant"), D.variants); fill($("f-device"), D.devices);
+  for (const id of ["f-suite", "f-variant", "f-device", "f-changed"]) $(id).addEventListener("change", refilter);
+  if (!D.changes) $("f-changed-wrap").hidden = true;
+  let textTimer = 0;
+  $("f-text").addEventListener("input", () => { clearTimeout(textTimer); textTimer = setTimeout(refilter, 120); });
+
+  // ---- legend
+  for (const s of S) { const sp = el("span"); sp.append(el("span", "sw s-" + s), (D.symbols[s] || "?") + " " + s); $("legend").append(sp); }
+  const tfl = el("span"); tfl.append(el("span", "sw tf"), D.transformMark + " the variant's transform raised (not the test's assertion)");
+  $("legend").append(tfl);
+  if (D.changes) { const cl = el("span"); cl.append(el("span", "sw chg"), "changed since baseline"); $("legend").append(cl); }
+
+  // ---- filtering
+  let rowLower = null, strLower = null;
+  let visRows = new Int32Array(0), visCols = [];
+  function refilter() {
+    const on = stBoxes.map((b) => b.checked);
+    const su = $("f-suite").value === "" ? -1 : +$("f-suite").value;
+    const va = $("f-variant").value === "" ? -1 : +$("f-variant").value;
+    const de = $("f-device").value === "" ? -1 : +$("f-device").value;
+    const onlyChanged = !!D.changes && $("f-changed").checked;
+    const q = $("f-text").value.trim().toLowerCase();
+    if (q && !rowLower) {
+      rowLower = D.rows.test.map((t, r) => (D.suites[D.rows.suite[r]] + "::" + t).toLowerCase());
+      strLower = D.str.map((s) => s.toLowerCase());
+    }
+    visCols = [];
+    for (let c = 0; c < NC; c++) if ((va < 0 || D.cols[c][0] === va) && (de < 0 || D.cols[c][1] === de)) visCols.push(c);
+    const out = new Int32Array(NR);
+    let n = 0;
+    for (let r = 0; r < NR; r++) {
+      if (su >= 0 && D.rows.suite[r] !== su) continue;
+      const nameHit = !q || rowLower[r].includes(q);
+      const base = r * NC;
+      for (const c of visCols) {
+        const i = cellIdx[base + c];
+        if (i < 0 || !on[ST[i]] || (onlyChanged && !CHG.has(i))) continue;
+        if (nameHit || strLower[val(i, "msg")].includes(q) || strLower[val(i, "et")].includes(q)) { out[n++] = r; break; }
+      }
+    }
+    visRows = out.subarray(0, n);
+    statusOn = on;
+    $("count").textContent = "showing " + n + " of " + NR + " tests";
+    layout();
+  }
+  let statusOn = S.map(() => true);
+
+  // ---- heatmap: only the rows in view are in the DOM (virtual scrolling)
+  const viewport = $("viewport"), canvas = $("canvas"), rowsEl = $("rows"), headin = $("headin");
+  function layout() {
+    const width = NAME_W + visCols.length * CELL_W;
+    canvas.style.width = width + "px";
+    canvas.style.height = visRows.length * ROW_H + "px";
+    headin.replaceChildren(el("div", "nm", "test"));
+    headin.style.width = width + "px";
+    for (const c of visCols) {
+      const h = el("div", "hc " + D.devices[D.cols[c][1]], colLabel(c));
+      h.title = colLabel(c);
+      headin.append(h);
+    }
+    $("empty").hidden = visRows.length > 0;
+    lastRange = "";
+    render();
+  }
+  let lastRange = "", selected = -1;
+  function render() {
+    const top = viewport.scrollTop, h = viewport.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+    const last = Math.min(visRows.length, Math.ceil((top + h) / ROW_H) + OVERSCAN);
+    const range = first + ":" + last;
+    if (range === lastRange) return;
+    lastRange = range;
+    const frag = document.createDocumentFragment();
+    for (let k = first; k < last; k++) {
+      const r = visRows[k];
+      const row = el("div", "row");
+      row.style.top = k * ROW_H + "px";
+      row.dataset.row = String(r);
+      const nm = el("div", "nm");
+      const suite = D.suites[D.rows.suite[r]], test = D.rows.test[r];
+      nm.title = suite + "::" + test;
+      nm.append(el("span", "su", suite), el("span", "t", test));
+      row.append(nm);
+      for (const c of visCols) {
+        const i = cellIdx[r * NC + c];
+        if (i < 0) { row.append(el("div", "c none")); continue; }
+        const st = S[ST[i]];
+        let cls = "c s-" + st;
+        if (TF[i]) cls += " tf";
+        if (CHG.has(i)) cls += " chg";
+        if (!statusOn[ST[i]]) cls += " dim";
+        if (i === selected) cls += " sel";
+        const cell = el("div", cls, (D.symbols[st] || "?") + (TF[i] && st !== "passed" ? D.transformMark : ""));
+        cell.dataset.i = String(i);
+        cell.dataset.status = st;
+        cell.dataset.col = colLabel(c);
+        cell.title = colLabel(c) + ": " + st + (TF[i] ? " (transform failed)" : "");
+        row.append(cell);
+      }
+      frag.append(row);
+    }
+    rowsEl.replaceChildren(frag);
+  }
+  let ticking = false;
+  viewport.addEventListener("scroll", () => {
+    $("head").scrollLeft = viewport.scrollLeft;
+    if (!ticking) { ticking = true; requestAnimationFrame(() => { ticking = false; render(); }); }
+  });
+  window.addEventListener("resize", () => { lastRange = ""; render(); });
+
+  // ---- details panel
+  const rerun = (i) => D.targets[val(i, "tgt")][1] + " " + D.rows.filter[ROW[i]] + D.cols[COL[i]][2];
+  function show(i) {
+    selected = i;
+    const r = ROW[i], st = S[ST[i]];
+    $("p-title").textContent = D.suites[D.rows.suite[r]] + "::" + D.rows.test[r];
+    const fields = [
+      ["variant", D.variants[D.cols[COL[i]][0]]], ["device", D.devices[D.cols[COL[i]][1]]], ["status", st],
+      ["error type", D.str[val(i, "et")] || "—"],
+      ["transform failed", TF[i] ? "yes: the variant's transform raised, not the test's assertion" : "no"],
+      ["duration", (MS[i] / 1000).toFixed(3) + " s"], ["target", D.targets[val(i, "tgt")][0]],
+      ["expectation", D.str[val(i, "exp")] || "—"], ["attempts", String(val(i, "att"))], ["cached", val(i, "cached") ? "yes" : "no"],
+      ["shard", val(i, "shard") < 0 ? "—" : String(val(i, "shard"))], ["run id", D.str[val(i, "rid")] || D.run.run_id],
+    ];
+    if (CHG.has(i)) { const [old, kind] = CHG.get(i); fields.splice(3, 0, ["baseline", old + " (" + kind + ")"]); }
+    const dl = $("p-fields");
+    dl.replaceChildren();
+    for (const [k, v] of fields) dl.append(el("dt", null, k), el("dd", null, v));
+    $("p-message").textContent = D.str[val(i, "msg")] || "—";
+    $("p-log").textContent = D.str[val(i, "log")];
+    $("p-log-wrap").hidden = !D.str[val(i, "log")];
+    $("p-cmd").textContent = rerun(i);
+    $("panel").hidden = false;
+    lastRange = ""; render();
+  }
+  rowsEl.addEventListener("click", (ev) => {
+    const cell = ev.target.closest(".c");
+    if (cell && cell.dataset.i !== undefined) show(+cell.dataset.i);
+  });
+  const close = () => { $("panel").hidden = true; selected = -1; lastRange = ""; render(); };
+  $("p-close").addEventListener("click", close);
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") close(); });
+  $("p-copy").addEventListener("click", () => {
+    const text = $("p-cmd").textContent;
+    const done = () => { $("p-copy").textContent = "copied"; setTimeout(() => { $("p-copy").textContent = "copy"; }, 1200); };
+    if (navigator.clipboard) navigator.clipboard.writeText(text).then(done, () => selectCmd());
+    else selectCmd();
+  });
+  function selectCmd() { const range = document.createRange(); range.selectNodeContents($("p-cmd")); const s = getSelection(); s.removeAllRanges(); s.addRange(range); }
+
+  refilter();
+  document.body.dataset.ready = "1";
+})();
+"""
+
+BODY = """<header>
+<h1>Compatibility report</h1>
+<div id="runinfo"></div>
+<div id="totals"></div>
+</header>
+<div id="controls">
+<fieldset id="f-status"><legend hidden>status</legend></fieldset>
+<span><button type="button" id="st-all">all</button> <button type="button" id="st-none">none</button> <button type="button" id="st-bad">unexpected</button></span>
+<label>suite <select id="f-suite"><option value="">all</option></select></label>
+<label>variant <select id="f-variant"><option value="">all</option></select></label>
+<label>device <select id="f-device"><option value="">all</option></select></label>
+<label id="f-changed-wrap"><input type="checkbox" id="f-changed"> changed since baseline</label>
+<input type="search" id="f-text" placeholder="filter: test, message, error type" aria-label="text filter">
+<span id="count"></span>
+</div>
+<div id="legend"></div>
+<div id="head"><div id="headin"></div></div>
+<div id="viewport"><div id="canvas"><div id="rows"></div></div><div id="empty" hidden>No test matches the filters.</div></div>
+<aside id="panel" hidden>
+<button type="button" id="p-close" aria-label="close">×</button>
+<h2 id="p-title"></h2>
+<dl id="p-fields"></dl>
+<h3>Message</h3>
+<pre id="p-message"></pre>
+<div id="p-log-wrap" hidden><h3>Log tail</h3><pre id="p-log"></pre></div>
+<h3>Rerun <button type="button" id="p-copy">copy</button></h3>
+<code id="p-cmd"></code>
+</aside>
+"""

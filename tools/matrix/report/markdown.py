@@ -1,0 +1,229 @@
+"""compat.md: the GitHub-flavoured Markdown report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from itertools import groupby
+from operator import attrgetter
+
+from tools.matrix import statuses
+from tools.matrix.records import Record, RunInfo
+from tools.matrix.report.baseline import Change, Comparison
+from tools.matrix.report.signatures import failure_causes, first_message
+from tools.matrix.report.summary import (
+    COLUMNS,
+    Prepared,
+    by_severity,
+    failure_kind,
+    format_rate,
+    pass_rate,
+    prepare,
+    variant_order,
+)
+
+# Plain glyphs every font has (the page shows them too); the legend explains them.
+SYMBOLS = {
+    statuses.PASSED: "✓",
+    statuses.FAILED: "✗",
+    statuses.XFAILED: "x",
+    statuses.XPASSED: "X!",
+    statuses.SKIPPED: "s",
+    statuses.ERROR: "E",
+    statuses.CRASHED: "C!",
+    statuses.TIMEOUT: "TO",
+    statuses.NOT_RUN: "–",
+}
+TRANSFORM_MARK = "⚙"  # appended when the variant's transform raised, as opposed to the test's assertion
+GREEN = frozenset({statuses.PASSED, statuses.SKIPPED})  # a test is listed in its suite's grid unless all cells are these
+MAX_MESSAGE = 240
+MAX_ROWS = 200  # per list-like section; compat.json and compat.html always have everything
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+_BACKTICKS = re.compile(r"`+")
+
+
+def escape(text: str) -> str:
+    """Plain table-cell text: no pipes, newlines, HTML or emphasis can leak out of the cell."""
+    text = _NEWLINES.sub(" ↵ ", text).replace("\\", "\\\\").replace("|", "\\|")
+    for ch in "*[]<>&~`":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def code(text: str, limit: int | None = None) -> str:
+    """A code span safe inside a table cell (GFM unescapes `\\|` there even inside code)."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = _NEWLINES.sub(" ↵ ", text).replace("|", "\\|")
+    if not text.strip():
+        return ""
+    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> list[str]:
+    """`align`: one letter per column, l or r (default l)."""
+    marks = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "l")]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _more(total: int, shown: int, what: str = "") -> list[str]:
+    return ["", f"… and {total - shown} more{what} (see compat.json / compat.html)."] if total > shown else []
+
+
+def _summary(prep: Prepared) -> list[str]:
+    groups = prep.groups
+    header = ["suite", "variant", "device", *COLUMNS, "pass rate"]
+    rows = [[escape(s), escape(v), escape(d), *(str(c[k]) for k in COLUMNS), format_rate(pass_rate(c))] for (s, v, d), c in groups.items()]
+    totals = prep.totals
+    rows.append(["**all**", "", "", *(f"**{totals[k]}**" for k in COLUMNS), f"**{format_rate(pass_rate(totals))}**"])
+    return ["## Summary", "", *table(header, rows, "lll" + "r" * (len(COLUMNS) + 1)),
+            "", "Pass rate = passed / (total − skipped − not_run)."]
+
+
+_HAS_KIND = statuses.UNEXPECTED | {statuses.XFAILED}
+
+
+def _change_rows(changes: Sequence[Change]) -> list[str]:
+    rows = [
+        [escape(c.new.suite), code(c.new.test), escape(c.new.variant), escape(c.new.device), c.old.status, c.new.status,
+         failure_kind(c.new) if c.new.status in _HAS_KIND else "", code(first_message(c.new), MAX_MESSAGE)]
+        for c in changes[:MAX_ROWS]
+    ]
+    header = ["suite", "test", "variant", "device", "before", "after", "kind", "message"]
+    return [*table(header, rows), *_more(len(changes), len(rows))]
+
+
+def _cells_by_test(records: Sequence[Record]) -> list[str]:
+    """New / removed cells, one line per test with the variant/device cells it gained or lost."""
+    tests = [(key, list(group)) for key, group in groupby(records, key=attrgetter("suite", "test"))]
+    lines = [
+        f"- {escape(suite)} {code(test)}: " + ", ".join(f"{escape(r.variant)}/{escape(r.device)} ({r.status})" for r in group)
+        for (suite, test), group in tests[:MAX_ROWS]
+    ]
+    return [*lines, *_more(len(tests), len(lines), " tests")]
+
+
+def _changes(comparison: Comparison) -> list[str]:
+    c = comparison.counts()
+    since = ", ".join(comparison.baseline_run_ids) or "the baseline"
+    lines = ["## Changes since baseline", "",
+             (f"Compared with {escape(since)}: **{c['regressions']} regressions**, {c['fixes']} fixes, "
+             f"{c['changed_xfails']} changed xfails, {c['other']} other status changes, "
+             f"{c['new']} new cells, {c['removed']} removed cells.")]
+    sections = [("Regressions", "passed/xfailed → failed/error/crashed/timeout.", comparison.regressions),
+                ("Fixes", "failed/error/crashed/timeout → passed.", comparison.fixes),
+                ("Changed xfails", "xfailed ↔ anything else: an xfail entry was added, removed or went stale.", comparison.changed_xfails),
+                ("Other status changes", "", comparison.other)]
+    for title, what, changes in sections:
+        if changes:
+            lines += ["", f"### {title} ({len(changes)})", "", *([what, ""] if what else []), *_change_rows(changes)]
+    for title, cells in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
+        if cells:
+            lines += ["", f"### {title} ({len(cells)} cells)", "", *_cells_by_test(cells)]
+    return lines
+
+
+def _unexpected(records: Sequence[Record]) -> list[str]:
+    bad = by_severity(r for r in records if r.status in statuses.UNEXPECTED)
+    if not bad:
+        return ["## Unexpected results", "", "None: every cell passed, was skipped, or failed as expected."]
+    rows = [[r.status, failure_kind(r), escape(r.suite), code(r.test), escape(r.variant), escape(r.device),
+             code(r.error_type or ""), code(first_message(r), MAX_MESSAGE)] for r in bad[:MAX_ROWS]]
+    header = ["status", "kind", "suite", "test", "variant", "device", "error", "message"]
+    return [f"## Unexpected results ({len(bad)})", "", *table(header, rows), *_more(len(bad), len(rows))]
+
+
+def _stale_xfails(records: Sequence[Record]) -> list[str]:
+    stale = [r for r in records if r.status == statuses.XPASSED]
+    lines = ["## Stale xfails", ""]
+    if not stale:
+        return lines + ["None: every xfail entry still fails."]
+    rows = [[escape(r.suite), code(r.test), escape(r.variant), escape(r.device), code(r.expectation or r.test)] for r in stale[:MAX_ROWS * 5]]
+    lines += [f"{len(stale)} cells passed although matrix.yaml expects them to fail: remove the entry.", ""]
+    return lines + [*table(["suite", "test", "variant", "device", "xfail entry to remove"], rows), *_more(len(stale), len(rows))]
+
+
+def _causes(records: Sequence[Record]) -> list[str]:
+    causes = failure_causes(records, limit=20)
+    lines = ["## Top failure causes", ""]
+    if not causes:
+        return lines + ["No failures."]
+    lines += [("Failures (including xfailed) grouped by error type and message, with numbers, addresses, shapes, "
+              "quoted names and temp paths blanked. *transform failure*: the variant's transform raised; "
+              "*test failure*: the test itself failed."), ""]
+    rows = []
+    for i, c in enumerate(causes, 1):
+        ex = c.example
+        where = f"{escape(ex.suite)} {code(ex.test)} [{escape(ex.variant)}/{escape(ex.device)}]" if ex else ""
+        rows.append([str(i), str(c.count), str(c.xfailed), f"**{c.kind}**", code(c.signature),
+                     ", ".join(f"{escape(v)} ({n})" for v, n in c.variants.most_common()),
+                     ", ".join(f"{escape(s)} ({n})" for s, n in c.suites.most_common()), where])
+    return lines + table(["#", "count", "of which xfailed", "kind", "signature", "variants", "suites", "example"], rows, "rrr")
+
+
+def _legend() -> str:
+    names = " · ".join(f"{sym} {status}" for status, sym in SYMBOLS.items())
+    return f"Legend: {names} · {TRANSFORM_MARK} after a symbol: the variant's transform raised (not the test's assertion) · empty: no such cell."
+
+
+def _columns(pairs: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(variant, device) columns: variants base first, then devices alphabetically."""
+    rank = {v: i for i, v in enumerate(variant_order(v for v, _ in pairs))}
+    return sorted(pairs, key=lambda vd: (rank[vd[0]], vd[1]))
+
+
+def _grids(records: Sequence[Record]) -> list[str]:
+    lines = ["## Tests not green everywhere", "",
+             "Per suite, every test with a cell other than passed or skipped, by variant/device.", "", _legend()]
+    # Columns of each suite: the (variant, device) pairs it has, base first.
+    pairs: dict[str, set[tuple[str, str]]] = {}
+    for suite, variant, device in set(map(attrgetter("suite", "variant", "device"), records)):
+        pairs.setdefault(suite, set()).add((variant, device))
+    cols = {suite: _columns(pairs[suite]) for suite in sorted(pairs)}
+    symbols = {(st, tf): SYMBOLS[st] + (TRANSFORM_MARK if tf and st != statuses.PASSED else "") for st in statuses.ALL for tf in (False, True)}
+    green = GREEN
+    rows: dict[str, list[str]] = {s: [] for s in cols}
+    tests: dict[str, int] = dict.fromkeys(cols, 0)
+    index = {s: {vd: i for i, vd in enumerate(c)} for s, c in cols.items()}
+    for (suite, test), cells in groupby(records, key=attrgetter("suite", "test")):  # one pass, records are sorted
+        tests[suite] += 1
+        idx = index[suite]
+        row = [""] * len(idx)
+        bad = False
+        for r in cells:
+            st = r.status
+            if st not in green:
+                bad = True
+            row[idx[r.variant, r.device]] = symbols.get((st, r.transform_failed), st)
+        if bad:
+            rows[suite].append("| " + code(test) + " | " + " | ".join(row) + " |")
+    for suite, suite_rows in rows.items():
+        lines += ["", f"### {escape(suite)}", ""]
+        if not suite_rows:
+            lines.append("All green.")
+            continue
+        header = ["test", *(f"{escape(v)}<br>{escape(d)}" for v, d in cols[suite])]
+        lines += [f"{len(suite_rows)} of {tests[suite]} tests.", "", *table(header, []), *suite_rows]
+    return lines
+
+
+def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
+    prep = prepare(records)
+    ordered, totals, n_bad = prep.records, prep.totals, prep.unexpected_count
+    head = [
+        "# Compatibility report", "",
+        (f"Run {code(run.run_id)} · created {escape(run.created)} · torch {escape(run.torch_version or 'unknown')} · "
+        f"{len(ordered)} cells · pass rate {format_rate(pass_rate(totals))} · **{n_bad} unexpected**"),
+    ]
+    if run.bazel_command:
+        head += ["", f"Command: {code(run.bazel_command)}"]
+    parts = [head, _summary(prep)]
+    if baseline is not None:
+        parts.append(_changes(baseline))
+    parts += [_unexpected(ordered), _stale_xfails(ordered), _causes(ordered), _grids(ordered)]
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"

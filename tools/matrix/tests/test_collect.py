@@ -1,0 +1,303 @@
+"""The collector: a synthetic bazel-testlogs tree (report.json zipped and unzipped, shards, JUnit
+fallback, log-only crashes, cells with nothing) and a Build Event Protocol file."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tools.matrix import collect as collect_mod
+from tools.matrix import config, statuses
+from tools.matrix.collect import collect, read_bep
+from tools.matrix.runtime import outputs
+
+MATRIX = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base: {impl: pkg.mod:Base, description: plain}
+  other: {impl: pkg.mod:Other, description: other}
+suites:
+  s:
+    variants: [base, other]
+    devices: [cpu, cuda]
+    shards: {cpu: 2}
+  t:
+    variants: [base]
+    devices: [cpu]
+"""
+A, B, C = "test_a.py::test_one", "test_a.py::TestK::test_two[x-1]", "test_b.py::test_three"
+SANDBOX = "1700000000.000000000: src/main/tools/linux-sandbox-pid1.cc:180: remount ro: /proc"
+NO_RESULTS = "(no test results for this suite)"
+
+
+def entry(nodeid, status, message="", error_type=None, duration=0.25, expectation=None, transform_failed=False, log_tail=None):
+    m = {
+        "status": status, "duration_s": duration, "message": message, "error_type": error_type,
+        "transform_failed": transform_failed, "transform_s": 0.0, "transform_calls": 0, "expectation": expectation,
+    }  # fmt: skip
+    if log_tail is not None:
+        m["log_tail"] = log_tail
+    return {"nodeid": nodeid, "outcome": "passed" if status == statuses.PASSED else "failed", "metadata": {"matrix": m}}
+
+
+def metadata(target, shard=0, total=1, problems=(), torch_version="2.13.0+cpu"):
+    suite, _, name = target.partition(":")
+    return {
+        "suite": suite.strip("/").split("/")[-1], "variant": name.split("_")[1], "device": name.split("_")[2], "target": target,
+        "shard_index": shard, "total_shards": total, "test_filter": "", "torch_version": torch_version, "problems": list(problems),
+    }  # fmt: skip
+
+
+def report_json(tests, meta) -> bytes:
+    return json.dumps(outputs.json_report(tests, meta, time.time(), 0, "s")).encode()
+
+
+@pytest.fixture
+def matrix(tmp_path) -> config.Matrix:
+    ws = tmp_path / "ws"
+    for f in ("s/test_a.py", "s/test_b.py", "t/test_c.py"):
+        (ws / f).parent.mkdir(parents=True, exist_ok=True)
+        (ws / f).write_text("")
+    (ws / "matrix.yaml").write_text(MATRIX)
+    return config.load(ws / "matrix.yaml", ws)
+
+
+def shard_dir(testlogs: Path, target: str, shard: int | None = None, total: int = 2) -> Path:
+    d = testlogs / "s" / target
+    if shard is not None:
+        d = d / f"shard_{shard}_of_{total}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+BAZEL_OWN_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites>
+<testsuite name="s/s_other_cuda" tests="1" failures="0" errors="1">
+<testcase name="s/s_other_cuda" status="run" duration="3" time="3"><error message="exited with error code 134"></error></testcase>
+<system-out>Generated test.log (if the file is not UTF-8, then this may be unreadable):
+<![CDATA[Fatal Python error: Aborted]]></system-out>
+</testsuite>
+</testsuites>
+"""
+
+
+@pytest.fixture
+def testlogs(tmp_path) -> Path:
+    logs = tmp_path / "bazel-testlogs"
+    # s_base_cpu shard 1: report.json inside outputs.zip (Bazel's default), plus a test.xml that must lose.
+    d = shard_dir(logs, "s_base_cpu", 1)
+    (d / "test.outputs").mkdir()
+    with zipfile.ZipFile(d / "test.outputs" / "outputs.zip", "w") as z:
+        z.writestr("report.json", report_json(
+            [entry(A, statuses.PASSED, duration=1.5), entry(B, statuses.FAILED, "AssertionError: 1 != 2", "AssertionError")],
+            metadata("//s:s_base_cpu", 0, 2),
+        ))  # fmt: skip
+        z.writestr("other.txt", "unrelated")
+    (d / "test.xml").write_bytes(outputs.junit_xml([entry(A, statuses.FAILED, "wrong source")], metadata("//s:s_base_cpu", 0, 2)))
+    # s_base_cpu shard 2: an unzipped test.outputs/report.json.
+    d = shard_dir(logs, "s_base_cpu", 2)
+    (d / "test.outputs").mkdir()
+    (d / "test.outputs" / "report.json").write_bytes(report_json(
+        [entry(C, statuses.XFAILED, "RuntimeError: nope", "RuntimeError", expectation="test_b.py")],
+        metadata("//s:s_base_cpu", 1, 2, problems=["xfail entry 'test_b.py::gone' matched no test"]),
+    ))  # fmt: skip
+    # s_other_cpu shard 1: only the JUnit XML the runtime writes.
+    d = shard_dir(logs, "s_other_cpu", 1)
+    (d / "test.xml").write_bytes(outputs.junit_xml(
+        [
+            entry(A, statuses.FAILED, "TypeError: cannot pickle 'module'", "TypeError", duration=0.125, transform_failed=True),
+            entry(B, statuses.SKIPPED, "needs cuda"),
+        ],
+        metadata("//s:s_other_cpu", 0, 2),
+    ))  # fmt: skip
+    # s_other_cpu shard 2: died leaving only its log.
+    d = shard_dir(logs, "s_other_cpu", 2)
+    (d / "test.log").write_text(f"{SANDBOX}\nexec ${{PAGER:-/usr/bin/less}} \"$0\" || exit 1\nrunning test_b.py\nSegmentation fault (core dumped)\n")
+    # s_base_cuda: nothing at all (requires-gpu, excluded).
+    # s_other_cuda: Bazel's own one-testcase test.xml and the log.
+    d = shard_dir(logs, "s_other_cuda")
+    (d / "test.xml").write_text(BAZEL_OWN_XML)
+    (d / "test.log").write_text(f"{SANDBOX}\nFatal Python error: Aborted\n{SANDBOX}\n")
+    # t_base_cpu: nothing, and no other cell of suite t reported anything.
+    return logs
+
+
+def by_key(records):
+    out = {(r.variant, r.device, r.test): r for r in records}
+    assert len(out) == len(records), "duplicate records"
+    return out
+
+
+def test_collect_every_source(matrix, testlogs):
+    collected = collect(matrix, testlogs, run_id="run-1")
+    records = by_key(collected.records)
+    assert [r.key for r in collected.records] == sorted(r.key for r in collected.records)
+    s_tests = [A, B, C]
+    expected_keys = {(v, d, t) for v in ("base", "other") for d in ("cpu", "cuda") for t in s_tests} | {("base", "cpu", NO_RESULTS)}
+    assert set(records) == expected_keys  # every cell of the matrix has a record for every test of its suite
+    assert {r.run_id for r in collected.records} == {"run-1"}
+    assert collected.torch_version == "2.13.0+cpu"
+    assert collected.problems == ["//s:s_base_cpu: xfail entry 'test_b.py::gone' matched no test"]
+    assert collected.bazel == {}
+
+    # report.json from outputs.zip (shard 1) wins over that shard's test.xml
+    a = records["base", "cpu", A]
+    assert (a.status, a.duration_s, a.shard, a.target, a.suite) == (statuses.PASSED, 1.5, 0, "//s:s_base_cpu", "s")
+    b = records["base", "cpu", B]
+    assert (b.status, b.message, b.error_type, b.shard) == (statuses.FAILED, "AssertionError: 1 != 2", "AssertionError", 0)
+    # unzipped report.json (shard 2)
+    c = records["base", "cpu", C]
+    assert (c.status, c.expectation, c.error_type, c.shard) == (statuses.XFAILED, "test_b.py", "RuntimeError", 1)
+
+
+def test_junit_fallback(matrix, testlogs):
+    records = by_key(collect(matrix, testlogs).records)
+    a = records["other", "cpu", A]
+    assert (a.status, a.message, a.error_type, a.transform_failed, a.duration_s, a.shard) == (
+        statuses.FAILED, "TypeError: cannot pickle 'module'", "TypeError", True, 0.125, 0,
+    )  # fmt: skip
+    b = records["other", "cpu", B]
+    assert (b.status, b.message, b.transform_failed, b.target) == (statuses.SKIPPED, "needs cuda", False, "//s:s_other_cpu")
+
+
+def test_a_shard_that_left_only_its_log_is_crashed_with_the_log_tail(matrix, testlogs):
+    c = by_key(collect(matrix, testlogs).records)["other", "cpu", C]
+    assert c.status == c.error_type == statuses.CRASHED
+    assert c.shard == 1
+    assert "died without writing a report or test.xml" in c.message
+    assert c.log_tail.endswith("running test_b.py\nSegmentation fault (core dumped)")
+    assert "linux-sandbox" not in c.log_tail
+
+
+def test_bazels_own_test_xml_is_not_taken_for_results(matrix, testlogs):
+    """A target that died gets a one-testcase test.xml from Bazel: its tests are crashed, no bogus test."""
+    records = collect(matrix, testlogs).records
+    cuda = {r.test: r for r in records if (r.variant, r.device) == ("other", "cuda")}
+    assert set(cuda) == {A, B, C}
+    for r in cuda.values():
+        assert (r.status, r.shard, r.target) == (statuses.CRASHED, 0, "//s:s_other_cuda")
+        assert r.log_tail == "Fatal Python error: Aborted"
+
+
+def test_cells_with_nothing_are_not_run(matrix, testlogs):
+    records = by_key(collect(matrix, testlogs).records)
+    for t in (A, B, C):
+        r = records["base", "cuda", t]
+        assert (r.status, r.error_type, r.shard, r.target, r.log_tail) == (statuses.NOT_RUN, statuses.NOT_RUN, None, "//s:s_base_cuda", "")
+        assert r.message.startswith("no result: the target was not run")
+    t = records["base", "cpu", NO_RESULTS]
+    assert (t.suite, t.status, t.target) == ("t", statuses.NOT_RUN, "//t:t_base_cpu")
+
+
+def test_empty_testlogs(matrix, tmp_path):
+    records = collect(matrix, tmp_path / "nothing").records
+    assert {r.status for r in records} == {statuses.NOT_RUN}
+    assert sorted((r.suite, r.variant, r.device) for r in records) == sorted(
+        (c.suite.name, c.variant.name, c.device.name) for c in matrix.cells()
+    )
+
+
+def test_fill_missing_false_keeps_only_what_was_found(matrix, testlogs):
+    collected = collect(matrix, testlogs, fill_missing=False)
+    assert {(r.variant, r.device, r.test) for r in collected.records} == {
+        ("base", "cpu", A), ("base", "cpu", B), ("base", "cpu", C), ("other", "cpu", A), ("other", "cpu", B),
+    }  # fmt: skip
+    assert statuses.NOT_RUN not in {r.status for r in collected.records}
+    # The targets that died cannot be filled in: they are reported as problems, never dropped silently.
+    assert collected.problems == [
+        "//s:s_base_cpu: xfail entry 'test_b.py::gone' matched no test",
+        "//s:s_other_cpu: shard 2 died without writing a report or test.xml; see its test.log",
+        "//s:s_other_cuda: shard 1 died without writing a report or test.xml; see its test.log",
+    ]
+
+
+def test_collect_some_cells(matrix, testlogs):
+    cells = [c for c in matrix.cells() if c.target_name == "s_other_cpu"]
+    collected = collect(matrix, testlogs, cells=cells)
+    assert {(r.variant, r.device) for r in collected.records} == {("other", "cpu")}
+    # Alone, the cell cannot know which tests its dead shard had: a problem says so.
+    assert {r.test: r.status for r in collected.records} == {A: statuses.FAILED, B: statuses.SKIPPED}
+    assert collected.problems == ["//s:s_other_cpu: shard 2 died without writing a report or test.xml; see its test.log"]
+    # With a cell that ran those tests, they are filled in as crashed.
+    cells += [c for c in matrix.cells() if c.target_name == "s_base_cpu"]
+    collected = collect(matrix, testlogs, cells=cells)
+    assert {r.test: r.status for r in collected.records if r.variant == "other"} == {A: statuses.FAILED, B: statuses.SKIPPED, C: statuses.CRASHED}
+    assert not [p for p in collected.problems if "died" in p]
+
+
+def bep_lines(*events) -> str:
+    return "\n".join(json.dumps(e) for e in events) + "\n\n"
+
+
+def test_result(label, shard, attempt, cached=False, status="PASSED"):
+    result = {"status": status, "testAttemptDurationMillis": "1200"}
+    if cached:
+        result["cachedLocally"] = True
+    return {"id": {"testResult": {"label": label, "run": 1, "shard": shard, "attempt": attempt, "configuration": {"id": "abc"}}}, "testResult": result}
+
+
+def summary(label, overall):
+    return {"id": {"testSummary": {"label": label, "configuration": {"id": "abc"}}}, "testSummary": {"overallStatus": overall, "totalRunCount": 2}}
+
+
+test_result.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def bep(tmp_path) -> Path:
+    path = tmp_path / "bep.json"
+    path.write_text(bep_lines(
+        {"id": {"started": {}}, "started": {"uuid": "u", "command": "test"}, "children": [{"targetCompleted": {"label": "//s:s_base_cpu"}}]},
+        test_result("//s:s_base_cpu", 1, 1, cached=True),
+        test_result("//s:s_base_cpu", 2, 1),
+        summary("//s:s_base_cpu", "FAILED"),
+        test_result("//s:s_other_cpu", 1, 1, status="FAILED"),
+        test_result("//s:s_other_cpu", 1, 2),
+        test_result("//s:s_other_cpu", 2, 1, status="FAILED"),
+        {"id": {"testResult": {"label": "//s:s_remote", "shard": 1, "attempt": 1}}, "testResult": {"executionInfo": {"cachedRemotely": True}}},
+        summary("//s:s_other_cpu", "FLAKY"),
+        {"id": {"buildFinished": {}}, "finished": {"exitCode": {"name": "TESTS_FAILED", "code": 3}}},
+    ))  # fmt: skip
+    return path
+
+
+def test_read_bep(bep):
+    results = read_bep(bep)
+    assert set(results) == {"//s:s_base_cpu", "//s:s_other_cpu", "//s:s_remote"}
+    base = results["//s:s_base_cpu"]
+    assert (base.cached, base.attempts, base.overall) == ({0: True, 1: False}, {0: 1, 1: 1}, "FAILED")
+    other = results["//s:s_other_cpu"]
+    assert (other.cached, other.attempts, other.overall) == ({0: False, 1: False}, {0: 2, 1: 1}, "FLAKY")
+    assert results["//s:s_remote"].cached == {0: True}
+
+
+def test_bep_gives_cached_and_attempts(matrix, testlogs, bep):
+    collected = collect(matrix, testlogs, bep=bep)
+    records = by_key(collected.records)
+    assert collected.bazel["//s:s_other_cpu"].overall == "FLAKY"
+    assert (records["base", "cpu", A].cached, records["base", "cpu", A].attempts) == (True, 1)  # shard 1
+    assert (records["base", "cpu", C].cached, records["base", "cpu", C].attempts) == (False, 1)  # shard 2
+    assert (records["other", "cpu", A].cached, records["other", "cpu", A].attempts) == (False, 2)  # retried
+    assert records["other", "cpu", C].attempts == 1  # crashed in shard 2
+    # No BEP entry: the defaults.
+    assert (records["base", "cuda", A].cached, records["base", "cuda", A].attempts) == (False, 1)
+
+
+def test_without_bep_nothing_is_cached(matrix, testlogs):
+    records = collect(matrix, testlogs).records
+    assert not any(r.cached for r in records) and {r.attempts for r in records} == {1}
+
+
+def test_log_tail_is_bounded(tmp_path):
+    log = tmp_path / "test.log"
+    log.write_text("\n".join(f"line {i}" for i in range(5000)) + "\n" + SANDBOX + "\n")
+    tail = collect_mod._log_tail(log)
+    assert len(tail) == collect_mod.LOG_TAIL_CHARS
+    assert tail.endswith("line 4999")

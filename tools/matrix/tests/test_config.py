@@ -1,0 +1,481 @@
+"""matrix.yaml loading and validation: the real file, the schema, and a table of bad inputs with
+the exact `matrix.yaml:LINE:COL: ...` message each must produce."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+import tools.matrix
+from tools.matrix import config
+
+TOOLS = Path(tools.matrix.__file__).absolute().parent
+CLI = TOOLS / "cli.py"
+# The real matrix.yaml (a runfile under Bazel, pointing into the source tree where the suites are).
+REAL_MATRIX = (TOOLS.parents[1] / "matrix.yaml").resolve()
+
+VALID = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base:
+    impl: pkg.mod:Base
+    description: plain
+  other:
+    impl: pkg.mod:Other
+    description: other
+suites:
+  s:
+    variants: [base, other]
+    devices: [cpu, cuda]
+expectations: {}
+"""
+
+
+def make_workspace(tmp_path: Path, text: str, files: tuple[str, ...] = ("s/test_a.py",)) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for f in files:
+        (ws / f).parent.mkdir(parents=True, exist_ok=True)
+        (ws / f).write_text("def test_x():\n    pass\n")
+    (ws / "matrix.yaml").write_text(textwrap.dedent(text))
+    return ws
+
+
+def problems_of(tmp_path: Path, text: str, files: tuple[str, ...] = ("s/test_a.py", "empty/README.md")) -> list[str]:
+    ws = make_workspace(tmp_path, text, files)
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+# --- the real matrix.yaml and the schema ---------------------------------------------------------
+
+
+def test_schema_is_a_valid_draft_2020_12_schema():
+    schema = json.loads(config.SCHEMA_PATH.read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert jsonschema.validators.validator_for(schema) is jsonschema.Draft202012Validator
+    jsonschema.Draft202012Validator.check_schema(schema)  # raises SchemaError when invalid
+
+
+def test_real_matrix_yaml_validates_against_the_schema():
+    schema = json.loads(config.SCHEMA_PATH.read_text())
+    data = yaml.safe_load(REAL_MATRIX.read_text())
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+    assert errors == []
+
+
+def test_schema_rejects_what_it_should():
+    validator = jsonschema.Draft202012Validator(json.loads(config.SCHEMA_PATH.read_text()))
+    good = yaml.safe_load(VALID)
+    assert list(validator.iter_errors(good)) == []
+    for bad in (
+        {**good, "extra": 1},
+        {**good, "suites": {"s": {"variants": "base", "devices": ["cpu"]}}},
+        {**good, "suites": {"s": {"variants": ["base"], "devices": ["cpu"], "shards": 51}}},
+        {**good, "expectations": {"s": {"base": {"xfail": {"test_a.py": " "}}}}},
+    ):
+        assert list(validator.iter_errors(bad)), bad
+
+
+def test_real_matrix_yaml_loads():
+    matrix = config.load(REAL_MATRIX, REAL_MATRIX.parent)
+    assert matrix.path == "matrix.yaml"
+    suites = {s.name: s for s in matrix.suites}
+    assert {"export_tests", "package_tests", "dynamo_tests"} <= set(suites)
+    assert {d.name for d in matrix.devices} >= {"cpu", "cuda"}
+    assert matrix.device("cuda").requires_gpu and not matrix.device("cpu").requires_gpu
+    assert len(matrix.cells()) == sum(len(s.variants) * len(s.devices) for s in matrix.suites)
+    for suite in matrix.suites:
+        assert "base" in suite.variants
+        assert suite.test_files, suite.name
+        assert list(suite.test_files) == sorted(suite.test_files)
+        for f in suite.test_files:
+            assert f.startswith(suite.directory + "/") and Path(f).name.startswith("test_")
+            assert (REAL_MATRIX.parent / f).is_file()
+    assert "package_tests/conftest.py" in suites["package_tests"].data_files
+    assert not set(suites["package_tests"].data_files) & set(suites["package_tests"].test_files)
+    labels = [c.label for c in matrix.cells()]
+    assert len(labels) == len(set(labels))
+    assert "//export_tests:export_tests_base_cuda" in labels
+
+
+def test_real_matrix_yaml_through_the_cli_list():
+    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(REAL_MATRIX.parent), "list"], check=False, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "//export_tests:export_tests_base_cpu" in out.stdout
+    assert out.stdout.rstrip().endswith(" cell(s)")
+
+
+# --- a valid synthetic matrix --------------------------------------------------------------------
+
+
+def test_valid_synthetic_matrix(tmp_path):
+    ws = make_workspace(
+        tmp_path,
+        VALID.replace("    devices: [cpu, cuda]\n", "    devices: [cpu, cuda]\n    shards: {cuda: 3}\n    tags: [exclusive]\n    data: [conftest.py]\n"),
+        files=("s/test_a.py", "s/test_b.py", "s/helper.py", "s/conftest.py"),
+    )
+    matrix = config.load(ws / "matrix.yaml", ws)
+    (suite,) = matrix.suites
+    assert suite.test_files == ("s/test_a.py", "s/test_b.py")
+    assert suite.data_files == ("s/conftest.py",)
+    assert suite.shard_count("cpu") == 1 and suite.shard_count("cuda") == 3
+    assert suite.test_timeout_s == config.DEFAULT_TEST_TIMEOUT_S and suite.size == "medium"
+    cells = matrix.cells()
+    assert [c.target_name for c in cells] == ["s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"]
+    assert cells[1].tags == ("suite:s", "variant:base", "device:cuda", "requires-gpu", "exclusive")
+    assert cells[0].tags == ("suite:s", "variant:base", "device:cpu", "exclusive")
+
+
+def test_directory_is_normalized(tmp_path):
+    ws = make_workspace(tmp_path, VALID.replace("  s:\n", "  s:\n    directory: ./sub/../s/\n"))
+    matrix = config.load(ws / "matrix.yaml", ws)
+    assert matrix.suites[0].directory == "s"
+    assert matrix.cells()[0].label == "//s:s_base_cpu"
+    assert matrix.suites[0].test_files == ("s/test_a.py",)
+
+
+def test_expectations_merge_per_device(tmp_path):
+    ws = make_workspace(
+        tmp_path,
+        VALID.replace(
+            "expectations: {}\n",
+            "expectations:\n"
+            "  s:\n"
+            "    base:\n"
+            "      xfail:\n"
+            "        test_a.py::test_x: broken everywhere\n"
+            "      devices:\n"
+            "        cuda:\n"
+            "          xfail:\n"
+            "            test_b.py: broken on cuda\n"
+            "          skip:\n"
+            "            test_a.py::test_y: too slow\n",
+        ),
+        files=("s/test_a.py", "s/test_b.py"),
+    )
+    matrix = config.load(ws / "matrix.yaml", ws)
+    exp = {(c.variant.name, c.device.name): c.expectations for c in matrix.cells()}
+    assert exp["base", "cpu"] == config.Expectations(xfail=(("test_a.py::test_x", "broken everywhere"),))
+    assert exp["base", "cuda"] == config.Expectations(
+        xfail=(("test_a.py::test_x", "broken everywhere"), ("test_b.py", "broken on cuda")), skip=(("test_a.py::test_y", "too slow"),)
+    )
+    assert exp["other", "cpu"] == exp["other", "cuda"] == config.Expectations()
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(config.MatrixError) as info:
+        config.load(tmp_path / "matrix.yaml", tmp_path)
+    assert info.value.problems == ["matrix.yaml: cannot read: No such file or directory"]
+
+
+# --- bad inputs ------------------------------------------------------------------------------------
+
+SUITE_HEAD = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base:
+    impl: pkg.mod:Base
+    description: plain
+  other:
+    impl: pkg.mod:Other
+    description: other
+suites:
+  s:
+"""  # lines 1-13; the suite's keys start on line 14
+
+BAD = [
+    (
+        "unknown top-level key",
+        VALID + "expectation: {}\n",
+        ["matrix.yaml:17:1: unknown top-level key 'expectation': did you mean 'expectations'? valid: devices, expectations, suites, variants"],
+    ),
+    (
+        "unknown nested key in a suite",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard: 2\n",
+        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, shards, size, tags, test_timeout_s, tests, variants"],
+    ),
+    (
+        "unknown nested key in a device",
+        VALID.replace("    requires_gpu: true", "    requires_gpus: true"),
+        ["matrix.yaml:4:5: unknown key 'requires_gpus' in devices.cuda: did you mean 'requires_gpu'? valid: env, requires_gpu, tags"],
+    ),
+    (
+        "unknown nested key in expectations",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfails:\n        test_a.py: broken\n"),
+        ["matrix.yaml:19:7: unknown key 'xfails' in expectations.s.base: did you mean 'xfail'? valid: devices, skip, xfail"],
+    ),
+    (
+        "unknown variant in a suite",
+        SUITE_HEAD + "    variants: [base, bsae]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:22: unknown variant 'bsae': did you mean 'base'? valid: base, other"],
+    ),
+    (
+        "unknown device in a suite",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu, cdua]\n",
+        ["matrix.yaml:15:20: unknown device 'cdua': did you mean 'cuda'? valid: cpu, cuda"],
+    ),
+    (
+        "test file glob matching nothing",
+        SUITE_HEAD + "    tests: ['check_*.py']\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: no test file matches ['check_*.py'] in s/"],
+    ),
+    (
+        "default test glob matching nothing",
+        SUITE_HEAD.replace("  s:\n", "  empty:\n") + "    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:13:3: no test file matches ['test_*.py'] in empty/"],
+    ),
+    (
+        "suite directory missing",
+        SUITE_HEAD + "    directory: nowhere\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: directory 'nowhere' does not exist"],
+    ),
+    (
+        "xfail entry naming a test file that does not exist",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_b.py::test_x: broken\n"),
+        ["matrix.yaml:20:9: test file 'test_b.py' of 'test_b.py::test_x' is not a test file of suite 's': did you mean 'test_a.py'? valid: test_a.py"],
+    ),
+    (
+        "skip entry naming a test file that does not exist (device-specific)",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    other:\n      devices:\n        cuda:\n          skip:\n            nope.py: slow\n"),
+        ["matrix.yaml:22:13: test file 'nope.py' of 'nope.py' is not a test file of suite 's': valid: test_a.py"],
+    ),
+    (
+        "duplicate variant name",
+        VALID.replace("suites:\n", "  base:\n    impl: pkg.mod:Base2\n    description: again\nsuites:\n"),
+        ["matrix.yaml:12:3: duplicate key 'base' in variants"],
+    ),
+    (
+        "duplicate xfail entry",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: broken\n        test_a.py::test_x: broken again\n"),
+        ["matrix.yaml:21:9: duplicate key 'test_a.py::test_x' in expectations.s.base.xfail"],
+    ),
+    (
+        "variant listed twice in a suite",
+        SUITE_HEAD + "    variants: [base, other, base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:29: suites.s.variants: 'base' is listed twice"],
+    ),
+    ("shard count 0", SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 0\n", ["matrix.yaml:16:5: suites.s.shards: shard count 0 is outside 1..50"]),
+    ("shard count 51", SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 51\n", ["matrix.yaml:16:5: suites.s.shards: shard count 51 is outside 1..50"]),
+    (
+        "non-integer shard count",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: two\n",
+        ["matrix.yaml:16:5: suites.s.shards: shards must be an integer 1..50 or a mapping device -> integer 1..50, got 'two'"],
+    ),
+    (
+        "fractional shard count",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 2.5\n",
+        ["matrix.yaml:16:5: suites.s.shards: shards must be an integer 1..50 or a mapping device -> integer 1..50, got 2.5"],
+    ),
+    (
+        "bad counts in a per-device shard mapping",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu, cuda]\n    shards:\n      cpu: 0\n      cuda: many\n",
+        [
+            "matrix.yaml:17:7: suites.s.shards.cpu: shard count 0 is outside 1..50",
+            "matrix.yaml:18:7: suites.s.shards.cuda: shard count must be an integer 1..50, got 'many'",
+        ],
+    ),
+    (
+        "per-device shards for a device the suite does not run on",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards:\n      cpu: 2\n      cuda: 4\n",
+        ["matrix.yaml:18:7: shards for device 'cuda' which the suite does not run on: valid: cpu"],
+    ),
+    (
+        "directory leaving the workspace",
+        SUITE_HEAD + "    directory: ../x\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: directory '../x' leaves the workspace; use a path inside it"],
+    ),
+    (
+        "directory leaving the workspace after normalization",
+        SUITE_HEAD + "    directory: s/../../s\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: directory 's/../../s' leaves the workspace; use a path inside it"],
+    ),
+    (
+        "absolute directory",
+        SUITE_HEAD + "    directory: /elsewhere/s\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: directory '/elsewhere/s' leaves the workspace; use a path inside it"],
+    ),
+    (
+        "the workspace root as directory",
+        SUITE_HEAD + "    directory: ./\n    variants: [base]\n    devices: [cpu]\n",
+        ["matrix.yaml:14:5: directory './' is the workspace root; give the suite its own directory (its BUILD.bazel is generated)"],
+    ),
+    (
+        "two suites sharing a directory",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n  t:\n    directory: s/\n    variants: [other]\n    devices: [cpu]\n",
+        ["matrix.yaml:17:5: directory 's' is already the directory of suite 's'; each suite needs its own (its BUILD.bazel is generated)"],
+    ),
+    (
+        "variants as a string instead of a list",
+        SUITE_HEAD + '    variants: "base"\n    devices: [cpu]\n',
+        ["matrix.yaml:14:5: suites.s.variants: must be a list, got 'base'"],
+    ),
+    (
+        "requires_gpu not a boolean",
+        VALID.replace("requires_gpu: true", "requires_gpu: sometimes"),
+        ["matrix.yaml:4:5: devices.cuda.requires_gpu: must be true or false, got 'sometimes'"],
+    ),
+    (
+        "empty reason",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: ''\n"),
+        ["matrix.yaml:20:9: expectations.s.base.xfail: the reason of 'test_a.py::test_x' is empty; say why (the error you saw)"],
+    ),
+    (
+        "whitespace-only reason",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      skip:\n        test_a.py: '   '\n"),
+        ["matrix.yaml:20:9: expectations.s.base.skip: the reason of 'test_a.py' is empty; say why (the error you saw)"],
+    ),
+    (
+        "missing reason",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x:\n"),
+        ["matrix.yaml:20:9: expectations.s.base.xfail: the reason of 'test_a.py::test_x' is empty; say why (the error you saw)"],
+    ),
+    (
+        "entry that is not a test node id",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a::test_x: broken\n"),
+        ["matrix.yaml:20:9: expectations.s.base.xfail: 'test_a::test_x' is not a test: use a test file path relative to the suite directory (ending in .py), optionally followed by ::Class::test"],
+    ),
+    (
+        "invalid impl format",
+        VALID.replace("impl: pkg.mod:Other", "impl: pkg.mod.Other"),
+        ["matrix.yaml:10:5: variants.other.impl: 'pkg.mod.Other' is not of the form package.module:ClassName"],
+    ),
+    (
+        "missing required key",
+        VALID.replace("    description: other\n", ""),
+        ["matrix.yaml:9:3: variants.other: 'description' is a required property"],
+    ),
+    (
+        "invalid name",
+        VALID.replace("  cpu: {}", "  CPU: {}").replace("[cpu, cuda]", "[CPU, cuda]"),
+        ["matrix.yaml:2:3: devices: 'CPU' is not a valid name: use lowercase letters, digits and _, starting with a letter"],
+    ),
+    (
+        "entry both xfail and skip",
+        VALID.replace("expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: broken\n      skip:\n        test_a.py::test_x: slow\n"),
+        ["matrix.yaml:22:9: 'test_a.py::test_x' is both xfail and skip; keep one"],
+    ),
+    (
+        "entry xfail for the variant and skip on one device",
+        VALID.replace(
+            "expectations: {}\n",
+            "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: broken\n      devices:\n        cuda:\n          skip:\n            test_a.py::test_x: slow\n",
+        ),
+        ["matrix.yaml:24:13: 'test_a.py::test_x' is both xfail and skip on device 'cuda'; keep one"],
+    ),
+    (
+        "expectations for an unknown suite, a variant the suite does not run, a device it does not run on",
+        VALID.replace(
+            "expectations: {}\n",
+            "expectations:\n  t:\n    base: {}\n  s:\n    bsae: {}\n    other:\n      devices:\n        tpu: {}\n",
+        ),
+        [
+            "matrix.yaml:17:3: unknown suite 't': valid: s",
+            "matrix.yaml:20:5: variant 'bsae' is not run by suite 's': did you mean 'base'? valid: base, other",
+            "matrix.yaml:23:9: device 'tpu' is not run by suite 's': did you mean 'cpu'? valid: cpu, cuda",
+        ],
+    ),
+    (
+        "invalid YAML syntax",
+        VALID.replace("description: other", 'description: "other'),
+        ["matrix.yaml:17:1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar started at 11:18)"],
+    ),
+    ("empty document", "", ["matrix.yaml:1:1: the document must be a mapping with keys devices, variants, suites, expectations"]),
+    ("a list, not a mapping", "- devices\n", ["matrix.yaml:1:1: the document must be a mapping with keys devices, variants, suites, expectations"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(t, e, id=i) for i, t, e in BAD])
+def test_bad_input(tmp_path, text, expected):
+    assert problems_of(tmp_path, text) == expected
+
+
+def test_invalid_yaml_points_at_the_problem(tmp_path):
+    (problem,) = problems_of(tmp_path, VALID.replace("devices: [cpu, cuda]", "devices: [cpu, cuda\n"))
+    # The wording differs between libyaml and the pure-Python parser; the positions do not.
+    assert problem.startswith("matrix.yaml:17:13: invalid YAML: ")
+    assert problem.endswith(" (while parsing a flow sequence started at 15:14)")
+
+
+MANY = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: yes please
+variants:
+  base:
+    impl: pkg.mod:Base
+    description: plain
+  other:
+    impl: pkg.mod.Other
+    description: other
+suites:
+  s:
+    variants: [base, othr]
+    devices: [cpu, cuda]
+    shards: {cpu: 2, tpu: 3}
+  t:
+    directory: s
+    variants: [base]
+    devices: [cpu]
+    shards: 0
+  u:
+    directory: ../u
+    variants: [base]
+    devices: [cpu]
+bogus: 1
+expectations:
+  s:
+    base:
+      xfail:
+        test_a.py::test_x: ' '
+        test_nope.py::test_y: broken
+"""
+MANY_PROBLEMS = [
+    "matrix.yaml:4:5: devices.cuda.requires_gpu: must be true or false, got 'yes please'",
+    "matrix.yaml:10:5: variants.other.impl: 'pkg.mod.Other' is not of the form package.module:ClassName",
+    "matrix.yaml:14:22: unknown variant 'othr': did you mean 'other'? valid: base, other",
+    "matrix.yaml:16:22: shards for device 'tpu' which the suite does not run on: did you mean 'cpu'? valid: cpu, cuda",
+    "matrix.yaml:21:5: suites.t.shards: shard count 0 is outside 1..50",
+    "matrix.yaml:23:5: directory '../u' leaves the workspace; use a path inside it",
+    "matrix.yaml:26:1: unknown top-level key 'bogus': valid: devices, expectations, suites, variants",
+    "matrix.yaml:31:9: expectations.s.base.xfail: the reason of 'test_a.py::test_x' is empty; say why (the error you saw)",
+    "matrix.yaml:32:9: test file 'test_nope.py' of 'test_nope.py::test_y' is not a test file of suite 's': did you mean 'test_a.py'? valid: test_a.py",
+]
+
+
+def test_every_problem_is_reported_at_once_in_line_order(tmp_path):
+    """Schema problems and cross-reference/file-system problems together, sorted by position."""
+    assert problems_of(tmp_path, MANY) == MANY_PROBLEMS
+
+
+def test_cli_reports_problems_and_exits_2_without_traceback(tmp_path):
+    ws = make_workspace(tmp_path, MANY)
+    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "list"], check=False, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.splitlines() == [*MANY_PROBLEMS, f"error: {len(MANY_PROBLEMS)} problem(s) in matrix.yaml; fix them and run the command again"]
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_invalid_yaml_exits_2(tmp_path):
+    ws = make_workspace(tmp_path, "devices: [\n")
+    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "generate", "--check"], check=False, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("matrix.yaml:2:1: invalid YAML: ")
+    assert "Traceback" not in out.stderr

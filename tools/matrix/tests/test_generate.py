@@ -1,0 +1,376 @@
+"""The BUILD file generator: deterministic output, one matrix_cell per cell with the right
+attributes, root test_suites, `check`, and the `generate [--check]` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tools.matrix
+from tools.matrix import config, generate
+
+TOOLS = Path(tools.matrix.__file__).absolute().parent
+CLI = TOOLS / "cli.py"
+# defs.bzl is not a runfile of these tests; under Bazel the package's symlinks lead to the source tree.
+DEFS = next((d / "defs.bzl" for d in (TOOLS, Path(tools.matrix.__file__).resolve().parent) if (d / "defs.bzl").is_file()), None)
+
+MATRIX = r"""# A synthetic matrix for the generator's tests.
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+    tags: [gpu-exclusive]
+    env: {CUDA_VISIBLE_DEVICES: "0"}
+variants:
+  base:
+    impl: tools.matrix.variants.base:Base
+    description: plain
+  other:
+    impl: pkg.mod:Other
+    description: other
+    applies_to: [torch.export.export]
+suites:
+  s:
+    data: [conftest.py]
+    variants: [base, other]
+    devices: [cpu, cuda]
+    shards: {cuda: 2}
+    test_timeout_s: 60
+    size: large
+  t:
+    directory: nested/t
+    variants: [base]
+    devices: [cpu]
+    shards: 3
+    test_timeout_s: 2.5
+    default_device: true
+    tags: [exclusive]
+expectations:
+  s:
+    base:
+      xfail:
+        test_a.py::test_x: "broken: \"quoted\" \\ back $HOME é\ttab"
+      devices:
+        cuda:
+          skip:
+            test_b.py: needs two GPUs
+"""
+FILES = ("s/test_a.py", "s/test_b.py", "s/conftest.py", "nested/t/test_c.py")
+ALL_CELLS = {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda", "t_base_cpu"}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    for f in FILES:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("def test_x():\n    pass\n")
+    (tmp_path / "matrix.yaml").write_text(MATRIX)
+    return tmp_path
+
+
+def load(ws: Path) -> config.Matrix:
+    return config.load(ws / "matrix.yaml", ws)
+
+
+def evaluate(text: str) -> list[tuple[str, dict]]:
+    """Run a generated BUILD file as Python (it is plain Starlark) with recording stubs."""
+    calls: list[tuple[str, dict]] = []
+
+    def rule(kind):
+        def record(*args, **kwargs):
+            assert not args, f"{kind} called with positional arguments {args}"
+            calls.append((kind, kwargs))
+
+        return record
+
+    def exports_files(files):
+        calls.append(("exports_files", {"srcs": files}))
+
+    env = {
+        "load": lambda *labels: None,
+        "glob": lambda include, exclude=(): ("glob", tuple(include), tuple(exclude)),
+        **{k: rule(k) for k in ("package", "filegroup", "matrix_cell", "py_test", "test_suite")},
+        "exports_files": exports_files,
+    }
+    exec(compile(text, "BUILD.bazel", "exec"), env)  # noqa: S102 (our own generated file)
+    return calls
+
+
+def cells_of(text: str) -> dict[str, dict]:
+    return {kw["name"]: kw for kind, kw in evaluate(text) if kind == "matrix_cell"}
+
+
+def blocks_of(text: str) -> dict[str, str]:
+    """The text of each matrix_cell(...) block, by target name."""
+    blocks = re.findall(r"^matrix_cell\(\n.*?^\)\n", text, flags=re.MULTILINE | re.DOTALL)
+    return {re.search(r'^    name = "([^"]+)",$', b, flags=re.MULTILINE).group(1): b for b in blocks}
+
+
+def outside_cells(text: str) -> str:
+    return re.sub(r"^matrix_cell\(\n.*?^\)\n", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def cli(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *args], check=False, capture_output=True, text=True)
+
+
+# --- determinism and header ------------------------------------------------------------------------
+
+
+def test_render_is_deterministic(ws):
+    first = generate.render(load(ws))
+    assert set(first) == {"BUILD.bazel", "s/BUILD.bazel", "nested/t/BUILD.bazel"}
+    assert generate.render(load(ws)) == first
+    matrix = load(ws)
+    assert generate.render(matrix) == generate.render(matrix)
+
+
+def test_write_twice_writes_nothing_the_second_time(ws):
+    matrix = load(ws)
+    assert sorted(generate.write(matrix, ws)) == ["BUILD.bazel", "nested/t/BUILD.bazel", "s/BUILD.bazel"]
+    written = {p: (ws / p).read_bytes() for p in generate.render(matrix)}
+    assert generate.write(load(ws), ws) == []
+    assert {p: (ws / p).read_bytes() for p in written} == written
+    assert written == {p: t.encode() for p, t in generate.render(matrix).items()}
+
+
+def test_write_rewrites_only_the_stale_file(ws):
+    matrix = load(ws)
+    generate.write(matrix, ws)
+    (ws / "nested/t/BUILD.bazel").write_text("# edited by hand\n")
+    assert generate.write(matrix, ws) == ["nested/t/BUILD.bazel"]
+    assert (ws / "nested/t/BUILD.bazel").read_text() == generate.render(matrix)["nested/t/BUILD.bazel"]
+
+
+def test_header_says_generated_and_how_to_regenerate(ws):
+    for path, text in generate.render(load(ws)).items():
+        header = text.split("\n\n", 1)[0]
+        assert header.startswith("# GENERATED FILE from matrix.yaml"), path
+        assert "do not edit" in header
+        assert f"Regenerate with `{generate.REGENERATE}`" in header
+        assert generate.REGENERATE == "bazel run //tools:matrix -- generate"
+        assert text.count("GENERATED FILE") == 1
+
+
+# --- the cells ---------------------------------------------------------------------------------------
+
+
+def test_one_matrix_cell_per_suite_variant_device(ws):
+    files = generate.render(load(ws))
+    s, t = cells_of(files["s/BUILD.bazel"]), cells_of(files["nested/t/BUILD.bazel"])
+    assert set(s) == {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"}
+    assert set(t) == {"t_base_cpu"}
+    assert files["s/BUILD.bazel"].count("matrix_cell(") == 4
+    for name, cell in {**s, **t}.items():
+        suite, variant, device = name.split("_")
+        assert (cell["suite"], cell["variant"], cell["device"]) == (suite, variant, device)
+    assert s["s_base_cpu"]["variant_impl"] == "tools.matrix.variants.base:Base"
+    assert s["s_other_cpu"]["variant_impl"] == "pkg.mod:Other"
+
+
+def test_cell_tags(ws):
+    files = generate.render(load(ws))
+    cells = {**cells_of(files["s/BUILD.bazel"]), **cells_of(files["nested/t/BUILD.bazel"])}
+    assert cells["s_base_cpu"]["tags"] == ["suite:s", "variant:base", "device:cpu"]
+    assert cells["s_other_cuda"]["tags"] == ["suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive"]
+    assert cells["t_base_cpu"]["tags"] == ["suite:t", "variant:base", "device:cpu", "exclusive"]
+    for name, cell in cells.items():
+        assert ("requires-gpu" in cell["tags"]) == name.endswith("_cuda")
+
+
+def test_cell_attributes(ws):
+    files = generate.render(load(ws))
+    s, t = cells_of(files["s/BUILD.bazel"]), cells_of(files["nested/t/BUILD.bazel"])
+    assert s["s_base_cpu"]["test_files"] == ["test_a.py", "test_b.py"]
+    assert s["s_base_cpu"]["data"] == ["conftest.py"]
+    assert "data" not in t["t_base_cpu"]
+    assert t["t_base_cpu"]["test_files"] == ["test_c.py"]
+    assert "applies_to" not in s["s_base_cpu"]
+    assert s["s_other_cpu"]["applies_to"] == ["torch.export.export"]
+    assert [s[n]["shard_count"] for n in ("s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda")] == [1, 2, 1, 2]
+    assert t["t_base_cpu"]["shard_count"] == 3
+    assert s["s_base_cpu"]["size"] == "large" and t["t_base_cpu"]["size"] == "medium"
+    assert s["s_base_cpu"]["test_timeout_s"] == 60 and t["t_base_cpu"]["test_timeout_s"] == 2.5
+    assert "    test_timeout_s = 60,\n" in files["s/BUILD.bazel"]
+    assert t["t_base_cpu"]["default_device"] is True and "default_device" not in s["s_base_cpu"]
+    assert s["s_base_cuda"]["env"] == {"CUDA_VISIBLE_DEVICES": "0"} and "env" not in s["s_base_cpu"]
+
+
+def test_expectations_are_rendered_into_the_target(ws):
+    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
+    reason = 'broken: "quoted" \\ back $HOME é\ttab'
+    assert s["s_base_cpu"]["xfail"] == {"test_a.py::test_x": reason}
+    assert "skip" not in s["s_base_cpu"]
+    assert s["s_base_cuda"]["xfail"] == {"test_a.py::test_x": reason}
+    assert s["s_base_cuda"]["skip"] == {"test_b.py": "needs two GPUs"}
+    assert "xfail" not in s["s_other_cpu"] and "skip" not in s["s_other_cuda"]
+
+
+def test_defs_bzl_passes_everything_through_args_and_env(ws):
+    """Evaluate defs.bzl's matrix_cell (plain Starlark) on a generated cell with stubbed natives."""
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    made = []
+
+    class Native:
+        @staticmethod
+        def package_name():
+            return "s"
+
+        @staticmethod
+        def py_test(**kwargs):
+            made.append(kwargs)
+
+    class Json:
+        @staticmethod
+        def encode(value):
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    env = {"native": Native, "json": Json}
+    exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
+    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cuda"]
+    env["matrix_cell"](**cell)
+    (target,) = made
+    assert target["name"] == "s_base_cuda"
+    assert target["shard_count"] == 2 and target["size"] == "large"
+    assert target["tags"] == cell["tags"]
+    assert target["data"] == ["test_a.py", "test_b.py", "conftest.py"]
+    assert target["args"][:7] == [
+        "--suite=s", "--variant=base", "--variant-impl=tools.matrix.variants.base:Base", "--device=cuda",
+        "--suite-dir=s", "--target=//s:s_base_cuda", "--test-timeout-s=60",
+    ]  # fmt: skip
+    assert target["args"][7:] == ["--test-file=test_a.py", "--test-file=test_b.py"]
+    assert target["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    encoded = target["env"]["MATRIX_EXPECTATIONS"]
+    assert "$$HOME" in encoded  # Bazel expands `$`: escaped
+    assert json.loads(encoded.replace("$$", "$")) == {"skip": {"test_b.py": "needs two GPUs"}, "xfail": cell["xfail"]}
+
+
+# --- the root BUILD ----------------------------------------------------------------------------------
+
+
+def test_root_test_suites_per_variant_device_and_suite(ws):
+    calls = evaluate(generate.render(load(ws))["BUILD.bazel"])
+    suites = {kw["name"]: kw["tests"] for kind, kw in calls if kind == "test_suite"}
+    assert suites == {
+        "variant_base": ["//nested/t:t_base_cpu", "//s:s_base_cpu", "//s:s_base_cuda"],
+        "variant_other": ["//s:s_other_cpu", "//s:s_other_cuda"],
+        "device_cpu": ["//nested/t:t_base_cpu", "//s:s_base_cpu", "//s:s_other_cpu"],
+        "device_cuda": ["//s:s_base_cuda", "//s:s_other_cuda"],
+        "suite_s": ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda"],
+        "suite_t": ["//nested/t:t_base_cpu"],
+    }
+    (check,) = [kw for kind, kw in calls if kind == "py_test"]
+    assert check["name"] == generate.CHECK_TARGET
+    assert check["args"] == ["--workspace", ".", "generate", "--check"]
+    assert check["data"] == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files"]
+    assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel"]}) in calls
+
+
+def test_suite_build_has_the_suite_files_filegroup(ws):
+    calls = evaluate(generate.render(load(ws))["s/BUILD.bazel"])
+    (group,) = [kw for kind, kw in calls if kind == "filegroup"]
+    assert group["name"] == "suite_files"
+    kind, include, exclude = group["srcs"]
+    assert (kind, include) == ("glob", ("**",)) and "**/__pycache__/**" in exclude
+    assert ("package", {"default_visibility": ["//visibility:public"]}) in calls
+
+
+# --- check and stable diffs ---------------------------------------------------------------------------
+
+
+def test_check_is_empty_when_current_and_a_diff_after_a_hand_edit(ws):
+    matrix = load(ws)
+    generate.write(matrix, ws)
+    assert generate.check(matrix, ws) == ""
+    path = ws / "s/BUILD.bazel"
+    path.write_text(path.read_text().replace("    shard_count = 2,\n", "    shard_count = 7,\n", 1))
+    diff = generate.check(matrix, ws)
+    assert diff.startswith("--- a/s/BUILD.bazel\n+++ b/s/BUILD.bazel (generated)\n@@ ")
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("---", "+++"))]
+    assert changed == ["-    shard_count = 7,", "+    shard_count = 2,"]
+    assert generate.check(matrix, ws) == diff  # check writes nothing
+    assert "shard_count = 7" in path.read_text()
+
+
+def test_check_reports_a_missing_file(ws):
+    matrix = load(ws)
+    generate.write(matrix, ws)
+    (ws / "nested/t/BUILD.bazel").unlink()
+    diff = generate.check(matrix, ws)
+    assert diff.startswith("--- a/nested/t/BUILD.bazel\n+++ b/nested/t/BUILD.bazel (generated)\n")
+    assert "a/s/BUILD.bazel" not in diff and "a/BUILD.bazel" not in diff
+
+
+def _with_expectations(ws: Path, old: str, new: str) -> None:
+    text = (ws / "matrix.yaml").read_text()
+    assert text.count(old) == 1
+    (ws / "matrix.yaml").write_text(text.replace(old, new))
+
+
+def changed_cells(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    assert before.keys() == after.keys()
+    out = set()
+    for path, text in before.items():
+        b, a = blocks_of(text), blocks_of(after[path])
+        assert b.keys() == a.keys()
+        out |= {name for name, block in b.items() if block != a[name]}
+        # Nothing outside the matrix_cell blocks changed either.
+        assert outside_cells(text) == outside_cells(after[path])
+    return out
+
+
+def test_editing_one_variants_xfails_changes_only_its_cells(ws):
+    before = generate.render(load(ws))
+    assert set().union(*(blocks_of(t) for t in before.values())) == ALL_CELLS
+    _with_expectations(ws, "expectations:\n", "expectations:\n  t: {}\n")  # noise: no change
+    assert generate.render(load(ws)) == before
+    _with_expectations(ws, "  s:\n    base:\n", "  s:\n    other:\n      xfail:\n        test_b.py::test_y: new failure\n    base:\n")
+    after = generate.render(load(ws))
+    assert changed_cells(before, after) == {"s_other_cpu", "s_other_cuda"}
+    assert cells_of(after["s/BUILD.bazel"])["s_other_cpu"]["xfail"] == {"test_b.py::test_y": "new failure"}
+
+
+def test_editing_a_device_specific_entry_changes_only_that_cell(ws):
+    before = generate.render(load(ws))
+    _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs two GPUs\n            test_a.py::test_z: flaky on cuda\n")
+    after = generate.render(load(ws))
+    assert changed_cells(before, after) == {"s_base_cuda"}
+    assert cells_of(after["s/BUILD.bazel"])["s_base_cuda"]["skip"] == {"test_a.py::test_z": "flaky on cuda", "test_b.py": "needs two GPUs"}
+
+
+def test_editing_a_reason_changes_only_the_cells_it_applies_to(ws):
+    before = generate.render(load(ws))
+    _with_expectations(ws, "needs two GPUs", "needs 2 GPUs")
+    assert changed_cells(before, generate.render(load(ws))) == {"s_base_cuda"}
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+def test_cli_generate_and_check(ws):
+    out = cli(ws, "generate")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("wrote 3 file(s): ")
+    again = cli(ws, "generate")
+    assert (again.returncode, again.stdout) == (0, "generated files already up to date\n")
+
+    current = cli(ws, "generate", "--check")
+    assert current.returncode == 0, current.stdout + current.stderr
+    assert current.stdout == "generated files are up to date (3 files)\n"
+
+    path = ws / "s/BUILD.bazel"
+    edited = path.read_text().replace('    size = "large",\n', '    size = "small",\n', 1)
+    path.write_text(edited)
+    stale = cli(ws, "generate", "--check")
+    assert stale.returncode == 1
+    assert stale.stdout.startswith("--- a/s/BUILD.bazel\n+++ b/s/BUILD.bazel (generated)\n")
+    assert '\n-    size = "small",\n+    size = "large",\n' in stale.stdout
+    assert stale.stderr.strip() == f"error: generated BUILD files are stale; run `{generate.REGENERATE}`"
+    assert path.read_text() == edited  # --check writes nothing
+    assert "Traceback" not in stale.stderr

@@ -1,0 +1,273 @@
+"""compat.html in real headless Chromium (Debian's chromium + chromedriver, driven by selenium):
+heatmap rows, filters, hostile names rendered as text with no script run, the cell panel's rerun command,
+and lazy rendering of a large report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tools.matrix import statuses
+from tools.matrix.records import Record, RunInfo
+from tools.matrix.report import rerun_command, write_reports
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+_missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+pytestmark = pytest.mark.skipif(bool(_missing), reason=f"headless browser test needs {' and '.join(_missing)} (apt-get install chromium chromium-driver)")
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+IMG = '<img src=x onerror="window.__pwned=1">'
+BREAKOUT = "</script><script>window.__pwned=1</script>"
+EVIL_TEST = f"test_evil.py::test_{IMG}[{BREAKOUT}]"
+RUN = RunInfo(run_id="browser-run", created="2024-05-01T12:00:00Z", torch_version="2.13.0")
+CELLS = [("base", "cpu"), ("base", "cuda"), ("retrace", "cpu"), ("serdes", "cpu")]
+
+
+def make(test: str, statuses_by_cell: list[str], suite: str = "export_tests", **kw) -> list[Record]:
+    return [
+        Record(suite, test, v, d, st, duration_s=0.125, target=f"//{suite}:{suite}_{v}_{d}",
+               message="" if st == statuses.PASSED else kw.get("message", f"{st} in {v}"),
+               error_type=None if st == statuses.PASSED else kw.get("error_type", "AssertionError"),
+               transform_failed=kw.get("transform", False) and st == statuses.FAILED)
+        for (v, d), st in zip(CELLS, statuses_by_cell) if st
+    ]
+
+
+P, F, X, S = statuses.PASSED, statuses.FAILED, statuses.XFAILED, statuses.SKIPPED
+RECORDS = [
+    *make("test_a.py::test_green", [P, P, P, P]),
+    *make("test_a.py::test_retrace_breaks", [P, P, F, P], message="graph mismatch: needle42 in output"),
+    *make("test_a.py::test_cuda_xfail", [P, X, P, None]),
+    *make("test_b.py::test_transform", [P, P, F, S], transform=True, message="transform raised", error_type="TraceError"),
+    *make(EVIL_TEST, [F, P, P, P], message=f"{BREAKOUT} {IMG} 'quoted' \"dq\" | ünïcødé ✓", error_type=BREAKOUT),
+    *make("test_p.py::test_pkg", [P, statuses.CRASHED, None, None], suite="package_tests"),
+]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    from selenium import webdriver as wd
+
+    options = wd.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    scratch = tmp_path_factory.mktemp("chromium-tmp")
+    # An explicit driver path: Selenium Manager never runs, nothing is downloaded. HOME and TMPDIR keep
+    # everything chromium writes inside the test's temporary directory.
+    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(profile), "TMPDIR": str(scratch)})
+    drv = wd.Chrome(service=service, options=options)
+    drv.set_page_load_timeout(120)
+    yield drv
+    drv.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    return write_reports(RECORDS, RUN, tmp_path_factory.mktemp("report"))[2]
+
+
+def open_report(driver, path: Path) -> None:
+    driver.get(path.as_uri())
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+
+
+def shown(driver) -> list[tuple[str, str]]:
+    """(suite, test) of the rows in the heatmap, read in one call (rows re-render while filtering)."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('#rows .row')].map((r) => [r.querySelector('.su').textContent, r.querySelector('.t').textContent]);")
+    return [tuple(r) for r in rows]
+
+
+def visible_tests(driver) -> set[str]:
+    return {t for _, t in shown(driver)}
+
+
+ALL_TESTS = {r.test for r in RECORDS}
+
+
+@pytest.fixture
+def page(driver, report):
+    open_report(driver, report)
+    return driver
+
+
+def test_heatmap_shows_every_test_row_with_coloured_cells(page):
+    rows = shown(page)
+    assert sorted(rows) == sorted({(r.suite, r.test) for r in RECORDS})
+    assert page.find_element(By.ID, "count").text == f"showing {len(ALL_TESTS)} of {len(ALL_TESTS)} tests"
+    cells = page.find_elements(By.CSS_SELECTOR, "#rows .c[data-i]")
+    assert len(cells) == len(RECORDS)
+    failed = page.find_element(By.XPATH, "//div[contains(@class,'row')][.//span[@class='t' and text()='test_a.py::test_retrace_breaks']]"
+                                         "//div[@data-status='failed']")
+    assert failed.get_attribute("data-col") == "retrace · cpu"
+    assert "s-failed" in failed.get_attribute("class")
+    assert failed.value_of_css_property("background-color") != page.find_element(By.CSS_SELECTOR, ".c.s-passed").value_of_css_property("background-color")
+    headers = [h.text for h in page.find_elements(By.CSS_SELECTOR, "#headin .hc")]
+    assert headers == ["base · cpu", "base · cuda", "retrace · cpu", "serdes · cpu"]
+
+
+def test_hostile_names_are_text_and_no_script_ran(page):
+    assert page.execute_script("return typeof window.__pwned") == "undefined"
+    assert page.find_elements(By.CSS_SELECTOR, "#rows img, #panel img, img") == []
+    assert EVIL_TEST in visible_tests(page)
+    evil_row = next(r for r in page.find_elements(By.CSS_SELECTOR, "#rows .row") if r.find_element(By.CSS_SELECTOR, ".t").get_attribute("textContent") == EVIL_TEST)
+    evil_row.find_element(By.CSS_SELECTOR, ".c[data-status='failed']").click()
+    assert page.find_element(By.ID, "p-title").get_attribute("textContent") == f"export_tests::{EVIL_TEST}"
+    assert page.find_element(By.ID, "p-message").get_attribute("textContent") == f"{BREAKOUT} {IMG} 'quoted' \"dq\" | ünïcødé ✓"
+    assert page.execute_script("return typeof window.__pwned") == "undefined"
+    assert page.find_elements(By.TAG_NAME, "img") == []
+
+
+def test_escaping_alone_keeps_scripts_out_without_the_csp(driver, report, tmp_path):
+    """The page's Content-Security-Policy is a second line of defence: without it nothing runs either."""
+    html = report.read_text(encoding="utf-8")
+    start = html.index('<meta http-equiv="Content-Security-Policy"')
+    no_csp = tmp_path / "no_csp.html"
+    no_csp.write_text(html[:start] + html[html.index(">", start) + 1:], encoding="utf-8")
+    open_report(driver, no_csp)
+    assert EVIL_TEST in visible_tests(driver)
+    n = driver.execute_script("""
+        const ids = [...document.querySelectorAll('#rows .c[data-i]')].map((c) => c.dataset.i);
+        for (const i of ids) document.querySelector(`#rows .c[data-i="${i}"]`).click();  // opens every panel
+        return ids.length;""")
+    assert n == len(RECORDS)
+    assert driver.execute_script("return typeof window.__pwned") == "undefined"
+    assert driver.find_elements(By.TAG_NAME, "img") == []
+
+
+def test_status_filter_hides_rows_without_that_status(page):
+    page.find_element(By.ID, "st-none").click()
+    assert visible_tests(page) == set()
+    page.find_element(By.ID, "f-st-failed").click()
+    assert visible_tests(page) == {"test_a.py::test_retrace_breaks", "test_b.py::test_transform", EVIL_TEST}
+    page.find_element(By.ID, "f-st-crashed").click()
+    assert visible_tests(page) == {"test_a.py::test_retrace_breaks", "test_b.py::test_transform", EVIL_TEST, "test_p.py::test_pkg"}
+    page.find_element(By.ID, "st-bad").click()  # the unexpected statuses
+    assert visible_tests(page) == {"test_a.py::test_retrace_breaks", "test_b.py::test_transform", EVIL_TEST, "test_p.py::test_pkg"}
+    page.find_element(By.ID, "st-none").click()
+    page.find_element(By.ID, "f-st-xfailed").click()
+    assert visible_tests(page) == {"test_a.py::test_cuda_xfail"}
+    # cells of statuses not selected stay visible but dimmed
+    assert page.find_elements(By.CSS_SELECTOR, "#rows .c.s-passed.dim")
+
+
+def test_suite_variant_device_filters(page):
+    Select(page.find_element(By.ID, "f-suite")).select_by_visible_text("package_tests")
+    assert visible_tests(page) == {"test_p.py::test_pkg"}
+    Select(page.find_element(By.ID, "f-suite")).select_by_visible_text("all")
+
+    Select(page.find_element(By.ID, "f-variant")).select_by_visible_text("serdes")
+    assert visible_tests(page) == ALL_TESTS - {"test_a.py::test_cuda_xfail", "test_p.py::test_pkg"}  # no serdes cell
+    assert [h.text for h in page.find_elements(By.CSS_SELECTOR, "#headin .hc")] == ["serdes · cpu"]
+
+    page.find_element(By.ID, "st-none").click()
+    page.find_element(By.ID, "f-st-skipped").click()
+    assert visible_tests(page) == {"test_b.py::test_transform"}  # skipped under serdes
+
+    page.find_element(By.ID, "st-all").click()
+    Select(page.find_element(By.ID, "f-variant")).select_by_visible_text("all")
+    Select(page.find_element(By.ID, "f-device")).select_by_visible_text("cuda")
+    page.find_element(By.ID, "st-none").click()
+    page.find_element(By.ID, "f-st-xfailed").click()
+    page.find_element(By.ID, "f-st-crashed").click()
+    assert visible_tests(page) == {"test_a.py::test_cuda_xfail", "test_p.py::test_pkg"}
+
+
+def test_text_filter_matches_names_and_messages(page):
+    box = page.find_element(By.ID, "f-text")
+    box.send_keys("TRANSFORM")  # case-insensitive, test name
+    WebDriverWait(page, 10).until(lambda d: visible_tests(d) == {"test_b.py::test_transform"})
+    box.clear()
+    box.send_keys("needle42")  # only in a failure message
+    WebDriverWait(page, 10).until(lambda d: visible_tests(d) == {"test_a.py::test_retrace_breaks"})
+    box.clear()
+    box.send_keys("<script>")  # hostile text is searchable like any other
+    WebDriverWait(page, 10).until(lambda d: visible_tests(d) == {EVIL_TEST})
+    box.clear()
+    box.send_keys("no such thing anywhere")
+    WebDriverWait(page, 10).until(lambda d: visible_tests(d) == set())
+    assert page.find_element(By.ID, "empty").is_displayed()
+
+
+def test_clicking_a_cell_shows_details_and_the_rerun_command(page):
+    rec = next(r for r in RECORDS if r.test == "test_b.py::test_transform" and r.variant == "retrace")
+    row = next(r for r in page.find_elements(By.CSS_SELECTOR, "#rows .row") if r.find_element(By.CSS_SELECTOR, ".t").text == rec.test)
+    row.find_element(By.CSS_SELECTOR, ".c[data-col='retrace · cpu']").click()
+    panel = page.find_element(By.ID, "panel")
+    assert panel.is_displayed()
+    fields = dict(zip([e.text for e in panel.find_elements(By.TAG_NAME, "dt")], [e.text for e in panel.find_elements(By.TAG_NAME, "dd")]))
+    assert fields["status"] == "failed" and fields["error type"] == "TraceError"
+    assert fields["transform failed"].startswith("yes") and fields["duration"] == "0.125 s"
+    assert fields["target"] == "//export_tests:export_tests_retrace_cpu"
+    assert page.find_element(By.ID, "p-message").text == "transform raised"
+    assert page.find_element(By.ID, "p-cmd").text == rerun_command(rec)
+    assert page.find_element(By.ID, "p-cmd").text == "bazel test //export_tests:export_tests_retrace_cpu --test_filter=test_b.py::test_transform"
+
+    cuda = next(r for r in RECORDS if r.suite == "package_tests" and r.device == "cuda")
+    row = next(r for r in page.find_elements(By.CSS_SELECTOR, "#rows .row") if r.find_element(By.CSS_SELECTOR, ".t").text == cuda.test)
+    row.find_element(By.CSS_SELECTOR, ".c[data-col='base · cuda']").click()
+    assert page.find_element(By.ID, "p-cmd").text == rerun_command(cuda)
+    assert page.find_element(By.ID, "p-cmd").text.endswith(" --config=gpu")
+
+    evil = next(r for r in RECORDS if r.test == EVIL_TEST and r.status == statuses.FAILED)
+    row = next(r for r in page.find_elements(By.CSS_SELECTOR, "#rows .row") if r.find_element(By.CSS_SELECTOR, ".t").get_attribute("textContent") == EVIL_TEST)
+    row.find_element(By.CSS_SELECTOR, ".c[data-col='base · cpu']").click()
+    assert page.find_element(By.ID, "p-cmd").get_attribute("textContent") == rerun_command(evil)
+
+    page.find_element(By.ID, "p-close").click()
+    assert not panel.is_displayed()
+
+
+def test_baseline_changes_are_marked_and_filterable(driver, tmp_path):
+    old = [Record(r.suite, r.test, r.variant, r.device, statuses.PASSED) for r in RECORDS]
+    path = write_reports(RECORDS, RUN, tmp_path, baseline=old)[2]
+    open_report(driver, path)
+    assert "since baseline: 4 regressions" in driver.find_element(By.ID, "totals").text
+    driver.find_element(By.ID, "f-changed").click()
+    assert visible_tests(driver) == {"test_a.py::test_retrace_breaks", "test_b.py::test_transform", EVIL_TEST, "test_p.py::test_pkg",
+                                   "test_a.py::test_cuda_xfail", }
+    changed = driver.find_elements(By.CSS_SELECTOR, "#rows .c.chg")
+    assert len(changed) == 6  # 4 regressions, 1 changed xfail, 1 passed -> skipped
+    changed[0].click()
+    dd = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#panel dd")]
+    assert any(t.startswith("passed (") for t in dd)
+
+
+def test_large_report_renders_rows_lazily(driver, tmp_path):
+    """20,000 tests × 5 cells: only the rows in view are in the DOM; scrolling renders the end."""
+    cells = [("base", "cpu"), ("base", "cuda"), ("retrace", "cpu"), ("serdes", "cpu"), ("strict", "cpu")]
+    many = [Record("export_tests", f"test_big.py::test_{i:05d}", v, d, statuses.FAILED if (i + k) % 97 == 0 else statuses.PASSED,
+                   target=f"//export_tests:export_tests_{v}_{d}", message="x" * 50 if (i + k) % 97 == 0 else "")
+            for i in range(20_000) for k, (v, d) in enumerate(cells)]
+    path = write_reports(many, RUN, tmp_path)[2]
+    open_report(driver, path)
+    assert driver.find_element(By.ID, "count").text == "showing 20000 of 20000 tests"
+    in_dom = len(driver.find_elements(By.CSS_SELECTOR, "#rows .row"))
+    assert 0 < in_dom < 200
+    driver.execute_script("const v = document.getElementById('viewport'); v.scrollTop = v.scrollHeight;")
+    WebDriverWait(driver, 10).until(lambda d: "test_big.py::test_19999" in visible_tests(d))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#rows .row")) < 200
+    driver.find_element(By.ID, "st-none").click()
+    driver.find_element(By.ID, "f-st-failed").click()
+    failing = {i for i in range(20_000) if any((i + k) % 97 == 0 for k in range(len(cells)))}
+    assert driver.find_element(By.ID, "count").text == f"showing {len(failing)} of 20000 tests"
+
+
+def test_empty_report_loads(driver, tmp_path):
+    open_report(driver, write_reports([], RUN, tmp_path)[2])
+    assert driver.find_element(By.ID, "count").text == "showing 0 of 0 tests"
+    assert driver.find_element(By.ID, "empty").is_displayed()

@@ -1,0 +1,263 @@
+"""`rerun`: which targets and tests to run again (plan), the bazel commands (commands), and merging the
+fresh results into the last report (merge), plus the dry-run / nothing-to-do paths of rerun()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+import tools.matrix
+from tools.matrix import config, statuses
+from tools.matrix.records import Record, RunInfo
+
+rerun_mod = pytest.importorskip("tools.matrix.rerun", reason="tools.matrix.report is not complete yet", exc_type=ImportError)
+plan, commands, merge = rerun_mod.plan, rerun_mod.commands, rerun_mod.merge
+
+TOOLS = Path(tools.matrix.__file__).absolute().parent
+CLI = TOOLS / "cli.py"
+
+MATRIX = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base: {impl: pkg.mod:Base, description: plain}
+  other: {impl: pkg.mod:Other, description: other}
+suites:
+  s:
+    variants: [base, other]
+    devices: [cpu, cuda]
+  t:
+    variants: [base]
+    devices: [cpu]
+"""
+T1, T2, T3, T4 = "test_a.py::test_one", "test_a.py::TestK::test_two", "test_b.py::test_three[x]", "test_b.py::test_four"
+C1, C2, C3 = "test_c.py::test_c1", "test_c.py::test_c2", "test_c.py::test_c3"
+ALL_LABELS = ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda", "//t:t_base_cpu"]
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    for f in ("s/test_a.py", "s/test_b.py", "t/test_c.py"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    (tmp_path / "matrix.yaml").write_text(MATRIX)
+    return tmp_path
+
+
+@pytest.fixture
+def matrix(ws) -> config.Matrix:
+    return config.load(ws / "matrix.yaml", ws)
+
+
+def rec(suite, variant, device, test, status, run_id="old") -> Record:
+    return Record(suite=suite, test=test, variant=variant, device=device, status=status, target=f"//{suite}:{suite}_{variant}_{device}", run_id=run_id)
+
+
+def previous() -> list[Record]:
+    return [
+        rec("s", "base", "cpu", T1, statuses.FAILED),
+        rec("s", "base", "cpu", T2, statuses.PASSED),
+        rec("s", "base", "cpu", T3, statuses.CRASHED),
+        rec("s", "base", "cpu", T4, statuses.SKIPPED),
+        rec("s", "base", "cuda", T1, statuses.FAILED),
+        rec("s", "base", "cuda", T2, statuses.XFAILED),
+        rec("s", "base", "cuda", T3, statuses.CRASHED),
+        rec("s", "other", "cpu", T2, statuses.TIMEOUT),
+        rec("s", "other", "cpu", T4, statuses.XPASSED),
+        rec("s", "other", "cpu", T1, statuses.NOT_RUN),
+        rec("s", "other", "cuda", T2, statuses.ERROR),
+        rec("t", "base", "cpu", C1, statuses.FAILED),
+        rec("t", "base", "cpu", C2, statuses.XFAILED),
+        rec("t", "base", "cpu", C3, statuses.NOT_RUN),
+    ]
+
+
+def args(**kw) -> argparse.Namespace:
+    base = {"suite": [], "variant": [], "device": [], "tests": [], "failed": False, "xpassed": False, "dry_run": False, "bazel_args": []}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def labels(groups) -> dict[tuple[str, ...], list[str]]:
+    return {filters: [c.label for c in cells] for filters, cells in groups.items()}
+
+
+# --- plan ------------------------------------------------------------------------------------------
+
+
+def test_plan_everything(matrix):
+    assert labels(plan(matrix, args(), None)) == {(): ALL_LABELS}
+
+
+def test_plan_variant(matrix):
+    assert labels(plan(matrix, args(variant=["other"]), previous())) == {(): ["//s:s_other_cpu", "//s:s_other_cuda"]}
+    assert labels(plan(matrix, args(variant=["b*"], device=["cpu"]), None)) == {(): ["//s:s_base_cpu", "//t:t_base_cpu"]}
+    assert plan(matrix, args(variant=["nope"]), None) == {}
+
+
+def test_plan_failed_groups_identical_filter_sets(matrix):
+    """Only failed/crashed/timeout/error tests, per target; targets with the same set share a command."""
+    assert labels(plan(matrix, args(failed=True), previous())) == {
+        (T1, T3): ["//s:s_base_cpu", "//s:s_base_cuda"],
+        (T2,): ["//s:s_other_cpu", "//s:s_other_cuda"],
+        (C1,): ["//t:t_base_cpu"],
+    }
+
+
+def test_plan_failed_with_filters(matrix):
+    assert labels(plan(matrix, args(failed=True, device=["cpu"]), previous())) == {
+        (T1, T3): ["//s:s_base_cpu"],
+        (T2,): ["//s:s_other_cpu"],
+        (C1,): ["//t:t_base_cpu"],
+    }
+    assert labels(plan(matrix, args(failed=True, suite=["s"], tests=["test_a.py"]), previous())) == {
+        (T1,): ["//s:s_base_cpu", "//s:s_base_cuda"],
+        (T2,): ["//s:s_other_cpu", "//s:s_other_cuda"],
+    }
+    assert labels(plan(matrix, args(failed=True, tests=["TestK.test_two"]), previous())) == {(T2,): ["//s:s_other_cpu", "//s:s_other_cuda"]}
+
+
+def test_plan_xpassed(matrix):
+    assert labels(plan(matrix, args(xpassed=True), previous())) == {(T4,): ["//s:s_other_cpu"]}
+    assert labels(plan(matrix, args(xpassed=True, failed=True, variant=["other"]), previous())) == {
+        (T2, T4): ["//s:s_other_cpu"],
+        (T2,): ["//s:s_other_cuda"],
+    }
+
+
+def test_plan_tests(matrix):
+    assert labels(plan(matrix, args(tests=["test_b.py::test_three", "TestK"]), None)) == {("test_b.py::test_three", "TestK"): ALL_LABELS}
+    assert labels(plan(matrix, args(tests=["test_c*"], suite=["t"]), None)) == {("test_c*",): ["//t:t_base_cpu"]}
+
+
+def test_plan_failed_needs_a_report(matrix):
+    with pytest.raises(rerun_mod.NoReport, match="need a previous report"):
+        plan(matrix, args(failed=True), None)
+    with pytest.raises(rerun_mod.NoReport):
+        plan(matrix, args(xpassed=True), None)
+
+
+def test_plan_nothing_failed(matrix):
+    assert plan(matrix, args(failed=True), [r for r in previous() if r.status not in statuses.UNEXPECTED]) == {}
+    assert plan(matrix, args(failed=True, suite=["t"], tests=["test_c2"]), previous()) == {}
+
+
+def test_plan_parametrized_id_with_a_comma(matrix):
+    """Bazel's --test_filter is comma-separated: such an id is rerun through its base name."""
+    old = [rec("s", "base", "cpu", "test_b.py::test_p[1,2]", statuses.FAILED), rec("s", "base", "cpu", "test_b.py::test_q[3]", statuses.FAILED)]
+    assert labels(plan(matrix, args(failed=True), old)) == {("test_b.py::test_p", "test_b.py::test_q[3]"): ["//s:s_base_cpu"]}
+    from tools.matrix.runtime.selection import parse_filter, select
+
+    (command,) = commands(plan(matrix, args(failed=True), old), Path("/r/bep.json"), [])
+    patterns = parse_filter(next(a for a in command if a.startswith("--test_filter=")).split("=", 1)[1])
+    assert select(["test_b.py::test_p[1,2]", "test_b.py::test_p[3,4]", "test_b.py::test_q[3]", "test_b.py::test_q[4]"], patterns) == [
+        "test_b.py::test_p[1,2]", "test_b.py::test_p[3,4]", "test_b.py::test_q[3]",
+    ]  # fmt: skip
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+def test_commands(matrix):
+    groups = plan(matrix, args(failed=True), previous())
+    assert commands(groups, Path("/out/bep.json"), ["--keep_going"]) == [
+        ["bazel", "test", "//s:s_other_cpu", "//s:s_other_cuda", "--config=gpu", f"--test_filter={T2}", "--build_event_json_file=/out/bep.0.json", "--keep_going"],
+        ["bazel", "test", "//s:s_base_cpu", "//s:s_base_cuda", "--config=gpu", f"--test_filter={T1},{T3}", "--build_event_json_file=/out/bep.1.json", "--keep_going"],
+        ["bazel", "test", "//t:t_base_cpu", f"--test_filter={C1}", "--build_event_json_file=/out/bep.2.json", "--keep_going"],
+    ]  # in the order of the sorted filter sets
+
+
+def test_commands_whole_targets_and_cpu_only(matrix):
+    assert commands(plan(matrix, args(device=["cpu"]), None), Path("/out/bep.json"), []) == [
+        ["bazel", "test", "//s:s_base_cpu", "//s:s_other_cpu", "//t:t_base_cpu", "--build_event_json_file=/out/bep.0.json"],
+    ]
+    assert commands(plan(matrix, args(device=["cuda"], tests=["TestK"]), None), Path("out/x.json"), ["-c", "opt"]) == [
+        ["bazel", "test", "//s:s_base_cuda", "//s:s_other_cuda", "--config=gpu", "--test_filter=TestK", "--build_event_json_file=out/x.0.json", "-c", "opt"],
+    ]
+
+
+# --- merge ---------------------------------------------------------------------------------------------
+
+
+def test_merge_keeps_every_other_record():
+    old = previous()
+    fresh = [
+        rec("s", "base", "cpu", T1, statuses.PASSED, run_id="new"),
+        rec("s", "base", "cuda", T3, statuses.FAILED, run_id="new"),
+        rec("s", "base", "cpu", "test_a.py::test_added", statuses.PASSED, run_id="new"),
+    ]
+    merged = merge(old, fresh)
+    assert len(merged) == len(old) + 1
+    assert [r.key for r in merged] == sorted(r.key for r in merged)
+    by_key = {r.key: r for r in merged}
+    assert by_key[("s", T1, "base", "cpu")].status == statuses.PASSED and by_key[("s", T1, "base", "cpu")].run_id == "new"
+    assert by_key[("s", T3, "base", "cuda")].status == statuses.FAILED
+    assert by_key[("s", "test_a.py::test_added", "base", "cpu")].run_id == "new"
+    replaced = {r.key for r in fresh}
+    for r in old:
+        if r.key not in replaced:
+            assert by_key[r.key] is r
+    assert merge(old, []) == sorted(old, key=lambda r: r.key)
+    assert merge([], fresh) == sorted(fresh, key=lambda r: r.key)
+
+
+# --- rerun() -------------------------------------------------------------------------------------------
+
+
+def write_compat(path: Path, records: list[Record]) -> None:
+    run = RunInfo(run_id="old", created="2024-01-01T00:00:00+00:00")
+    try:
+        from tools.matrix.report import write_json
+    except ImportError:
+        write_json = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if write_json is not None:
+        write_json(records, run, path)
+    else:
+        path.write_text(json.dumps({"schema_version": 1, "run": asdict(run), "records": [r.to_json() for r in records]}))
+
+
+def test_rerun_nothing_to_rerun_exits_0(ws, matrix, capsys, monkeypatch):
+    monkeypatch.setenv("BAZEL", "/nonexistent/bazel")  # would fail loudly if anything were run
+    out = ws / "reports"
+    write_compat(out / rerun_mod.COMPAT_JSON, [r for r in previous() if r.status not in statuses.UNEXPECTED])
+    before = sorted(p.name for p in out.iterdir())
+    assert rerun_mod.rerun(ws, matrix, out, args(failed=True, dry_run=True)) == 0
+    assert capsys.readouterr().out.startswith("nothing to rerun: no target or test matches --failed")
+    assert rerun_mod.rerun(ws, matrix, out, args(failed=True, xpassed=True, dry_run=False)) == 0
+    assert "--failed --xpassed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_rerun_dry_run_prints_the_commands(ws, matrix, capsys, monkeypatch):
+    monkeypatch.setenv("BAZEL", "/nonexistent/bazel")
+    out = ws / "reports"
+    write_compat(out / rerun_mod.COMPAT_JSON, previous())
+    assert rerun_mod.rerun(ws, matrix, out, args(failed=True, suite=["t"], dry_run=True)) == 0
+    assert capsys.readouterr().out == f"bazel test //t:t_base_cpu --test_filter={C1} --build_event_json_file={out}/bep.0.json\n"
+
+
+def test_cli_rerun(ws):
+    def cli(*argv):
+        return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *argv], check=False, capture_output=True, text=True)
+
+    no_report = cli("rerun", "--failed", "--dry-run")
+    assert no_report.returncode == 2
+    assert no_report.stderr.startswith("error: --failed/--xpassed need a previous report")
+    assert "Traceback" not in no_report.stderr
+
+    write_compat(ws / "reports" / rerun_mod.COMPAT_JSON, previous())
+    dry = cli("rerun", "--xpassed", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout == f"bazel test //s:s_other_cpu --test_filter={T4} --build_event_json_file={ws}/reports/bep.0.json\n"
+    # Shell-quoted where needed (a parametrized id), so the printed command can be pasted.
+    assert cli("rerun", "--failed", "--suite", "s", "--variant", "base", "--device", "cpu", "--dry-run").stdout == (
+        f"bazel test //s:s_base_cpu '--test_filter={T1},{T3}' --build_event_json_file={ws}/reports/bep.0.json\n"
+    )

@@ -1,0 +1,355 @@
+"""The runtime of a matrix cell (tools/matrix/runtime): cell_main run the way Bazel runs a matrix
+target, on synthetic suites under fixtures/runtime: strict expectations, sharding, --test_filter,
+the JSON report and JUnit XML, crash / abort / hang recovery, an unavailable device.
+
+The cells run in child processes, a few at a time (fixtures/cellrun.py); the selection logic is
+also checked in-process where many cases are cheap to cover.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections import Counter
+
+import pytest
+
+from tools.matrix import statuses
+from tools.matrix.runtime import selection
+from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
+
+# --- the synthetic suites' tests ---------------------------------------------------------------
+
+EXPECT = "test_expect.py"
+KNOWN, FIXED, GPU = f"{EXPECT}::test_known_bug", f"{EXPECT}::test_fixed_bug", f"{EXPECT}::test_needs_gpu"
+GROUP_A, GROUP_B = f"{EXPECT}::TestGroup::test_a", f"{EXPECT}::TestGroup::test_b"
+UNITTEST_KNOWN, ENVIRONMENT = f"{EXPECT}::TestUnittestStyle::test_known_bug", f"{EXPECT}::test_environment"
+OK_XFAIL = {KNOWN: "tracked in #1", f"{EXPECT}::TestGroup": "the whole group is broken", UNITTEST_KNOWN: "tracked in #2"}
+OK_SKIP = {GPU: "needs a GPU, none here"}
+OK_STATUSES = {
+    KNOWN: statuses.XFAILED, FIXED: statuses.PASSED, GPU: statuses.SKIPPED, GROUP_A: statuses.XFAILED,
+    GROUP_B: statuses.XFAILED, UNITTEST_KNOWN: statuses.XFAILED, ENVIRONMENT: statuses.PASSED,
+}  # fmt: skip
+
+MANY = [
+    "test_many.py::test_alpha", "test_many.py::test_beta", "test_many.py::test_gamma[1]",
+    "test_many.py::test_gamma[2]", "test_many.py::test_gamma[3]", "test_many.py::test_delta",
+    "test_many.py::TestK::test_one", "test_many.py::TestK::test_two", "test_many.py::TestCaseStyle::test_one",
+    "test_many.py::TestCaseStyle::test_three", "test_more.py::test_alpha", "test_more.py::test_epsilon",
+]  # fmt: skip
+MANY_FILES = ("test_many.py", "test_more.py")
+
+ROBUST = {
+    "test_robust_broken.py": statuses.ERROR,  # fails to import; runs first
+    "test_robust.py::test_1_before": statuses.PASSED,
+    "test_robust.py::test_2_fails": statuses.FAILED,
+    "test_robust.py::test_3_segfault": statuses.CRASHED,
+    "test_robust.py::test_4_between": statuses.PASSED,
+    "test_robust.py::test_5_abort": statuses.CRASHED,
+    "test_robust.py::test_6_skipped": statuses.SKIPPED,
+    "test_robust.py::test_7_hang": statuses.TIMEOUT,
+    "test_robust.py::test_8_setup_error": statuses.ERROR,
+    "test_robust.py::test_9_after": statuses.PASSED,
+}
+ROBUST_TIMEOUT_S = 5
+ROBUST_TARGET = "//syn/runtime:robust_cpu"
+
+FILTERS = {
+    # node id, Class.test (pytest class and unittest.TestCase)
+    "filter_ids": (
+        "test_many.py::test_beta,TestK.test_one,TestCaseStyle.test_three",
+        {"test_many.py::test_beta", "test_many.py::TestK::test_one", "test_many.py::TestCaseStyle::test_three"},
+    ),
+    # bare name (every parameter, every file) and a glob
+    "filter_names": (
+        "test_gamma,*alpha",
+        {"test_many.py::test_gamma[1]", "test_many.py::test_gamma[2]", "test_many.py::test_gamma[3]",
+         "test_many.py::test_alpha", "test_more.py::test_alpha"},
+    ),
+}  # fmt: skip
+SHARD_TOTALS = (2, 3)
+SHARD_CELLS = {f"shard_{total}_{index}": (total, index) for total in SHARD_TOTALS for index in range(total)}
+
+# Heaviest first: the robustness cell restarts its child three times.
+CELLS: dict[str, Cell] = {
+    "robust": Cell("runtime", ("test_robust_broken.py", "test_robust.py"), test_timeout_s=ROBUST_TIMEOUT_S, target=ROBUST_TARGET),
+    "expect_ok": Cell("runtime", (EXPECT,), xfail=OK_XFAIL, skip=OK_SKIP),
+    "expect_stale": Cell("runtime", (EXPECT,), xfail={**OK_XFAIL, FIXED: "was broken once"}, skip=OK_SKIP),
+    "expect_unmatched": Cell(
+        "runtime", (EXPECT,),
+        xfail={**OK_XFAIL, f"{EXPECT}::test_renamed_long_ago": "stale"},
+        skip={**OK_SKIP, f"{EXPECT}::TestGone": "stale too"},
+    ),  # fmt: skip
+    **{
+        name: Cell("runtime", MANY_FILES, env={"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"})
+        for name, (total, index) in SHARD_CELLS.items()
+    },
+    "filter_ids": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_ids"][0]}),
+    # The xfail entry names a test the filter leaves out: it matches a test, so it is no problem.
+    "filter_names": Cell("runtime", MANY_FILES, xfail={"test_many.py::test_beta": "filtered out"}, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_names"][0]}),
+    "cuda": Cell("runtime", MANY_FILES, device="cuda"),
+}
+
+
+@pytest.fixture(scope="module")
+def cells(request, tmp_path_factory):
+    pool = CellPool(CELLS, tmp_path_factory.mktemp("runtime"))
+    pool.start(CellPool.needed(request))
+    yield pool
+    pool.close()
+
+
+def junit_cases(run) -> dict[str, object]:
+    """JUnit <testcase> elements by node id (classname is '<suite>.<file>', name the rest of the id)."""
+    assert run.xml is not None, run.explain()
+    (suite,) = run.xml.findall("testsuite")
+    cases = {}
+    for case in suite.findall("testcase"):
+        file, name = case.get("classname").removeprefix("syn."), case.get("name")
+        cases[file if name == file else f"{file}::{name}"] = case  # a collection error is named after its file
+    return cases
+
+
+# --- selection, in-process ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("count", [0, 1, 5, 12, 13])
+def test_shard_partitions_any_list(total, count):
+    ids = [f"t.py::test_{i:02d}" for i in reversed(range(count))]
+    shards = [selection.shard(ids, index, total) for index in range(total)]
+    assert sorted(n for s in shards for n in s) == sorted(ids)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert shards == [selection.shard(list(reversed(ids)), index, total) for index in range(total)]  # order-independent
+
+
+def test_shard_index_out_of_range():
+    with pytest.raises(ValueError, match="shard index 3 outside 0..2"):
+        selection.shard(["a"], 3, 3)
+
+
+@pytest.mark.parametrize(
+    "pattern, selected",
+    [
+        ("f.py::test_a", {"f.py::test_a"}),
+        ("f.py::K::test_b", {"f.py::K::test_b"}),
+        ("K.test_b", {"f.py::K::test_b"}),
+        ("K::test_b", {"f.py::K::test_b"}),
+        ("K", {"f.py::K::test_b", "f.py::K::test_p[1]"}),
+        ("test_a", {"f.py::test_a", "g.py::test_a"}),
+        ("test_p", {"f.py::K::test_p[1]"}),
+        ("test_p[1]", {"f.py::K::test_p[1]"}),
+        ("g.py", {"g.py::test_a"}),
+        ("test_?", {"f.py::test_a", "f.py::K::test_b", "f.py::K::test_p[1]", "g.py::test_a"}),  # the name without [params]
+        ("*_a", {"f.py::test_a", "g.py::test_a"}),
+        ("f.py::K::*", {"f.py::K::test_b", "f.py::K::test_p[1]"}),
+        ("test_a,K.test_b", {"f.py::test_a", "g.py::test_a", "f.py::K::test_b"}),
+        ("test_ab", set()),  # a prefix of a name is no match
+    ],
+)
+def test_filter_forms(pattern, selected):
+    ids = ["f.py::test_a", "f.py::K::test_b", "f.py::K::test_p[1]", "g.py::test_a"]
+    assert set(selection.select(ids, selection.parse_filter(pattern))) == selected
+
+
+def test_expectation_picks_the_most_specific_entry():
+    entries = {"f.py": "file", "f.py::K": "class", "f.py::K::test_p": "base", "f.py::K::test_p[2]": "exact"}
+    assert selection.expectation_for("f.py::K::test_p[2]", entries) == ("f.py::K::test_p[2]", "exact")
+    assert selection.expectation_for("f.py::K::test_p[1]", entries) == ("f.py::K::test_p", "base")
+    assert selection.expectation_for("f.py::K::test_q", entries) == ("f.py::K", "class")
+    assert selection.expectation_for("f.py::test_z", entries) == ("f.py", "file")
+    assert selection.expectation_for("ff.py::test_z", entries) is None
+    assert selection.expectation_for("f.py::K::test_pp", {"f.py::K::test_p": "base"}) is None
+
+
+# --- strict expectations -----------------------------------------------------------------------
+
+
+@uses("expect_ok")
+def test_listed_failures_are_xfailed_and_skips_skipped(cells):
+    run = cells["expect_ok"]
+    assert run.returncode == 0, run.explain()
+    assert run.statuses == OK_STATUSES, run.explain()
+    assert run.problems == [] and run.report["exitcode"] == 0
+    known = run.matrix(KNOWN)
+    assert known["expectation"] == KNOWN and known["error_type"] == "AssertionError" and "known bug" in known["message"]
+    assert run.matrix(GROUP_B)["expectation"] == f"{EXPECT}::TestGroup"  # a class entry covers its tests
+    assert run.matrix(FIXED)["expectation"] is None
+    gpu = run.matrix(GPU)
+    assert "needs a GPU, none here" in gpu["message"] and f"matrix.yaml skip ({GPU})" in gpu["message"]
+    cases = junit_cases(run)
+    for nodeid in (KNOWN, GPU, GROUP_A, UNITTEST_KNOWN):
+        assert cases[nodeid].find("skipped") is not None and cases[nodeid].find("failure") is None, nodeid
+    assert "needs a GPU, none here" in cases[GPU].find("skipped").get("message")
+
+
+@uses("expect_stale")
+def test_listed_passing_test_is_xpassed_and_fails_the_target(cells):
+    run = cells["expect_stale"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == {**OK_STATUSES, FIXED: statuses.XPASSED}, run.explain()
+    assert run.problems == []  # the xpass alone fails the target
+    message = run.matrix(FIXED)["message"]
+    assert f"Remove the xfail entry {FIXED!r}" in message and "expectations.syn.base" in message
+    assert f"[matrix] XPASSED: {FIXED}: XPASS(strict)" in run.output
+    failure = junit_cases(run)[FIXED].find("failure")
+    assert failure is not None and failure.get("message").startswith("xpassed:")
+
+
+@uses("expect_unmatched")
+def test_entry_matching_no_test_fails_the_target(cells):
+    run = cells["expect_unmatched"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == OK_STATUSES, run.explain()  # nothing else went wrong
+    assert sorted(run.problems) == [
+        f"matrix.yaml skip entry '{EXPECT}::TestGone' matches no test of syn; remove or fix it (expectations.syn.base)",
+        f"matrix.yaml xfail entry '{EXPECT}::test_renamed_long_ago' matches no test of syn; remove or fix it (expectations.syn.base)",
+    ]
+    assert run.output.count("[matrix] ERROR: matrix.yaml") == 2
+
+
+# --- sharding and --test_filter ----------------------------------------------------------------
+
+
+@uses(*SHARD_CELLS)
+@pytest.mark.parametrize("total", SHARD_TOTALS)
+def test_shards_partition_the_tests(cells, total):
+    runs = [cells[f"shard_{total}_{index}"] for index in range(total)]
+    shards = []
+    for index, run in enumerate(runs):
+        assert run.returncode == 0, run.explain()
+        assert (run.tmp / "shard_status").exists(), "TEST_SHARD_STATUS_FILE was not touched"
+        assert (run.report["matrix"]["shard_index"], run.report["matrix"]["total_shards"]) == (index, total)
+        assert set(run.statuses.values()) == {statuses.PASSED}
+        shards.append(list(run.tests))
+    everything = [n for shard in shards for n in shard]
+    assert sorted(everything) == sorted(MANY), "the shards' union is not every test exactly once"
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1, sizes
+
+
+@uses(*FILTERS)
+@pytest.mark.parametrize("name", FILTERS)
+def test_test_filter_selects(cells, name):
+    run = cells[name]
+    pattern, expected = FILTERS[name]
+    assert run.returncode == 0, run.explain()
+    assert set(run.tests) == expected, f"TESTBRIDGE_TEST_ONLY={pattern!r}"
+    assert run.report["matrix"]["test_filter"] == pattern
+    assert run.problems == []
+
+
+# --- crashes, aborts, hangs --------------------------------------------------------------------
+
+
+@uses("robust")
+def test_crashes_and_collection_errors_do_not_lose_the_other_tests(cells):
+    run = cells["robust"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == ROBUST, run.explain()
+    assert "SIGSEGV" in run.matrix("test_robust.py::test_3_segfault")["message"]
+    assert "SIGABRT" in run.matrix("test_robust.py::test_5_abort")["message"]
+    broken = run.matrix("test_robust_broken.py")
+    assert "ImportError while importing test module" in broken["message"] and "broken on purpose" in broken["log_tail"]
+    assert run.report["matrix"]["restarts"] == 3
+    assert run.output.count("resuming with the remaining tests") == 3
+    assert run.problems == []
+
+
+@uses("robust")
+def test_hang_is_a_timeout_and_the_rest_still_runs(cells):
+    run = cells["robust"]
+    hang = run.matrix("test_robust.py::test_7_hang")
+    assert hang["status"] == statuses.TIMEOUT and hang["message"] == f"timed out after {ROBUST_TIMEOUT_S}s (per-test timeout)"
+    assert run.matrix("test_robust.py::test_9_after")["status"] == statuses.PASSED
+    # The log shows what the hung test printed and where it hung.
+    log = run.output
+    assert f"TIMEOUT: test_robust.py::test_7_hang ran longer than {ROBUST_TIMEOUT_S}s" in log, log[-6000:]
+    assert "about to hang" in log and "in test_7_hang" in log[log.index("TIMEOUT: test_robust.py") :], log[-6000:]
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+@uses("robust")
+def test_report_json_has_every_test_with_matrix_metadata(cells):
+    run = cells["robust"]
+    assert sorted(run.tests) == sorted(ROBUST)
+    keys = {"status", "duration_s", "message", "error_type", "transform_failed", "transform_s", "transform_calls", "expectation"}
+    for nodeid, test in run.tests.items():
+        m = test["metadata"]["matrix"]
+        assert keys <= set(m), (nodeid, m)
+        assert m["status"] == ROBUST[nodeid] and m["transform_failed"] is False and m["transform_s"] == 0.0
+        assert isinstance(m["duration_s"], float) and m["duration_s"] >= 0
+        assert (m["message"] == "") == (m["status"] == statuses.PASSED), (nodeid, m)
+    failed = run.matrix("test_robust.py::test_2_fails")
+    assert failed["error_type"] == "AssertionError" and "arithmetic is broken" in failed["message"]
+    error = run.matrix("test_robust.py::test_8_setup_error")
+    assert error["error_type"] == "RuntimeError" and "the fixture broke" in error["message"]
+    assert "not today" in run.matrix("test_robust.py::test_6_skipped")["message"]
+    assert run.matrix("test_robust.py::test_1_before")["error_type"] is None
+    top = run.report["matrix"]
+    assert {k: top[k] for k in ("suite", "variant", "device", "target", "shard_index", "total_shards", "test_filter")} == {
+        "suite": "syn", "variant": "base", "device": "cpu", "target": ROBUST_TARGET,
+        "shard_index": 0, "total_shards": 1, "test_filter": "",
+    }  # fmt: skip
+    assert top["torch_version"] == importlib.metadata.version("torch")
+    assert top["python"] == platform.python_version()
+    assert top["transform_s"] == 0.0  # base transforms nothing
+    assert run.report["exitcode"] == 1
+    summary = run.report["summary"]
+    assert summary["total"] == summary["collected"] == len(ROBUST)
+    assert {k: summary[k] for k in Counter(ROBUST.values())} == dict(Counter(ROBUST.values()))
+
+
+@uses("robust")
+def test_junit_xml_has_one_testcase_per_test(cells):
+    run = cells["robust"]
+    (suite,) = run.xml.findall("testsuite")
+    cases = junit_cases(run)
+    assert len(suite.findall("testcase")) == len(cases) == len(ROBUST) and set(cases) == set(ROBUST)
+    element = {statuses.PASSED: None, statuses.FAILED: "failure", statuses.SKIPPED: "skipped",
+               statuses.CRASHED: "error", statuses.TIMEOUT: "error", statuses.ERROR: "error"}  # fmt: skip
+    for nodeid, status in ROBUST.items():
+        children = {child.tag for child in cases[nodeid]} - {"properties"}
+        assert children == ({element[status]} if element[status] else set()), (nodeid, children)
+        props = {p.get("name"): p.get("value") for p in cases[nodeid].find("properties")}
+        assert props == {"matrix_status": status}
+    assert "arithmetic is broken" in cases["test_robust.py::test_2_fails"].find("failure").text
+    assert "SIGSEGV" in cases["test_robust.py::test_3_segfault"].find("error").get("message")
+    assert "broken on purpose" in cases["test_robust_broken.py"].find("error").text
+    assert cases["test_robust.py::test_7_hang"].find("error").get("type") == statuses.TIMEOUT
+    counts = Counter(element[status] for status in ROBUST.values())
+    assert {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": str(len(ROBUST)), "failures": str(counts["failure"]), "errors": str(counts["error"]), "skipped": str(counts["skipped"]),
+    }  # fmt: skip
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["target"] == ROBUST_TARGET and props["variant"] == "base" and props["torch_version"] == importlib.metadata.version("torch")
+
+
+@uses("robust", "expect_ok")
+def test_premature_exit_file_removed_and_files_only_under_test_tmpdir(cells):
+    for name in ("robust", "expect_ok"):
+        run = cells[name]
+        assert not (run.tmp / "premature_exit").exists(), f"{name}: TEST_PREMATURE_EXIT_FILE left behind"
+        assert sorted(p.name for p in run.tmp.iterdir()) == ["log.txt", "out", "test.xml", "tmpdir"], name
+        assert [p.name for p in (run.tmp / "out").iterdir()] == ["report.json"]
+        assert any(p.name.startswith("cell-") for p in (run.tmp / "tmpdir").iterdir())
+    # test_environment checked, inside the cell, that the marker existed and tempfile used TEST_TMPDIR.
+    assert cells["expect_ok"].statuses[ENVIRONMENT] == statuses.PASSED
+    assert cells.files() == cells.source_files, "the cells wrote next to the suites (bytecode, caches, core files?)"
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+@uses("cuda")
+def test_unavailable_device_fails_at_start(cells):
+    run = cells["cuda"]
+    assert run.returncode != 0, run.explain()
+    assert run.tests == {}  # nothing ran, nothing was skipped
+    (problem,) = run.problems
+    assert "device 'cuda' is not available on this machine" in problem
+    assert run.output.count("[matrix] ERROR") == 1
+    assert f"[matrix] ERROR: {problem}" in run.output
+    assert "(base, cuda, shard 1/1): no tests" in run.output

@@ -1,0 +1,399 @@
+"""`xfail sync`: new failures become xfails with their first error line as the reason, stale xfails
+(xpassed) go away, and everything else in matrix.yaml (comments, order, quoting) stays byte-identical."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+import tools.matrix
+from tools.matrix import config, statuses, xfail_sync
+from tools.matrix.records import Record, RunInfo
+
+TOOLS = Path(tools.matrix.__file__).absolute().parent
+CLI = TOOLS / "cli.py"
+REAL_MATRIX = (TOOLS.parents[1] / "matrix.yaml").resolve()
+
+PLANTED = """\
+# The test matrix (synthetic).
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true  # needs --config=gpu
+
+variants:
+  base:
+    impl: pkg.mod:Base
+    description: plain
+  other:
+    impl: pkg.mod:Other
+    description: other
+
+suites:
+  s:
+    variants: [base, other]
+    devices: [cpu, cuda]
+  t:
+    variants: [base]
+    devices: [cpu]
+
+expectations:
+  s:
+    base:
+      xfail:
+        # Known upstream issue, see #123.
+        test_a.py::test_keep: "RuntimeError: still broken"  # tracked in #456
+        test_a.py::test_old: old failure
+    other:
+      skip:
+        test_b.py: too slow  # 10 minutes
+  t:
+    base:
+      xfail:
+        test_c.py::test_t: broken in t
+# end of expectations
+"""
+FILES = ("s/test_a.py", "s/test_b.py", "t/test_c.py")
+NEW_ENTRY = "        test_a.py::test_new: 'AssertionError: assert 1 == 2'\n"
+
+
+def rec(test, variant, device, status, message="", error_type=None, expectation=None, suite="s", transform_failed=False):
+    return Record(
+        suite=suite, test=test, variant=variant, device=device, status=status, message=message, error_type=error_type,
+        expectation=expectation, transform_failed=transform_failed, target=f"//{suite}:{suite}_{variant}_{device}",
+    )  # fmt: skip
+
+
+def args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"suite": [], "variant": [], "device": [], "tests": [], **kw})
+
+
+def baseline_records() -> list[Record]:
+    """What a run of PLANTED as written reports: everything as expected."""
+    out = []
+    for d in ("cpu", "cuda"):
+        out += [
+            rec("test_a.py::test_keep", "base", d, statuses.XFAILED, "RuntimeError: still broken", "RuntimeError", "test_a.py::test_keep"),
+            rec("test_a.py::test_old", "base", d, statuses.XFAILED, "old failure", "ValueError", "test_a.py::test_old"),
+            rec("test_a.py::test_new", "base", d, statuses.PASSED),
+            rec("test_b.py::test_slow", "other", d, statuses.SKIPPED, "too slow", None, "test_b.py"),
+            rec("test_a.py::test_new", "other", d, statuses.PASSED),
+        ]
+    out.append(rec("test_c.py::test_t", "base", "cpu", statuses.XFAILED, "boom", "KeyError", "test_c.py::test_t", suite="t"))
+    return out
+
+
+def replace(records: list[Record], *fresh: Record) -> list[Record]:
+    by_key = {r.key: r for r in records}
+    by_key.update({r.key: r for r in fresh})
+    return list(by_key.values())
+
+
+def scenario() -> list[Record]:
+    """One new failure (both devices, a multi-line message) and one stale xfail (xpassed on both)."""
+    return replace(
+        baseline_records(),
+        *(rec("test_a.py::test_new", "base", d, statuses.FAILED, "AssertionError: assert 1 == 2\n +  where 1 = f()", "AssertionError") for d in ("cpu", "cuda")),
+        *(rec("test_a.py::test_old", "base", d, statuses.XPASSED, "", None, "test_a.py::test_old") for d in ("cpu", "cuda")),
+    )
+
+
+@pytest.fixture
+def matrix_path(tmp_path) -> Path:
+    for f in FILES:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("def test_x():\n    pass\n")
+    path = tmp_path / "matrix.yaml"
+    path.write_text(PLANTED)
+    return path
+
+
+def sync(path: Path, records: list[Record], **kw) -> str:
+    old, new = xfail_sync.sync(path, records, args(**kw))
+    assert old == path.read_text()
+    return new
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    return [ln for ln in xfail_sync.diff(old, new, "matrix.yaml").splitlines() if ln[:1] in "+-" and not ln.startswith(("---", "+++"))]
+
+
+# --- the rewrite -------------------------------------------------------------------------------------
+
+
+def test_nothing_to_do_is_byte_identical(matrix_path):
+    assert sync(matrix_path, baseline_records()) == PLANTED
+    assert sync(matrix_path, []) == PLANTED
+
+
+def test_real_matrix_yaml_round_trips_byte_identical(tmp_path):
+    path = tmp_path / "matrix.yaml"
+    path.write_bytes(REAL_MATRIX.read_bytes())
+    assert sync(path, []) == REAL_MATRIX.read_text()
+
+
+def test_new_failure_added_and_stale_xfail_removed(matrix_path):
+    new = sync(matrix_path, scenario())
+    expected = PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
+    assert new == expected  # the comments, the quoting, the order and every other byte unchanged
+    assert changed_lines(PLANTED, new) == ["-        test_a.py::test_old: old failure", "+" + NEW_ENTRY.rstrip("\n")]
+    assert xfail_sync.diff(PLANTED, new, "matrix.yaml").startswith("--- a/matrix.yaml\n+++ b/matrix.yaml\n")
+
+
+def test_result_is_a_valid_matrix(matrix_path):
+    matrix_path.write_text(sync(matrix_path, scenario()))
+    matrix = config.load(matrix_path, matrix_path.parent)
+    cell = next(c for c in matrix.cells() if c.target_name == "s_base_cuda")
+    assert dict(cell.expectations.xfail) == {"test_a.py::test_keep": "RuntimeError: still broken", "test_a.py::test_new": "AssertionError: assert 1 == 2"}
+
+
+def test_failing_on_one_device_only_goes_under_that_device(matrix_path):
+    records = replace(
+        baseline_records(),
+        rec("test_a.py::test_new", "other", "cuda", statuses.FAILED, "RuntimeError: CUDA error: device-side assert triggered", "RuntimeError"),
+    )
+    new = sync(matrix_path, records)
+    anchor = "        test_b.py: too slow  # 10 minutes\n"
+    assert new == PLANTED.replace(
+        anchor,
+        anchor + "      devices:\n        cuda:\n          xfail:\n            test_a.py::test_new: 'RuntimeError: CUDA error: device-side assert triggered'\n",
+    )
+    matrix_path.write_text(new)
+    cells = {c.target_name: c for c in config.load(matrix_path, matrix_path.parent).cells()}
+    assert cells["s_other_cuda"].expectations.xfail == (("test_a.py::test_new", "RuntimeError: CUDA error: device-side assert triggered"),)
+    assert cells["s_other_cpu"].expectations.xfail == ()
+
+
+def test_stale_on_one_device_keeps_the_entry_on_the_other(matrix_path):
+    records = replace(baseline_records(), rec("test_a.py::test_old", "base", "cpu", statuses.XPASSED, "", None, "test_a.py::test_old"))
+    new = sync(matrix_path, records)
+    assert new == PLANTED.replace(
+        "        test_a.py::test_old: old failure\n",
+        "      devices:\n        cuda:\n          xfail:\n            test_a.py::test_old: old failure\n",
+    )
+
+
+def test_stale_where_the_other_device_did_not_run_keeps_it_there(matrix_path):
+    records = replace(
+        baseline_records(),
+        rec("test_a.py::test_old", "base", "cpu", statuses.XPASSED, "", None, "test_a.py::test_old"),
+        rec("test_a.py::test_old", "base", "cuda", statuses.NOT_RUN, "no result", statuses.NOT_RUN),
+    )
+    new = sync(matrix_path, records)
+    assert "          xfail:\n            test_a.py::test_old: old failure\n" in new
+    assert "        test_a.py::test_old: old failure\n" not in new.replace("            test_a.py::test_old", "")
+
+
+def test_a_broad_entry_still_covering_failures_is_kept(matrix_path):
+    """A file entry covering one xpassing and one still-failing test on the same device stays."""
+    text = PLANTED.replace("        test_c.py::test_t: broken in t\n", "        test_c.py: broken in t\n")
+    matrix_path.write_text(text)
+    records = [
+        rec("test_c.py::test_t", "base", "cpu", statuses.XPASSED, "", None, "test_c.py", suite="t"),
+        rec("test_c.py::test_u", "base", "cpu", statuses.XFAILED, "boom", "KeyError", "test_c.py", suite="t"),
+    ]
+    assert sync(matrix_path, records) == text
+    # ...and goes once every test it covers passes.
+    records[1] = rec("test_c.py::test_u", "base", "cpu", statuses.XPASSED, "", None, "test_c.py", suite="t")
+    assert sync(matrix_path, records) == text.replace("  t:\n    base:\n      xfail:\n        test_c.py: broken in t\n", "")
+
+
+def test_removing_the_last_entries_prunes_empty_mappings(matrix_path):
+    records = [rec("test_c.py::test_t", "base", "cpu", statuses.XPASSED, "", None, "test_c.py::test_t", suite="t")]
+    new = sync(matrix_path, records)
+    assert new == PLANTED.replace("  t:\n    base:\n      xfail:\n        test_c.py::test_t: broken in t\n", "")
+    assert "xfail: {}" not in new and "t: {}" not in new
+
+
+def test_everything_removed_leaves_an_empty_mapping(tmp_path):
+    path = tmp_path / "matrix.yaml"
+    text = "devices:\n  cpu: {}\nexpectations:\n  t:\n    base:\n      xfail:\n        test_c.py: x\n"
+    path.write_text(text)
+    new = sync(path, [rec("test_c.py::test_t", "base", "cpu", statuses.XPASSED, "", None, "test_c.py", suite="t")])
+    assert new == "devices:\n  cpu: {}\nexpectations: {}\n"
+
+
+def test_additions_into_an_empty_expectations_mapping(tmp_path):
+    path = tmp_path / "matrix.yaml"
+    path.write_text("devices:\n  cpu: {}\nexpectations: {}\n")
+    new = sync(path, [rec("test_c.py::test_t", "base", "cpu", statuses.ERROR, "fixture 'gpu' not found", "error", suite="t")])
+    assert new == "devices:\n  cpu: {}\nexpectations:\n  t:\n    base:\n      xfail:\n        test_c.py::test_t: fixture 'gpu' not found\n"
+
+
+def test_comment_lines_stay_before_what_followed_them(tmp_path):
+    """ruamel glues a comment line to the entry above it; added entries must not slip above it."""
+    path = tmp_path / "matrix.yaml"
+    text = (
+        "expectations:\n"
+        "  s:\n"
+        "    base:\n"
+        "      xfail:\n"
+        "        a.py: x  # eol\n"
+        "\n"
+        "  # t comes next\n"
+        "  t:\n"
+        "    base:\n"
+        "      skip:\n"
+        "        b.py: y\n"
+        "# the end\n"
+    )
+    path.write_text(text)
+    new = sync(path, [rec("n.py", "other", "cpu", statuses.FAILED, "boom"), rec("c.py", "base", "cpu", statuses.TIMEOUT, "took 120 s", suite="t")])
+    assert new == (
+        "expectations:\n"
+        "  s:\n"
+        "    base:\n"
+        "      xfail:\n"
+        "        a.py: x  # eol\n"
+        "    other:\n"
+        "      xfail:\n"
+        "        n.py: boom\n"
+        "\n"
+        "  # t comes next\n"
+        "  t:\n"
+        "    base:\n"
+        "      skip:\n"
+        "        b.py: y\n"
+        "      xfail:\n"
+        "        c.py: 'timeout: took 120 s'\n"
+        "# the end\n"
+    )
+
+
+# --- filters ---------------------------------------------------------------------------------------------
+
+
+def filter_records() -> list[Record]:
+    return replace(
+        scenario(),
+        rec("test_c.py::test_new_t", "base", "cpu", statuses.CRASHED, "Fatal Python error: Segmentation fault", statuses.CRASHED, suite="t"),
+        *(rec("test_a.py::test_new", "other", d, statuses.FAILED, "TypeError: bad", "TypeError", transform_failed=True) for d in ("cpu", "cuda")),
+    )
+
+
+T_ENTRY = "        test_c.py::test_new_t: 'crashed: Fatal Python error: Segmentation fault'\n"
+OTHER_ENTRY = "      xfail:\n        test_a.py::test_new: 'variant transform failed: TypeError: bad'\n"
+
+
+def test_no_filter_takes_everything(matrix_path):
+    new = sync(matrix_path, filter_records())
+    assert new == (
+        PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
+        .replace("        test_b.py: too slow  # 10 minutes\n", "        test_b.py: too slow  # 10 minutes\n" + OTHER_ENTRY)
+        .replace("        test_c.py::test_t: broken in t\n", "        test_c.py::test_t: broken in t\n" + T_ENTRY)
+    )
+
+
+def test_suite_filter(matrix_path):
+    new = sync(matrix_path, filter_records(), suite=["t"])
+    assert new == PLANTED.replace("        test_c.py::test_t: broken in t\n", "        test_c.py::test_t: broken in t\n" + T_ENTRY)
+
+
+def test_variant_filter(matrix_path):
+    new = sync(matrix_path, filter_records(), variant=["oth*"])
+    assert new == PLANTED.replace("        test_b.py: too slow  # 10 minutes\n", "        test_b.py: too slow  # 10 minutes\n" + OTHER_ENTRY)
+
+
+def test_suite_and_variant_filter(matrix_path):
+    new = sync(matrix_path, filter_records(), suite=["s"], variant=["base"])
+    assert new == PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
+
+
+def test_device_filter_places_under_that_device(matrix_path):
+    """With --device cuda only cuda's results are seen: the new failure goes under devices.cuda."""
+    new = sync(matrix_path, filter_records(), suite=["s"], variant=["other"], device=["cuda"])
+    assert new == PLANTED.replace(
+        "        test_b.py: too slow  # 10 minutes\n",
+        "        test_b.py: too slow  # 10 minutes\n      devices:\n        cuda:\n          xfail:\n"
+        "            test_a.py::test_new: 'variant transform failed: TypeError: bad'\n",
+    )
+
+
+# --- reasons ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (rec("t.py", "base", "cpu", statuses.FAILED, "AssertionError: x\nmore\nlines", "AssertionError"), "AssertionError: x"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "\n  ValueError: leading blank\n", "ValueError"), "ValueError: leading blank"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "", "KeyError"), "KeyError"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "  \n ", "KeyError"), "KeyError"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "   "), "failed"),
+        (rec("t.py", "base", "cpu", statuses.ERROR, "fixture 'x' not found", "error"), "fixture 'x' not found"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "TypeError: y", "TypeError", transform_failed=True), "variant transform failed: TypeError: y"),
+        (rec("t.py", "base", "cpu", statuses.TIMEOUT, "exceeded 120 s", statuses.TIMEOUT), "timeout: exceeded 120 s"),
+        (rec("t.py", "base", "cpu", statuses.CRASHED, "", statuses.CRASHED), "crashed: crashed"),
+        (rec("t.py", "base", "cpu", statuses.FAILED, "E" * 300), "E" * 239 + "…"),
+    ],
+)
+def test_reason_of(record, reason):
+    assert xfail_sync.reason_of(record) == reason
+    assert len(reason) <= xfail_sync.MAX_REASON and reason.strip()
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def write_compat(path: Path, records: list[Record]) -> None:
+    run = RunInfo(run_id="r1", created="2024-01-01T00:00:00+00:00", torch_version="2.13.0")
+    try:
+        from tools.matrix.report import write_json
+    except ImportError:
+        write_json = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if write_json is not None:
+        write_json(records, run, path)
+    else:
+        path.write_text(json.dumps({"schema_version": 1, "run": asdict(run), "records": [r.to_json() for r in records]}))
+
+
+def cli(ws: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *argv], check=False, capture_output=True, text=True)
+
+
+@pytest.fixture
+def report_package():
+    try:
+        from tools.matrix.report import COMPAT_JSON, load_json  # noqa: F401  (what the CLI imports)
+    except ImportError as e:
+        pytest.skip(f"tools.matrix.report is not complete yet: {e}")
+    return COMPAT_JSON
+
+
+def test_cli_dry_run_changes_nothing(matrix_path, report_package):
+    ws = matrix_path.parent
+    write_compat(ws / "out" / report_package, scenario())
+    out = cli(ws, "xfail", "sync", "--out", "out", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == xfail_sync.diff(PLANTED, PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY), "matrix.yaml")
+    assert matrix_path.read_text() == PLANTED
+    assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
+
+
+def test_cli_sync_writes_and_regenerates(matrix_path, report_package):
+    ws = matrix_path.parent
+    write_compat(ws / "reports" / report_package, scenario())
+    out = cli(ws, "xfail", "sync", "--suite", "s")
+    assert out.returncode == 0, out.stderr
+    expected = PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
+    assert matrix_path.read_text() == expected
+    assert out.stdout.startswith(xfail_sync.diff(PLANTED, expected, "matrix.yaml"))
+    assert "wrote 3 file(s)" in out.stdout
+    assert "test_a.py::test_new" in (ws / "s" / "BUILD.bazel").read_text()
+    again = cli(ws, "xfail", "sync", "--suite", "s")
+    assert (again.returncode, again.stdout) == (0, "matrix.yaml expectations already match the last report\n")
+
+
+def test_cli_without_a_report_exits_2(matrix_path, report_package):
+    out = cli(matrix_path.parent, "xfail", "sync", "--out", "nowhere")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "no report yet" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert matrix_path.read_text() == PLANTED

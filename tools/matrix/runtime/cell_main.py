@@ -84,6 +84,21 @@ def _pytest_command(cell: CellConfig) -> list[str]:
     ]  # fmt: skip
 
 
+class _Termination:
+    """Bazel ends a target that overruns its own timeout with SIGTERM (then SIGKILL after a grace
+    period): stop the child, keep every result recorded so far, and write the outputs in time."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.child: subprocess.Popen[bytes] | None = None
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self.child and self.child.poll() is None:
+            self.child.kill()
+
+
 def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Run every selected test, resuming after crashes and timeouts. Returns (tests, session info, problems)."""
     journal_path = os.path.join(scratch, "journal.jsonl")
@@ -91,10 +106,14 @@ def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict
     tests: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     session: dict[str, Any] = {"restarts": 0}
+    termination = _Termination()
     for attempt in range(MAX_RESTARTS):
         offset = len(journal.read(journal_path))
         child_cell = replace(cell, done=tuple(tests))
-        child = subprocess.run(_pytest_command(child_cell), env=_child_env(child_cell, scratch))
+        termination.child = child = subprocess.Popen(_pytest_command(child_cell), env=_child_env(child_cell, scratch))
+        if termination.requested:  # the signal came between two children
+            child.kill()
+        child.wait()
         events = journal.read(journal_path)[offset:]
         pending: str | None = None
         started = False
@@ -121,6 +140,11 @@ def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict
                     f"matrix.yaml {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
                     f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
                 )
+        if termination.requested:
+            if pending is not None:
+                tests[pending] = _synthetic(pending, statuses.TIMEOUT, "Bazel ended the target during this test (the target's timeout, see `size`/--test_timeout)")
+            problems.append("Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing")
+            return list(tests.values()), session, problems
         if pending is None:
             if not started and not problems:
                 problems.append(f"pytest exited with {_signal_name(child.returncode)} before running any test; see the log above")

@@ -47,14 +47,14 @@ SUITE_TESTS = {
                   "TestUnittestStyle::test_name_imported_at_module_top", "TestUnittestStyle::test_api_error_propagates"],
     DYNAMO_FILE: ["test_name_imported_at_module_top", "test_attribute_lookup", "test_api_error_propagates",
                   "TestUnittestStyle::test_name_imported_at_module_top"],
-    PACKAGE_FILE: ["test_name_imported_at_module_top", "test_attribute_lookup", "test_directory_source",
+    PACKAGE_FILE: ["test_name_imported_at_module_top", "test_attribute_lookup", "test_reader_source",
                    "test_api_error_propagates", "test_api_error_on_corrupt_archive_propagates",
                    "TestUnittestStyle::test_name_imported_at_module_top"],
 }  # fmt: skip
 EVIDENCE_TESTS = ["test_name_imported_at_module_top", "test_attribute_lookup", "TestUnittestStyle::test_name_imported_at_module_top"]
 BASE_ONLY = f"{EXPORT_FILE}::test_base_installs_nothing"
-# from_bytes cannot read a package that is already a directory: a transform failure, listed as such.
-FROM_BYTES_XFAIL = {f"{PACKAGE_FILE}::test_directory_source": "from_bytes reads archives, not directories"}
+# The importer variants cannot re-read a PyTorchFileReader object: a transform failure, listed as such.
+IMPORTER_XFAIL = {f"{PACKAGE_FILE}::test_reader_source": "the importer variants read paths and buffers, not reader objects"}
 
 USER = {
     "test_tagged": (statuses.PASSED, False, None),
@@ -71,7 +71,7 @@ USER = {
 # The export variants are the slowest (a first torch.export per process): start them first.
 CELLS: dict[str, Cell] = {
     **{
-        name: Cell("variants", (file,), variant=name, impl=impl, applies_to=(entry,), xfail=FROM_BYTES_XFAIL if name == "from_bytes" else {})
+        name: Cell("variants", (file,), variant=name, impl=impl, applies_to=(entry,), xfail=IMPORTER_XFAIL if entry == IMPORTER else {})
         for name, (impl, entry, file) in VARIANTS.items()
     },
     "user": Cell("variants", (USER_FILE,), variant="tagged", impl="synvariants.tagging:Tag"),
@@ -107,8 +107,8 @@ def test_variant_transforms_what_the_test_sees(cells, variant):
     expected = {nodeid: statuses.PASSED for nodeid in nodeids(file)}
     if file == EXPORT_FILE:
         expected[BASE_ONLY] = statuses.SKIPPED
-    if variant == "from_bytes":
-        expected.update(dict.fromkeys(FROM_BYTES_XFAIL, statuses.XFAILED))
+    if VARIANTS[variant][1] == IMPORTER:
+        expected.update(dict.fromkeys(IMPORTER_XFAIL, statuses.XFAILED))
     assert run.statuses == expected, run.explain()
     for name in EVIDENCE_TESTS:
         m = run.matrix(f"{file}::{name}")
@@ -130,7 +130,7 @@ def test_base_installs_nothing(cells):
 
 @uses("from_bytes")
 def test_transform_failure_of_a_builtin_variant_is_reported_as_such(cells):
-    m = cells["from_bytes"].matrix(f"{PACKAGE_FILE}::test_directory_source")
+    m = cells["from_bytes"].matrix(f"{PACKAGE_FILE}::test_reader_source")
     assert m["status"] == statuses.XFAILED and m["transform_failed"] is True
     assert m["error_type"] == "VariantTransformError"
     assert "variant 'from_bytes' failed to transform" in m["message"] and "as a zip archive" in m["message"]

@@ -21,18 +21,19 @@ class _ExportResultVariant(Variant):
         def export_and_transform(*args: Any, **kwargs: Any) -> Any:
             exported = result(*args, **kwargs)
             with self.transforming(call.entry):
-                return exported._replace(graph_module=self.transform_graph(exported.graph_module, args, kwargs))
+                return exported._replace(graph_module=self.transform_graph(call, exported.graph_module, args, kwargs))
 
         return export_and_transform
 
-    def transform_graph(self, graph_module: Any, args: tuple, kwargs: dict) -> Any:
+    def transform_graph(self, call: Call, graph_module: Any, args: tuple, kwargs: dict) -> Any:
+        """`call` is the torch._dynamo.export(...) call (its options); args/kwargs the example inputs."""
         raise NotImplementedError
 
 
 class DynamoPackage(_ExportResultVariant):
     """Round-trip the exported GraphModule through torch.package (save_pickle / load_pickle)."""
 
-    def transform_graph(self, graph_module: Any, args: tuple, kwargs: dict) -> Any:
+    def transform_graph(self, call: Call, graph_module: Any, args: tuple, kwargs: dict) -> Any:
         from torch.package import PackageExporter, PackageImporter, sys_importer
 
         buffer = io.BytesIO()
@@ -45,10 +46,24 @@ class DynamoPackage(_ExportResultVariant):
 
 
 class DynamoReexport(_ExportResultVariant):
-    """Export the dynamo GraphModule again with torch.export.export and use its `.module()`."""
+    """Export the dynamo GraphModule again with torch.export.export and use its `.module()`.
 
-    def transform_graph(self, graph_module: Any, args: tuple, kwargs: dict) -> Any:
+    The re-export keeps the dynamo call's dynamism: its `dynamic_shapes` when given; otherwise, under
+    dynamo's defaults (symbolic tracing, assume_static_by_default=False), every dim of every
+    positional tensor input is Dim.AUTO.
+    """
+
+    def transform_graph(self, call: Call, graph_module: Any, args: tuple, kwargs: dict) -> Any:
         import torch
+        from torch.utils import _pytree as pytree
 
         export = getattr(torch.export.export, "__matrix_original__", torch.export.export)
-        return export(graph_module, tuple(args), dict(kwargs) or None).module()
+        options = call.kwargs
+        dynamic_shapes = options.get("dynamic_shapes")
+        automatic = options.get("tracing_mode", "symbolic") == "symbolic" and not options.get("assume_static_by_default", False)
+        if dynamic_shapes is None and automatic and not kwargs:
+            auto = torch.export.Dim.AUTO
+            dynamic_shapes = tuple(
+                pytree.tree_map(lambda x: {i: auto for i in range(x.dim())} if isinstance(x, torch.Tensor) else None, a) for a in args
+            )
+        return export(graph_module, tuple(args), dict(kwargs) or None, dynamic_shapes=dynamic_shapes).module()

@@ -42,10 +42,25 @@ def _missing(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and not os.path.exists(source)
 
 
-def _archive_bytes(source: Any) -> bytes | None:
-    """The zip archive's bytes for a path or a binary buffer; None for other sources."""
+def _zip_directory(root: str) -> bytes:
+    """An extracted package directory zipped back into an archive (its folder name as the top level)."""
+    top = os.path.basename(os.path.normpath(root))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for folder, subfolders, files in os.walk(root):
+            subfolders.sort()
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                archive.write(path, os.path.join(top, os.path.relpath(path, root)))
+    return buffer.getvalue()
+
+
+def _archive_bytes(source: Any, zip_directories: bool = False) -> bytes | None:
+    """The zip archive's bytes for a path or a binary buffer (or, if asked, a directory); None otherwise."""
     if isinstance(source, (str, os.PathLike)):
-        return None if os.path.isdir(source) else open(source, "rb").read()
+        if os.path.isdir(source):
+            return _zip_directory(os.fspath(source)) if zip_directories else None
+        return open(source, "rb").read()
     if hasattr(source, "read"):
         start = source.tell()
         data = source.read()
@@ -77,12 +92,12 @@ class FromDirectory(_ImporterVariant):
 
 
 class FromBytes(_ImporterVariant):
-    """Read the archive into memory and load the package from an in-memory buffer."""
+    """Read the archive into memory (zipping an extracted directory) and load it from a buffer."""
 
     def before(self, call: Call) -> Call:
         if _missing(call.args[0]):
             return call
-        data = _archive_bytes(call.args[0])
+        data = _archive_bytes(call.args[0], zip_directories=True)
         if data is None:
             raise ValueError(f"cannot read {type(call.args[0]).__name__} {call.args[0]!r} as a zip archive")
         return Call(call.entry, call.fn, (io.BytesIO(data), *call.args[1:]), call.kwargs)

@@ -17,6 +17,7 @@ from tools.matrix import config, generate  # noqa: E402
 
 SUITES = 20
 DEVICES = ("cpu", "cuda")
+SIZES = (200, 2000, 20000)  # targets; bench_matrix.py imports these
 
 
 def synthetic_workspace(root: Path, targets: int) -> Path:
@@ -52,7 +53,7 @@ def main() -> None:
     print("generator: load + validate + write BUILD files")
     print(f"{'targets':>8} {'seconds':>9} {'growth':>8}")
     previous = None
-    for size in (200, 2000, 20000):
+    for size in SIZES:
         cells, seconds = measure(size)
         growth = f"{seconds / previous:.1f}x" if previous else "-"
         print(f"{cells:>8} {seconds:>9.3f} {growth:>8}")

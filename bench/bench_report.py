@@ -30,6 +30,7 @@ SUITES = {
     "dynamo_tests": ["base", "dynamo_package", "dynamo_reexport"],
 }
 DEVICES = ["cpu", "cuda"]
+SIZES = (10000, 100000, 300000)  # records; bench_matrix.py imports these
 MIX = [  # (status, weight)
     (statuses.PASSED, 78), (statuses.XFAILED, 8), (statuses.FAILED, 5), (statuses.SKIPPED, 5), (statuses.XPASSED, 1),
     (statuses.ERROR, 1), (statuses.CRASHED, 0.5), (statuses.TIMEOUT, 0.5), (statuses.NOT_RUN, 1),
@@ -98,7 +99,7 @@ def run_once(records: list[Record], baseline: list[Record] | None) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,300000")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; the fastest is shown")
     parser.add_argument("--baseline", action="store_true", help="also compare with a baseline run of the same size")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size and print the top functions")

@@ -7,6 +7,7 @@ inputs, ops with ``register_autograd``, and ``torch.autograd.Function`` used
 inside ``forward``. The custom ops must survive in the exported graph and the
 exported module must match eager.
 """
+
 import pytest
 import torch
 from torch.export import Dim, export
@@ -478,9 +479,7 @@ def test_autograd_function_in_forward(device):
     ep = export(mod, (x,))
 
     # The Function's forward is traced through into ordinary ATen ops.
-    assert not any(
-        isinstance(n.target, torch._ops.HigherOrderOperator) for n in ep.graph.nodes if n.op == "call_function"
-    )
+    assert not any(isinstance(n.target, torch._ops.HigherOrderOperator) for n in ep.graph.nodes if n.op == "call_function")
     assert any("clamp" in str(n.target) for n in ep.graph.nodes)
 
     x2 = torch.randn(10, device=device)

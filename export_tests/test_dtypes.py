@@ -6,6 +6,7 @@ type promotion. Every test checks that the exported module's outputs have the
 same dtype and values as eager, and that the dtype recorded in the graph
 metadata matches.
 """
+
 import pytest
 import torch
 from torch.export import Dim, export

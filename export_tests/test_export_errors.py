@@ -10,6 +10,7 @@ not a buffer. Every rejection is checked for its exact exception type and
 message; where a fixed variant of the program exists it is exported and
 compared with eager too.
 """
+
 import contextlib
 import random
 

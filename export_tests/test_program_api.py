@@ -7,7 +7,7 @@ round-trips, repeated use of ``ep.module()``, ``ExportedProgram.constants``,
 graph-signature input/output specs, ``range_constraints`` and
 ``example_inputs``.
 """
-import pytest
+
 import torch
 from torch.export import Dim, default_decompositions, export, unflatten
 from torch.export.graph_signature import InputKind, OutputKind
@@ -93,9 +93,7 @@ def _aten_ops(ep):
 
 def _non_core_ops(ep):
     return {
-        str(op)
-        for op in _aten_ops(ep)
-        if op.namespace == "aten" and torch.Tag.core not in op.tags and str(op) not in _NON_CORE_ALLOWED
+        str(op) for op in _aten_ops(ep) if op.namespace == "aten" and torch.Tag.core not in op.tags and str(op) not in _NON_CORE_ALLOWED
     }
 
 

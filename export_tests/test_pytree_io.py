@@ -6,6 +6,7 @@ Each test checks that ``ep.module()`` accepts the same structure and matches
 eager, and checks the facts recorded in ``ep.call_spec`` and
 ``ep.module_call_graph`` (the in/out TreeSpecs).
 """
+
 import collections
 import dataclasses
 
@@ -14,7 +15,6 @@ import torch
 import torch.utils._pytree as pytree
 from torch.export import Dim, export
 from torch.testing import assert_close
-
 
 # --- global pytree registrations (import time only) -------------------------
 

@@ -5,6 +5,7 @@ Covers int / float / bool arguments (specialised by default, or dynamic with
 ``x.shape[0]``, SymInts used in view / factory / slicing computations with
 dynamic dims, related dims, and unbacked SymInts from ``.item()``.
 """
+
 import pytest
 import torch
 from torch.export import Dim, export
@@ -332,9 +333,7 @@ def test_dynamic_int_and_dynamic_dim_combined(device):
 
     mod = M().to(device)
     n = Dim("n", min=2, max=64)
-    ep = torch.export.export(
-        mod, (torch.randn(2, 5, device=device), 1), dynamic_shapes={"x": {1: n}, "pad": Dim.DYNAMIC}
-    )
+    ep = torch.export.export(mod, (torch.randn(2, 5, device=device), 1), dynamic_shapes={"x": {1: n}, "pad": Dim.DYNAMIC})
 
     assert isinstance(_placeholders(ep)["pad"].meta["val"], torch.SymInt)
     for width, pad in ((5, 1), (9, 3), (2, 0)):

@@ -14,9 +14,9 @@ from tools.matrix.config import Cell, Matrix
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
-    "# GENERATED FILE from matrix.yaml by `{cmd}` -- do not edit: hand edits are overwritten.\n"
-    "# Regenerate with `{cmd}`; `{cmd} --check` (also run by `bazel test //...`) fails when stale.\n"
-).format(cmd=REGENERATE)
+    f"# GENERATED FILE from matrix.yaml by `{REGENERATE}` -- do not edit: hand edits are overwritten.\n"
+    f"# Regenerate with `{REGENERATE}`; `{REGENERATE} --check` (also run by `bazel test //...`) fails when stale.\n"
+)
 CHECK_TARGET = "generated_files_test"
 
 

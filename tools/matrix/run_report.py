@@ -10,13 +10,13 @@ from tools.matrix import bazel, statuses
 from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report import compare, load_json, terminal_summary, unexpected, write_reports
 
 BEP_NAME = "bep.json"
 
 
 def new_run(command: list[str], testlogs: Path, torch_version: str | None) -> RunInfo:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return RunInfo(
         run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
         created=now.isoformat(timespec="seconds"),
@@ -41,9 +41,9 @@ def disagreements(collected: Collected) -> list[str]:
 
 
 def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str]) -> int:
-    old = load_json(baseline)[1] if baseline else None
-    paths = write_reports(records, run, out_dir, baseline=old)
-    print(terminal_summary(records))
+    comparison = compare(load_json(baseline)[1], records) if baseline else None
+    paths = write_reports(records, run, out_dir, baseline=comparison)
+    print(terminal_summary(records, comparison))
     for problem in problems:
         print(f"problem: {problem}")
     print("report: " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,1037 @@
+"""Benchmark of the matrix under Bazel, against the same cells run as plain processes.
+
+    bazel run //bench:all                                  # bench_generate, bench_report, then this (--skip tools)
+    bazel run //bench:all -- --quick                       # the same on a small slice
+    <pyenv>/venv/bin/python3 bench/bench_matrix.py [--quick] [--targets //:device_cpu] [--output-base /tmp/bench_ob]
+
+What it measures, all in one run so that the ratios are taken side by side on the same (noisy) machine:
+
+1. cold: `bazel test <targets>` with an empty action cache and output tree (`bazel clean` + server
+   restart in the benchmark's own output base; the Python environment repository is reused, never
+   rebuilt), vs the same cells run by plain processes (tools/matrix/runtime/cell_main.py, same plugin,
+   same shards: one process per shard, --jobs at a time, no Bazel); and where the time goes: the number
+   of processes, interpreter + `import torch` + first torch.export start-up, and the sum of the test
+   durations from the cells' report.json.
+2. noop: `bazel test <targets>` again, nothing changed.
+3. incremental: add one skip entry to one variant's expectations (in a copy of the workspace),
+   regenerate, `bazel test <targets>`: which targets ran (they must be exactly that variant's).
+4. rerun: plant one failure (remove a real xfail entry, or add an xfail for a passing test = xpassed),
+   run that variant's targets, `report --no-run`, `rerun --failed`: tests rerun vs tests failing.
+5. tools: bench_generate.measure and bench_report.run_once at their sizes.
+6. transform: per variant, the mean transform time and test duration per test, relative to base.
+
+Prints tables; never asserts. Every Bazel command uses the benchmark's own output base (never the
+workspace's default one) with --symlink_prefix=/, and runs in a copy of the workspace, so the
+workspace's files and bazel-* links are never touched. The copy's matrix.yaml / BUILD files are
+restored after each edit, and the benchmark's Bazel server is shut down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import difflib
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the workspace, or the runfiles root under `bazel run`
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_TARGETS = ("//:device_cpu",)
+QUICK_TARGETS = ("//package_tests/...", "//dynamo_tests/...")  # their cuda cells are excluded by .bazelrc
+SKIPPABLE = ("plain", "noop", "incremental", "rerun", "tools")
+SIZE_TIMEOUT_S = {"small": 60, "medium": 300, "large": 900, "enormous": 3600}  # Bazel's defaults
+COPY_MARKER = ".bench_matrix_copy"
+# Bazel commands that take build options (and so --symlink_prefix); query-like ones take only the repo flags.
+BUILD_LIKE = ("build", "test", "run", "info", "coverage", "clean")
+REPO_LIKE = ("query", "cquery", "aquery", "fetch", "sync")
+STARTUP_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+class M(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x) * 2 + 1
+torch.export.export(M(), (torch.randn(4, 4),))
+t2 = time.perf_counter()
+torch.export.export(M(), (torch.randn(4, 4),))
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_export_s": t2 - t1, "second_export_s": t3 - t2}))
+"""
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The Python environment: the benchmark needs the project's (PyYAML, jsonschema, torch, pytest).
+
+
+def find_pyenv(workspace: Path) -> Path | None:
+    """The @pyenv repository (python_env.bzl): this interpreter's, the runfiles', or the one in the
+    workspace's default output base (found through its bazel-* links; only read, never built)."""
+    candidates = [Path(sys.prefix).parent]
+    if os.environ.get("RUNFILES_DIR"):
+        candidates.append((Path(os.environ["RUNFILES_DIR"]) / "pyenv" / "frozen_requirements.txt").resolve().parent)
+    for link in sorted(workspace.glob("bazel-*")):
+        if link.is_symlink():
+            parts = link.resolve().parts
+            if "execroot" in parts:
+                candidates.append(Path(*parts[: parts.index("execroot")]) / "external" / "pyenv")
+    for c in candidates:
+        if (c / "frozen_requirements.txt").is_file() and (c / "BUILD.bazel").is_file() and (c / "venv" / "bin" / "python3").exists():
+            return c
+    return None
+
+
+def _ensure_python(workspace: Path) -> None:
+    try:
+        import jsonschema  # noqa: F401
+        import ruamel.yaml  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as e:
+        pyenv = find_pyenv(workspace)
+        python = pyenv / "venv" / "bin" / "python3" if pyenv else None
+        if python and Path(sys.executable) != python and not os.environ.get("BENCH_MATRIX_REEXEC"):
+            log(f"bench_matrix: {e.name} missing in {sys.executable}; re-running with the project's environment {python}")
+            os.environ["BENCH_MATRIX_REEXEC"] = "1"
+            os.execv(str(python), [str(python), *sys.argv])
+        sys.exit(f"error: {e}. Run with the project's Python environment: `bazel run //bench:all`, or "
+                 f"<output_base>/external/pyenv/venv/bin/python3 {sys.argv[0]}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Bazel in the benchmark's own output base.
+
+
+@dataclass
+class BazelRun:
+    argv: list[str]
+    rc: int
+    wall_s: float
+    output: str
+    log: Path
+    timed_out: bool = False
+
+    @property
+    def executed(self) -> tuple[int, int] | None:
+        m = re.findall(r"Executed (\d+) out of (\d+) tests?", self.output)
+        return (int(m[-1][0]), int(m[-1][1])) if m else None
+
+    @property
+    def processes(self) -> str:
+        m = re.findall(r"INFO: (\d+ process(?:es)?[:.].*)", self.output)
+        return m[-1].strip() if m else "?"
+
+
+class Bazel:
+    def __init__(self, binary: str, workspace: Path, output_base: Path, pyenv: Path | None, jobs: int, logs: Path):
+        self.binary, self.workspace, self.output_base, self.logs = binary, workspace, output_base, logs
+        self.startup = [f"--output_base={output_base}", "--max_idle_secs=900"]
+        self.repo_flags = [f"--override_repository=pyenv={pyenv}"] if pyenv else []
+        self.build_flags = ["--symlink_prefix=/", f"--local_test_jobs={jobs}"]
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+        # Nested under `bazel run`: none of the outer run's runfiles / workspace / Python settings.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNFILES_", "PYTHON", "JAVA_RUNFILES", "BUILD_", "TEST_", "BENCH_MATRIX"))}
+        self.env["HOME"] = home
+        self.count = 0
+
+    def argv(self, command: str, *args: str) -> list[str]:
+        flags = self.repo_flags + self.build_flags if command in BUILD_LIKE else self.repo_flags if command in REPO_LIKE else []
+        return [self.binary, *self.startup, command, *flags, *args]
+
+    def wrapper(self, path: Path) -> Path:
+        """A `bazel` for the matrix CLI's nested calls (BAZEL=path): the same output base and flags."""
+        q = shlex.join
+        path.write_text(
+            "#!/bin/sh\n# bench_matrix: bazel in the benchmark's output base, with the benchmark's flags.\n"
+            'cmd="$1"; [ $# -gt 0 ] && shift\ncase "$cmd" in\n'
+            f"  {'|'.join(BUILD_LIKE)}) exec {q([self.binary, *self.startup])} \"$cmd\" {q(self.repo_flags + self.build_flags)} \"$@\" ;;\n"
+            f"  {'|'.join(REPO_LIKE)}) exec {q([self.binary, *self.startup])} \"$cmd\" {q(self.repo_flags) if self.repo_flags else ''} \"$@\" ;;\n"
+            f"  *) exec {q([self.binary, *self.startup])} \"$cmd\" \"$@\" ;;\nesac\n"
+        )
+        path.chmod(0o755)
+        return path
+
+    def run(self, name: str, command: str, *args: str, timeout: float, echo: bool = True) -> BazelRun:
+        self.count += 1
+        argv = self.argv(command, *args)
+        log_path = self.logs / f"bazel_{self.count:02d}_{name}.log"
+        log(f"  $ {shlex.join(argv)}")
+        started = time.monotonic()
+        lines: list[str] = []
+        with open(log_path, "w") as out:
+            proc = subprocess.Popen(argv, cwd=self.workspace, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+
+            def pump() -> None:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    out.write(line)
+                    lines.append(line)
+                    if echo and re.match(r"(//\S+ |Executed |INFO: \d+ process|ERROR:|FAIL: )", line):
+                        log("    | " + line.rstrip()[:200])
+
+            reader = threading.Thread(target=pump, daemon=True)
+            reader.start()
+            timed_out = False
+            try:
+                proc.wait(timeout=max(timeout, 1))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                log(f"  ! bazel {command} ran past {timeout:.0f}s: interrupting it")
+                proc.send_signal(signal.SIGINT)  # the client asks its server to cancel the build
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            except BaseException:
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+                if proc.poll() is None:
+                    proc.kill()
+                raise
+            reader.join(timeout=10)
+        wall = time.monotonic() - started
+        run = BazelRun(argv, proc.returncode, wall, "".join(lines), log_path, timed_out)
+        log(f"  -> exit {run.rc} in {wall:.1f}s (log {log_path})")
+        return run
+
+    def info(self, key: str) -> Path:
+        out = subprocess.run(self.argv("info", key), cwd=self.workspace, env=self.env, capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"bazel info {key} failed:\n{out.stderr[-3000:]}")
+        return Path(out.stdout.strip())
+
+    def shutdown(self) -> None:
+        if not (self.output_base / "server").exists():
+            return
+        try:
+            subprocess.run([self.binary, *self.startup, "shutdown"], cwd=self.workspace if self.workspace.exists() else "/", env=self.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pid_file = self.output_base / "server" / "server.pid.txt"
+            if pid_file.is_file():  # our own server (our output base), ended by its id
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+
+
+def read_bep_durations(path: Path) -> dict[tuple[str, int], float]:
+    """(label, shard) -> the test action's duration, from the BEP (testAttemptDurationMillis)."""
+    out: dict[tuple[str, int], float] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        ident = event.get("id", {}).get("testResult")
+        if ident:
+            result = event.get("testResult", {})
+            ms = result.get("testAttemptDurationMillis") or result.get("testAttemptDuration", "0").rstrip("s")
+            with contextlib.suppress(ValueError, TypeError):
+                out[(ident["label"], max(int(ident.get("shard", 1)) - 1, 0))] = float(ms) / (1000 if "testAttemptDurationMillis" in result else 1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The workspace copy and the matrix edits.
+
+
+def make_copy(source: Path, copy: Path) -> int:
+    """Copy the working tree (tracked and untracked-but-not-ignored files, as they are now)."""
+    if copy.exists():
+        if not (copy / COPY_MARKER).exists():
+            sys.exit(f"error: {copy} exists and is not a copy made by this benchmark; pass another --copy")
+        shutil.rmtree(copy)
+    copy.mkdir(parents=True)
+    listed = subprocess.run(["git", "-C", str(source), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True)
+    if listed.returncode == 0:
+        files = [f for f in listed.stdout.decode().split("\0") if f]
+    else:  # not a git checkout: everything but Bazel's links, caches and reports
+        files = [str(p.relative_to(source)) for p in source.rglob("*") if p.is_file() and not any(
+            part.startswith(("bazel-", ".git")) or part in ("__pycache__", ".pytest_cache", ".ruff_cache", "reports") for part in p.relative_to(source).parts)]  # fmt: skip
+    n = 0
+    for rel in files:
+        if rel.split("/", 1)[0].startswith("bazel-") or rel == "user.bazelrc":
+            continue
+        src = source / rel
+        if not (src.is_file() or src.is_symlink()):
+            continue  # deleted in the working tree
+        dst = copy / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+        n += 1
+    (copy / COPY_MARKER).write_text(f"made by bench/bench_matrix.py from {source}\n")
+    return n
+
+
+def pyenv_mirror(pyenv: Path, mirror: Path) -> Path:
+    """A directory that looks like `pyenv` (small files copied, venv/ a symlink) for
+    --override_repository, so that nothing the benchmark's Bazel does can reach the original."""
+    mirror.mkdir(parents=True, exist_ok=True)
+    for name in ("WORKSPACE", "BUILD.bazel", "frozen_requirements.txt", "python3"):
+        if (pyenv / name).exists():
+            if not (mirror / name).exists() or (mirror / name).read_bytes() != (pyenv / name).read_bytes():
+                shutil.copy2(pyenv / name, mirror / name)
+    venv = mirror / "venv"
+    if venv.is_symlink() and venv.resolve() != (pyenv / "venv").resolve():
+        venv.unlink()
+    if not venv.exists():
+        venv.symlink_to((pyenv / "venv").resolve())
+    return mirror
+
+
+class MatrixEdit:
+    """Edit the copy's matrix.yaml, regenerate, and restore every file afterwards (even on errors)."""
+
+    def __init__(self, workspace: Path, python: str, env: dict[str, str]):
+        from tools.matrix import config, generate
+
+        self.workspace, self.python, self.env = workspace, python, env
+        matrix = config.load(workspace / "matrix.yaml", workspace)
+        paths = ["matrix.yaml", *generate.render(matrix)]
+        self.saved = {p: (workspace / p).read_bytes() for p in paths if (workspace / p).exists()}
+        self.diff = ""
+
+    def __enter__(self) -> MatrixEdit:
+        return self
+
+    def change(self, edit) -> list[str]:
+        """Apply edit(doc) to matrix.yaml (ruamel round trip: comments and order kept), regenerate
+        with the CLI; return the generated files that changed."""
+        from ruamel.yaml import YAML
+
+        y = YAML()
+        y.preserve_quotes = True
+        y.width = 4096
+        y.indent(mapping=2, sequence=4, offset=2)
+        path = self.workspace / "matrix.yaml"
+        old = path.read_text()
+        doc = y.load(old)
+        edit(doc)
+        buf = __import__("io").StringIO()
+        y.dump(doc, buf)
+        path.write_text(buf.getvalue())
+        self.diff = "".join(difflib.unified_diff(old.splitlines(True), buf.getvalue().splitlines(True), "a/matrix.yaml", "b/matrix.yaml"))
+        out = subprocess.run([self.python, str(self.workspace / "tools/matrix/cli.py"), "--workspace", str(self.workspace), "generate"],
+                             cwd=self.workspace, env=self.env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"generate failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+        m = re.search(r"wrote \d+ file\(s\): (.*)", out.stdout)
+        return m.group(1).split(", ") if m else []
+
+    def __exit__(self, *exc: Any) -> None:
+        for p, data in self.saved.items():
+            target = self.workspace / p
+            if not target.exists() or target.read_bytes() != data:
+                target.write_bytes(data)
+
+
+def _block(node: Any) -> Any:
+    with contextlib.suppress(AttributeError):
+        node.fa.set_block_style()  # `expectations: {}` is a flow mapping: grow it as a block
+    return node
+
+
+def _child(parent: Any, key: str) -> Any:
+    from ruamel.yaml.comments import CommentedMap
+
+    if not isinstance(parent.get(key), dict):
+        parent[key] = CommentedMap()
+    return _block(parent[key])
+
+
+def add_entry(suite: str, variant: str, kind: str, nodeid: str, reason: str):
+    def edit(doc: Any) -> None:
+        _child(_child(_child(_block(doc), "expectations"), suite), variant)
+        _child(doc["expectations"][suite][variant], kind)[nodeid] = reason
+
+    return edit
+
+
+def remove_entry(suite: str, variant: str, device: str, nodeid: str):
+    def edit(doc: Any) -> None:
+        spec = doc["expectations"][suite][variant]
+        for holder in (spec, spec.get("devices", {}).get(device, {})):
+            if nodeid in (holder.get("xfail") or {}):
+                del holder["xfail"][nodeid]
+                if not holder["xfail"]:
+                    del holder["xfail"]
+                break
+        # drop what became empty, innermost first
+        if spec.get("devices", {}).get(device) == {}:
+            del spec["devices"][device]
+        if spec.get("devices") == {}:
+            del spec["devices"]
+        if not spec:
+            del doc["expectations"][suite][variant]
+        if not doc["expectations"][suite]:
+            del doc["expectations"][suite]
+
+    return edit
+
+
+# --------------------------------------------------------------------------------------------------
+# Cells: reports, plain processes.
+
+
+def cell_reports(testlogs: Path, cells: list) -> dict[tuple[str, int], dict[str, Any]]:
+    """(label, shard) -> report.json, read the way the collector reads it."""
+    from tools.matrix.collect import _read_cell_report, _shard_dirs
+
+    out = {}
+    for cell in cells:
+        for shard, shard_dir in _shard_dirs(testlogs, cell):
+            report = _read_cell_report(shard_dir)
+            if report is not None:
+                out[(cell.label, shard)] = report
+    return out
+
+
+def tests_of(reports: dict[tuple[str, int], dict[str, Any]], label: str | None = None) -> list[dict[str, Any]]:
+    return [t for (lab, _s), r in reports.items() if label in (None, lab) for t in r.get("tests", [])]
+
+
+def sum_durations(reports: dict[tuple[str, int], dict[str, Any]]) -> float:
+    return sum(float(t["metadata"]["matrix"].get("duration_s") or 0.0) for t in tests_of(reports))
+
+
+def restarts(reports: dict[tuple[str, int], dict[str, Any]]) -> int:
+    return sum(int(r.get("matrix", {}).get("restarts") or 0) for r in reports.values())
+
+
+@dataclass
+class PlainProcess:
+    label: str
+    shard: int
+    total: int
+    wall_s: float = 0.0
+    rc: int | None = None
+    report: dict[str, Any] | None = None
+    timed_out: bool = False
+
+
+def plain_argv_env(cell, shard: int, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """What defs.bzl's matrix_cell gives the py_test (args, env), plus Bazel's test protocol variables."""
+    suite, variant, device = cell.suite, cell.variant, cell.device
+    args = [
+        python, str(workspace / "tools/matrix/runtime/cell_main.py"),
+        f"--suite={suite.name}", f"--variant={variant.name}", f"--variant-impl={variant.impl}", f"--device={device.name}",
+        f"--suite-dir={suite.directory}", f"--target={cell.label}", f"--test-timeout-s={suite.test_timeout_s:g}",
+    ]  # fmt: skip
+    args += [f"--applies-to={a}" for a in variant.applies_to]
+    if suite.default_device:
+        args.append("--default-device")
+    args += [f"--test-file={f[len(suite.directory) + 1:]}" for f in suite.test_files]
+    scrub = ("TEST_", "TESTBRIDGE_", "XML_OUTPUT_FILE", "MATRIX_", "PYTEST_", "RUNFILES_", "BUILD_", "PYTHON", "JAVA_RUNFILES", "BENCH_MATRIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(scrub)}
+    (tmp / "tmpdir").mkdir(parents=True, exist_ok=True)
+    env.update(dict(device.env))
+    env.update(
+        MATRIX_EXPECTATIONS=json.dumps({"skip": dict(cell.expectations.skip), "xfail": dict(cell.expectations.xfail)}),
+        TEST_TMPDIR=str(tmp / "tmpdir"), HOME=str(tmp / "tmpdir"),
+        TEST_UNDECLARED_OUTPUTS_DIR=str(tmp / "out"), XML_OUTPUT_FILE=str(tmp / "test.xml"),
+        TEST_PREMATURE_EXIT_FILE=str(tmp / "premature_exit"), TEST_SHARD_STATUS_FILE=str(tmp / "shard_status"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )  # fmt: skip
+    total = suite.shard_count(device.name)
+    if total > 1:
+        env.update(TEST_SHARD_INDEX=str(shard), TEST_TOTAL_SHARDS=str(total))
+    return args, env
+
+
+def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, deadline: float) -> tuple[float, list[PlainProcess]]:
+    """Every shard of every cell as one cell_main process, `jobs` at a time, from the workspace root
+    (what Bazel's runfiles root looks like to the test). Returns (wall, processes)."""
+    work = []
+    for cell in cells:
+        total = cell.suite.shard_count(cell.device.name)
+        for shard in range(total):
+            work.append((cell, PlainProcess(cell.label, shard, total)))
+
+    def one(cell, proc: PlainProcess) -> PlainProcess:
+        tmp = root / f"{cell.target_name}_shard{proc.shard + 1}"
+        argv, env = plain_argv_env(cell, proc.shard, python, workspace, tmp)
+        limit = min(SIZE_TIMEOUT_S.get(cell.suite.size, 900) * 2, max(deadline - time.time(), 1))
+        started = time.monotonic()
+        with open(tmp / "log.txt", "w") as out:
+            p = subprocess.Popen(argv, cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                proc.rc = p.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                proc.timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)  # its own session: cell_main and its pytest child
+                proc.rc = p.wait()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                raise
+        proc.wall_s = time.monotonic() - started
+        report = tmp / "out" / "report.json"
+        proc.report = json.loads(report.read_text()) if report.is_file() else None
+        counts = len(proc.report["tests"]) if proc.report else 0
+        log(f"    | {proc.label} shard {proc.shard + 1}/{proc.total}: exit {proc.rc}, {counts} tests, {proc.wall_s:.1f}s" + (" (TIMED OUT)" if proc.timed_out else ""))
+        return proc
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, cell, proc) for cell, proc in work]
+        try:
+            done = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return time.monotonic() - started, done
+
+
+def startup_probe(python: str, repeat: int, env: dict[str, str]) -> dict[str, float]:
+    """Mean seconds: interpreter start, `python -c "import torch"` (whole process), and inside one
+    process import torch / first torch.export.export / second export."""
+    def wall(argv: list[str]) -> float:
+        t = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        return time.perf_counter() - t
+
+    bare = [wall([python, "-c", "pass"]) for _ in range(repeat)]
+    imp = [wall([python, "-c", "import torch"]) for _ in range(repeat)]
+    inner = []
+    for _ in range(repeat):
+        out = subprocess.run([python, "-c", STARTUP_PROBE], env=env, check=True, capture_output=True, text=True, timeout=600)
+        inner.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    mean = statistics.mean
+    return {
+        "python_s": mean(bare), "import_torch_process_s": mean(imp),
+        "import_s": mean(i["import_s"] for i in inner), "first_export_s": mean(i["first_export_s"] for i in inner),
+        "second_export_s": mean(i["second_export_s"] for i in inner),
+        "import_torch_min_s": min(imp), "import_torch_max_s": max(imp),
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark.
+
+
+@dataclass
+class Results:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # (measurement, value, note)
+    not_measured: list[str] = field(default_factory=list)
+
+    def add(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+
+    def missing(self, what: str) -> None:
+        log(f"  NOT MEASURED: {what}")
+        self.not_measured.append(what)
+
+    def print(self) -> None:
+        width = max([len(r[0]) for r in self.rows] + [20])
+        vwidth = max([len(r[1]) for r in self.rows] + [10])
+        log("\n" + "=" * 100 + "\nbench_matrix summary\n" + "=" * 100)
+        for what, value, note in self.rows:
+            log(f"{what:<{width}}  {value:>{vwidth}}  {note}")
+        if self.not_measured:
+            log("\nnot measured:")
+            for m in self.not_measured:
+                log(f"  - {m}")
+
+
+def fmt_s(s: float) -> str:
+    return f"{s:.1f} s" if s >= 10 else f"{s:.2f} s"
+
+
+def pick_test(reports: dict, label: str, statuses_ok=("passed",)) -> str | None:
+    """A real test id of `label` in `statuses_ok`, preferably not parametrized (a plain matrix.yaml key)."""
+    ids = sorted(t["nodeid"] for t in tests_of(reports, label) if t["metadata"]["matrix"]["status"] in statuses_ok)
+    plain = [i for i in ids if "[" not in i]
+    return (plain or ids or [None])[0]
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.results = Results()
+        self.started = time.time()
+        self.deadline = self.started + args.budget_min * 60
+
+    def left(self) -> float:
+        return self.deadline - time.time()
+
+    def budget_ok(self, step: str, need_s: float = 60) -> bool:
+        if self.left() < need_s:
+            self.results.missing(f"{step}: the time budget (--budget-min {self.args.budget_min}) ran out")
+            return False
+        return True
+
+    # -- set-up -------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        a = self.args
+        from tools.matrix import bazel as matrix_bazel
+
+        try:
+            binary = matrix_bazel.bazel_binary()
+        except matrix_bazel.BazelNotFound as e:
+            sys.exit(f"error: {e}")
+        self.workspace = Path(a.workspace).resolve()
+        if not (self.workspace / "WORKSPACE").is_file() or not (self.workspace / "matrix.yaml").is_file():
+            sys.exit(f"error: {self.workspace} is not the matrix workspace (no WORKSPACE / matrix.yaml); pass --workspace")
+        self.output_base = Path(a.output_base).resolve()
+        default_base = Path.home() / ".cache" / "bazel"
+        if default_base in self.output_base.parents or self.output_base == default_base:
+            sys.exit(f"error: --output-base {self.output_base} is inside Bazel's default location {default_base}; use a separate one")
+        outer = os.environ.get("RUNFILES_DIR") or sys.argv[0]
+        if str(Path(outer).resolve()).startswith(str(self.output_base) + os.sep):
+            sys.exit(f"error: this benchmark runs from the output base {self.output_base} (bazel run --output_base=...); "
+                     "pass another --output-base for its own Bazel")  # fmt: skip
+        self.copy = Path(a.copy).resolve()
+        if self.copy == self.workspace or self.workspace in self.copy.parents:
+            sys.exit("error: --copy must not be the workspace or inside it")
+        self.logs = Path(tempfile.mkdtemp(prefix="bench_matrix_"))
+        log(f"bench_matrix: workspace {self.workspace}; copy {self.copy}; output base {self.output_base}; logs {self.logs}")
+        log(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; time budget {a.budget_min} min")
+
+        pyenv = None if a.pyenv == "own" else Path(a.pyenv).resolve() if a.pyenv != "auto" else find_pyenv(self.workspace)
+        if a.pyenv not in ("own", "auto") and not (pyenv and (pyenv / "frozen_requirements.txt").is_file()):
+            sys.exit(f"error: --pyenv {a.pyenv}: not a python_env repository (no frozen_requirements.txt)")
+        if pyenv:
+            self.pyenv = pyenv_mirror(pyenv, Path(str(self.output_base) + ".pyenv"))
+            self.python = str(pyenv / "venv" / "bin" / "python3")
+            self.pyenv_note = f"@pyenv reused from {pyenv} (--override_repository, via {self.pyenv}): not rebuilt, not timed"
+        else:
+            self.pyenv = None
+            self.python = sys.executable
+            self.pyenv_note = "@pyenv built in the benchmark's output base (kept by `bazel clean`: not part of the cold time)"
+        log(f"  {self.pyenv_note}")
+
+        self.bazel = Bazel(binary, self.copy, self.output_base, self.pyenv, a.jobs, self.logs)
+        self.bazel.shutdown()  # a server of an earlier run may hold the old copy
+        n = make_copy(self.workspace, self.copy)
+        log(f"  copied {n} files (the working tree as it is now, uncommitted changes included) to {self.copy}")
+        self.tool_env = {k: v for k, v in self.bazel.env.items()}
+        self.tool_env["BAZEL"] = str(self.bazel.wrapper(self.logs / "bazel"))
+        # The copy's generated files must be what the generator writes, or the first edit would change more.
+        out = subprocess.run([self.python, str(self.copy / "tools/matrix/cli.py"), "--workspace", str(self.copy), "generate"],
+                             cwd=self.copy, env=self.tool_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        if out.returncode != 0:
+            sys.exit(f"error: `generate` fails in the copy:\n{out.stdout}{out.stderr}")
+        if "wrote" in out.stdout:
+            log(f"  note: the workspace's generated files were stale; regenerated in the copy: {out.stdout.strip()}")
+
+        from tools.matrix import config
+
+        self.matrix = config.load(self.copy / "matrix.yaml", self.copy)
+        self.targets = [t for spec in (a.targets or (QUICK_TARGETS if a.quick else DEFAULT_TARGETS)) for t in re.split(r"[,\s]+", spec) if t]
+
+    def resolve_cells(self) -> None:
+        """The tests `bazel test <targets>` runs (query, minus what .bazelrc's tag filter drops), as matrix cells."""
+        expr = " + ".join(f"tests({t})" for t in self.targets)
+        excluded = f'attr(tags, "requires-gpu|manual", {expr})'  # .bazelrc's --test_tag_filters, and manual tests
+        run = self.bazel.run("query", "query", f"({expr}) except {excluded}", "--output=label", timeout=min(900, self.left()), echo=False)
+        if run.rc != 0:
+            raise RuntimeError(f"bazel query failed; see {run.log}")
+        labels = sorted({line.strip() for line in run.output.splitlines() if line.startswith("//")})
+        by_label = {c.label: c for c in self.matrix.cells()}
+        self.cells = [by_label[lab] for lab in labels if lab in by_label]
+        self.other_tests = [lab for lab in labels if lab not in by_label]
+        shards = sum(c.suite.shard_count(c.device.name) for c in self.cells)
+        log(f"  targets {' '.join(self.targets)}: {len(self.cells)} matrix cells ({shards} shards)"
+            + (f", plus {len(self.other_tests)} other tests (run by Bazel only): {', '.join(self.other_tests)}" if self.other_tests else ""))  # fmt: skip
+        if not self.cells:
+            raise RuntimeError(f"{self.targets} select no matrix cell")
+
+    # -- 1. cold ------------------------------------------------------------------------------------
+
+    def cold(self) -> None:
+        log("\n== 1. cold matrix: bazel test (empty action cache) vs plain processes ==")
+        from tools.matrix.collect import read_bep
+
+        r = self.results
+        t = time.monotonic()
+        warm = self.bazel.run("warmup", "build", "--nobuild", *self.targets, timeout=min(3600, self.left()), echo=False)
+        setup_s = time.monotonic() - t
+        if warm.rc != 0:
+            raise RuntimeError(f"bazel build --nobuild failed; see {warm.log}")
+        self.resolve_cells()
+        r.add("setup (not in cold): server start + loading + analysis", fmt_s(setup_s), "bazel build --nobuild; then per round bazel clean + shutdown")
+        shards = sum(c.suite.shard_count(c.device.name) for c in self.cells)
+        rounds: list[tuple[BazelRun, float | None, str]] = []
+        procs: list[PlainProcess] = []
+        plain_reports: dict = {}
+        for i in range(self.args.rounds):
+            if i and not self.budget_ok(f"cold round {i + 1}", 120):
+                break
+            # Bazel first: its testlogs of the last round are what the later steps read.
+            load0 = os.getloadavg()[0]
+            cold = self.cold_bazel(i)
+            wall = None
+            if "plain" not in self.args.skip and self.budget_ok(f"cold plain processes, round {i + 1}"):
+                log(f"\n  plain processes, round {i + 1}: {shards} cell_main processes, {self.args.jobs} at a time, python {self.python}")
+                wall, procs = run_plain(self.cells, self.copy, self.python, self.args.jobs, self.logs / f"plain{i + 1}", self.deadline)
+                plain_reports = {(p.label, p.shard): p.report for p in procs if p.report}
+                log(f"  -> {wall:.1f}s")
+            rounds.append((cold, wall, f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))
+        if "plain" in self.args.skip:
+            r.missing("cold plain processes (--skip plain)")
+        cold = rounds[-1][0]
+        self.cold_run = cold
+        self.cold_failed = {lab for lab, res in read_bep(self.bep_cold).items() if res.overall and res.overall not in ("PASSED", "FLAKY")} if self.bep_cold.exists() else set()
+        self.testlogs = self.bazel.info("bazel-testlogs")
+        self.bazel_reports = cell_reports(self.testlogs, self.cells)
+        bazel_tests = len(tests_of(self.bazel_reports))
+        plain_tests = len(tests_of(plain_reports))
+        for i, (b, wall, load) in enumerate(rounds):
+            ex = b.executed
+            tag = f"round {i + 1}: " if len(rounds) > 1 else ""
+            r.add(f"cold {tag}bazel test ({len(self.cells)} cells, {shards} shards)", fmt_s(b.wall_s),
+                  (f"exit {b.rc}; executed {ex[0]}/{ex[1]} targets" if ex else f"exit {b.rc}") + ("; TIMED OUT" if b.timed_out else "") + f"; {load}")  # fmt: skip
+            if wall is not None:
+                r.add(f"cold {tag}plain processes ({shards} processes, {self.args.jobs} at a time)", fmt_s(wall), f"{plain_tests} tests (bazel: {bazel_tests})")
+                r.add(f"cold {tag}ratio bazel / plain", f"{b.wall_s / wall:.2f}x", f"bazel {b.wall_s - wall:+.1f} s")
+        ratios = [b.wall_s / w for b, w, _ in rounds if w]
+        if len(ratios) > 1:
+            r.add("cold ratio bazel / plain, median of rounds", f"{statistics.median(ratios):.2f}x", "  ".join(f"{x:.2f}x" for x in ratios))
+        r.add("  bazel processes (last round)", "", cold.processes)
+        if self.cold_failed:
+            r.add("  targets failing in the cold run", str(len(self.cold_failed)), ", ".join(sorted(self.cold_failed)))
+        missing = [f"{c.label} shard {s + 1}" for c in self.cells for s in range(c.suite.shard_count(c.device.name)) if (c.label, s) not in self.bazel_reports]
+        if missing:
+            log(f"  note: no report.json for {len(missing)} shard(s): {', '.join(missing[:8])}")
+        if not procs:
+            return
+
+        log("\n  start-up probes (sequential, few repetitions)")
+        probe = startup_probe(self.python, self.args.repeat, {k: v for k, v in self.bazel.env.items()})
+        sum_plain, sum_bazel = sum_durations(plain_reports), sum_durations(self.bazel_reports)
+        children = len(procs) + restarts(plain_reports)
+        sum_proc_wall = sum(p.wall_s for p in procs)
+        failed = [p for p in procs if p.rc not in (0, 1) or p.report is None]
+        bep = read_bep_durations(self.bep_cold)
+        log("\n  where the time goes (cold, last round)")
+        rows = [
+            ("test processes (shards)", f"{len(procs)}", f"each a cell_main + its pytest child ({children} children, {restarts(plain_reports)} crash restarts); Bazel: one test action each"
+             + (f"; {len(failed)} died without a report" if failed else "")),
+            ("python -c pass", fmt_s(probe["python_s"]), f"mean of {self.args.repeat}"),
+            ('python -c "import torch" (whole process)', fmt_s(probe["import_torch_process_s"]), f"min {probe['import_torch_min_s']:.2f} / max {probe['import_torch_max_s']:.2f}"),
+            ("import torch (in process)", fmt_s(probe["import_s"]), ""),
+            ("first torch.export.export (tiny module)", fmt_s(probe["first_export_s"]), f"second call {probe['second_export_s']:.2f} s"),
+            ("start-up x pytest children", fmt_s(children * (probe["import_torch_process_s"] + probe["first_export_s"])), "(import torch + first export) per child, --jobs at a time"),
+            ("sum of test durations (report.json), plain", fmt_s(sum_plain), f"{plain_tests} tests"),
+            ("sum of test durations (report.json), bazel", fmt_s(sum_bazel), f"{bazel_tests} tests"),
+            ("sum of process walls, plain", fmt_s(sum_proc_wall), f"beyond test durations {sum_proc_wall - sum_plain:.1f} s = {(sum_proc_wall - sum_plain) / max(len(procs), 1):.1f} s per process"),
+        ]  # fmt: skip
+        if bep:
+            rows.append(("sum of test action durations, bazel (BEP)", fmt_s(sum(bep.values())), f"{len(bep)} actions; {sum(bep.values()) - sum_proc_wall:+.1f} s vs the plain process walls"))
+        for row in rows:
+            r.add("  " + row[0], row[1], row[2])
+            log(f"    {row[0]:<45} {row[1]:>9}  {row[2]}")
+
+    def cold_bazel(self, i: int) -> BazelRun:
+        external = self.output_base / "external" / "pyenv"
+        before = external.stat().st_mtime if external.exists() else None
+        self.bazel.run("clean", "clean", timeout=600, echo=False)
+        self.bazel.shutdown()  # the cold run includes the server's start
+        self.bep_cold = self.logs / f"bep_cold{i + 1}.json"
+        cold = self.bazel.run(f"cold{i + 1}", "test", "--keep_going", f"--build_event_json_file={self.bep_cold}", *self.targets, timeout=max(self.left(), 60))
+        after = external.stat().st_mtime if external.exists() else None
+        if self.pyenv is None and before != after:
+            log("  note: @pyenv was refetched by the cold run (`bazel clean` did not keep it): the cold time includes it")
+        return cold
+
+    def executed_targets(self, bep: Path) -> set[str]:
+        from tools.matrix.collect import read_bep
+
+        return {lab for lab, res in read_bep(bep).items() if res.cached and not all(res.cached.values())} if bep.exists() else set()
+
+    # -- 2. no-op -----------------------------------------------------------------------------------
+
+    def noop(self) -> None:
+        log("\n== 2. no-op: bazel test again, nothing changed ==")
+        bep = self.logs / "bep_noop.json"
+        run = self.bazel.run("noop", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=min(3600, self.left()))
+        ex = run.executed
+        executed = self.executed_targets(bep)
+        self.results.add("no-op bazel test", fmt_s(run.wall_s), f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc} (no 'Executed' line)")
+        if executed:
+            others = executed - self.cold_failed
+            self.results.add("  targets executed", str(len(executed)), f"{len(executed & self.cold_failed)} failed in the cold run (Bazel never caches a failed test)"
+                             + (f"; {len(others)} others: {', '.join(sorted(others))}" if others else "; no other"))  # fmt: skip
+
+    # -- 3. incremental -----------------------------------------------------------------------------
+
+    def variants_by_cost(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
+        """(suite, variant) among the targets, non-base, cheapest first (by the cold run's durations)."""
+        cost: dict[tuple[str, str], float] = {}
+        for c in self.cells:
+            if c.variant.name == "base" or (c.suite.name, c.variant.name) in exclude:
+                continue
+            key = (c.suite.name, c.variant.name)
+            cost[key] = cost.get(key, 0.0) + sum(float(t["metadata"]["matrix"].get("duration_s") or 0) for t in tests_of(self.bazel_reports, c.label))
+        return sorted(cost, key=lambda k: (cost[k], k))
+
+    def expected_labels(self, suite: str, variant: str) -> set[str]:
+        return {c.label for c in self.cells if c.suite.name == suite and c.variant.name == variant}
+
+    def incremental(self) -> None:
+        log("\n== 3. incremental: one skip entry added to one variant's expectations ==")
+        choice = next(((s, v, pick_test(self.bazel_reports, lab)) for s, v in self.variants_by_cost() for lab in sorted(self.expected_labels(s, v))
+                       if pick_test(self.bazel_reports, lab)), None)  # fmt: skip
+        if choice is None:
+            self.results.missing("incremental: no non-base variant with a passing test among the targets")
+            return
+        suite, variant, nodeid = choice
+        self.incremental_variant = (suite, variant)
+        expected = self.expected_labels(suite, variant)
+        with MatrixEdit(self.copy, self.python, self.tool_env) as edit:
+            changed = edit.change(add_entry(suite, variant, "skip", nodeid, "bench_matrix: incremental-build probe"))
+            log(edit.diff.rstrip())
+            log(f"  regenerated: {', '.join(changed) or '(nothing)'}")
+            bep = self.logs / "bep_incremental.json"
+            run = self.bazel.run("incremental", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=max(self.left(), 60))
+        log("  matrix.yaml and BUILD files of the copy restored")
+        executed = self.executed_targets(bep)
+        ex = run.executed
+        # A target that failed before runs again anyway (failures are never cached): not caused by the edit.
+        cacheable = executed - (self.cold_failed - expected)
+        verdict = "exactly that variant's" if cacheable == expected else f"DIFFERENT: expected {sorted(expected)}, got {sorted(cacheable)}"
+        self.results.add(f"incremental: skip {suite}/{variant}: {nodeid}", fmt_s(run.wall_s),
+                         f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc}")  # fmt: skip
+        self.results.add("  targets executed", str(len(executed)), f"{', '.join(sorted(cacheable)) or '(none)'}: {verdict}"
+                         + (f"; plus {len(executed - cacheable)} that failed before (never cached)" if executed - cacheable else ""))  # fmt: skip
+
+    # -- 4. selective rerun -------------------------------------------------------------------------
+
+    def rerun(self) -> None:
+        log("\n== 4. selective rerun: plant one failure, report, rerun --failed ==")
+        from tools.matrix import rerun as matrix_rerun
+        from tools.matrix import statuses
+        from tools.matrix.collect import read_bep
+        from tools.matrix.filters import RERUN_FAILED
+        from tools.matrix.report import COMPAT_JSON, load_json
+
+        # A real xfail entry of a cell among the targets, if there is one; else an xfail for a passing test.
+        planted = None
+        for c in self.cells:
+            if c.expectations.xfail:
+                planted = ("remove", c.suite.name, c.variant.name, c.device.name, c.expectations.xfail[0][0])
+                break
+        if planted is None:
+            prefer = [k for k in self.variants_by_cost() if k != getattr(self, "incremental_variant", None)] + self.variants_by_cost()
+            for s, v in prefer:
+                nodeid = next((pick_test(self.bazel_reports, lab) for lab in sorted(self.expected_labels(s, v)) if pick_test(self.bazel_reports, lab)), None)
+                if nodeid:
+                    planted = ("add", s, v, "", nodeid)
+                    break
+        if planted is None:
+            self.results.missing("rerun: no xfail entry and no passing test among the targets to plant a failure with")
+            return
+        how, suite, variant, device, nodeid = planted
+        labels = sorted(self.expected_labels(suite, variant))
+        flags = ["--failed"] if how == "remove" else ["--failed", "--xpassed"]  # an xpass is not a --failed status
+        out_dir = self.logs / "reports"
+        with MatrixEdit(self.copy, self.python, self.tool_env) as edit:
+            if how == "remove":
+                changed = edit.change(remove_entry(suite, variant, device, nodeid))
+            else:
+                changed = edit.change(add_entry(suite, variant, "xfail", nodeid, "bench_matrix: planted xfail for a passing test (expect xpassed)"))
+            log(edit.diff.rstrip())
+            log(f"  regenerated: {', '.join(changed) or '(nothing)'}")
+            run = self.bazel.run("planted", "test", "--keep_going", *labels, timeout=max(self.left(), 60))
+            rep = subprocess.run([self.python, str(self.copy / "tools/matrix/cli.py"), "--workspace", str(self.copy), "report", "--no-run", "--out", str(out_dir)],
+                                 cwd=self.copy, env=self.tool_env, capture_output=True, text=True, timeout=max(self.left(), 60))  # fmt: skip
+            (self.logs / "report_no_run.log").write_text(rep.stdout + rep.stderr)
+            if not (out_dir / COMPAT_JSON).is_file():
+                raise RuntimeError(f"report --no-run wrote no {COMPAT_JSON} (exit {rep.returncode}); see {self.logs / 'report_no_run.log'}")
+            records = load_json(out_dir / COMPAT_JSON)[1]
+            wanted = RERUN_FAILED | ({statuses.XPASSED} if "--xpassed" in flags else frozenset())
+            failing = {(r.target, r.test) for r in records if r.status in wanted}
+            ns = argparse.Namespace(suite=[], variant=[], device=[], tests=[], failed=True, xpassed="--xpassed" in flags)
+            groups = matrix_rerun.plan(self.matrix_now(), ns, records)
+            planned_cells = [c for cells in groups.values() for c in cells]
+            log(f"  report: {len(failing)} failing test(s) ({', '.join(sorted(wanted))}) in {len({t for t, _ in failing})} target(s)")
+            t = time.monotonic()
+            rr = subprocess.run([self.python, str(self.copy / "tools/matrix/cli.py"), "--workspace", str(self.copy), "rerun", *flags, "--out", str(out_dir)],
+                                cwd=self.copy, env=self.tool_env, capture_output=True, text=True, timeout=max(self.left(), 60))  # fmt: skip
+            rerun_s = time.monotonic() - t
+            (self.logs / "rerun.log").write_text(rr.stdout + rr.stderr)
+            for line in (rr.stdout + rr.stderr).splitlines():
+                if line.startswith(("+ ", "rerun:", "nothing to rerun", "error:", "Executed")):
+                    log("    | " + line[:300])
+            beps = sorted(out_dir.glob("bep.*.json"))
+            ran_targets = {lab for b in beps for lab, res in read_bep(b).items() if res.cached and not all(res.cached.values())}
+            # Only what the rerun executed: a target it did not run still holds the planted run's report.
+            after = cell_reports(self.testlogs, [c for c in planned_cells if c.label in ran_targets])
+            rerun_tests = {(lab, t["nodeid"]) for (lab, _s), rep_ in after.items() for t in rep_.get("tests", [])}
+        log("  matrix.yaml and BUILD files of the copy restored")
+        execs = re.findall(r"Executed (\d+) out of (\d+) tests?", rr.stdout + rr.stderr)
+        what = f"{'removed xfail' if how == 'remove' else 'added xfail (xpass)'} {suite}/{variant}: {nodeid}"
+        self.results.add(f"rerun: planted {what}", fmt_s(run.wall_s), f"bazel test of the variant's {len(labels)} target(s), exit {run.rc}")
+        self.results.add("  report --no-run: failing tests", str(len(failing)), ", ".join(sorted(f"{t}:{n}" for t, n in failing)[:5]) + (" ..." if len(failing) > 5 else ""))
+        note = f"`rerun {' '.join(flags)}` exit {rr.returncode} in {rerun_s:.1f}s; targets executed: {', '.join(sorted(ran_targets)) or '(none)'}"
+        if execs:
+            note += f"; bazel: executed {'+'.join(e[0] for e in execs)} target(s)"
+        self.results.add("  rerun: tests executed", str(len(rerun_tests)), note)
+        verdict = "equal (target met)" if rerun_tests == failing else (
+            f"DIFFERENT: {len(rerun_tests - failing)} extra, {len(failing - rerun_tests)} missing")
+        self.results.add("  rerun tests vs failing tests", f"{len(rerun_tests)} vs {len(failing)}", verdict)
+
+    def matrix_now(self):
+        from tools.matrix import config
+
+        return config.load(self.copy / "matrix.yaml", self.copy)
+
+    # -- 5. tools -----------------------------------------------------------------------------------
+
+    def tools(self) -> None:
+        log("\n== 5. tools: generator and report renderers (bench_generate / bench_report) ==")
+        import bench_generate
+        import bench_report
+
+        log("generator: load + validate + write BUILD files")
+        log(f"{'targets':>8} {'seconds':>9} {'growth':>8}")
+        previous = None
+        for size in bench_generate.SIZES:
+            cells, seconds = bench_generate.measure(size)
+            log(f"{cells:>8} {seconds:>9.3f} {f'{seconds / previous:.1f}x' if previous else '-':>8}")
+            self.results.add(f"generate {cells} targets", fmt_s(seconds), "bench_generate.measure")
+            previous = seconds
+        log("report renderers: write_reports (json+md+html) + terminal_summary")
+        log(f"{'records':>9} {'write_reports':>14} {'terminal':>9} {'total':>8} {'growth':>7} {'cpu main':>9} {'cpu child':>10} {'MB':>6}")
+        previous = None
+        for n in bench_report.SIZES:
+            write_s, term_s, cpu_main, cpu_child, size = bench_report.run_once(bench_report.make_records(n), None)
+            total = write_s + term_s
+            log(f"{n:>9} {write_s:>14.3f} {term_s:>9.3f} {total:>8.3f} {f'{total / previous:.2f}x' if previous else '-':>7} {cpu_main:>9.3f} {cpu_child:>10.3f} {size:>6.1f}")
+            self.results.add(f"report {n} records", fmt_s(total), f"write_reports {write_s:.2f} s + terminal {term_s:.2f} s (bench_report.run_once)")
+            previous = total
+
+    # -- 6. transform -------------------------------------------------------------------------------
+
+    def transform(self) -> None:
+        log("\n== 6. per variant: transform cost per test, relative to base (cold run's report.json) ==")
+        per: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for c in self.cells:
+            tests = per.setdefault((c.suite.name, c.variant.name), {})
+            for t in tests_of(self.bazel_reports, c.label):
+                tests[(c.device.name, t["nodeid"])] = t["metadata"]["matrix"]
+        if not per:
+            self.results.missing("transform: no report.json from the cold run")
+            return
+        header = f"{'suite':<14} {'variant':<16} {'tests':>6} {'mean test s':>12} {'mean transform s':>17} {'test vs base':>13} {'transform / base test':>22}"
+        log(header)
+        self.results.add("transform per test (passed in both; ratios to the suite's base)", "", "")
+        for (suite, variant), tests in sorted(per.items(), key=lambda kv: (kv[0][0], kv[0][1] != "base", kv[0][1])):
+            base = per.get((suite, "base"), {})
+            common = [k for k, m in tests.items() if m["status"] == "passed" and base.get(k, {}).get("status") == "passed"]
+            if not common:
+                log(f"{suite:<14} {variant:<16} {0:>6}  (no test passed in both this variant and base)")
+                continue
+            mean_d = statistics.mean(float(tests[k].get("duration_s") or 0) for k in common)
+            mean_t = statistics.mean(float(tests[k].get("transform_s") or 0) for k in common)
+            mean_base = statistics.mean(float(base[k].get("duration_s") or 0) for k in common)
+            ratio = mean_d / mean_base if mean_base else float("nan")
+            share = mean_t / mean_base if mean_base else float("nan")
+            log(f"{suite:<14} {variant:<16} {len(common):>6} {mean_d:>12.4f} {mean_t:>17.4f} {ratio:>12.2f}x {share:>21.2f}x")
+            self.results.add(f"  {suite}/{variant}", f"{ratio:.2f}x", f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test")
+
+    # -- driver -------------------------------------------------------------------------------------
+
+    def step(self, name: str, fn) -> bool:
+        if name in self.args.skip:
+            self.results.missing(f"{name} (--skip {name})")
+            return False
+        if not self.budget_ok(name):
+            return False
+        try:
+            fn()
+            return True
+        except (Exception, subprocess.TimeoutExpired) as e:  # report and go on: one broken step must not hide the others
+            self.results.missing(f"{name}: {type(e).__name__}: {str(e)[:500]}")
+            return False
+
+    def run(self) -> int:
+        try:
+            self.setup()
+            self.results.add("python environment", "", self.pyenv_note)
+            if not self.step("cold", self.cold):
+                self.results.missing("noop, incremental, rerun, transform: they need the cold run")
+            else:
+                self.step("noop", self.noop)
+                self.step("incremental", self.incremental)
+                self.step("rerun", self.rerun)
+                self.step("transform", self.transform)
+            self.step("tools", self.tools)
+        except KeyboardInterrupt:
+            log("\ninterrupted: cleaning up")
+            self.results.missing("the rest: interrupted")
+        finally:
+            if hasattr(self, "bazel"):
+                self.bazel.shutdown()
+            if hasattr(self, "copy") and self.copy.exists() and not self.args.keep_copy and (self.copy / COPY_MARKER).exists():
+                shutil.rmtree(self.copy, ignore_errors=True)
+        self.results.print()
+        log(f"\ntotal {time.time() - self.started:.0f} s; logs in {getattr(self, 'logs', '-')}; output base {self.args.output_base} "
+            f"(remove it with `bazel --output_base={self.args.output_base} clean --expunge`)")  # fmt: skip
+        return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--targets", action="append", default=[], help="Bazel target patterns (repeatable or comma-separated; default //:device_cpu, every CPU cell)")
+    p.add_argument("--quick", action="store_true", help=f"a small slice: {' '.join(QUICK_TARGETS)} (their CPU cells)")
+    p.add_argument("--workspace", default=os.environ.get("BUILD_WORKSPACE_DIRECTORY") or str(ROOT), help="the matrix workspace (default: where `bazel run` was called)")
+    p.add_argument("--output-base", default="/tmp/bench_ob", help="the benchmark's own Bazel output base (default /tmp/bench_ob; never the workspace's)")
+    p.add_argument("--copy", default="/tmp/bench_ws", help="where to copy the workspace to (default /tmp/bench_ws; removed at the end unless --keep-copy)")
+    p.add_argument("--keep-copy", action="store_true")
+    p.add_argument("--pyenv", default="auto", help="the @pyenv repository to reuse (auto: this interpreter's / the workspace's), or `own` to build one in the output base")
+    p.add_argument("--jobs", type=int, default=2, help="tests at a time, for both Bazel (--local_test_jobs) and the plain processes (default 2)")
+    p.add_argument("--rounds", type=int, default=None, help="cold bazel + plain rounds, alternating (default 1, --quick 2); the ratio's median is shown")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions of the start-up probes (default 3)")
+    p.add_argument("--skip", action="append", default=[], choices=SKIPPABLE, help="leave a measurement out (repeatable)")
+    p.add_argument("--budget-min", type=float, default=None, help="stop starting measurements after this many minutes (default 240, --quick 90)")
+    args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 1
+    args.rounds = max(1, args.rounds)
+    if args.budget_min is None:
+        args.budget_min = 90.0 if args.quick else 240.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _ensure_python(Path(args.workspace))
+    bench = Benchmark(args)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    return bench.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

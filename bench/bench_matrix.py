@@ -151,7 +151,11 @@ class Bazel:
         self.build_flags = ["--symlink_prefix=/", f"--local_test_jobs={jobs}"]
         home = pwd.getpwuid(os.geteuid()).pw_dir
         # Nested under `bazel run`: none of the outer run's runfiles / workspace / Python settings.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNFILES_", "PYTHON", "JAVA_RUNFILES", "BUILD_", "TEST_", "BENCH_MATRIX"))}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RUNFILES_", "PYTHON", "JAVA_RUNFILES", "BUILD_", "TEST_", "BENCH_MATRIX"))
+        }
         self.env["HOME"] = home
         self.count = 0
 
@@ -165,9 +169,9 @@ class Bazel:
         path.write_text(
             "#!/bin/sh\n# bench_matrix: bazel in the benchmark's output base, with the benchmark's flags.\n"
             'cmd="$1"; [ $# -gt 0 ] && shift\ncase "$cmd" in\n'
-            f"  {'|'.join(BUILD_LIKE)}) exec {q([self.binary, *self.startup])} \"$cmd\" {q(self.repo_flags + self.build_flags)} \"$@\" ;;\n"
-            f"  {'|'.join(REPO_LIKE)}) exec {q([self.binary, *self.startup])} \"$cmd\" {q(self.repo_flags) if self.repo_flags else ''} \"$@\" ;;\n"
-            f"  *) exec {q([self.binary, *self.startup])} \"$cmd\" \"$@\" ;;\nesac\n"
+            f'  {"|".join(BUILD_LIKE)}) exec {q([self.binary, *self.startup])} "$cmd" {q(self.repo_flags + self.build_flags)} "$@" ;;\n'
+            f'  {"|".join(REPO_LIKE)}) exec {q([self.binary, *self.startup])} "$cmd" {q(self.repo_flags) if self.repo_flags else ""} "$@" ;;\n'
+            f'  *) exec {q([self.binary, *self.startup])} "$cmd" "$@" ;;\nesac\n'
         )
         path.chmod(0o755)
         return path
@@ -180,7 +184,9 @@ class Bazel:
         started = time.monotonic()
         lines: list[str] = []
         with open(log_path, "w") as out:
-            proc = subprocess.Popen(argv, cwd=self.workspace, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            proc = subprocess.Popen(
+                argv, cwd=self.workspace, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+            )
 
             def pump() -> None:
                 assert proc.stdout is not None
@@ -250,7 +256,9 @@ def read_bep_durations(path: Path) -> dict[tuple[str, int], float]:
             result = event.get("testResult", {})
             ms = result.get("testAttemptDurationMillis") or result.get("testAttemptDuration", "0").rstrip("s")
             with contextlib.suppress(ValueError, TypeError):
-                out[(ident["label"], max(int(ident.get("shard", 1)) - 1, 0))] = float(ms) / (1000 if "testAttemptDurationMillis" in result else 1)
+                out[(ident["label"], max(int(ident.get("shard", 1)) - 1, 0))] = float(ms) / (
+                    1000 if "testAttemptDurationMillis" in result else 1
+                )
     return out
 
 
@@ -289,6 +297,8 @@ def make_copy(source: Path, copy: Path) -> int:
 def pyenv_mirror(pyenv: Path, mirror: Path) -> Path:
     """A directory that looks like `pyenv` (small files copied, venv/ a symlink) for
     --override_repository, so that nothing the benchmark's Bazel does can reach the original."""
+    if pyenv.resolve() == mirror.resolve():  # e.g. run by a `bazel run` that itself used the mirror
+        return mirror
     mirror.mkdir(parents=True, exist_ok=True)
     for name in ("WORKSPACE", "BUILD.bazel", "frozen_requirements.txt", "python3"):
         if (pyenv / name).exists():
@@ -443,8 +453,19 @@ def plain_argv_env(cell, shard: int, python: str, workspace: Path, tmp: Path) ->
     args += [f"--applies-to={a}" for a in variant.applies_to]
     if suite.default_device:
         args.append("--default-device")
-    args += [f"--test-file={f[len(suite.directory) + 1:]}" for f in suite.test_files]
-    scrub = ("TEST_", "TESTBRIDGE_", "XML_OUTPUT_FILE", "MATRIX_", "PYTEST_", "RUNFILES_", "BUILD_", "PYTHON", "JAVA_RUNFILES", "BENCH_MATRIX")
+    args += [f"--test-file={f[len(suite.directory) + 1 :]}" for f in suite.test_files]
+    scrub = (
+        "TEST_",
+        "TESTBRIDGE_",
+        "XML_OUTPUT_FILE",
+        "MATRIX_",
+        "PYTEST_",
+        "RUNFILES_",
+        "BUILD_",
+        "PYTHON",
+        "JAVA_RUNFILES",
+        "BENCH_MATRIX",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(scrub)}
     (tmp / "tmpdir").mkdir(parents=True, exist_ok=True)
     env.update(dict(device.env))
@@ -493,7 +514,10 @@ def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, 
         report = tmp / "out" / "report.json"
         proc.report = json.loads(report.read_text()) if report.is_file() else None
         counts = len(proc.report["tests"]) if proc.report else 0
-        log(f"    | {proc.label} shard {proc.shard + 1}/{proc.total}: exit {proc.rc}, {counts} tests, {proc.wall_s:.1f}s" + (" (TIMED OUT)" if proc.timed_out else ""))
+        log(
+            f"    | {proc.label} shard {proc.shard + 1}/{proc.total}: exit {proc.rc}, {counts} tests, {proc.wall_s:.1f}s"
+            + (" (TIMED OUT)" if proc.timed_out else "")
+        )
         return proc
 
     started = time.monotonic()
@@ -511,6 +535,7 @@ def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, 
 def startup_probe(python: str, repeat: int, env: dict[str, str]) -> dict[str, float]:
     """Mean seconds: interpreter start, `python -c "import torch"` (whole process), and inside one
     process import torch / first torch.export.export / second export."""
+
     def wall(argv: list[str]) -> float:
         t = time.perf_counter()
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
@@ -548,8 +573,8 @@ class Results:
         self.not_measured.append(what)
 
     def print(self) -> None:
-        width = max([len(r[0]) for r in self.rows] + [20])
-        vwidth = max([len(r[1]) for r in self.rows] + [10])
+        width = min(max([len(r[0]) for r in self.rows] + [20]), 64)
+        vwidth = min(max([len(r[1]) for r in self.rows] + [8]), 12)
         log("\n" + "=" * 100 + "\nbench_matrix summary\n" + "=" * 100)
         for what, value, note in self.rows:
             log(f"{what:<{width}}  {value:>{vwidth}}  {note}")
@@ -603,8 +628,8 @@ class Benchmark:
         default_base = Path.home() / ".cache" / "bazel"
         if default_base in self.output_base.parents or self.output_base == default_base:
             sys.exit(f"error: --output-base {self.output_base} is inside Bazel's default location {default_base}; use a separate one")
-        outer = os.environ.get("RUNFILES_DIR") or sys.argv[0]
-        if str(Path(outer).resolve()).startswith(str(self.output_base) + os.sep):
+        where = [os.environ.get(k, "") for k in ("RUNFILES_DIR", "PYTHON_RUNFILES", "RUNFILES_MANIFEST_FILE")] + [os.getcwd(), sys.argv[0]]
+        if any(w and os.path.abspath(w).startswith(str(self.output_base) + os.sep) for w in where):
             sys.exit(f"error: this benchmark runs from the output base {self.output_base} (bazel run --output_base=...); "
                      "pass another --output-base for its own Bazel")  # fmt: skip
         self.copy = Path(a.copy).resolve()
@@ -644,7 +669,9 @@ class Benchmark:
         from tools.matrix import config
 
         self.matrix = config.load(self.copy / "matrix.yaml", self.copy)
-        self.targets = [t for spec in (a.targets or (QUICK_TARGETS if a.quick else DEFAULT_TARGETS)) for t in re.split(r"[,\s]+", spec) if t]
+        self.targets = [
+            t for spec in (a.targets or (QUICK_TARGETS if a.quick else DEFAULT_TARGETS)) for t in re.split(r"[,\s]+", spec) if t
+        ]
 
     def resolve_cells(self) -> None:
         """The tests `bazel test <targets>` runs (query, minus what .bazelrc's tag filter drops), as matrix cells."""
@@ -676,7 +703,11 @@ class Benchmark:
         if warm.rc != 0:
             raise RuntimeError(f"bazel build --nobuild failed; see {warm.log}")
         self.resolve_cells()
-        r.add("setup (not in cold): server start + loading + analysis", fmt_s(setup_s), "bazel build --nobuild; then per round bazel clean + shutdown")
+        r.add(
+            "setup (not in cold): server start + loading + analysis",
+            fmt_s(setup_s),
+            "bazel build --nobuild; then per round bazel clean + shutdown",
+        )
         shards = sum(c.suite.shard_count(c.device.name) for c in self.cells)
         rounds: list[tuple[BazelRun, float | None, str]] = []
         procs: list[PlainProcess] = []
@@ -698,7 +729,11 @@ class Benchmark:
             r.missing("cold plain processes (--skip plain)")
         cold = rounds[-1][0]
         self.cold_run = cold
-        self.cold_failed = {lab for lab, res in read_bep(self.bep_cold).items() if res.overall and res.overall not in ("PASSED", "FLAKY")} if self.bep_cold.exists() else set()
+        self.cold_failed = (
+            {lab for lab, res in read_bep(self.bep_cold).items() if res.overall and res.overall not in ("PASSED", "FLAKY")}
+            if self.bep_cold.exists()
+            else set()
+        )
         self.testlogs = self.bazel.info("bazel-testlogs")
         self.bazel_reports = cell_reports(self.testlogs, self.cells)
         bazel_tests = len(tests_of(self.bazel_reports))
@@ -709,7 +744,11 @@ class Benchmark:
             r.add(f"cold {tag}bazel test ({len(self.cells)} cells, {shards} shards)", fmt_s(b.wall_s),
                   (f"exit {b.rc}; executed {ex[0]}/{ex[1]} targets" if ex else f"exit {b.rc}") + ("; TIMED OUT" if b.timed_out else "") + f"; {load}")  # fmt: skip
             if wall is not None:
-                r.add(f"cold {tag}plain processes ({shards} processes, {self.args.jobs} at a time)", fmt_s(wall), f"{plain_tests} tests (bazel: {bazel_tests})")
+                r.add(
+                    f"cold {tag}plain processes ({shards} processes, {self.args.jobs} at a time)",
+                    fmt_s(wall),
+                    f"{plain_tests} tests (bazel: {bazel_tests})",
+                )
                 r.add(f"cold {tag}ratio bazel / plain", f"{b.wall_s / wall:.2f}x", f"bazel {b.wall_s - wall:+.1f} s")
         ratios = [b.wall_s / w for b, w, _ in rounds if w]
         if len(ratios) > 1:
@@ -717,7 +756,12 @@ class Benchmark:
         r.add("  bazel processes (last round)", "", cold.processes)
         if self.cold_failed:
             r.add("  targets failing in the cold run", str(len(self.cold_failed)), ", ".join(sorted(self.cold_failed)))
-        missing = [f"{c.label} shard {s + 1}" for c in self.cells for s in range(c.suite.shard_count(c.device.name)) if (c.label, s) not in self.bazel_reports]
+        missing = [
+            f"{c.label} shard {s + 1}"
+            for c in self.cells
+            for s in range(c.suite.shard_count(c.device.name))
+            if (c.label, s) not in self.bazel_reports
+        ]
         if missing:
             log(f"  note: no report.json for {len(missing)} shard(s): {', '.join(missing[:8])}")
         if not procs:
@@ -743,8 +787,31 @@ class Benchmark:
             ("sum of test durations (report.json), bazel", fmt_s(sum_bazel), f"{bazel_tests} tests"),
             ("sum of process walls, plain", fmt_s(sum_proc_wall), f"beyond test durations {sum_proc_wall - sum_plain:.1f} s = {(sum_proc_wall - sum_plain) / max(len(procs), 1):.1f} s per process"),
         ]  # fmt: skip
+        jobs = self.args.jobs
+        plain_wall = rounds[-1][1] or 0.0
+        rows.append(
+            (
+                "plain wall not covered by processes",
+                fmt_s(plain_wall - sum_proc_wall / jobs),
+                f"wall - sum of process walls / {jobs} (imperfect packing)",
+            )
+        )
         if bep:
-            rows.append(("sum of test action durations, bazel (BEP)", fmt_s(sum(bep.values())), f"{len(bep)} actions; {sum(bep.values()) - sum_proc_wall:+.1f} s vs the plain process walls"))
+            s = sum(bep.values())
+            rows.append(
+                (
+                    "sum of test action durations, bazel (BEP)",
+                    fmt_s(s),
+                    f"{len(bep)} actions; {(s - sum_proc_wall) / max(len(bep), 1):+.1f} s per action vs the plain processes",
+                )
+            )
+            rows.append(
+                (
+                    "bazel wall not covered by test actions",
+                    fmt_s(cold.wall_s - s / jobs),
+                    f"wall - sum of action durations / {jobs}: server start, loading, analysis, runfiles trees, packing",
+                )
+            )
         for row in rows:
             r.add("  " + row[0], row[1], row[2])
             log(f"    {row[0]:<45} {row[1]:>9}  {row[2]}")
@@ -755,7 +822,9 @@ class Benchmark:
         self.bazel.run("clean", "clean", timeout=600, echo=False)
         self.bazel.shutdown()  # the cold run includes the server's start
         self.bep_cold = self.logs / f"bep_cold{i + 1}.json"
-        cold = self.bazel.run(f"cold{i + 1}", "test", "--keep_going", f"--build_event_json_file={self.bep_cold}", *self.targets, timeout=max(self.left(), 60))
+        cold = self.bazel.run(
+            f"cold{i + 1}", "test", "--keep_going", f"--build_event_json_file={self.bep_cold}", *self.targets, timeout=max(self.left(), 60)
+        )
         after = external.stat().st_mtime if external.exists() else None
         if self.pyenv is None and before != after:
             log("  note: @pyenv was refetched by the cold run (`bazel clean` did not keep it): the cold time includes it")
@@ -771,10 +840,14 @@ class Benchmark:
     def noop(self) -> None:
         log("\n== 2. no-op: bazel test again, nothing changed ==")
         bep = self.logs / "bep_noop.json"
-        run = self.bazel.run("noop", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=min(3600, self.left()))
+        run = self.bazel.run(
+            "noop", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=min(3600, self.left())
+        )
         ex = run.executed
         executed = self.executed_targets(bep)
-        self.results.add("no-op bazel test", fmt_s(run.wall_s), f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc} (no 'Executed' line)")
+        self.results.add(
+            "no-op bazel test", fmt_s(run.wall_s), f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc} (no 'Executed' line)"
+        )
         if executed:
             others = executed - self.cold_failed
             self.results.add("  targets executed", str(len(executed)), f"{len(executed & self.cold_failed)} failed in the cold run (Bazel never caches a failed test)"
@@ -782,14 +855,16 @@ class Benchmark:
 
     # -- 3. incremental -----------------------------------------------------------------------------
 
-    def variants_by_cost(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
-        """(suite, variant) among the targets, non-base, cheapest first (by the cold run's durations)."""
+    def variants_by_cost(self, with_base: bool = False) -> list[tuple[str, str]]:
+        """(suite, variant) among the targets (non-base unless with_base), cheapest first (by the cold run's durations)."""
         cost: dict[tuple[str, str], float] = {}
         for c in self.cells:
-            if c.variant.name == "base" or (c.suite.name, c.variant.name) in exclude:
+            if c.variant.name == "base" and not with_base:
                 continue
             key = (c.suite.name, c.variant.name)
-            cost[key] = cost.get(key, 0.0) + sum(float(t["metadata"]["matrix"].get("duration_s") or 0) for t in tests_of(self.bazel_reports, c.label))
+            cost[key] = cost.get(key, 0.0) + sum(
+                float(t["metadata"]["matrix"].get("duration_s") or 0) for t in tests_of(self.bazel_reports, c.label)
+            )
         return sorted(cost, key=lambda k: (cost[k], k))
 
     def expected_labels(self, suite: str, variant: str) -> set[str]:
@@ -810,15 +885,17 @@ class Benchmark:
             log(edit.diff.rstrip())
             log(f"  regenerated: {', '.join(changed) or '(nothing)'}")
             bep = self.logs / "bep_incremental.json"
-            run = self.bazel.run("incremental", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=max(self.left(), 60))
+            run = self.bazel.run(
+                "incremental", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets, timeout=max(self.left(), 60)
+            )
         log("  matrix.yaml and BUILD files of the copy restored")
         executed = self.executed_targets(bep)
         ex = run.executed
         # A target that failed before runs again anyway (failures are never cached): not caused by the edit.
         cacheable = executed - (self.cold_failed - expected)
         verdict = "exactly that variant's" if cacheable == expected else f"DIFFERENT: expected {sorted(expected)}, got {sorted(cacheable)}"
-        self.results.add(f"incremental: skip {suite}/{variant}: {nodeid}", fmt_s(run.wall_s),
-                         f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc}")  # fmt: skip
+        self.results.add(f"incremental: one skip added to {suite}/{variant}", fmt_s(run.wall_s),
+                         (f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc}") + f"; skip {nodeid}")  # fmt: skip
         self.results.add("  targets executed", str(len(executed)), f"{', '.join(sorted(cacheable)) or '(none)'}: {verdict}"
                          + (f"; plus {len(executed - cacheable)} that failed before (never cached)" if executed - cacheable else ""))  # fmt: skip
 
@@ -833,15 +910,25 @@ class Benchmark:
         from tools.matrix.report import COMPAT_JSON, load_json
 
         # A real xfail entry of a cell among the targets, if there is one; else an xfail for a passing test.
+        # The cheapest variant first, preferably not the one the incremental step edited.
+        by_cost = self.variants_by_cost(with_base=True)
+        prefer = [k for k in by_cost if k != getattr(self, "incremental_variant", None)] + by_cost
         planted = None
-        for c in self.cells:
-            if c.expectations.xfail:
-                planted = ("remove", c.suite.name, c.variant.name, c.device.name, c.expectations.xfail[0][0])
+        for s, v in prefer:
+            cell = next((c for c in self.cells if (c.suite.name, c.variant.name) == (s, v) and c.expectations.xfail), None)
+            if cell:
+                planted = ("remove", s, v, cell.device.name, cell.expectations.xfail[0][0])
                 break
         if planted is None:
-            prefer = [k for k in self.variants_by_cost() if k != getattr(self, "incremental_variant", None)] + self.variants_by_cost()
             for s, v in prefer:
-                nodeid = next((pick_test(self.bazel_reports, lab) for lab in sorted(self.expected_labels(s, v)) if pick_test(self.bazel_reports, lab)), None)
+                nodeid = next(
+                    (
+                        pick_test(self.bazel_reports, lab)
+                        for lab in sorted(self.expected_labels(s, v))
+                        if pick_test(self.bazel_reports, lab)
+                    ),
+                    None,
+                )
                 if nodeid:
                     planted = ("add", s, v, "", nodeid)
                     break
@@ -856,7 +943,9 @@ class Benchmark:
             if how == "remove":
                 changed = edit.change(remove_entry(suite, variant, device, nodeid))
             else:
-                changed = edit.change(add_entry(suite, variant, "xfail", nodeid, "bench_matrix: planted xfail for a passing test (expect xpassed)"))
+                changed = edit.change(
+                    add_entry(suite, variant, "xfail", nodeid, "bench_matrix: planted xfail for a passing test (expect xpassed)")
+                )
             log(edit.diff.rstrip())
             log(f"  regenerated: {', '.join(changed) or '(nothing)'}")
             run = self.bazel.run("planted", "test", "--keep_going", *labels, timeout=max(self.left(), 60))
@@ -887,15 +976,27 @@ class Benchmark:
             rerun_tests = {(lab, t["nodeid"]) for (lab, _s), rep_ in after.items() for t in rep_.get("tests", [])}
         log("  matrix.yaml and BUILD files of the copy restored")
         execs = re.findall(r"Executed (\d+) out of (\d+) tests?", rr.stdout + rr.stderr)
-        what = f"{'removed xfail' if how == 'remove' else 'added xfail (xpass)'} {suite}/{variant}: {nodeid}"
-        self.results.add(f"rerun: planted {what}", fmt_s(run.wall_s), f"bazel test of the variant's {len(labels)} target(s), exit {run.rc}")
-        self.results.add("  report --no-run: failing tests", str(len(failing)), ", ".join(sorted(f"{t}:{n}" for t, n in failing)[:5]) + (" ..." if len(failing) > 5 else ""))
+        what = f"{'xfail removed' if how == 'remove' else 'xfail added (xpass)'}: {nodeid}"
+        self.results.add(
+            f"rerun: one failure planted in {suite}/{variant}",
+            fmt_s(run.wall_s),
+            f"bazel test of its {len(labels)} target(s), exit {run.rc}; {what}",
+        )
+        per_target: dict[str, int] = {}
+        for target, _test in failing:
+            per_target[target] = per_target.get(target, 0) + 1
+        self.results.add(
+            "  report --no-run: failing tests", str(len(failing)), ", ".join(f"{k} {n}" for k, n in sorted(per_target.items()))
+        )
         note = f"`rerun {' '.join(flags)}` exit {rr.returncode} in {rerun_s:.1f}s; targets executed: {', '.join(sorted(ran_targets)) or '(none)'}"
         if execs:
             note += f"; bazel: executed {'+'.join(e[0] for e in execs)} target(s)"
         self.results.add("  rerun: tests executed", str(len(rerun_tests)), note)
-        verdict = "equal (target met)" if rerun_tests == failing else (
-            f"DIFFERENT: {len(rerun_tests - failing)} extra, {len(failing - rerun_tests)} missing")
+        verdict = (
+            "equal (target met)"
+            if rerun_tests == failing
+            else (f"DIFFERENT: {len(rerun_tests - failing)} extra, {len(failing - rerun_tests)} missing")
+        )
         self.results.add("  rerun tests vs failing tests", f"{len(rerun_tests)} vs {len(failing)}", verdict)
 
     def matrix_now(self):
@@ -924,8 +1025,12 @@ class Benchmark:
         for n in bench_report.SIZES:
             write_s, term_s, cpu_main, cpu_child, size = bench_report.run_once(bench_report.make_records(n), None)
             total = write_s + term_s
-            log(f"{n:>9} {write_s:>14.3f} {term_s:>9.3f} {total:>8.3f} {f'{total / previous:.2f}x' if previous else '-':>7} {cpu_main:>9.3f} {cpu_child:>10.3f} {size:>6.1f}")
-            self.results.add(f"report {n} records", fmt_s(total), f"write_reports {write_s:.2f} s + terminal {term_s:.2f} s (bench_report.run_once)")
+            log(
+                f"{n:>9} {write_s:>14.3f} {term_s:>9.3f} {total:>8.3f} {f'{total / previous:.2f}x' if previous else '-':>7} {cpu_main:>9.3f} {cpu_child:>10.3f} {size:>6.1f}"
+            )
+            self.results.add(
+                f"report {n} records", fmt_s(total), f"write_reports {write_s:.2f} s + terminal {term_s:.2f} s (bench_report.run_once)"
+            )
             previous = total
 
     # -- 6. transform -------------------------------------------------------------------------------
@@ -955,7 +1060,11 @@ class Benchmark:
             ratio = mean_d / mean_base if mean_base else float("nan")
             share = mean_t / mean_base if mean_base else float("nan")
             log(f"{suite:<14} {variant:<16} {len(common):>6} {mean_d:>12.4f} {mean_t:>17.4f} {ratio:>12.2f}x {share:>21.2f}x")
-            self.results.add(f"  {suite}/{variant}", f"{ratio:.2f}x", f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test")
+            self.results.add(
+                f"  {suite}/{variant}",
+                f"{ratio:.2f}x",
+                f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test",
+            )
 
     # -- driver -------------------------------------------------------------------------------------
 
@@ -999,19 +1108,51 @@ class Benchmark:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--targets", action="append", default=[], help="Bazel target patterns (repeatable or comma-separated; default //:device_cpu, every CPU cell)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1]
+    )
+    p.add_argument(
+        "--targets",
+        action="append",
+        default=[],
+        help="Bazel target patterns (repeatable or comma-separated; default //:device_cpu, every CPU cell)",
+    )
     p.add_argument("--quick", action="store_true", help=f"a small slice: {' '.join(QUICK_TARGETS)} (their CPU cells)")
-    p.add_argument("--workspace", default=os.environ.get("BUILD_WORKSPACE_DIRECTORY") or str(ROOT), help="the matrix workspace (default: where `bazel run` was called)")
-    p.add_argument("--output-base", default="/tmp/bench_ob", help="the benchmark's own Bazel output base (default /tmp/bench_ob; never the workspace's)")
-    p.add_argument("--copy", default="/tmp/bench_ws", help="where to copy the workspace to (default /tmp/bench_ws; removed at the end unless --keep-copy)")
+    p.add_argument(
+        "--workspace",
+        default=os.environ.get("BUILD_WORKSPACE_DIRECTORY") or str(ROOT),
+        help="the matrix workspace (default: where `bazel run` was called)",
+    )
+    p.add_argument(
+        "--output-base",
+        default="/tmp/bench_ob",
+        help="the benchmark's own Bazel output base (default /tmp/bench_ob; never the workspace's)",
+    )
+    p.add_argument(
+        "--copy",
+        default="/tmp/bench_ws",
+        help="where to copy the workspace to (default /tmp/bench_ws; removed at the end unless --keep-copy)",
+    )
     p.add_argument("--keep-copy", action="store_true")
-    p.add_argument("--pyenv", default="auto", help="the @pyenv repository to reuse (auto: this interpreter's / the workspace's), or `own` to build one in the output base")
-    p.add_argument("--jobs", type=int, default=2, help="tests at a time, for both Bazel (--local_test_jobs) and the plain processes (default 2)")
-    p.add_argument("--rounds", type=int, default=None, help="cold bazel + plain rounds, alternating (default 1, --quick 2); the ratio's median is shown")
+    p.add_argument(
+        "--pyenv",
+        default="auto",
+        help="the @pyenv repository to reuse (auto: this interpreter's / the workspace's), or `own` to build one in the output base",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=2, help="tests at a time, for both Bazel (--local_test_jobs) and the plain processes (default 2)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="cold bazel + plain rounds, alternating (default 1, --quick 2); the ratio's median is shown",
+    )
     p.add_argument("--repeat", type=int, default=3, help="repetitions of the start-up probes (default 3)")
     p.add_argument("--skip", action="append", default=[], choices=SKIPPABLE, help="leave a measurement out (repeatable)")
-    p.add_argument("--budget-min", type=float, default=None, help="stop starting measurements after this many minutes (default 240, --quick 90)")
+    p.add_argument(
+        "--budget-min", type=float, default=None, help="stop starting measurements after this many minutes (default 240, --quick 90)"
+    )
     args = p.parse_args(argv)
     if args.rounds is None:
         args.rounds = 2 if args.quick else 1

@@ -111,6 +111,8 @@ def root_build(matrix: Matrix) -> str:
         f'    name = "{CHECK_TARGET}",\n'
         '    srcs = ["//tools/matrix:cli.py"],\n'
         '    args = ["--workspace", ".", "generate", "--check"],\n'
+        "    # No __init__.py files invented in runfiles: the check must see the suites as they are.\n"
+        "    legacy_create_init = False,\n"
         f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files)])},\n"
         '    main = "//tools/matrix:cli.py",\n'
         '    python_version = "PY3",\n'

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,14 @@ def driver(tmp_path_factory):
 
     options = wd.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    profile = tmp_path_factory.mktemp("chromium-profile")
+    # Chromium puts a unix socket in its profile; Bazel's TEST_TMPDIR is too long a path for one
+    # (108-byte limit), so the profile lives in a short temporary directory, removed afterwards.
+    profile = Path(tempfile.mkdtemp(prefix="mtx-chromium-"))
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):
         options.add_argument(arg)
-    scratch = tmp_path_factory.mktemp("chromium-tmp")
+    scratch = profile / "tmp"  # short for the same reason
+    scratch.mkdir()
     # An explicit driver path: Selenium Manager never runs, nothing is downloaded. HOME and TMPDIR keep
     # everything chromium writes inside the test's temporary directory.
     service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "HOME": str(profile), "TMPDIR": str(scratch)})

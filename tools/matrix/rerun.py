@@ -40,7 +40,9 @@ def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None
                 by_target[record.target].add(filter_pattern(record.test))
         per_cell = {c.label: tuple(sorted(by_target[c.label])) for c in cells if by_target.get(c.label)}
     else:
-        per_cell = {c.label: tuple(args.tests) for c in cells}
+        # Whole targets: GPU cells only when --device names them (like `bazel test //...`, which
+        # leaves them out); with --failed/--xpassed the last report decides.
+        per_cell = {c.label: tuple(args.tests) for c in cells if args.device or not c.device.requires_gpu}
     groups: dict[tuple[str, ...], list[Cell]] = defaultdict(list)
     for cell in cells:
         if cell.label in per_cell:

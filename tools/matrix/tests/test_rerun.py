@@ -41,6 +41,7 @@ suites:
 T1, T2, T3, T4 = "test_a.py::test_one", "test_a.py::TestK::test_two", "test_b.py::test_three[x]", "test_b.py::test_four"
 C1, C2, C3 = "test_c.py::test_c1", "test_c.py::test_c2", "test_c.py::test_c3"
 ALL_LABELS = ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda", "//t:t_base_cpu"]
+CPU_LABELS = [label for label in ALL_LABELS if not label.endswith("_cuda")]  # whole-target reruns skip GPU cells
 
 
 @pytest.fixture
@@ -93,11 +94,13 @@ def labels(groups) -> dict[tuple[str, ...], list[str]]:
 
 
 def test_plan_everything(matrix):
-    assert labels(plan(matrix, args(), None)) == {(): ALL_LABELS}
+    assert labels(plan(matrix, args(), None)) == {(): CPU_LABELS}
+    assert labels(plan(matrix, args(device=["*"]), None)) == {(): ALL_LABELS}  # GPU cells when asked for
 
 
 def test_plan_variant(matrix):
-    assert labels(plan(matrix, args(variant=["other"]), previous())) == {(): ["//s:s_other_cpu", "//s:s_other_cuda"]}
+    assert labels(plan(matrix, args(variant=["other"]), previous())) == {(): ["//s:s_other_cpu"]}
+    assert labels(plan(matrix, args(variant=["other"], device=["cuda"]), previous())) == {(): ["//s:s_other_cuda"]}
     assert labels(plan(matrix, args(variant=["b*"], device=["cpu"]), None)) == {(): ["//s:s_base_cpu", "//t:t_base_cpu"]}
     assert plan(matrix, args(variant=["nope"]), None) == {}
 
@@ -133,7 +136,7 @@ def test_plan_xpassed(matrix):
 
 
 def test_plan_tests(matrix):
-    assert labels(plan(matrix, args(tests=["test_b.py::test_three", "TestK"]), None)) == {("test_b.py::test_three", "TestK"): ALL_LABELS}
+    assert labels(plan(matrix, args(tests=["test_b.py::test_three", "TestK"]), None)) == {("test_b.py::test_three", "TestK"): CPU_LABELS}
     assert labels(plan(matrix, args(tests=["test_c*"], suite=["t"]), None)) == {("test_c*",): ["//t:t_base_cpu"]}
 
 

@@ -56,7 +56,10 @@ def _counts_table(records: Sequence[Record]) -> list[str]:
 
 def _line(r: Record, label: str) -> str:
     where = f"{r.suite}::{r.test} [{r.variant}/{r.device}]"
-    what = f"{'transform: ' if r.transform_failed else ''}{r.error_type + ': ' if r.error_type else ''}{first_message(r)}"
+    message = first_message(r)
+    # pytest's message usually starts with the (dotted) type already: don't say it twice.
+    typed = bool(r.error_type) and r.error_type not in message.split(":", 1)[0]
+    what = f"{'transform: ' if r.transform_failed else ''}{r.error_type + ': ' if typed else ''}{message}"
     return _clip(_clean(f"  {label:<18} {where}  {what}".rstrip()), WIDTH)
 
 

@@ -43,7 +43,7 @@ def call_time_time(x):
 
 
 def call_warnings_warn(x):
-    warnings.warn("careful")
+    warnings.warn("careful", stacklevel=1)
     return x * 2
 
 

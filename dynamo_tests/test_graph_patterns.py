@@ -2,10 +2,9 @@
 subgraphs, index assignment into an input, arithmetic on buffers alone, grad-mode regions, and
 BatchNorm's running-statistics bookkeeping."""
 
+import pytest
 import torch
 import torch._dynamo
-
-import pytest
 
 
 @pytest.fixture(autouse=True)

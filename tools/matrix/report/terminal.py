@@ -90,8 +90,7 @@ def terminal_summary(records: Sequence[Record], comparison: Comparison | None = 
     bad = by_severity(r for r in records if r.status in statuses.UNEXPECTED)
     out.append("")
     if bad:
-        label = lambda r: f"{r.status}{' (transform)' if r.transform_failed else ''}"
-        out += _listing(f"Unexpected results ({len(bad)}):", bad, lambda r: _line(r, label(r)))
+        out += _listing(f"Unexpected results ({len(bad)}):", bad, lambda r: _line(r, f"{r.status}{' (transform)' if r.transform_failed else ''}"))
     else:
         out.append("No unexpected results.")
     return "\n".join(out) + "\n"

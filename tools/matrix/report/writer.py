@@ -59,7 +59,10 @@ def write_reports(records: Sequence[Record], run: RunInfo, out_dir: str | Path, 
     prep = prepare(records)  # sorted and counted once, for all three formats
     comparison = _comparison(prep.records, baseline)
     json_path, md_path, html_path = (out / name for name in FILES)
-    render_json_now = lambda: render_json(prep, run, comparison)
+
+    def render_json_now() -> str:
+        return render_json(prep, run, comparison)
+
     # compat.json costs about as much as the other two together: on a second core it comes for free.
     pid = _write_in_child(json_path, render_json_now) if len(prep.records) >= PARALLEL_MIN_RECORDS and _can_fork() else None
     try:

@@ -7,8 +7,8 @@
 What it measures, all in one run so that the ratios are taken side by side on the same (noisy) machine:
 
 1. cold: `bazel test <targets>` with an empty action cache and output tree (`bazel clean` + server
-   restart in the benchmark's own output base; the Python environment repository is reused, never
-   rebuilt), vs the same cells run by plain processes (tools/matrix/runtime/cell_main.py, same plugin,
+   restart in the benchmark's own output base; the Python environment repository is reused: by default
+   the workspace's own, through --override_repository, never rebuilt), vs the same cells run by plain processes (tools/matrix/runtime/cell_main.py, same plugin,
    same shards: one process per shard, --jobs at a time, no Bazel); and where the time goes: the number
    of processes, interpreter + `import torch` + first torch.export start-up, and the sum of the test
    durations from the cells' report.json.
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent  # the workspace, or the runfiles root under `bazel run`
+ROOT = HERE.parent  # the workspace (under `bazel run` too: runfiles symlinks resolve to the sources)
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
@@ -292,6 +292,23 @@ def make_copy(source: Path, copy: Path) -> int:
         n += 1
     (copy / COPY_MARKER).write_text(f"made by bench/bench_matrix.py from {source}\n")
     return n
+
+
+def lock(path: Path, option: str, what: Path) -> Any:
+    """Hold an exclusive lock on `path` for the life of this process; exit if another run holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 (held until the process ends)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit(f"error: another bench_matrix run is using {option} {what} (lock {path}); wait for it, or pass another {option}")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def pyenv_mirror(pyenv: Path, mirror: Path) -> Path:
@@ -601,6 +618,7 @@ class Benchmark:
         self.results = Results()
         self.started = time.time()
         self.deadline = self.started + args.budget_min * 60
+        self.owns = False  # True once this run holds the locks on its output base and copy
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -621,6 +639,9 @@ class Benchmark:
             binary = matrix_bazel.bazel_binary()
         except matrix_bazel.BazelNotFound as e:
             sys.exit(f"error: {e}")
+        if not shutil.which(binary):
+            sys.exit(f"error: bazel {binary!r} (from $BAZEL or PATH) is not an executable; run `make setup` or fix BAZEL")
+        binary = shutil.which(binary) or binary
         self.workspace = Path(a.workspace).resolve()
         if not (self.workspace / "WORKSPACE").is_file() or not (self.workspace / "matrix.yaml").is_file():
             sys.exit(f"error: {self.workspace} is not the matrix workspace (no WORKSPACE / matrix.yaml); pass --workspace")
@@ -635,6 +656,12 @@ class Benchmark:
         self.copy = Path(a.copy).resolve()
         if self.copy == self.workspace or self.workspace in self.copy.parents:
             sys.exit("error: --copy must not be the workspace or inside it")
+        # One run at a time per output base and per copy: a second one would clean / re-copy under the first.
+        self.locks = [
+            lock(Path(str(self.output_base) + ".lock"), "--output-base", self.output_base),
+            lock(Path(str(self.copy) + ".lock"), "--copy", self.copy),
+        ]
+        self.owns = True
         self.logs = Path(tempfile.mkdtemp(prefix="bench_matrix_"))
         log(f"bench_matrix: workspace {self.workspace}; copy {self.copy}; output base {self.output_base}; logs {self.logs}")
         log(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; time budget {a.budget_min} min")
@@ -1096,10 +1123,10 @@ class Benchmark:
         except KeyboardInterrupt:
             log("\ninterrupted: cleaning up")
             self.results.missing("the rest: interrupted")
-        finally:
-            if hasattr(self, "bazel"):
+        finally:  # only what this run owns: a run refused by the locks must not touch the other's server or copy
+            if self.owns and hasattr(self, "bazel"):
                 self.bazel.shutdown()
-            if hasattr(self, "copy") and self.copy.exists() and not self.args.keep_copy and (self.copy / COPY_MARKER).exists():
+            if self.owns and self.copy.exists() and not self.args.keep_copy and (self.copy / COPY_MARKER).exists():
                 shutil.rmtree(self.copy, ignore_errors=True)
         self.results.print()
         log(f"\ntotal {time.time() - self.started:.0f} s; logs in {getattr(self, 'logs', '-')}; output base {self.args.output_base} "

@@ -28,7 +28,7 @@ check: setup
 	$(BAZEL) run //tools:matrix -- generate --check
 
 bench: setup
-	$(BAZEL) run //bench:all
+	$(BAZEL) run //bench:bench
 
 clean:
 	$(BAZEL) clean

@@ -1,24 +1,28 @@
-"""Benchmark of the matrix under Bazel, against the same cells run as plain processes.
+"""Benchmark of the matrix under Bazel, against the same cells run by plain pytest.
 
-    bazel run //bench:all                                  # bench_generate, bench_report, then this (--skip tools)
-    bazel run //bench:all -- --quick                       # the same on a small slice
+    bazel run //bench:bench                                # bench_generate, bench_report, then this (--skip tools)
+    bazel run //bench:bench -- --quick                     # the same on a small slice
     <pyenv>/venv/bin/python3 bench/bench_matrix.py [--quick] [--targets //:device_cpu] [--output-base /tmp/bench_ob]
 
 What it measures, all in one run so that the ratios are taken side by side on the same (noisy) machine:
 
 1. cold: `bazel test <targets>` with an empty action cache and output tree (`bazel clean` + server
    restart in the benchmark's own output base; the Python environment repository is reused: by default
-   the workspace's own, through --override_repository, never rebuilt), vs the same cells run by plain processes (tools/matrix/runtime/cell_main.py, same plugin,
-   same shards: one process per shard, --jobs at a time, no Bazel); and where the time goes: the number
-   of processes, interpreter + `import torch` + first torch.export start-up, and the sum of the test
-   durations from the cells' report.json.
+   the workspace's own, through --override_repository, never rebuilt), vs the same tests with the same
+   variants run by plain pytest with the same plugin, no Bazel: ONE `python -m pytest` process per
+   matrix cell (the whole cell, unsharded: exactly the child command cell_main starts, with its
+   environment), --jobs at a time in the order of the cells; and where the time goes: the number of
+   processes (plain: one per cell; Bazel: one test action per shard), interpreter + `import torch` +
+   first torch.export start-up, and the sum of the test durations (plain: the plugin's journal;
+   Bazel: the shards' report.json).
 2. noop: `bazel test <targets>` again, nothing changed.
 3. incremental: add one skip entry to one variant's expectations (in a copy of the workspace),
    regenerate, `bazel test <targets>`: which targets ran (they must be exactly that variant's).
 4. rerun: plant one failure (remove a real xfail entry, or add an xfail for a passing test = xpassed),
    run that variant's targets, `report --no-run`, `rerun --failed`: tests rerun vs tests failing.
 5. tools: bench_generate.measure and bench_report.run_once at their sizes.
-6. transform: per variant, the mean transform time and test duration per test, relative to base.
+6. transform: per variant, the mean transform time and test duration per test, relative to base
+   (from the Bazel cold run's report.json).
 
 Prints tables; never asserts. Every Bazel command uses the benchmark's own output base (never the
 workspace's default one) with --symlink_prefix=/, and runs in a copy of the workspace, so the
@@ -45,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +119,7 @@ def _ensure_python(workspace: Path) -> None:
             log(f"bench_matrix: {e.name} missing in {sys.executable}; re-running with the project's environment {python}")
             os.environ["BENCH_MATRIX_REEXEC"] = "1"
             os.execv(str(python), [str(python), *sys.argv])
-        sys.exit(f"error: {e}. Run with the project's Python environment: `bazel run //bench:all`, or "
+        sys.exit(f"error: {e}. Run with the project's Python environment: `bazel run //bench:bench`, or "
                  f"<output_base>/external/pyenv/venv/bin/python3 {sys.argv[0]}")  # fmt: skip
 
 
@@ -437,11 +441,13 @@ def cell_reports(testlogs: Path, cells: list) -> dict[tuple[str, int], dict[str,
 
 
 def tests_of(reports: dict[tuple[str, int], dict[str, Any]], label: str | None = None) -> list[dict[str, Any]]:
+    """The tests of the Bazel shards' report.json files (of one target, or all)."""
     return [t for (lab, _s), r in reports.items() if label in (None, lab) for t in r.get("tests", [])]
 
 
-def sum_durations(reports: dict[tuple[str, int], dict[str, Any]]) -> float:
-    return sum(float(t["metadata"]["matrix"].get("duration_s") or 0.0) for t in tests_of(reports))
+def sum_durations(tests: list[dict[str, Any]]) -> float:
+    """Sum of the tests' durations (metadata.matrix.duration_s: report.json's and the journal's alike)."""
+    return sum(float(t["metadata"]["matrix"].get("duration_s") or 0.0) for t in tests)
 
 
 def restarts(reports: dict[tuple[str, int], dict[str, Any]]) -> int:
@@ -450,20 +456,29 @@ def restarts(reports: dict[tuple[str, int], dict[str, Any]]) -> int:
 
 @dataclass
 class PlainProcess:
+    """One matrix cell run whole by one plain pytest process."""
+
     label: str
-    shard: int
-    total: int
+    journal: Path
     wall_s: float = 0.0
     rc: int | None = None
-    report: dict[str, Any] | None = None
+    tests: list[dict[str, Any]] = field(default_factory=list)  # the journal's `result` events
+    collect_errors: int = 0
+    started: bool = False  # the plugin journaled its `session` event
     timed_out: bool = False
 
+    @property
+    def died(self) -> bool:
+        """Ended other than by pytest finishing (0 passed, 1 failures, 5 nothing collected): a crash,
+        the plugin's per-test watchdog, a fatal plugin error, or the benchmark's own limit."""
+        return self.timed_out or self.rc not in (0, 1, 5) or not self.started
 
-def plain_argv_env(cell, shard: int, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str]]:
-    """What defs.bzl's matrix_cell gives the py_test (args, env), plus Bazel's test protocol variables."""
+
+def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """What defs.bzl's matrix_cell gives the py_test (args, env), plus Bazel's test protocol
+    variables, for the whole cell: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
     suite, variant, device = cell.suite, cell.variant, cell.device
     args = [
-        python, str(workspace / "tools/matrix/runtime/cell_main.py"),
         f"--suite={suite.name}", f"--variant={variant.name}", f"--variant-impl={variant.impl}", f"--device={device.name}",
         f"--suite-dir={suite.directory}", f"--target={cell.label}", f"--test-timeout-s={suite.test_timeout_s:g}",
     ]  # fmt: skip
@@ -493,25 +508,51 @@ def plain_argv_env(cell, shard: int, python: str, workspace: Path, tmp: Path) ->
         TEST_PREMATURE_EXIT_FILE=str(tmp / "premature_exit"), TEST_SHARD_STATUS_FILE=str(tmp / "shard_status"),
         PYTHONDONTWRITEBYTECODE="1",
     )  # fmt: skip
-    total = suite.shard_count(device.name)
-    if total > 1:
-        env.update(TEST_SHARD_INDEX=str(shard), TEST_TOTAL_SHARDS=str(total))
     return args, env
 
 
+def plain_command(cell, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Path]:
+    """The pytest child cell_main would start for the whole cell: (argv, env, journal). The command is
+    cell_main._pytest_command with `python` as the interpreter (cell_main's sys.executable); the
+    environment is cell_main._child_env as it would be computed inside the test (the test's
+    environment, cwd = the workspace)."""
+    from tools.matrix.runtime import cell_config, cell_main
+
+    args, env = plain_argv_env(cell, tmp)
+    journal = tmp / "journal.jsonl"
+    config = replace(cell_config.parse_args(args, env), journal=str(journal))
+    scratch = tempfile.mkdtemp(prefix="cell-", dir=env["TEST_TMPDIR"])
+    argv = cell_main._pytest_command(config)
+    argv[0] = python
+    return argv, cell_main._child_env(config, scratch, environ=env, cwd=str(workspace)), journal
+
+
+def read_journal(proc: PlainProcess) -> None:
+    from tools.matrix.runtime import journal
+
+    for event in journal.read(str(proc.journal)):
+        if event["event"] == "session":
+            proc.started = True
+        elif event["event"] == "result":
+            proc.tests.append(event["test"])
+        elif event["event"] == "collect_error":
+            proc.collect_errors += 1
+
+
 def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, deadline: float) -> tuple[float, list[PlainProcess]]:
-    """Every shard of every cell as one cell_main process, `jobs` at a time, from the workspace root
-    (what Bazel's runfiles root looks like to the test). Returns (wall, processes)."""
+    """Every cell, whole, as one plain pytest process with the matrix plugin, `jobs` at a time in the
+    order of `cells`, from the workspace root (what Bazel's runfiles root looks like to the test).
+    Returns (wall, processes)."""
     work = []
     for cell in cells:
-        total = cell.suite.shard_count(cell.device.name)
-        for shard in range(total):
-            work.append((cell, PlainProcess(cell.label, shard, total)))
+        tmp = root / cell.target_name
+        argv, env, journal = plain_command(cell, python, workspace, tmp)
+        # Bazel gives each shard its size's timeout; the whole cell gets as many, doubled.
+        limit_s = SIZE_TIMEOUT_S.get(cell.suite.size, 900) * cell.shard_count * 2
+        work.append((argv, env, tmp, limit_s, PlainProcess(cell.label, journal)))
 
-    def one(cell, proc: PlainProcess) -> PlainProcess:
-        tmp = root / f"{cell.target_name}_shard{proc.shard + 1}"
-        argv, env = plain_argv_env(cell, proc.shard, python, workspace, tmp)
-        limit = min(SIZE_TIMEOUT_S.get(cell.suite.size, 900) * 2, max(deadline - time.time(), 1))
+    def one(argv: list[str], env: dict[str, str], tmp: Path, limit_s: float, proc: PlainProcess) -> PlainProcess:
+        limit = min(limit_s, max(deadline - time.time(), 1))
         started = time.monotonic()
         with open(tmp / "log.txt", "w") as out:
             p = subprocess.Popen(argv, cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -520,7 +561,7 @@ def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, 
             except subprocess.TimeoutExpired:
                 proc.timed_out = True
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)  # its own session: cell_main and its pytest child
+                    os.killpg(p.pid, signal.SIGKILL)  # its own session: pytest and anything it started
                 proc.rc = p.wait()
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):
@@ -528,18 +569,17 @@ def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, 
                 p.wait()
                 raise
         proc.wall_s = time.monotonic() - started
-        report = tmp / "out" / "report.json"
-        proc.report = json.loads(report.read_text()) if report.is_file() else None
-        counts = len(proc.report["tests"]) if proc.report else 0
+        read_journal(proc)
         log(
-            f"    | {proc.label} shard {proc.shard + 1}/{proc.total}: exit {proc.rc}, {counts} tests, {proc.wall_s:.1f}s"
-            + (" (TIMED OUT)" if proc.timed_out else "")
+            f"    | {proc.label}: exit {proc.rc}, {len(proc.tests)} tests, {proc.wall_s:.1f}s"
+            + (f", {proc.collect_errors} collection errors" if proc.collect_errors else "")
+            + (" (TIMED OUT)" if proc.timed_out else " (DIED: see its log.txt)" if proc.died else "")
         )
         return proc
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, cell, proc) for cell, proc in work]
+        futures = [pool.submit(one, *w) for w in work]  # FIFO: the processes start in the order of `cells`
         try:
             done = [f.result() for f in futures]
         except BaseException:
@@ -708,10 +748,11 @@ class Benchmark:
         if run.rc != 0:
             raise RuntimeError(f"bazel query failed; see {run.log}")
         labels = sorted({line.strip() for line in run.output.splitlines() if line.startswith("//")})
-        by_label = {c.label: c for c in self.matrix.cells()}
-        self.cells = [by_label[lab] for lab in labels if lab in by_label]
-        self.other_tests = [lab for lab in labels if lab not in by_label]
-        shards = sum(c.suite.shard_count(c.device.name) for c in self.cells)
+        wanted = set(labels)
+        self.cells = [c for c in self.matrix.cells() if c.label in wanted]  # matrix.yaml order: the plain side's order
+        matrix_labels = {c.label for c in self.cells}
+        self.other_tests = [lab for lab in labels if lab not in matrix_labels]
+        shards = sum(c.shard_count for c in self.cells)
         log(f"  targets {' '.join(self.targets)}: {len(self.cells)} matrix cells ({shards} shards)"
             + (f", plus {len(self.other_tests)} other tests (run by Bazel only): {', '.join(self.other_tests)}" if self.other_tests else ""))  # fmt: skip
         if not self.cells:
@@ -720,7 +761,7 @@ class Benchmark:
     # -- 1. cold ------------------------------------------------------------------------------------
 
     def cold(self) -> None:
-        log("\n== 1. cold matrix: bazel test (empty action cache) vs plain processes ==")
+        log("\n== 1. cold matrix: bazel test (empty action cache) vs plain pytest, one process per cell ==")
         from tools.matrix.collect import read_bep
 
         r = self.results
@@ -735,25 +776,24 @@ class Benchmark:
             fmt_s(setup_s),
             "bazel build --nobuild; then per round bazel clean + shutdown",
         )
-        shards = sum(c.suite.shard_count(c.device.name) for c in self.cells)
-        rounds: list[tuple[BazelRun, float | None, str]] = []
-        procs: list[PlainProcess] = []
-        plain_reports: dict = {}
+        cells = len(self.cells)
+        shards = sum(c.shard_count for c in self.cells)
+        jobs = self.args.jobs
+        rounds: list[tuple[BazelRun, float | None, list[PlainProcess], str]] = []
         for i in range(self.args.rounds):
             if i and not self.budget_ok(f"cold round {i + 1}", 120):
                 break
             # Bazel first: its testlogs of the last round are what the later steps read.
             load0 = os.getloadavg()[0]
             cold = self.cold_bazel(i)
-            wall = None
-            if "plain" not in self.args.skip and self.budget_ok(f"cold plain processes, round {i + 1}"):
-                log(f"\n  plain processes, round {i + 1}: {shards} cell_main processes, {self.args.jobs} at a time, python {self.python}")
-                wall, procs = run_plain(self.cells, self.copy, self.python, self.args.jobs, self.logs / f"plain{i + 1}", self.deadline)
-                plain_reports = {(p.label, p.shard): p.report for p in procs if p.report}
+            wall, procs = None, []
+            if "plain" not in self.args.skip and self.budget_ok(f"cold plain pytest, round {i + 1}"):
+                log(f"\n  plain pytest, round {i + 1}: {cells} processes (one per cell), {jobs} at a time, python {self.python}")
+                wall, procs = run_plain(self.cells, self.copy, self.python, jobs, self.logs / f"plain{i + 1}", self.deadline)
                 log(f"  -> {wall:.1f}s")
-            rounds.append((cold, wall, f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))
+            rounds.append((cold, wall, procs, f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))
         if "plain" in self.args.skip:
-            r.missing("cold plain processes (--skip plain)")
+            r.missing("cold plain pytest (--skip plain)")
         cold = rounds[-1][0]
         self.cold_run = cold
         self.cold_failed = (
@@ -763,85 +803,74 @@ class Benchmark:
         )
         self.testlogs = self.bazel.info("bazel-testlogs")
         self.bazel_reports = cell_reports(self.testlogs, self.cells)
-        bazel_tests = len(tests_of(self.bazel_reports))
-        plain_tests = len(tests_of(plain_reports))
-        for i, (b, wall, load) in enumerate(rounds):
+        bazel_tests = tests_of(self.bazel_reports)
+        for i, (b, wall, procs, load) in enumerate(rounds):
             ex = b.executed
             tag = f"round {i + 1}: " if len(rounds) > 1 else ""
-            r.add(f"cold {tag}bazel test ({len(self.cells)} cells, {shards} shards)", fmt_s(b.wall_s),
+            r.add(f"cold {tag}bazel test ({cells} cells, {shards} shards)", fmt_s(b.wall_s),
                   (f"exit {b.rc}; executed {ex[0]}/{ex[1]} targets" if ex else f"exit {b.rc}") + ("; TIMED OUT" if b.timed_out else "") + f"; {load}")  # fmt: skip
             if wall is not None:
+                died = [p for p in procs if p.died]
                 r.add(
-                    f"cold {tag}plain processes ({shards} processes, {self.args.jobs} at a time)",
+                    f"cold {tag}plain pytest ({len(procs)} processes, {jobs} at a time)",
                     fmt_s(wall),
-                    f"{plain_tests} tests (bazel: {bazel_tests})",
+                    f"{sum(len(p.tests) for p in procs)} tests (bazel, last round: {len(bazel_tests)})"
+                    + (f"; {len(died)} died: {', '.join(p.label for p in died)}" if died else ""),
                 )
                 r.add(f"cold {tag}ratio bazel / plain", f"{b.wall_s / wall:.2f}x", f"bazel {b.wall_s - wall:+.1f} s")
-        ratios = [b.wall_s / w for b, w, _ in rounds if w]
+        ratios = [b.wall_s / w for b, w, _, _ in rounds if w]
         if len(ratios) > 1:
             r.add("cold ratio bazel / plain, median of rounds", f"{statistics.median(ratios):.2f}x", "  ".join(f"{x:.2f}x" for x in ratios))
         r.add("  bazel processes (last round)", "", cold.processes)
         if self.cold_failed:
             r.add("  targets failing in the cold run", str(len(self.cold_failed)), ", ".join(sorted(self.cold_failed)))
-        missing = [
-            f"{c.label} shard {s + 1}"
-            for c in self.cells
-            for s in range(c.suite.shard_count(c.device.name))
-            if (c.label, s) not in self.bazel_reports
-        ]
+        missing = [f"{c.label} shard {s + 1}" for c in self.cells for s in range(c.shard_count) if (c.label, s) not in self.bazel_reports]
         if missing:
             log(f"  note: no report.json for {len(missing)} shard(s): {', '.join(missing[:8])}")
+        _, plain_wall, procs, _ = rounds[-1]
         if not procs:
             return
 
         log("\n  start-up probes (sequential, few repetitions)")
         probe = startup_probe(self.python, self.args.repeat, {k: v for k, v in self.bazel.env.items()})
-        sum_plain, sum_bazel = sum_durations(plain_reports), sum_durations(self.bazel_reports)
-        children = len(procs) + restarts(plain_reports)
+        startup_s = probe["import_torch_process_s"] + probe["first_export_s"]
+        plain_tests = [t for p in procs for t in p.tests]
+        sum_plain, sum_bazel = sum_durations(plain_tests), sum_durations(bazel_tests)
+        bazel_restarts = restarts(self.bazel_reports)
+        bazel_children = shards + bazel_restarts
         sum_proc_wall = sum(p.wall_s for p in procs)
-        failed = [p for p in procs if p.rc not in (0, 1) or p.report is None]
+        died = [p for p in procs if p.died]
+        collect_errors = sum(p.collect_errors for p in procs)
         bep = read_bep_durations(self.bep_cold)
         log("\n  where the time goes (cold, last round)")
         rows = [
-            ("test processes (shards)", f"{len(procs)}", f"each a cell_main + its pytest child ({children} children, {restarts(plain_reports)} crash restarts); Bazel: one test action each"
-             + (f"; {len(failed)} died without a report" if failed else "")),
+            ("plain pytest processes (one per cell)", f"{len(procs)}", "python -m pytest -p tools.matrix.runtime.plugin: the child cell_main would start, whole cell"
+             + (f"; {len(died)} died ({', '.join(p.label for p in died)})" if died else "") + (f"; {collect_errors} collection errors" if collect_errors else "")),
+            ("bazel test actions (shards)", f"{shards}", f"each a cell_main + its pytest child ({bazel_children} children, {bazel_restarts} crash restarts)"),
             ("python -c pass", fmt_s(probe["python_s"]), f"mean of {self.args.repeat}"),
             ('python -c "import torch" (whole process)', fmt_s(probe["import_torch_process_s"]), f"min {probe['import_torch_min_s']:.2f} / max {probe['import_torch_max_s']:.2f}"),
             ("import torch (in process)", fmt_s(probe["import_s"]), ""),
             ("first torch.export.export (tiny module)", fmt_s(probe["first_export_s"]), f"second call {probe['second_export_s']:.2f} s"),
-            ("start-up x pytest children", fmt_s(children * (probe["import_torch_process_s"] + probe["first_export_s"])), "(import torch + first export) per child, --jobs at a time"),
-            ("sum of test durations (report.json), plain", fmt_s(sum_plain), f"{plain_tests} tests"),
-            ("sum of test durations (report.json), bazel", fmt_s(sum_bazel), f"{bazel_tests} tests"),
+            ("start-up x plain processes", fmt_s(len(procs) * startup_s), f"(import torch + first export) x {len(procs)}, {jobs} at a time"),
+            ("start-up x bazel pytest children", fmt_s(bazel_children * startup_s), f"(import torch + first export) x {bazel_children}, {jobs} at a time"),
+            ("sum of test durations (journal), plain", fmt_s(sum_plain), f"{len(plain_tests)} tests"),
+            ("sum of test durations (report.json), bazel", fmt_s(sum_bazel), f"{len(bazel_tests)} tests"),
             ("sum of process walls, plain", fmt_s(sum_proc_wall), f"beyond test durations {sum_proc_wall - sum_plain:.1f} s = {(sum_proc_wall - sum_plain) / max(len(procs), 1):.1f} s per process"),
+            ("plain lower bound: sum of process walls / jobs", fmt_s(sum_proc_wall / jobs), f"ideal packing on {jobs} slots (plain wall {fmt_s(plain_wall or 0.0)})"),
+            ("plain wall not covered by processes", fmt_s((plain_wall or 0.0) - sum_proc_wall / jobs), f"wall - sum of process walls / {jobs} (imperfect packing)"),
         ]  # fmt: skip
-        jobs = self.args.jobs
-        plain_wall = rounds[-1][1] or 0.0
-        rows.append(
-            (
-                "plain wall not covered by processes",
-                fmt_s(plain_wall - sum_proc_wall / jobs),
-                f"wall - sum of process walls / {jobs} (imperfect packing)",
-            )
-        )
         if bep:
             s = sum(bep.values())
-            rows.append(
-                (
-                    "sum of test action durations, bazel (BEP)",
-                    fmt_s(s),
-                    f"{len(bep)} actions; {(s - sum_proc_wall) / max(len(bep), 1):+.1f} s per action vs the plain processes",
-                )
-            )
-            rows.append(
-                (
-                    "bazel wall not covered by test actions",
-                    fmt_s(cold.wall_s - s / jobs),
-                    f"wall - sum of action durations / {jobs}: server start, loading, analysis, runfiles trees, packing",
-                )
-            )
+            extra = len(bep) - len(procs)
+            rows += [
+                ("sum of test action durations, bazel (BEP)", fmt_s(s), f"{len(bep)} actions; {s - sum_proc_wall:+.1f} s vs the {len(procs)} plain processes"
+                 + (f" = {(s - sum_proc_wall) / extra:+.1f} s per extra process" if extra > 0 else "")),
+                ("bazel lower bound: sum of action durations / jobs", fmt_s(s / jobs), f"ideal packing on {jobs} slots"),
+                ("bazel wall not covered by test actions", fmt_s(cold.wall_s - s / jobs), f"wall - sum of action durations / {jobs}: server start, loading, analysis, runfiles trees, packing"),
+            ]  # fmt: skip
         for row in rows:
             r.add("  " + row[0], row[1], row[2])
-            log(f"    {row[0]:<45} {row[1]:>9}  {row[2]}")
+            log(f"    {row[0]:<50} {row[1]:>9}  {row[2]}")
 
     def cold_bazel(self, i: int) -> BazelRun:
         external = self.output_base / "external" / "pyenv"
@@ -889,9 +918,7 @@ class Benchmark:
             if c.variant.name == "base" and not with_base:
                 continue
             key = (c.suite.name, c.variant.name)
-            cost[key] = cost.get(key, 0.0) + sum(
-                float(t["metadata"]["matrix"].get("duration_s") or 0) for t in tests_of(self.bazel_reports, c.label)
-            )
+            cost[key] = cost.get(key, 0.0) + sum_durations(tests_of(self.bazel_reports, c.label))
         return sorted(cost, key=lambda k: (cost[k], k))
 
     def expected_labels(self, suite: str, variant: str) -> set[str]:

@@ -1,6 +1,6 @@
 """The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
 
-Commands: generate, list, report, rerun, xfail sync. A user error ends with one clear message and a
+Commands: generate, list, report, rerun, xfail sync, durations. A user error ends with one clear message and a
 non-zero exit status, never a traceback.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script by the py_binary / py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.matrix import bazel, config, generate, listing, xfail_sync  # noqa: E402
+from tools.matrix import bazel, config, durations, generate, listing, xfail_sync  # noqa: E402
 from tools.matrix.filters import add_filter_options, cell_matches  # noqa: E402
 
 
@@ -29,9 +29,9 @@ def workspace_of(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.getcwd()).resolve()
 
 
-def load_matrix(args: argparse.Namespace) -> config.Matrix:
+def load_matrix(args: argparse.Namespace, bad_durations_ok: bool = False) -> config.Matrix:
     workspace = workspace_of(args)
-    return config.load(workspace / args.matrix, workspace)
+    return config.load(workspace / args.matrix, workspace, bad_durations_ok=bad_durations_ok)
 
 
 def out_dir_of(args: argparse.Namespace) -> Path:
@@ -98,12 +98,45 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
     return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
 
 
+def cmd_durations(args: argparse.Namespace) -> int:
+    """Record the last report's test durations for the suites sharded by shard_seconds, then
+    regenerate: their targets get new shard counts and shard plans."""
+    from tools.matrix.report import COMPAT_JSON, load_json
+
+    report = out_dir_of(args) / COMPAT_JSON
+    if not report.is_file():
+        raise UserError(f"{report}: no report yet; run `make report` (or `bazel run //tools:matrix -- report`) first")
+    # A malformed test_durations.json (say, a merge conflict) must not stop the command that rewrites it.
+    matrix = load_matrix(args, bad_durations_ok=True)
+    workspace = workspace_of(args)
+    records = load_json(report)[1]
+    sharded = [s for s in matrix.suites if s.shard_seconds is not None]
+    if not sharded:
+        print("no suite in matrix.yaml has shard_seconds; nothing to record")
+        return 0
+    before = {c.label: c.shard_count for c in matrix.cells()}
+    for suite in sharded:
+        mine = [r for r in records if r.suite == suite.name]
+        try:
+            durations.load(workspace / suite.durations_file, suite.durations_file)
+        except durations.DurationsError:
+            print(f"{suite.durations_file}: malformed; recording it anew from the last report alone")
+        (workspace / suite.durations_file).write_text(durations.render(durations.update(suite.recorded, mine), suite.name))
+    matrix = load_matrix(args)
+    for cell in matrix.cells():
+        if cell.suite.shard_seconds is not None:
+            seconds = sum(cell.recorded_durations.values())
+            change = f"{before[cell.label]} -> {cell.shard_count}" if before[cell.label] != cell.shard_count else f"{cell.shard_count}"
+            print(f"{cell.label}: {seconds:.0f} s recorded, {change} shard(s)")
+    return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace root (default: where `bazel run` was called, else the current directory)")
     common.add_argument("--matrix", default=argparse.SUPPRESS, help="matrix file relative to the workspace (default: matrix.yaml)")
     parser = argparse.ArgumentParser(prog="matrix", description=__doc__.split("\n\n")[0], parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations}")
 
     gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
@@ -139,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
     sync.add_argument("--out", default="reports", help="report directory (default: reports/)")
     sync.set_defaults(func=cmd_xfail_sync, tests=[])
+
+    dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
+    dur.add_argument("--out", default="reports", help="report directory (default: reports/)")
+    dur.set_defaults(func=cmd_durations)
     return parser
 
 

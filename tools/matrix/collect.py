@@ -67,7 +67,7 @@ def read_bep(path: str | os.PathLike[str]) -> dict[str, BazelResult]:
 
 def _shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
     base = testlogs / cell.suite.directory / cell.target_name
-    total = cell.suite.shard_count(cell.device.name)
+    total = cell.shard_count
     if total == 1:
         return [(0, base)]
     return [(i, base / f"shard_{i + 1}_of_{total}") for i in range(total)]

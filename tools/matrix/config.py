@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from tools.matrix import durations
 from tools.matrix.yaml_lines import Located, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
@@ -67,14 +68,17 @@ class Suite:
     data_files: tuple[str, ...]  # workspace-relative, sorted
     variants: tuple[str, ...]
     devices: tuple[str, ...]
-    shards: tuple[tuple[str, int], ...]  # device -> shard count
+    shards: tuple[tuple[str, int], ...]  # device -> fixed shard count (unless shard_seconds)
     size: str = "medium"
     test_timeout_s: float = DEFAULT_TEST_TIMEOUT_S
     tags: tuple[str, ...] = ()
     default_device: bool = False
+    shard_seconds: float | None = None  # shard by recorded durations, about this long per shard
+    recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
 
-    def shard_count(self, device: str) -> int:
-        return dict(self.shards).get(device, 1)
+    @property
+    def durations_file(self) -> str:
+        return f"{self.directory}/{durations.FILE_NAME}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,17 @@ class Cell:
     @property
     def label(self) -> str:
         return f"//{self.suite.directory}:{self.target_name}"
+
+    @cached_property
+    def recorded_durations(self) -> dict[str, float]:
+        return durations.for_cell(self.suite.recorded, self.variant.name, self.device.name)
+
+    @cached_property
+    def shard_count(self) -> int:
+        """Fixed by `shards`, or planned from the recorded durations with `shard_seconds`."""
+        if self.suite.shard_seconds is None:
+            return dict(self.suite.shards).get(self.device.name, 1)
+        return durations.shard_count(sum(self.recorded_durations.values()), self.suite.shard_seconds)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -146,8 +161,9 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f"{hint}valid: {', '.join(sorted(map(str, choices))) or '(none)'}"
 
 
-def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> Matrix:
-    """Read matrix.yaml at `path`; raise MatrixError listing every problem."""
+def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None, *, bad_durations_ok: bool = False) -> Matrix:
+    """Read matrix.yaml at `path`; raise MatrixError listing every problem. With `bad_durations_ok`
+    a malformed test_durations.json counts as nothing recorded (for `durations`, which rewrites it)."""
     path = Path(path)
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
@@ -155,10 +171,10 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
         text = path.read_text()
     except OSError as e:
         raise MatrixError([f"{display}: cannot read: {e.strerror}"]) from None
-    return parse(text, display, workspace)
+    return parse(text, display, workspace, bad_durations_ok=bad_durations_ok)
 
 
-def parse(text: str, display: str, workspace: Path) -> Matrix:
+def parse(text: str, display: str, workspace: Path, *, bad_durations_ok: bool = False) -> Matrix:
     try:
         doc = load_located(text)
     except yaml.YAMLError as e:
@@ -180,7 +196,7 @@ def parse(text: str, display: str, workspace: Path) -> Matrix:
     # Cross-references and the file system are checked on what the schema accepted, so one run
     # reports every problem (unless a whole section is missing or malformed).
     buildable = _buildable(doc.data, errors)
-    matrix = _build(*buildable, display, workspace, problems) if buildable is not None else None
+    matrix = _build(*buildable, display, workspace, problems, bad_durations_ok) if buildable is not None else None
     if problems.lines or matrix is None:
         raise MatrixError(problems.lines)
     return matrix
@@ -315,7 +331,7 @@ def _globs(workspace: Path, directory: str, patterns: list[str]) -> list[str]:
     return sorted(found)
 
 
-def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems) -> Matrix:
+def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, bad_durations_ok: bool = False) -> Matrix:
     devices = tuple(
         Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
         for name, d in data["devices"].items()
@@ -358,6 +374,15 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 if n not in valid:
                     problems.add(at + (key, i), f"unknown {key[:-1]} {n!r}: {did_you_mean(n, valid)}")
         shards = s.get("shards", 1)
+        if "shards" in s and "shard_seconds" in s:
+            problems.add(at + ("shard_seconds",), "give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both")
+        recorded: durations.Recorded = {}
+        if "shard_seconds" in s:
+            try:
+                recorded = durations.load(workspace / directory / durations.FILE_NAME, f"{directory}/{durations.FILE_NAME}")
+            except durations.DurationsError as e:
+                if not bad_durations_ok:
+                    problems.add(at + ("shard_seconds",), str(e))
         if isinstance(shards, dict):
             for dev in shards:
                 if dev not in s["devices"]:
@@ -378,6 +403,8 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 test_timeout_s=float(s.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)),
                 tags=tuple(s.get("tags", ())),
                 default_device=bool(s.get("default_device", False)),
+                shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
+                recorded=recorded,
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)

@@ -11,6 +11,7 @@ def matrix_cell(
         applies_to = [],
         xfail = {},
         skip = {},
+        durations = None,
         shard_count = 1,
         size = "medium",
         test_timeout_s = 120,
@@ -35,6 +36,12 @@ def matrix_cell(
     if default_device:
         args.append("--default-device")
     args += ["--test-file=" + f for f in test_files]
+
+    # Recorded durations plan the shards (tools/matrix/durations.py); only sharded cells read them,
+    # so refreshing the file reruns only those.
+    if durations:
+        args.append("--durations=" + native.package_name() + "/" + durations)
+        data = data + [durations]
 
     # Reasons are free text: env values are not shell-tokenized, only `$` needs escaping.
     expectations = json.encode({"skip": skip, "xfail": xfail}).replace("$", "$$")

@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from tools.matrix import durations
 from tools.matrix.config import Cell, Matrix
 
 REGENERATE = "bazel run //tools:matrix -- generate"
@@ -67,8 +68,10 @@ def cell_rule(cell: Cell) -> str:
         lines.append(f"    xfail = {_dict(cell.expectations.xfail)},")
     if cell.expectations.skip:
         lines.append(f"    skip = {_dict(cell.expectations.skip)},")
+    if suite.shard_seconds is not None and cell.shard_count > 1:
+        lines.append(f"    durations = {_s(durations.FILE_NAME)},")
     lines += [
-        f"    shard_count = {suite.shard_count(device.name)},",
+        f"    shard_count = {cell.shard_count},",
         f"    size = {_s(suite.size)},",
         f"    test_timeout_s = {suite.test_timeout_s:g},",
     ]

@@ -8,7 +8,7 @@ from tools.matrix.config import Cell
 def table(cells: list[Cell]) -> str:
     rows = [("target", "shards", "xfail", "skip", "tags")]
     for c in cells:
-        rows.append((c.label, str(c.suite.shard_count(c.device.name)), str(len(c.expectations.xfail)), str(len(c.expectations.skip)), ",".join(c.tags)))
+        rows.append((c.label, str(c.shard_count), str(len(c.expectations.xfail)), str(len(c.expectations.skip)), ",".join(c.tags)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
     lines.append(f"{len(cells)} cell(s)")

@@ -28,6 +28,7 @@ class CellConfig:
     shard_index: int = 0
     total_shards: int = 1
     test_filter: str = ""
+    durations_file: str = ""  # recorded durations that plan the shards (empty: round-robin)
     journal: str = ""  # JSON lines the plugin appends to, one event per line
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
 
@@ -58,6 +59,7 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
     parser.add_argument("--test-file", action="append", default=[], required=True)
     parser.add_argument("--test-timeout-s", type=float, default=120.0)
     parser.add_argument("--default-device", action="store_true")
+    parser.add_argument("--durations", default="")
     args = parser.parse_args(argv)
     expectations = json.loads(environ.get("MATRIX_EXPECTATIONS") or "{}")
     return CellConfig(
@@ -76,4 +78,5 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
         shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),
         total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
         test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
+        durations_file=args.durations,
     )

@@ -26,7 +26,6 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
 from tools.matrix import statuses  # noqa: E402
 from tools.matrix.runtime import journal, outputs  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
-from tools.matrix.runtime.plugin import TIMEOUT_EXIT_CODE  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test, so this only bounds a runaway loop
 
@@ -58,15 +57,16 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
-def _child_env(cell: CellConfig, scratch: str) -> dict[str, str]:
-    env = dict(os.environ)
+def _child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
+    """The pytest child's environment, from this process's (or `environ`, run from `cwd`)."""
+    env = dict(os.environ if environ is None else environ)
     env[ENV_KEY] = cell.to_env()
     # Temporary and cache files only under TEST_TMPDIR; no bytecode written into runfiles.
     for key in ("TMPDIR", "TEMP", "TMP", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         env[key] = scratch
     env.setdefault("HOME", scratch)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [cwd or os.getcwd(), env.get("PYTHONPATH", "")] if p)
     return env
 
 
@@ -152,7 +152,7 @@ def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict
                 problems.append(f"pytest exited with {_signal_name(child.returncode)} outside any test; see the log above")
             return list(tests.values()), session, problems
         session["restarts"] += 1
-        if timed_out and timed_out["nodeid"] == pending and child.returncode == TIMEOUT_EXIT_CODE:
+        if timed_out and timed_out["nodeid"] == pending and child.returncode == journal.TIMEOUT_EXIT_CODE:
             record = _synthetic(pending, statuses.TIMEOUT, f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)")
         else:
             record = _synthetic(pending, statuses.CRASHED, f"the test process died ({_signal_name(child.returncode)}) inside this test")

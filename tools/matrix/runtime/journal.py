@@ -6,6 +6,11 @@ import json
 import os
 from typing import Any
 
+# The plugin's watchdog exits with this status after journaling a `timeout` event; cell_main then
+# records that test as timed out and resumes. (Here, not in the plugin: cell_main must not pay
+# for importing pytest.)
+TIMEOUT_EXIT_CODE = 86
+
 
 def append(path: str, event: dict[str, Any]) -> None:
     line = json.dumps(event, default=str) + "\n"

@@ -11,17 +11,16 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tools.matrix import statuses
+from tools.matrix import durations, statuses
 from tools.matrix.runtime import journal, selection
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.install import EntryPointError, Installed, install
 from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
-
-TIMEOUT_EXIT_CODE = 86  # the watchdog's exit status; cell_main resumes after the timed-out test
 
 
 @dataclass
@@ -103,7 +102,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             if not any(selection.covers(entry, n) for n in all_ids):
                 _event(event="unmatched", kind=kind, entry=entry)
     chosen = selection.select(all_ids, selection.parse_filter(cell.test_filter))
-    chosen = set(selection.shard(chosen, cell.shard_index, cell.total_shards)) - set(cell.done)
+    recorded = _recorded_durations(cell) if cell.total_shards > 1 else None
+    chosen = set(selection.shard(chosen, cell.shard_index, cell.total_shards, recorded)) - set(cell.done)
     keep = [item for item in items if item.nodeid in chosen]
     deselected = [item for item in items if item.nodeid not in chosen]
     if deselected:
@@ -114,6 +114,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if hit:
             item.add_marker(pytest.mark.skip(reason=f"matrix.yaml skip ({hit[0]}): {hit[1]}"))
     _event(event="collected", nodeids=[item.nodeid for item in keep])
+
+
+def _recorded_durations(cell: CellConfig) -> dict[str, float] | None:
+    if not cell.durations_file:
+        return None
+    return durations.for_cell(durations.load(Path(cell.durations_file)), cell.variant, cell.device)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -135,7 +141,7 @@ def _on_timeout(nodeid: str, seconds: float) -> None:
     sys.stderr.write(f"\nTIMEOUT: {nodeid} ran longer than {seconds:g}s; stacks follow\n")
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     sys.stderr.flush()
-    os._exit(TIMEOUT_EXIT_CODE)
+    os._exit(journal.TIMEOUT_EXIT_CODE)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from tools.matrix import durations
+
 _GLOB_CHARS = set("*?[")
 
 
@@ -37,12 +39,15 @@ def select(nodeids: list[str], patterns: list[str]) -> list[str]:
     return [n for n in nodeids if any(matches_filter(n, p) for p in patterns)]
 
 
-def shard(nodeids: list[str], index: int, total: int) -> list[str]:
-    """Round-robin over the sorted ids: deterministic, each test in exactly one shard, sizes differ by ≤ 1."""
+def shard(nodeids: list[str], index: int, total: int, recorded: dict[str, float] | None = None) -> list[str]:
+    """This shard's tests; each test is in exactly one shard. With recorded durations, shards of
+    nearly equal time (durations.deal); without, round-robin over the sorted ids (sizes differ by ≤ 1)."""
     if total <= 1:
         return sorted(nodeids)
     if not 0 <= index < total:
         raise ValueError(f"shard index {index} outside 0..{total - 1}")
+    if recorded:
+        return durations.deal(nodeids, total, recorded)[index]
     return [n for i, n in enumerate(sorted(nodeids)) if i % total == index]
 
 

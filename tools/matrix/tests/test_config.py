@@ -85,6 +85,8 @@ def test_schema_rejects_what_it_should():
         {**good, "suites": {"s": {"variants": "base", "devices": ["cpu"]}}},
         {**good, "suites": {"s": {"variants": ["base"], "devices": ["cpu"], "shards": 51}}},
         {**good, "expectations": {"s": {"base": {"xfail": {"test_a.py": " "}}}}},
+        {**good, "suites": {"s": {"variants": ["base"], "devices": ["cpu"], "shard_seconds": 0}}},
+        {**good, "suites": {"s": {"variants": ["base"], "devices": ["cpu"], "shard_seconds": True}}},
     ):
         assert list(validator.iter_errors(bad)), bad
 
@@ -131,12 +133,47 @@ def test_valid_synthetic_matrix(tmp_path):
     (suite,) = matrix.suites
     assert suite.test_files == ("s/test_a.py", "s/test_b.py")
     assert suite.data_files == ("s/conftest.py",)
-    assert suite.shard_count("cpu") == 1 and suite.shard_count("cuda") == 3
+    shard_counts = {c.device.name: c.shard_count for c in matrix.cells() if c.suite is suite}
+    assert shard_counts == {"cpu": 1, "cuda": 3}
     assert suite.test_timeout_s == config.DEFAULT_TEST_TIMEOUT_S and suite.size == "medium"
     cells = matrix.cells()
     assert [c.target_name for c in cells] == ["s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"]
     assert cells[1].tags == ("suite:s", "variant:base", "device:cuda", "requires-gpu", "exclusive")
     assert cells[0].tags == ("suite:s", "variant:base", "device:cpu", "exclusive")
+
+
+def test_shard_seconds_plans_the_counts_from_the_recorded_durations(tmp_path):
+    ws = make_workspace(tmp_path, VALID.replace("    devices: [cpu, cuda]\n", "    devices: [cpu, cuda]\n    shard_seconds: 100\n"), files=("s/test_a.py", "s/test_b.py"))
+    matrix = config.load(ws / "matrix.yaml", ws)
+    assert matrix.suites[0].shard_seconds == 100.0 and matrix.suites[0].recorded == {}
+    assert {c.target_name: c.shard_count for c in matrix.cells()} == dict.fromkeys(["s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"], 1)
+
+    recorded = {
+        "base/cpu": {"test_a.py::test_x": 200.0, "test_b.py::test_x": 50.0},  # 250 s: 2.5 -> 3 shards
+        "other/cpu": {"test_a.py::test_x": 40.0},  # 0.4 -> 1
+        "other/cuda": {"test_a.py::test_x": 100.0, "test_b.py::test_x": 49.0},  # 1.49 -> 1
+    }
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
+    matrix = config.load(ws / "matrix.yaml", ws)
+    (suite,) = matrix.suites
+    assert suite.durations_file == "s/test_durations.json"
+    assert suite.recorded == recorded
+    cells = {c.target_name: c for c in matrix.cells()}
+    assert {name: c.shard_count for name, c in cells.items()} == {"s_base_cpu": 3, "s_base_cuda": 3, "s_other_cpu": 1, "s_other_cuda": 1}
+    assert cells["s_base_cuda"].recorded_durations == recorded["base/cpu"]  # never ran on a GPU: planned from cpu
+    assert cells["s_other_cuda"].recorded_durations == recorded["other/cuda"]
+
+    recorded["other/cuda"]["test_b.py::test_x"] = 51.0  # 1.51 -> 2
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
+    assert {c.target_name: c.shard_count for c in config.load(ws / "matrix.yaml", ws).cells()}["s_other_cuda"] == 2
+
+
+def test_durations_file_is_read_only_with_shard_seconds(tmp_path):
+    ws = make_workspace(tmp_path, VALID.replace("    devices: [cpu, cuda]\n", "    devices: [cpu, cuda]\n    shards: {cuda: 2}\n"))
+    (ws / "s" / "test_durations.json").write_text("not json, and nobody reads it")
+    matrix = config.load(ws / "matrix.yaml", ws)
+    assert matrix.suites[0].shard_seconds is None and matrix.suites[0].recorded == {}
+    assert {c.target_name: c.shard_count for c in matrix.cells()} == {"s_base_cpu": 1, "s_base_cuda": 2, "s_other_cpu": 1, "s_other_cuda": 2}
 
 
 def test_directory_is_normalized(tmp_path):
@@ -208,7 +245,7 @@ BAD = [
     (
         "unknown nested key in a suite",
         SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard: 2\n",
-        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, shards, size, tags, test_timeout_s, tests, variants"],
+        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, shard_seconds, shards, size, tags, test_timeout_s, tests, variants"],
     ),
     (
         "unknown nested key in a device",
@@ -269,6 +306,22 @@ BAD = [
         "variant listed twice in a suite",
         SUITE_HEAD + "    variants: [base, other, base]\n    devices: [cpu]\n",
         ["matrix.yaml:14:29: suites.s.variants: 'base' is listed twice"],
+    ),
+    (
+        "shards and shard_seconds together",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 2\n    shard_seconds: 30\n",
+        ["matrix.yaml:17:5: give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both"],
+    ),
+    ("shard_seconds 0", SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard_seconds: 0\n", ["matrix.yaml:16:5: suites.s.shard_seconds: 0 is less than or equal to the minimum of 0"]),
+    (
+        "negative shard_seconds",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard_seconds: -30\n",
+        ["matrix.yaml:16:5: suites.s.shard_seconds: -30 is less than or equal to the minimum of 0"],
+    ),
+    (
+        "shard_seconds not a number",
+        SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard_seconds: 2m\n",
+        ["matrix.yaml:16:5: suites.s.shard_seconds: must be a number, got '2m'"],
     ),
     ("shard count 0", SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 0\n", ["matrix.yaml:16:5: suites.s.shards: shard count 0 is outside 1..50"]),
     ("shard count 51", SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shards: 51\n", ["matrix.yaml:16:5: suites.s.shards: shard count 51 is outside 1..50"]),
@@ -479,3 +532,55 @@ def test_cli_invalid_yaml_exits_2(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("matrix.yaml:2:1: invalid YAML: ")
     assert "Traceback" not in out.stderr
+
+
+# --- recorded durations (shard_seconds) -----------------------------------------------------------
+
+DURATIONS_HEAD = SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard_seconds: 30\n"  # shard_seconds on line 16
+REGENERATE = "regenerate it with `bazel run //tools:matrix -- durations`"
+BAD_DURATIONS = [
+    (
+        "invalid JSON",
+        '{"cells": {\n  "base/cpu": {"test_a.py::test_x": 1.0\n}',
+        [f"matrix.yaml:16:5: s/test_durations.json:3:2: invalid JSON: Expecting ',' delimiter; {REGENERATE}"],
+    ),
+    ("empty file", "", [f"matrix.yaml:16:5: s/test_durations.json:1:1: invalid JSON: Expecting value; {REGENERATE}"]),
+    (
+        "cells not a mapping",
+        '{"cells": []}',
+        [f'matrix.yaml:16:5: s/test_durations.json: expected {{"cells": {{"variant/device": {{"test id": seconds}}}}}}; {REGENERATE}'],
+    ),
+    (
+        "negative seconds",
+        '{"cells": {"base/cpu": {"test_a.py::test_x": -1}}}',
+        [f'matrix.yaml:16:5: s/test_durations.json: expected {{"cells": {{"variant/device": {{"test id": seconds}}}}}}; {REGENERATE}'],
+    ),
+    (
+        "infinite seconds",
+        '{"cells": {"base/cpu": {"test_a.py::test_x": Infinity}}}',
+        [f'matrix.yaml:16:5: s/test_durations.json: expected {{"cells": {{"variant/device": {{"test id": seconds}}}}}}; {REGENERATE}'],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(t, e, id=i) for i, t, e in BAD_DURATIONS])
+def test_malformed_durations_file_is_a_matrix_problem(tmp_path, text, expected):
+    ws = make_workspace(tmp_path, DURATIONS_HEAD)
+    (ws / "s" / "test_durations.json").write_text(text)
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == expected
+    # `durations`, which rewrites the file, reads it as nothing recorded.
+    assert config.load(ws / "matrix.yaml", ws, bad_durations_ok=True).suites[0].recorded == {}
+
+
+def test_cli_malformed_durations_file_exits_2_without_traceback(tmp_path):
+    ws = make_workspace(tmp_path, DURATIONS_HEAD)
+    (ws / "s" / "test_durations.json").write_bytes(b"\xff\xfe{}")
+    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "generate"], check=False, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"matrix.yaml:16:5: s/test_durations.json: not UTF-8 text (invalid start byte at byte 0); {REGENERATE}",
+        "error: 1 problem(s) in matrix.yaml; fix them and run the command again",
+    ]
+    assert not (ws / "BUILD.bazel").exists()

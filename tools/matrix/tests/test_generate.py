@@ -251,6 +251,86 @@ def test_defs_bzl_passes_everything_through_args_and_env(ws):
     assert json.loads(encoded.replace("$$", "$")) == {"skip": {"test_b.py": "needs two GPUs"}, "xfail": cell["xfail"]}
 
 
+
+def _shard_by_seconds(ws: Path, recorded: dict[str, dict[str, float]] | None) -> None:
+    """Suite s planned from recorded durations (10 s a shard) instead of `shards: {cuda: 2}`."""
+    _with_expectations(ws, "    shards: {cuda: 2}\n", "    shard_seconds: 10\n")
+    if recorded is not None:
+        (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
+
+
+# base/cpu 30 s: 3 shards; base/cuda never ran: planned from base/cpu; other/cpu 4 s: 1 shard, other/cuda 16 s: 2.
+RECORDED = {
+    "base/cpu": {"test_a.py::test_x": 20.0, "test_b.py::test_x": 10.0},
+    "other/cpu": {"test_a.py::test_x": 4.0},
+    "other/cuda": {"test_a.py::test_x": 8.0, "test_b.py::test_x": 8.0},
+}
+
+
+def test_durations_only_on_cells_with_more_than_one_shard(ws):
+    _shard_by_seconds(ws, RECORDED)
+    files = generate.render(load(ws))
+    s = cells_of(files["s/BUILD.bazel"])
+    assert {name: cell["shard_count"] for name, cell in s.items()} == {"s_base_cpu": 3, "s_base_cuda": 3, "s_other_cpu": 1, "s_other_cuda": 2}
+    assert {name: cell.get("durations") for name, cell in s.items()} == {
+        "s_base_cpu": "test_durations.json", "s_base_cuda": "test_durations.json", "s_other_cpu": None, "s_other_cuda": "test_durations.json",
+    }  # fmt: skip
+    t = cells_of(files["nested/t/BUILD.bazel"])["t_base_cpu"]
+    assert t["shard_count"] == 3 and "durations" not in t  # fixed `shards`: nothing recorded is read
+    assert "durations" not in files["nested/t/BUILD.bazel"]
+
+
+def test_without_recorded_durations_every_cell_has_one_shard_and_no_durations(ws):
+    _shard_by_seconds(ws, None)
+    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
+    assert {name: (cell["shard_count"], "durations" in cell) for name, cell in s.items()} == dict.fromkeys(s, (1, False))
+
+
+def test_new_durations_change_only_the_cells_whose_shard_count_changes(ws):
+    _shard_by_seconds(ws, RECORDED)
+    before = generate.render(load(ws))
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "base/cpu": {"test_a.py::test_x": 25.0, "test_b.py::test_x": 9.0}}}))
+    assert generate.render(load(ws)) == before  # 34 s is still 3 shards: the BUILD files stay as they are
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "other/cpu": {"test_a.py::test_x": 26.0}}}))
+    after = generate.render(load(ws))
+    assert changed_cells(before, after) == {"s_other_cpu"}
+    cell = cells_of(after["s/BUILD.bazel"])["s_other_cpu"]
+    assert (cell["shard_count"], cell["durations"]) == (3, "test_durations.json")
+
+
+def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    _shard_by_seconds(ws, RECORDED)
+    made = {}
+
+    class Native:
+        @staticmethod
+        def package_name():
+            return "s"
+
+        @staticmethod
+        def py_test(**kwargs):
+            made[kwargs["name"]] = kwargs
+
+    class Json:
+        @staticmethod
+        def encode(value):
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    env = {"native": Native, "json": Json}
+    exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
+    for cell in cells_of(generate.render(load(ws))["s/BUILD.bazel"]).values():
+        env["matrix_cell"](**cell)
+    sharded, single = made["s_base_cuda"], made["s_other_cpu"]
+    assert sharded["shard_count"] == 3
+    assert [a for a in sharded["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
+    assert sharded["data"] == ["test_a.py", "test_b.py", "conftest.py", "test_durations.json"]
+    assert single["shard_count"] == 1
+    assert not [a for a in single["args"] if "durations" in a]
+    assert single["data"] == ["test_a.py", "test_b.py", "conftest.py"]
+    assert [a for a in made["s_other_cuda"]["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
+
 # --- the root BUILD ----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from tools.matrix import statuses
+from tools.matrix import durations, statuses
 from tools.matrix.runtime import selection
 from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
 
@@ -70,6 +70,24 @@ FILTERS = {
 SHARD_TOTALS = (2, 3)
 SHARD_CELLS = {f"shard_{total}_{index}": (total, index) for total in SHARD_TOTALS for index in range(total)}
 
+# Sharding by recorded durations: fixtures/sharding/test_durations.json records test_heavy at 0.6 s
+# and the light tests at 0.1 s (test_quick_b not at all: the median), as long as each sleeps.
+SLEEPY = {
+    "test_sleepy.py::test_heavy": 0.6,
+    **{f"test_sleepy.py::test_light[{n}]": 0.1 for n in (1, 2, 3)},
+    "test_sleepy.py::test_quick_a": 0.1,
+    "test_sleepy.py::test_quick_b": 0.1,
+}
+SLEEPY_DURATIONS = "sharding/test_durations.json"  # relative to the cwd, as Bazel passes <package>/test_durations.json
+PLANNED_CELLS = {f"planned_{index}": index for index in range(2)}
+UNPLANNED_CELLS = {f"unplanned_{index}": index for index in range(2)}
+
+
+def _sleepy_shard(index: int, durations_file: str | None) -> Cell:
+    env = {"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": "2", "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"}
+    args = (f"--durations={durations_file}",) if durations_file else ()
+    return Cell("sharding", ("test_sleepy.py",), env=env, args=args)
+
 # Heaviest first: the robustness cell restarts its child three times.
 CELLS: dict[str, Cell] = {
     "robust": Cell("runtime", ("test_robust_broken.py", "test_robust.py"), test_timeout_s=ROBUST_TIMEOUT_S, target=ROBUST_TARGET),
@@ -84,6 +102,8 @@ CELLS: dict[str, Cell] = {
         name: Cell("runtime", MANY_FILES, env={"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"})
         for name, (total, index) in SHARD_CELLS.items()
     },
+    **{name: _sleepy_shard(index, SLEEPY_DURATIONS) for name, index in PLANNED_CELLS.items()},
+    **{name: _sleepy_shard(index, None) for name, index in UNPLANNED_CELLS.items()},
     "filter_ids": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_ids"][0]}),
     # The xfail entry names a test the filter leaves out: it matches a test, so it is no problem.
     "filter_names": Cell("runtime", MANY_FILES, xfail={"test_many.py::test_beta": "filtered out"}, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_names"][0]}),
@@ -226,6 +246,43 @@ def test_shards_partition_the_tests(cells, total):
     assert sorted(everything) == sorted(MANY), "the shards' union is not every test exactly once"
     sizes = [len(s) for s in shards]
     assert max(sizes) - min(sizes) <= 1, sizes
+    assert [sorted(s) for s in shards] == [sorted(MANY)[index::total] for index in range(total)]  # round-robin: no durations
+
+
+def _sleepy_shards(cells, names) -> list[list[str]]:
+    shards = []
+    for index, name in enumerate(names):
+        run = cells[name]
+        assert run.returncode == 0, run.explain()
+        assert (run.tmp / "shard_status").exists(), "TEST_SHARD_STATUS_FILE was not touched"
+        assert (run.report["matrix"]["shard_index"], run.report["matrix"]["total_shards"]) == (index, 2)
+        assert set(run.statuses.values()) == {statuses.PASSED}, run.explain()
+        for nodeid in run.tests:
+            assert run.matrix(nodeid)["duration_s"] >= SLEEPY[nodeid] * 0.95, (nodeid, run.matrix(nodeid))  # it slept that long
+        shards.append(sorted(run.tests))
+    assert sorted(n for shard in shards for n in shard) == sorted(SLEEPY), "the shards' union is not every test exactly once"
+    return shards
+
+
+@uses(*PLANNED_CELLS)
+def test_shards_planned_from_recorded_durations(cells):
+    """With --durations the heavy test gets a shard to itself (0.6 s against 5 x 0.1 s); round-robin
+    would pair it with two light ones (0.8 s against 0.3 s)."""
+    shards = _sleepy_shards(cells, PLANNED_CELLS)
+    assert shards == [["test_sleepy.py::test_heavy"], sorted(set(SLEEPY) - {"test_sleepy.py::test_heavy"})]
+    recorded = durations.for_cell(durations.load(cells.root / SLEEPY_DURATIONS), "base", "cpu")
+    assert "test_sleepy.py::test_quick_b" not in recorded and len(recorded) == len(SLEEPY) - 1
+    assert shards == durations.deal(sorted(SLEEPY), 2, recorded)
+    planned = [sum(SLEEPY[n] for n in shard) for shard in shards]
+    assert max(planned) == pytest.approx(0.6)
+
+
+@uses(*UNPLANNED_CELLS)
+def test_shards_without_durations_are_round_robin(cells):
+    shards = _sleepy_shards(cells, UNPLANNED_CELLS)
+    ids = sorted(SLEEPY)
+    assert shards == [ids[0::2], ids[1::2]]
+    assert "test_sleepy.py::test_heavy" in shards[0] and len(shards[0]) == 3
 
 
 @uses(*FILTERS)

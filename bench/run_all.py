@@ -1,8 +1,8 @@
-"""`bazel run //bench:all [-- BENCH_MATRIX_ARGS]` (what `make bench` runs): bench_generate, bench_report,
+"""`bazel run //bench:bench [-- BENCH_MATRIX_ARGS]` (what `make bench` runs): bench_generate, bench_report,
 then bench_matrix on the workspace `bazel run` was called from (BUILD_WORKSPACE_DIRECTORY).
 
 bench_matrix gets `--skip tools` (the two benchmarks before it are its `tools` measurement) plus the
-arguments given after `--`, e.g. `bazel run //bench:all -- --quick`. Each runs in its own process, in
+arguments given after `--`, e.g. `bazel run //bench:bench -- --quick`. Each runs in its own process, in
 this interpreter (the project's Python environment); a failing one is reported and the next still runs.
 """
 
@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     if not os.environ.get("BUILD_WORKSPACE_DIRECTORY"):
-        print("bench/all.py: BUILD_WORKSPACE_DIRECTORY is not set; run it with `bazel run //bench:all` "
+        print("bench/run_all.py: BUILD_WORKSPACE_DIRECTORY is not set; run it with `bazel run //bench:bench` "
               "(or run bench/bench_matrix.py --workspace DIR directly)", file=sys.stderr)  # fmt: skip
         return 2
     runs = [

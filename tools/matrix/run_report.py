@@ -31,8 +31,9 @@ def disagreements(collected: Collected) -> list[str]:
     problems = []
     failing_targets = {r.target for r in collected.records if r.status in statuses.UNEXPECTED}
     failing_targets |= {p.split(": ", 1)[0] for p in collected.problems}
+    recorded_targets = {r.target for r in collected.records}
     for label, result in sorted(collected.bazel.items()):
-        if not result.overall or label not in {r.target for r in collected.records}:
+        if not result.overall or label not in recorded_targets:
             continue
         bazel_failed = result.overall not in ("PASSED", "FLAKY")
         if bazel_failed != (label in failing_targets):

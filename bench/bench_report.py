@@ -17,9 +17,10 @@ empty test files, loaded with `tools.matrix.config.load`, so the cells are real 
 entries shaped like pytest-json-report's (lineno, setup/call/teardown stages, crash + traceback +
 ~1 kB longrepr on failures; crashed / timeout / not_run as cell_main's own synthetic entries) plus the
 `metadata.matrix` block the plugin adds, written with the runtime's own writers
-(`outputs.json_report`, `outputs.write_json`) into the shard's undeclared-outputs directory, which is
+(`outputs.write_outputs`: report.json and its digest matrix_results.json, which is what the
+collector reads) into the shard's undeclared-outputs directory, which is
 then deflated into test.outputs/outputs.zip and removed, as Bazel does. Each shard also gets a short
-test.log; no test.xml, which the collector never opens when report.json is there (the common case; its
+test.log; no test.xml, which the collector never opens when the digest is there (the common case; its
 JUnit / log-only fallbacks are for targets that died). The BEP file has a testResult per shard
 (~30 % cached, a few retried) and a testSummary per target, consistent with the records so that
 `disagreements` finds none. The tree was just written, so collect reads it from the page cache, as
@@ -224,10 +225,10 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
             "restarts": sum(outputs.status_of(t) in (statuses.CRASHED, statuses.TIMEOUT) for t in tests),
             "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6), "problems": problems,
         }  # fmt: skip
-        report = outputs.json_report(tests, metadata, time.time() - 60, 1 if unexpected else 0, cell.suite.directory)
-        outputs.write_json(str(undeclared / outputs.REPORT_NAME), report)
+        outputs.write_outputs(str(undeclared), tests, metadata, time.time() - 60, 1 if unexpected else 0, cell.suite.directory)
         with zipfile.ZipFile(shard_dir / "test.outputs" / "outputs.zip", "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(undeclared / outputs.REPORT_NAME, outputs.REPORT_NAME)
+            for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME):
+                z.write(undeclared / name, name)
         shutil.rmtree(undeclared)
         (shard_dir / "test.log").write_text(
             f'exec ${{PAGER:-/usr/bin/less}} "$0" || exit 1\nExecuting tests from {cell.label}\n' + "-" * 80 + "\n"

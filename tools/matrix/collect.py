@@ -1,7 +1,7 @@
 """Read what Bazel left (bazel-testlogs/**, optionally the Build Event Protocol file) into Records.
 
-Sources, per cell shard, best first: the cell's report.json (inside test.outputs/outputs.zip, or
-unzipped), then test.xml (JUnit, carrying the matrix status as a property), then test.log alone
+Sources, per cell shard, best first: the cell's results (matrix_results.json, the compact digest of
+report.json, else report.json itself, from test.outputs/outputs.zip or unzipped), then test.xml (JUnit, carrying the matrix status as a property), then test.log alone
 (the target died with neither: every test of the cell becomes `crashed`, the log tail kept). A cell
 of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
 when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
@@ -14,14 +14,15 @@ import os
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from tools.matrix import statuses
 from tools.matrix.config import Cell, Matrix
 from tools.matrix.records import Record
+from tools.matrix.runtime.outputs import DIGEST_NAME, REPORT_NAME
 
-REPORT_NAME = "report.json"
 LOG_TAIL_CHARS = 4000
 
 
@@ -73,32 +74,49 @@ def _shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
     return [(i, base / f"shard_{i + 1}_of_{total}") for i in range(total)]
 
 
-def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
+def _read_output(shard_dir: Path, name: str) -> dict[str, Any] | None:
+    """A JSON file of the shard's undeclared outputs: unzipped, or inside outputs.zip (Bazel's default)."""
     outputs = shard_dir / "test.outputs"
-    plain = outputs / REPORT_NAME
+    plain = outputs / name
     if plain.is_file():
-        return json.loads(plain.read_text())
+        return json.loads(plain.read_bytes())
     archive = outputs / "outputs.zip"
     if archive.is_file():
         with zipfile.ZipFile(archive) as z:
-            if REPORT_NAME in z.namelist():
-                return json.loads(z.read(REPORT_NAME))
+            if name in z.namelist():
+                return json.loads(z.read(name))
     return None
 
 
-def _records_from_report(report: dict[str, Any], cell: Cell, shard: int) -> list[Record]:
-    out = []
-    for test in report.get("tests", []):
-        m = test["metadata"]["matrix"]
-        out.append(
-            Record(
-                suite=cell.suite.name, test=test["nodeid"], variant=cell.variant.name, device=cell.device.name,
-                status=m["status"], duration_s=float(m.get("duration_s", 0.0)), message=m.get("message", ""),
-                error_type=m.get("error_type"), transform_failed=bool(m.get("transform_failed")), target=cell.label,
-                shard=shard, expectation=m.get("expectation"), log_tail=m.get("log_tail", ""),
-            )
+def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
+    """The shard's full report.json (pytest-json-report's format plus matrix metadata)."""
+    return _read_output(shard_dir, REPORT_NAME)
+
+
+def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(cell metadata, one dict of matrix fields per test): from the digest, else from report.json
+    (outputs written before the digest existed)."""
+    digest = _read_output(shard_dir, DIGEST_NAME)
+    if digest is not None:
+        fields = digest["fields"]
+        return digest.get("matrix", {}), [dict(zip(fields, row)) for row in digest["tests"]]
+    report = _read_cell_report(shard_dir)
+    if report is None:
+        return None
+    return report.get("matrix", {}), [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
+
+
+def _records_from_results(tests: list[dict[str, Any]], cell: Cell, shard: int) -> list[Record]:
+    suite, variant, device, label = cell.suite.name, cell.variant.name, cell.device.name, cell.label
+    return [
+        Record(
+            suite=suite, test=m["nodeid"], variant=variant, device=device,
+            status=m["status"], duration_s=float(m.get("duration_s") or 0.0), message=m.get("message") or "",
+            error_type=m.get("error_type"), transform_failed=bool(m.get("transform_failed")), target=label,
+            shard=shard, expectation=m.get("expectation"), log_tail=m.get("log_tail") or "",
         )  # fmt: skip
-    return out
+        for m in tests
+    ]
 
 
 def _records_from_xml(path: Path, cell: Cell, shard: int) -> list[Record]:
@@ -150,11 +168,12 @@ def collect(
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
         for shard, shard_dir in _shard_dirs(testlogs, cell):
-            report = _read_cell_report(shard_dir)
-            if report is not None:
-                found[key] += _records_from_report(report, cell, shard)
-                collected.torch_version = collected.torch_version or report.get("matrix", {}).get("torch_version")
-                collected.problems += [f"{cell.label}: {p}" for p in report.get("matrix", {}).get("problems", [])]
+            results = _read_cell_results(shard_dir)
+            if results is not None:
+                meta, tests = results
+                found[key] += _records_from_results(tests, cell, shard)
+                collected.torch_version = collected.torch_version or meta.get("torch_version")
+                collected.problems += [f"{cell.label}: {p}" for p in meta.get("problems", [])]
             elif (shard_dir / "test.xml").is_file() and list(ET.parse(shard_dir / "test.xml").getroot().iter("testcase")):
                 records = _records_from_xml(shard_dir / "test.xml", cell, shard)
                 # Bazel writes its own one-testcase XML (named after the target) when the test died
@@ -202,5 +221,5 @@ def collect(
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)
             collected.records.append(record)
-    collected.records.sort(key=lambda r: r.key)
+    collected.records.sort(key=attrgetter("suite", "test", "variant", "device"))  # Record.key, without a call per record
     return collected

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_dir = environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or scratch
     os.makedirs(out_dir, exist_ok=True)
-    outputs.write_json(os.path.join(out_dir, outputs.REPORT_NAME), outputs.json_report(tests, metadata, started, exitcode, cell.suite_dir))
+    outputs.write_outputs(out_dir, tests, metadata, started, exitcode, cell.suite_dir)
     if environ.get("XML_OUTPUT_FILE"):
         Path(environ["XML_OUTPUT_FILE"]).write_bytes(outputs.junit_xml(tests, metadata))
     counts: dict[str, int] = {}

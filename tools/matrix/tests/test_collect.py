@@ -301,3 +301,50 @@ def test_log_tail_is_bounded(tmp_path):
     tail = collect_mod._log_tail(log)
     assert len(tail) == collect_mod.LOG_TAIL_CHARS
     assert tail.endswith("line 4999")
+
+
+def _zip_outputs(shard: Path, files: dict[str, bytes]) -> None:
+    (shard / "test.outputs").mkdir(exist_ok=True)
+    with zipfile.ZipFile(shard / "test.outputs" / "outputs.zip", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+def test_the_digest_says_what_report_json_says_and_is_read_first(matrix, tmp_path):
+    tests = [
+        entry(A, statuses.PASSED, duration=1.5),
+        entry(B, statuses.FAILED, "AssertionError: 1 != 2", "AssertionError", transform_failed=True),
+        entry(C, statuses.CRASHED, "the test process died (SIGSEGV)", "crashed", expectation=None, log_tail="Fatal Python error"),
+    ]
+    meta = metadata("//s:s_base_cpu", 0, 2, problems=["xfail entry 'test_b.py::gone' matched no test"])
+    # What cell_main writes, through its own writer.
+    out = tmp_path / "undeclared"
+    out.mkdir()
+    outputs.write_outputs(str(out), tests, meta, time.time(), 1, "s")
+    written = {name: (out / name).read_bytes() for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME)}
+    assert len(written[outputs.DIGEST_NAME]) < len(written[outputs.REPORT_NAME]) / 2
+    (cell,) = [c for c in matrix.cells() if c.target_name == "s_base_cpu"]
+
+    def collected(files: dict[str, bytes]) -> tuple[list[dict], list[str]]:
+        logs = tmp_path / f"logs{len(list(tmp_path.iterdir()))}"
+        _zip_outputs(shard_dir(logs, "s_base_cpu", 1), files)
+        c = collect(matrix, logs, cells=[cell], fill_missing=False)
+        return [r.to_json() for r in c.records], c.problems
+
+    from_both = collected(written)
+    from_report_alone = collected({outputs.REPORT_NAME: written[outputs.REPORT_NAME]})
+    assert from_both == from_report_alone
+    records, problems = from_both
+    assert [(r["test"], r["status"], r["duration_s"], r["transform_failed"], r["log_tail"]) for r in records] == [
+        (B, statuses.FAILED, 0.25, True, ""),  # sorted by node id: "TestK" < "test_one"
+        (A, statuses.PASSED, 1.5, False, ""),
+        (C, statuses.CRASHED, 0.25, False, "Fatal Python error"),
+    ]
+    assert problems == ["//s:s_base_cpu: xfail entry 'test_b.py::gone' matched no test"]
+
+    # With both present the digest is what is read: a digest that disagrees wins.
+    digest = json.loads(written[outputs.DIGEST_NAME])
+    assert digest["tests"][0][0] == A
+    digest["tests"][0][digest["fields"].index("status")] = statuses.XPASSED
+    records, _ = collected({**written, outputs.DIGEST_NAME: json.dumps(digest).encode()})
+    assert {r["test"]: r["status"] for r in records}[A] == statuses.XPASSED

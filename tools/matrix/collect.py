@@ -21,7 +21,7 @@ from typing import Any
 from tools.matrix import statuses
 from tools.matrix.config import Cell, Matrix
 from tools.matrix.records import Record
-from tools.matrix.runtime.outputs import DIGEST_NAME, REPORT_NAME
+from tools.matrix.runtime.outputs import DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
 LOG_TAIL_CHARS = 4000
 
@@ -93,29 +93,29 @@ def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
     return _read_output(shard_dir, REPORT_NAME)
 
 
-def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """(cell metadata, one dict of matrix fields per test): from the digest, else from report.json
+def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]] | None:
+    """(cell metadata, one row of DIGEST_FIELDS per test): from the digest, else from report.json
     (outputs written before the digest existed)."""
     digest = _read_output(shard_dir, DIGEST_NAME)
     if digest is not None:
-        fields = digest["fields"]
-        return digest.get("matrix", {}), [dict(zip(fields, row)) for row in digest["tests"]]
+        rows, fields = digest["tests"], tuple(digest["fields"])
+        if fields != DIGEST_FIELDS:  # written by another version: reorder, missing fields empty
+            rows = [[dict(zip(fields, row)).get(f) for f in DIGEST_FIELDS] for row in rows]
+        return digest.get("matrix", {}), rows
     report = _read_cell_report(shard_dir)
     if report is None:
         return None
-    return report.get("matrix", {}), [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
+    tests = [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
+    return report.get("matrix", {}), [[t.get(f) for f in DIGEST_FIELDS] for t in tests]
 
 
-def _records_from_results(tests: list[dict[str, Any]], cell: Cell, shard: int) -> list[Record]:
+def _records_from_rows(rows: list[list[Any]], cell: Cell, shard: int) -> list[Record]:
     suite, variant, device, label = cell.suite.name, cell.variant.name, cell.device.name, cell.label
+    # Positional, in DIGEST_FIELDS order: 100,000 records are built here, keyword lookups add up.
     return [
-        Record(
-            suite=suite, test=m["nodeid"], variant=variant, device=device,
-            status=m["status"], duration_s=float(m.get("duration_s") or 0.0), message=m.get("message") or "",
-            error_type=m.get("error_type"), transform_failed=bool(m.get("transform_failed")), target=label,
-            shard=shard, expectation=m.get("expectation"), log_tail=m.get("log_tail") or "",
-        )  # fmt: skip
-        for m in tests
+        Record(suite, nodeid, variant, device, status, float(duration or 0.0), message or "", error_type,
+               bool(transform_failed), label, shard, expectation=expectation, log_tail=log_tail or "")  # fmt: skip
+        for nodeid, status, duration, message, error_type, transform_failed, expectation, log_tail in rows
     ]
 
 
@@ -170,8 +170,8 @@ def collect(
         for shard, shard_dir in _shard_dirs(testlogs, cell):
             results = _read_cell_results(shard_dir)
             if results is not None:
-                meta, tests = results
-                found[key] += _records_from_results(tests, cell, shard)
+                meta, rows = results
+                found[key] += _records_from_rows(rows, cell, shard)
                 collected.torch_version = collected.torch_version or meta.get("torch_version")
                 collected.problems += [f"{cell.label}: {p}" for p in meta.get("problems", [])]
             elif (shard_dir / "test.xml").is_file() and list(ET.parse(shard_dir / "test.xml").getroot().iter("testcase")):

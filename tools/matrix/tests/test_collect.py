@@ -348,3 +348,14 @@ def test_the_digest_says_what_report_json_says_and_is_read_first(matrix, tmp_pat
     digest["tests"][0][digest["fields"].index("status")] = statuses.XPASSED
     records, _ = collected({**written, outputs.DIGEST_NAME: json.dumps(digest).encode()})
     assert {r["test"]: r["status"] for r in records}[A] == statuses.XPASSED
+
+    # A digest from another version, with its fields in another order (and one it lacks): read by name.
+    fields = digest["fields"]
+    order = [f for f in reversed(fields) if f != "log_tail"]
+    other = {**digest, "fields": order, "tests": [[row[fields.index(f)] for f in order] for row in digest["tests"]]}
+    records, _ = collected({outputs.DIGEST_NAME: json.dumps(other).encode()})
+    assert [(r["test"], r["status"], r["duration_s"], r["transform_failed"], r["log_tail"]) for r in records] == [
+        (B, statuses.FAILED, 0.25, True, ""),
+        (A, statuses.XPASSED, 1.5, False, ""),
+        (C, statuses.CRASHED, 0.25, False, ""),
+    ]

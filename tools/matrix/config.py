@@ -126,16 +126,23 @@ class Matrix:
     suites: tuple[Suite, ...]
     expectations: dict[tuple[str, str, str], Expectations] = field(default_factory=dict, compare=False, hash=False)
 
+    @cached_property
+    def _devices(self) -> dict[str, Device]:
+        return {d.name: d for d in self.devices}
+
+    @cached_property
+    def _variants(self) -> dict[str, Variant]:
+        return {v.name: v for v in self.variants}
+
     def device(self, name: str) -> Device:
-        return next(d for d in self.devices if d.name == name)
+        return self._devices[name]
 
     def variant(self, name: str) -> Variant:
-        return next(v for v in self.variants if v.name == name)
+        return self._variants[name]
 
     @cached_property
     def _cells(self) -> tuple[Cell, ...]:
-        devices = {d.name: d for d in self.devices}
-        variants = {v.name: v for v in self.variants}
+        devices, variants = self._devices, self._variants
         return tuple(
             Cell(suite, variants[v], devices[d], self.expectations.get((suite.name, v, d), Expectations()))
             for suite in self.suites

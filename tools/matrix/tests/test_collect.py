@@ -14,6 +14,7 @@ from tools.matrix import collect as collect_mod
 from tools.matrix import config, statuses
 from tools.matrix.collect import collect, read_bep
 from tools.matrix.runtime import outputs
+from tools.matrix.tests.fixtures.toolws import write_workspace
 
 MATRIX = """\
 devices:
@@ -61,11 +62,7 @@ def report_json(tests, meta) -> bytes:
 
 @pytest.fixture
 def matrix(tmp_path) -> config.Matrix:
-    ws = tmp_path / "ws"
-    for f in ("s/test_a.py", "s/test_b.py", "t/test_c.py"):
-        (ws / f).parent.mkdir(parents=True, exist_ok=True)
-        (ws / f).write_text("")
-    (ws / "matrix.yaml").write_text(MATRIX)
+    ws = write_workspace(tmp_path / "ws", MATRIX, ("s/test_a.py", "s/test_b.py", "t/test_c.py"))
     return config.load(ws / "matrix.yaml", ws)
 
 

@@ -4,8 +4,6 @@ the exact `matrix.yaml:LINE:COL: ...` message each must produce."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,9 +13,9 @@ import yaml
 
 import tools.matrix
 from tools.matrix import config
+from tools.matrix.tests.fixtures.toolws import run_cli, write_workspace
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
-CLI = TOOLS / "cli.py"
 # The real matrix.yaml (a runfile under Bazel, pointing into the source tree where the suites are).
 REAL_MATRIX = (TOOLS.parents[1] / "matrix.yaml").resolve()
 
@@ -42,13 +40,8 @@ expectations: {}
 
 
 def make_workspace(tmp_path: Path, text: str, files: tuple[str, ...] = ("s/test_a.py",)) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    for f in files:
-        (ws / f).parent.mkdir(parents=True, exist_ok=True)
-        (ws / f).write_text("def test_x():\n    pass\n")
-    (ws / "matrix.yaml").write_text(textwrap.dedent(text))
-    return ws
+    (tmp_path / "ws").mkdir()
+    return write_workspace(tmp_path / "ws", textwrap.dedent(text), files, "def test_x():\n    pass\n")
 
 
 def problems_of(tmp_path: Path, text: str, files: tuple[str, ...] = ("s/test_a.py", "empty/README.md")) -> list[str]:
@@ -114,7 +107,7 @@ def test_real_matrix_yaml_loads():
 
 
 def test_real_matrix_yaml_through_the_cli_list():
-    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(REAL_MATRIX.parent), "list"], check=False, capture_output=True, text=True)
+    out = run_cli(REAL_MATRIX.parent, "list")
     assert out.returncode == 0, out.stderr
     assert "//export_tests:export_tests_base_cpu" in out.stdout
     assert out.stdout.rstrip().endswith(" cell(s)")
@@ -519,7 +512,7 @@ def test_every_problem_is_reported_at_once_in_line_order(tmp_path):
 
 def test_cli_reports_problems_and_exits_2_without_traceback(tmp_path):
     ws = make_workspace(tmp_path, MANY)
-    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "list"], check=False, capture_output=True, text=True)
+    out = run_cli(ws, "list")
     assert out.returncode == 2
     assert out.stdout == ""
     assert out.stderr.splitlines() == [*MANY_PROBLEMS, f"error: {len(MANY_PROBLEMS)} problem(s) in matrix.yaml; fix them and run the command again"]
@@ -528,7 +521,7 @@ def test_cli_reports_problems_and_exits_2_without_traceback(tmp_path):
 
 def test_cli_invalid_yaml_exits_2(tmp_path):
     ws = make_workspace(tmp_path, "devices: [\n")
-    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "generate", "--check"], check=False, capture_output=True, text=True)
+    out = run_cli(ws, "generate", "--check")
     assert out.returncode == 2
     assert out.stderr.startswith("matrix.yaml:2:1: invalid YAML: ")
     assert "Traceback" not in out.stderr
@@ -577,7 +570,7 @@ def test_malformed_durations_file_is_a_matrix_problem(tmp_path, text, expected):
 def test_cli_malformed_durations_file_exits_2_without_traceback(tmp_path):
     ws = make_workspace(tmp_path, DURATIONS_HEAD)
     (ws / "s" / "test_durations.json").write_bytes(b"\xff\xfe{}")
-    out = subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), "generate"], check=False, capture_output=True, text=True)
+    out = run_cli(ws, "generate")
     assert out.returncode == 2
     assert out.stderr.splitlines() == [
         f"matrix.yaml:16:5: s/test_durations.json: not UTF-8 text (invalid start byte at byte 0); {REGENERATE}",

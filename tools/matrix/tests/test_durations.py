@@ -7,19 +7,16 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-import tools.matrix
 from tools.matrix import config, durations, statuses
-from tools.matrix.records import Record, RunInfo
+from tools.matrix.records import Record
+from tools.matrix.report import COMPAT_JSON
 from tools.matrix.runtime import selection
-
-TOOLS = Path(tools.matrix.__file__).absolute().parent
-CLI = TOOLS / "cli.py"
+from tools.matrix.tests.fixtures.toolws import run_cli as cli
+from tools.matrix.tests.fixtures.toolws import write_compat, write_workspace
 
 
 def ids(n: int, prefix: str = "t.py::test_") -> list[str]:
@@ -376,30 +373,7 @@ S_TESTS = ["test_a.py::test_one", "test_a.py::test_two", "test_b.py::test_three"
 
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    for f in ("s/test_a.py", "s/test_b.py", "t/test_c.py"):
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f).write_text("")
-    (tmp_path / "matrix.yaml").write_text(MATRIX)
-    return tmp_path
-
-
-@pytest.fixture
-def report_package():
-    try:
-        from tools.matrix.report import COMPAT_JSON, write_json
-    except ImportError as e:
-        pytest.skip(f"tools.matrix.report is not complete yet: {e}")
-    return COMPAT_JSON, write_json
-
-
-def write_compat(report_package, path: Path, records: list[Record]) -> None:
-    _, write_json = report_package
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(records, RunInfo(run_id="r1", created="2024-01-01T00:00:00+00:00"), path)
-
-
-def cli(ws: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *argv], check=False, capture_output=True, text=True)
+    return write_workspace(tmp_path, MATRIX, ("s/test_a.py", "s/test_b.py", "t/test_c.py"))
 
 
 def shard_counts(ws: Path) -> dict[str, int]:
@@ -412,8 +386,7 @@ def cell_block(ws: Path, suite: str, name: str) -> str:
     return text[start : text.index("\n)\n", start)]
 
 
-def test_cli_durations_records_replans_and_regenerates(ws, report_package):
-    compat, _ = report_package
+def test_cli_durations_records_replans_and_regenerates(ws):
     assert cli(ws, "generate").returncode == 0
     before = shard_counts(ws)
     assert before == {"//s:s_base_cpu": 1, "//s:s_base_cuda": 1, "//s:s_other_cpu": 1, "//s:s_other_cuda": 1, "//t:t_base_cpu": 2}
@@ -424,7 +397,7 @@ def test_cli_durations_records_replans_and_regenerates(ws, report_package):
         *(rec(test, "base", "cuda", statuses.NOT_RUN, 0.0) for test in S_TESTS),  # no GPU: planned from cpu
         rec("test_c.py::test_c", "base", "cpu", statuses.PASSED, 50.0, suite="t"),  # t has no shard_seconds
     ]
-    write_compat(report_package, ws / "reports" / compat, records)
+    write_compat(ws / "reports" / COMPAT_JSON, records)
     out = cli(ws, "durations")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[:4] == [
@@ -457,13 +430,12 @@ def test_cli_durations_records_replans_and_regenerates(ws, report_package):
     assert (ws / "s" / durations.FILE_NAME).read_text() == written
 
 
-def test_cli_durations_keeps_cells_that_did_not_run_and_shrinks(ws, report_package):
-    compat, _ = report_package
+def test_cli_durations_keeps_cells_that_did_not_run_and_shrinks(ws):
     (ws / "s" / durations.FILE_NAME).write_text(
         durations.render({"base/cpu": dict.fromkeys(S_TESTS, 8.0), "base/cuda": dict.fromkeys(S_TESTS, 5.0)}, "s")
     )
     assert shard_counts(ws)["//s:s_base_cpu"] == 3 and shard_counts(ws)["//s:s_base_cuda"] == 2
-    write_compat(report_package, ws / "out" / compat, [rec(test, "base", "cpu", statuses.PASSED, 2.0) for test in S_TESTS])
+    write_compat(ws / "out" / COMPAT_JSON, [rec(test, "base", "cpu", statuses.PASSED, 2.0) for test in S_TESTS])
     out = cli(ws, "durations", "--out", "out")
     assert out.returncode == 0, out.stderr
     assert "//s:s_base_cpu: 8 s recorded, 3 -> 1 shard(s)" in out.stdout.splitlines()
@@ -473,10 +445,9 @@ def test_cli_durations_keeps_cells_that_did_not_run_and_shrinks(ws, report_packa
     assert '    durations = "test_durations.json",' in cell_block(ws, "s", "s_base_cuda")
 
 
-def test_cli_durations_rewrites_a_malformed_file(ws, report_package):
+def test_cli_durations_rewrites_a_malformed_file(ws):
     """The file's own error message says to run `durations`: that must work on the broken file (a
     merge conflict, say), where every other command refuses the matrix."""
-    compat, _ = report_package
     (ws / "s" / durations.FILE_NAME).write_text('{"cells": {\n<<<<<<< HEAD\n "base/cpu": {}\n}}\n')
     broken = cli(ws, "generate")
     assert broken.returncode == 2
@@ -484,7 +455,7 @@ def test_cli_durations_rewrites_a_malformed_file(ws, report_package):
         "matrix.yaml:12:5: s/test_durations.json:2:1: invalid JSON: Expecting property name enclosed in double quotes; "
         "regenerate it with `bazel run //tools:matrix -- durations`"
     )
-    write_compat(report_package, ws / "reports" / compat, [rec(test, "base", "cpu", statuses.PASSED, 8.0) for test in S_TESTS])
+    write_compat(ws / "reports" / COMPAT_JSON, [rec(test, "base", "cpu", statuses.PASSED, 8.0) for test in S_TESTS])
     out = cli(ws, "durations")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[:2] == [
@@ -503,10 +474,9 @@ def test_cli_durations_without_a_report_exits_2(ws):
     assert not (ws / "s" / durations.FILE_NAME).exists() and not (ws / "s" / "BUILD.bazel").exists()
 
 
-def test_cli_durations_without_shard_seconds_writes_nothing(ws, report_package):
-    compat, _ = report_package
+def test_cli_durations_without_shard_seconds_writes_nothing(ws):
     (ws / "matrix.yaml").write_text(MATRIX.replace("    shard_seconds: 10\n", ""))
-    write_compat(report_package, ws / "reports" / compat, [rec(test, "base", "cpu", statuses.PASSED, 8.0) for test in S_TESTS])
+    write_compat(ws / "reports" / COMPAT_JSON, [rec(test, "base", "cpu", statuses.PASSED, 8.0) for test in S_TESTS])
     out = cli(ws, "durations")
     assert (out.returncode, out.stdout) == (0, "no suite in matrix.yaml has shard_seconds; nothing to record\n"), out.stderr
     assert not (ws / "s" / durations.FILE_NAME).exists() and not (ws / "s" / "BUILD.bazel").exists()

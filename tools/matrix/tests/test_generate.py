@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import tools.matrix
 from tools.matrix import config, generate
+from tools.matrix.tests.fixtures.toolws import run_cli as cli
+from tools.matrix.tests.fixtures.toolws import write_workspace
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
-CLI = TOOLS / "cli.py"
 # defs.bzl is not a runfile of these tests; under Bazel the package's symlinks lead to the source tree.
 DEFS = next((d / "defs.bzl" for d in (TOOLS, Path(tools.matrix.__file__).resolve().parent) if (d / "defs.bzl").is_file()), None)
 
@@ -66,11 +65,7 @@ ALL_CELLS = {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda", "t_base
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    for f in FILES:
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f).write_text("def test_x():\n    pass\n")
-    (tmp_path / "matrix.yaml").write_text(MATRIX)
-    return tmp_path
+    return write_workspace(tmp_path, MATRIX, FILES, "def test_x():\n    pass\n")
 
 
 def load(ws: Path) -> config.Matrix:
@@ -113,10 +108,6 @@ def blocks_of(text: str) -> dict[str, str]:
 
 def outside_cells(text: str) -> str:
     return re.sub(r"^matrix_cell\(\n.*?^\)\n", "", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def cli(ws: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *args], check=False, capture_output=True, text=True)
 
 
 # --- determinism and header ------------------------------------------------------------------------

@@ -4,23 +4,17 @@ fresh results into the last report (merge), plus the dry-run / nothing-to-do pat
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-import tools.matrix
 from tools.matrix import config, statuses
-from tools.matrix.records import Record, RunInfo
+from tools.matrix import rerun as rerun_mod
+from tools.matrix.records import Record
+from tools.matrix.tests.fixtures import toolws
 
-rerun_mod = pytest.importorskip("tools.matrix.rerun", reason="tools.matrix.report is not complete yet", exc_type=ImportError)
 plan, commands, merge = rerun_mod.plan, rerun_mod.commands, rerun_mod.merge
 
-TOOLS = Path(tools.matrix.__file__).absolute().parent
-CLI = TOOLS / "cli.py"
 
 MATRIX = """\
 devices:
@@ -46,11 +40,7 @@ CPU_LABELS = [label for label in ALL_LABELS if not label.endswith("_cuda")]  # w
 
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    for f in ("s/test_a.py", "s/test_b.py", "t/test_c.py"):
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f).write_text("")
-    (tmp_path / "matrix.yaml").write_text(MATRIX)
-    return tmp_path
+    return toolws.write_workspace(tmp_path, MATRIX, ("s/test_a.py", "s/test_b.py", "t/test_c.py"))
 
 
 @pytest.fixture
@@ -214,17 +204,8 @@ def test_merge_keeps_every_other_record():
 # --- rerun() -------------------------------------------------------------------------------------------
 
 
-def write_compat(path: Path, records: list[Record]) -> None:
-    run = RunInfo(run_id="old", created="2024-01-01T00:00:00+00:00")
-    try:
-        from tools.matrix.report import write_json
-    except ImportError:
-        write_json = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if write_json is not None:
-        write_json(records, run, path)
-    else:
-        path.write_text(json.dumps({"schema_version": 1, "run": asdict(run), "records": [r.to_json() for r in records]}))
+def write_compat(path: Path, records: list[Record]) -> Path:
+    return toolws.write_compat(path, records, run_id="old")
 
 
 def test_rerun_nothing_to_rerun_exits_0(ws, matrix, capsys, monkeypatch):
@@ -249,7 +230,7 @@ def test_rerun_dry_run_prints_the_commands(ws, matrix, capsys, monkeypatch):
 
 def test_cli_rerun(ws):
     def cli(*argv):
-        return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *argv], check=False, capture_output=True, text=True)
+        return toolws.run_cli(ws, *argv)
 
     no_report = cli("rerun", "--failed", "--dry-run")
     assert no_report.returncode == 2

@@ -4,20 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 import tools.matrix
 from tools.matrix import config, statuses, xfail_sync
-from tools.matrix.records import Record, RunInfo
+from tools.matrix.records import Record
+from tools.matrix.report import COMPAT_JSON
+from tools.matrix.tests.fixtures import toolws
+from tools.matrix.tests.fixtures.toolws import run_cli
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
-CLI = TOOLS / "cli.py"
 REAL_MATRIX = (TOOLS.parents[1] / "matrix.yaml").resolve()
 
 PLANTED = """\
@@ -106,12 +104,7 @@ def scenario() -> list[Record]:
 
 @pytest.fixture
 def matrix_path(tmp_path) -> Path:
-    for f in FILES:
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f).write_text("def test_x():\n    pass\n")
-    path = tmp_path / "matrix.yaml"
-    path.write_text(PLANTED)
-    return path
+    return toolws.write_workspace(tmp_path, PLANTED, FILES, "def test_x():\n    pass\n") / "matrix.yaml"
 
 
 def sync(path: Path, records: list[Record], **kw) -> str:
@@ -341,58 +334,36 @@ def test_reason_of(record, reason):
 # --- the command line ----------------------------------------------------------------------------------
 
 
-def write_compat(path: Path, records: list[Record]) -> None:
-    run = RunInfo(run_id="r1", created="2024-01-01T00:00:00+00:00", torch_version="2.13.0")
-    try:
-        from tools.matrix.report import write_json
-    except ImportError:
-        write_json = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if write_json is not None:
-        write_json(records, run, path)
-    else:
-        path.write_text(json.dumps({"schema_version": 1, "run": asdict(run), "records": [r.to_json() for r in records]}))
+def write_compat(path: Path, records: list[Record]) -> Path:
+    return toolws.write_compat(path, records, torch_version="2.13.0")
 
 
-def cli(ws: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), "--workspace", str(ws), *argv], check=False, capture_output=True, text=True)
-
-
-@pytest.fixture
-def report_package():
-    try:
-        from tools.matrix.report import COMPAT_JSON, load_json  # noqa: F401  (what the CLI imports)
-    except ImportError as e:
-        pytest.skip(f"tools.matrix.report is not complete yet: {e}")
-    return COMPAT_JSON
-
-
-def test_cli_dry_run_changes_nothing(matrix_path, report_package):
+def test_cli_dry_run_changes_nothing(matrix_path):
     ws = matrix_path.parent
-    write_compat(ws / "out" / report_package, scenario())
-    out = cli(ws, "xfail", "sync", "--out", "out", "--dry-run")
+    write_compat(ws / "out" / COMPAT_JSON, scenario())
+    out = run_cli(ws, "xfail", "sync", "--out", "out", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert out.stdout == xfail_sync.diff(PLANTED, PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY), "matrix.yaml")
     assert matrix_path.read_text() == PLANTED
     assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
 
 
-def test_cli_sync_writes_and_regenerates(matrix_path, report_package):
+def test_cli_sync_writes_and_regenerates(matrix_path):
     ws = matrix_path.parent
-    write_compat(ws / "reports" / report_package, scenario())
-    out = cli(ws, "xfail", "sync", "--suite", "s")
+    write_compat(ws / "reports" / COMPAT_JSON, scenario())
+    out = run_cli(ws, "xfail", "sync", "--suite", "s")
     assert out.returncode == 0, out.stderr
     expected = PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
     assert matrix_path.read_text() == expected
     assert out.stdout.startswith(xfail_sync.diff(PLANTED, expected, "matrix.yaml"))
     assert "wrote 3 file(s)" in out.stdout
     assert "test_a.py::test_new" in (ws / "s" / "BUILD.bazel").read_text()
-    again = cli(ws, "xfail", "sync", "--suite", "s")
+    again = run_cli(ws, "xfail", "sync", "--suite", "s")
     assert (again.returncode, again.stdout) == (0, "matrix.yaml expectations already match the last report\n")
 
 
-def test_cli_without_a_report_exits_2(matrix_path, report_package):
-    out = cli(matrix_path.parent, "xfail", "sync", "--out", "nowhere")
+def test_cli_without_a_report_exits_2(matrix_path):
+    out = run_cli(matrix_path.parent, "xfail", "sync", "--out", "nowhere")
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "no report yet" in out.stderr
     assert "Traceback" not in out.stderr

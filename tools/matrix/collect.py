@@ -1,8 +1,9 @@
 """Read what Bazel left (bazel-testlogs/**, optionally the Build Event Protocol file) into Records.
 
 Sources, per cell shard, best first: the cell's results (matrix_results.json, the compact digest of
-report.json, else report.json itself, from test.outputs/outputs.zip or unzipped), then test.xml (JUnit, carrying the matrix status as a property), then test.log alone
-(the target died with neither: every test of the cell becomes `crashed`, the log tail kept). A cell
+report.json, else report.json itself, from test.outputs/outputs.zip or unzipped), then test.xml
+(JUnit, carrying the matrix status as a property), then test.log alone (the target died with
+neither: every test of the cell becomes `crashed`, the log tail kept). A cell
 of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
 when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
 """

@@ -75,6 +75,7 @@ class Suite:
     default_device: bool = False
     shard_seconds: float | None = None  # shard by recorded durations, about this long per shard
     recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
+    durations_problem: str = ""  # why the durations file was unreadable (only with bad_durations_ok)
 
     @property
     def durations_file(self) -> str:
@@ -384,11 +385,14 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
         if "shards" in s and "shard_seconds" in s:
             problems.add(at + ("shard_seconds",), "give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both")
         recorded: durations.Recorded = {}
+        durations_problem = ""
         if "shard_seconds" in s:
             try:
                 recorded = durations.load(workspace / directory / durations.FILE_NAME, f"{directory}/{durations.FILE_NAME}")
             except durations.DurationsError as e:
-                if not bad_durations_ok:
+                if bad_durations_ok:
+                    durations_problem = str(e)
+                else:
                     problems.add(at + ("shard_seconds",), str(e))
         if isinstance(shards, dict):
             for dev in shards:
@@ -412,6 +416,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 default_device=bool(s.get("default_device", False)),
                 shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
                 recorded=recorded,
+                durations_problem=durations_problem,
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)

@@ -6,14 +6,22 @@ report.json, else report.json itself, from test.outputs/outputs.zip or unzipped)
 neither: every test of the cell becomes `crashed`, the log tail kept). A cell
 of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
 when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
+
+One bad shard never spoils the rest: an output that cannot be read (a corrupt or truncated zip, invalid
+JSON or XML, a digest of the wrong shape, a member too large to read) makes that shard's tests `error`
+records whose message names the file and what is wrong; a shard that ran but reported no tests gets
+`error` records with its cell's own problems (or the log tail) as the reason.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -25,6 +33,35 @@ from tools.matrix.records import Record
 from tools.matrix.runtime.outputs import DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
 LOG_TAIL_CHARS = 4000
+LOG_TAIL_READ = 64 * 1024  # bytes read from the end of a test.log: logs can be gigabytes
+# Largest output file read (digest, report.json, test.xml, a zip member uncompressed): larger is refused
+# unread, so a zip bomb or a runaway file costs neither the memory nor the time.
+MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+OUTPUT_FILES = ("test.xml", "test.log", "test.outputs")  # what a shard directory holds once it ran
+NO_RESULTS = "(no test results for this suite)"
+_SHARD_DIR = re.compile(r"shard_(\d+)_of_(\d+)")
+_BAZEL_EXIT = re.compile(r"exited with error code (\d+)")  # the message of Bazel's own test.xml
+_NONE = type(None)
+# Per digest field, the JSON types a row may hold (None: a field an older writer lacked).
+_FIELD_TYPES: dict[str, frozenset[type]] = {
+    "nodeid": frozenset({str}),
+    "status": frozenset({str}),
+    "duration_s": frozenset({int, float, _NONE}),
+    "message": frozenset({str, _NONE}),
+    "error_type": frozenset({str, _NONE}),
+    "transform_failed": frozenset({bool, _NONE}),
+    "expectation": frozenset({str, _NONE}),
+    "log_tail": frozenset({str, _NONE}),
+}
+_TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true/false", _NONE: "null"}
+
+
+class Unreadable(Exception):
+    """An output of a shard that cannot be used: `path` and what is wrong with it."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path}: {what}")
+        self.path, self.what = path, what
 
 
 @dataclass
@@ -42,72 +79,234 @@ class Collected:
     torch_version: str | None = None
     bazel: dict[str, BazelResult] = field(default_factory=dict)  # label -> result (when a BEP was read)
     problems: list[str] = field(default_factory=list)  # cell-level problems (unmatched expectations, ...)
+    notes: list[str] = field(default_factory=list)  # worth saying, not a failure (a BEP older than the testlogs)
 
 
-def read_bep(path: str | os.PathLike[str]) -> dict[str, BazelResult]:
+@dataclass
+class _Broken:
+    """A shard that ran but left no usable results: its tests get `status` records saying why."""
+
+    cell: Cell
+    shard: int
+    status: str  # crashed (it died), error (corrupt outputs, or ran and reported nothing)
+    message: str
+    log_tail: str = ""
+    problem: str = ""  # the line for Collected.problems when no record could carry it
+
+
+def read_bep(path: str | os.PathLike[str], problems: list[str] | None = None) -> dict[str, BazelResult]:
+    """Per target label, what the BEP file says. A truncated or corrupt file: the events before the first
+    bad line are used and, when `problems` is given, one line saying so is appended to it."""
     results: dict[str, BazelResult] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            event = json.loads(line)
-            ident = event.get("id", {})
-            if "testResult" in ident:
-                label = ident["testResult"]["label"]
-                shard = max(int(ident["testResult"].get("shard", 1)) - 1, 0)
-                attempt = int(ident["testResult"].get("attempt", 1))
-                result = event.get("testResult", {})
-                entry = results.setdefault(label, BazelResult())
-                entry.attempts[shard] = max(entry.attempts.get(shard, 0), attempt)
-                cached = bool(result.get("cachedLocally")) or bool(result.get("executionInfo", {}).get("cachedRemotely"))
-                entry.cached[shard] = cached
-            elif "testSummary" in ident:
-                label = ident["testSummary"]["label"]
-                results.setdefault(label, BazelResult()).overall = event.get("testSummary", {}).get("overallStatus", "")
+            try:
+                _read_event(json.loads(line), results)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+                if problems is not None:
+                    problems.append(f"{path}:{lineno}: the BEP file is truncated or corrupt ({type(e).__name__}: {e}); "
+                                    f"only the events before this line were used")  # fmt: skip
+                break
     return results
 
 
+def _read_event(event: dict[str, Any], results: dict[str, BazelResult]) -> None:
+    ident = event.get("id", {})
+    if "testResult" in ident:
+        label = ident["testResult"]["label"]
+        shard = max(int(ident["testResult"].get("shard", 1)) - 1, 0)
+        attempt = int(ident["testResult"].get("attempt", 1))
+        result = event.get("testResult", {})
+        cached = bool(result.get("cachedLocally")) or bool(result.get("executionInfo", {}).get("cachedRemotely"))
+        entry = results.setdefault(label, BazelResult())
+        entry.attempts[shard] = max(entry.attempts.get(shard, 0), attempt)
+        entry.cached[shard] = cached
+    elif "testSummary" in ident:
+        label = ident["testSummary"]["label"]
+        results.setdefault(label, BazelResult()).overall = str(event.get("testSummary", {}).get("overallStatus", ""))
+
+
+def _newest_mtime(dirs: list[Path]) -> float:
+    """The newest modification time of the outputs in `dirs` (0.0 when there are none)."""
+    newest = 0.0
+    for d in dirs:
+        for name in ("test.xml", "test.log", "test.outputs/outputs.zip", "test.outputs"):
+            try:
+                newest = max(newest, (d / name).stat().st_mtime)
+            except OSError:
+                pass
+    return newest
+
+
 def _shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
+    """The cell's shard directories as they are on disk, not as the matrix plans them today: after
+    `durations` re-plans the shards, the testlogs still hold the last run's `shard_K_of_N`. When
+    several layouts are there (runs with different shard counts), the most recently written one."""
     base = testlogs / cell.suite.directory / cell.target_name
-    total = cell.shard_count
+    layouts: dict[int, list[Path]] = {}
+    if any((base / name).exists() for name in OUTPUT_FILES):
+        layouts[1] = [base]
+    try:
+        entries = [e.name for e in os.scandir(base) if e.is_dir()]
+    except OSError:
+        entries = []
+    for name in entries:
+        m = _SHARD_DIR.fullmatch(name)
+        if m and 1 <= int(m[1]) <= int(m[2]):
+            layouts.setdefault(int(m[2]), []).append(base / name)
+    if not layouts:  # never ran: the plan's layout (nothing there either way)
+        total = cell.shard_count
+    elif len(layouts) == 1:
+        (total,) = layouts
+    else:
+        total = max(layouts, key=lambda n: (_newest_mtime(layouts[n]), n))
     if total == 1:
         return [(0, base)]
     return [(i, base / f"shard_{i + 1}_of_{total}") for i in range(total)]
 
 
-def _read_output(shard_dir: Path, name: str) -> dict[str, Any] | None:
-    """A JSON file of the shard's undeclared outputs: unzipped, or inside outputs.zip (Bazel's default)."""
+def _read_bounded(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > MAX_OUTPUT_BYTES:
+        raise Unreadable(path, f"{size:,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte limit; not read")
+    return path.read_bytes()
+
+
+def _read_member(archive: Path, name: str) -> bytes | None:
+    """Member `name` of the zip, read into memory by name (nothing is extracted), at most MAX_OUTPUT_BYTES."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            try:
+                info = z.getinfo(name)
+            except KeyError:
+                return None
+            if info.file_size > MAX_OUTPUT_BYTES:
+                raise Unreadable(archive, f"{name} is {info.file_size:,} bytes uncompressed ({info.compress_size:,} compressed), "
+                                          f"over the {MAX_OUTPUT_BYTES:,}-byte limit; not read")  # fmt: skip
+            # zipfile stops at the declared size and then checks the CRC, so a member whose header
+            # understates its size fails here; read(limit + 1) bounds it even so.
+            with z.open(info) as f:
+                data = f.read(MAX_OUTPUT_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as e:
+        raise Unreadable(archive, f"not a readable zip file ({type(e).__name__}: {e})") from None
+    if len(data) > MAX_OUTPUT_BYTES:
+        raise Unreadable(archive, f"{name} is over the {MAX_OUTPUT_BYTES:,}-byte limit uncompressed; not read")
+    return data
+
+
+def _parse_json(data: bytes, path: Path, name: str = "") -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Unreadable(path, f"{name + ': ' if name else ''}invalid JSON ({type(e).__name__}: {e})") from None
+
+
+def _read_output(shard_dir: Path, name: str) -> tuple[Any, Path, str] | None:
+    """A JSON file of the shard's undeclared outputs, unzipped or inside outputs.zip (Bazel's default):
+    (value, the file it came from, the member name inside it or "")."""
     outputs = shard_dir / "test.outputs"
     plain = outputs / name
     if plain.is_file():
-        return json.loads(plain.read_bytes())
+        return _parse_json(_read_bounded(plain), plain), plain, ""
     archive = outputs / "outputs.zip"
     if archive.is_file():
-        with zipfile.ZipFile(archive) as z:
-            if name in z.namelist():
-                return json.loads(z.read(name))
+        data = _read_member(archive, name)
+        if data is not None:
+            return _parse_json(data, archive, name), archive, name
     return None
 
 
 def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
     """The shard's full report.json (pytest-json-report's format plus matrix metadata)."""
-    return _read_output(shard_dir, REPORT_NAME)
+    found = _read_output(shard_dir, REPORT_NAME)
+    return None if found is None else found[0]
+
+
+def _first_bad(column: tuple[Any, ...], ok: Any) -> int:
+    return next(i for i, value in enumerate(column) if not ok(value))
+
+
+def _check_rows(rows: list[list[Any]], bad: Any) -> None:
+    """Raise bad(what) unless every row holds values of the right type, a known status, a finite duration.
+    Whole columns at a time (C-speed set/map passes): 100,000 rows are checked here."""
+    if not rows:
+        return
+    columns = list(zip(*rows))
+    ids = columns[0]
+
+    def at(i: int) -> str:
+        return f"test {i + 1} ({ids[i]!r:.120})" if isinstance(ids[i], str) else f"test {i + 1}"
+
+    for name, column in zip(DIGEST_FIELDS, columns):
+        allowed = _FIELD_TYPES[name]
+        if not set(map(type, column)) <= allowed:
+            i = _first_bad(column, lambda v, allowed=allowed: type(v) in allowed)
+            wanted = " or ".join(sorted({_TYPE_NAMES[t] for t in allowed}))
+            raise bad(f"{at(i)}: {name} is {column[i]!r:.80}, not {wanted}")
+    if not set(columns[1]) <= set(statuses.ALL):
+        i = _first_bad(columns[1], lambda s: s in statuses.ALL)
+        raise bad(f"{at(i)}: status {columns[1][i]!r:.80} is not one of {', '.join(statuses.ALL)}")
+    durations = [d for d in columns[2] if d]
+    if not all(map(math.isfinite, durations)) or (durations and min(durations) < 0):
+        i = _first_bad(columns[2], lambda d: d is None or (math.isfinite(d) and d >= 0))
+        raise bad(f"{at(i)}: duration_s is {columns[2][i]!r}, not a finite number of seconds >= 0")
+
+
+def _check_meta(meta: Any, bad: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise bad(f"'matrix' is {type(meta).__name__}, not an object")
+    problems = meta.get("problems", [])
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        raise bad(f"matrix.problems is {problems!r:.80}, not a list of strings")
+    if not isinstance(meta.get("torch_version"), (str, _NONE)):
+        raise bad(f"matrix.torch_version is {meta['torch_version']!r:.80}, not a string")
+    return meta
 
 
 def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]] | None:
     """(cell metadata, one row of DIGEST_FIELDS per test): from the digest, else from report.json
-    (outputs written before the digest existed)."""
-    digest = _read_output(shard_dir, DIGEST_NAME)
-    if digest is not None:
-        rows, fields = digest["tests"], tuple(digest["fields"])
-        if fields != DIGEST_FIELDS:  # written by another version: reorder, missing fields empty
+    (outputs written before the digest existed). Raises Unreadable when what is there is not usable."""
+    found = _read_output(shard_dir, DIGEST_NAME)
+    if found is not None:
+        digest, path, name = found
+
+        def bad(what: str) -> Unreadable:
+            return Unreadable(path, f"{name or path.name}: {what}" if name else what)
+
+        if not isinstance(digest, dict):
+            raise bad(f"a JSON {type(digest).__name__}, not a results object")
+        rows, fields = digest.get("tests"), digest.get("fields")
+        if not isinstance(rows, list):
+            raise bad(f"'tests' is {type(rows).__name__}, not a list")
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields) or not {"nodeid", "status"} <= set(fields):
+            raise bad(f"'fields' is {fields!r:.120}, not a list of field names with nodeid and status")
+        if not set(map(type, rows)) <= {list}:
+            i = next(i for i, row in enumerate(rows) if type(row) is not list)
+            raise bad(f"test {i + 1} is {rows[i]!r:.80}, not a list")
+        if not set(map(len, rows)) <= {len(fields)}:
+            i = next(i for i, row in enumerate(rows) if len(row) != len(fields))
+            raise bad(f"test {i + 1} has {len(rows[i])} values, 'fields' names {len(fields)}")
+        if tuple(fields) != DIGEST_FIELDS:  # written by another version: reorder, missing fields empty
             rows = [[dict(zip(fields, row)).get(f) for f in DIGEST_FIELDS] for row in rows]
-        return digest.get("matrix", {}), rows
-    report = _read_cell_report(shard_dir)
-    if report is None:
+        _check_rows(rows, bad)
+        return _check_meta(digest.get("matrix", {}), bad), rows
+    found = _read_output(shard_dir, REPORT_NAME)
+    if found is None:
         return None
-    tests = [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
-    return report.get("matrix", {}), [[t.get(f) for f in DIGEST_FIELDS] for t in tests]
+    report, path, name = found
+
+    def bad_report(what: str) -> Unreadable:
+        return Unreadable(path, f"{name}: {what}" if name else what)
+
+    try:
+        tests = [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
+    except (AttributeError, KeyError, TypeError) as e:
+        raise bad_report(f"a test entry without its matrix metadata ({type(e).__name__}: {e})") from None
+    rows = [[t.get(f) for f in DIGEST_FIELDS] for t in tests]
+    _check_rows(rows, bad_report)
+    return _check_meta(report.get("matrix", {}), bad_report), rows
 
 
 def _records_from_rows(rows: list[list[Any]], cell: Cell, shard: int) -> list[Record]:
@@ -120,14 +319,29 @@ def _records_from_rows(rows: list[list[Any]], cell: Cell, shard: int) -> list[Re
     ]
 
 
-def _records_from_xml(path: Path, cell: Cell, shard: int) -> list[Record]:
+def _parse_xml(path: Path) -> ET.Element:
+    try:
+        return ET.fromstring(_read_bounded(path))
+    except ET.ParseError as e:
+        raise Unreadable(path, f"invalid XML ({e})") from None
+
+
+def _records_from_xml(path: Path, root: ET.Element, cell: Cell, shard: int) -> list[Record]:
     out = []
-    for case in ET.parse(path).getroot().iter("testcase"):
+    for i, case in enumerate(root.iter("testcase"), 1):
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         problem = next((case.find(tag) for tag in ("failure", "error", "skipped") if case.find(tag) is not None), None)
         status = props.get("matrix_status") or {"failure": statuses.FAILED, "error": statuses.ERROR, "skipped": statuses.SKIPPED}.get(
             problem.tag if problem is not None else "", statuses.PASSED
         )
+        if status not in statuses.ALL:
+            raise Unreadable(path, f"testcase {i}: matrix_status {status!r:.80} is not one of {', '.join(statuses.ALL)}")
+        try:
+            duration = float(case.get("time", 0) or 0)
+        except ValueError:
+            duration = math.nan
+        if not math.isfinite(duration) or duration < 0:
+            raise Unreadable(path, f"testcase {i}: time {case.get('time')!r:.80} is not a finite number of seconds >= 0")
         classname = case.get("classname", "")
         file = classname.split(".", 1)[1] if classname.startswith(cell.suite.name + ".") else classname
         name = case.get("name", "")
@@ -135,7 +349,7 @@ def _records_from_xml(path: Path, cell: Cell, shard: int) -> list[Record]:
         out.append(
             Record(
                 suite=cell.suite.name, test=f"{file}::{name}" if name != file else file, variant=cell.variant.name,
-                device=cell.device.name, status=status, duration_s=float(case.get("time", 0) or 0), message=message,
+                device=cell.device.name, status=status, duration_s=duration, message=message,
                 error_type=problem.get("type") if problem is not None else None,
                 transform_failed=props.get("transform_failed") == "true", target=cell.label, shard=shard,
             )
@@ -144,9 +358,80 @@ def _records_from_xml(path: Path, cell: Cell, shard: int) -> list[Record]:
 
 
 def _log_tail(path: Path) -> str:
-    text = path.read_text(errors="replace")
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - LOG_TAIL_READ, 0))
+            data = f.read()
+    except OSError as e:
+        return f"(test.log unreadable: {e})"
+    text = data.decode(errors="replace")
+    if size > LOG_TAIL_READ:
+        text = text.partition("\n")[2]  # the first line read is likely cut
     lines = [ln for ln in text.splitlines() if "linux-sandbox" not in ln]  # Bazel's sandbox debug lines
     return "\n".join(lines)[-LOG_TAIL_CHARS:]
+
+
+@dataclass
+class _Shard:
+    records: list[Record] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    broken: _Broken | None = None
+
+
+DIED = "died without writing a report or test.xml"
+
+
+def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Shard | None:
+    """What one shard directory holds; None when it holds nothing (Bazel never ran it)."""
+    log = shard_dir / "test.log"
+    tail = _log_tail(log) if log.is_file() else ""
+    where = f"shard {shard + 1}"
+    died = _Broken(cell, shard, statuses.CRASHED, f"the target {DIED} (see log tail)", tail, f"{where} {DIED}; see its test.log")
+    try:
+        results = _read_cell_results(shard_dir)
+        if results is not None:
+            meta, rows = results
+            if rows or not meta.get("problems"):
+                return _Shard(_records_from_rows(rows, cell, shard), meta)
+            # It ran and reported no test, saying why (e.g. the variant could not be loaded).
+            why = "; ".join(meta["problems"])
+            message = f"the target ran but reported no test: {why}"
+            return _Shard(meta={**meta, "problems": []}, broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
+        xml = shard_dir / "test.xml"
+        root = _parse_xml(xml) if xml.is_file() else None
+        if root is not None and root.find(".//testcase") is not None:
+            records = _records_from_xml(xml, root, cell, shard)
+            # Bazel writes its own one-testcase XML (named after the target) when the test died
+            # without one: not ours. Ours name tests by node id, which starts with a .py file.
+            if any(r.test.split("::", 1)[0].endswith(".py") for r in records):
+                return _Shard(records)
+            code = _BAZEL_EXIT.search(ET.tostring(root, encoding="unicode"))
+            if code and int(code[1]) < 128:  # an exit status, not a signal: it failed to start, did not crash
+                message = f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)"
+                return _Shard(broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
+            return _Shard(broken=died)
+        return _Shard(broken=died) if log.is_file() else None
+    except Unreadable as e:
+        what = f"{e.path.relative_to(testlogs) if e.path.is_relative_to(testlogs) else e.path}: {e.what}"
+    except Exception as e:  # noqa: BLE001 - a bug met on one odd shard must not cost the whole report
+        what = f"{shard_dir.relative_to(testlogs) if shard_dir.is_relative_to(testlogs) else shard_dir}: could not be read ({type(e).__name__}: {e})"
+    message = f"unusable test outputs: {what}"
+    return _Shard(broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
+
+
+def _fresh_bep(bazel: dict[str, BazelResult], bep: Path, newest: dict[str, float]) -> tuple[dict[str, BazelResult], list[str]]:
+    """The BEP's entries for the targets whose testlogs it describes. Bazel writes the BEP file until the
+    end of its command, after every test output of that run; a target whose outputs are newer than the
+    file was rewritten by a later Bazel command (a plain `bazel test`, a rerun), so for it the file's cache
+    hits, attempts and status are another run's: dropped, with a note."""
+    written = bep.stat().st_mtime
+    stale = sorted(label for label in bazel if newest.get(label, 0.0) > written)
+    if not stale:
+        return bazel, []
+    note = (f"{bep} is older than the testlogs of {len(stale)} target(s), rewritten by a later Bazel command: its cache hits, "
+            f"attempts and status are not used for them ({', '.join(stale[:5])}{', ...' if len(stale) > 5 else ''})")  # fmt: skip
+    return {label: r for label, r in bazel.items() if label not in stale}, [note]
 
 
 def collect(
@@ -158,48 +443,47 @@ def collect(
     fill_missing: bool = True,
 ) -> Collected:
     """Records for `cells` (default: the whole matrix). With fill_missing, every test any cell of a
-    suite reported gets a record in every cell of that suite (`not_run` / `crashed` when absent)."""
+    suite reported gets a record in every cell of that suite (`not_run` when the cell never ran;
+    `crashed` / `error` with the reason when the shard that should have run it left no usable results)."""
     testlogs = Path(testlogs)
     cells = matrix.cells() if cells is None else cells
-    bazel = read_bep(bep) if bep else {}
-    collected = Collected(records=[], bazel=bazel)
+    collected = Collected(records=[])
     found: dict[tuple[str, str, str], list[Record]] = {}
-    dead: list[tuple[Cell, int, str]] = []  # shards that left only a log
+    broken: dict[tuple[str, str, str], list[_Broken]] = {}  # shards that ran but left no usable results
+    newest: dict[str, float] = {}  # label -> newest output mtime (is the BEP about these testlogs?)
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
-        for shard, shard_dir in _shard_dirs(testlogs, cell):
-            results = _read_cell_results(shard_dir)
-            if results is not None:
-                meta, rows = results
-                found[key] += _records_from_rows(rows, cell, shard)
-                collected.torch_version = collected.torch_version or meta.get("torch_version")
-                collected.problems += [f"{cell.label}: {p}" for p in meta.get("problems", [])]
-            elif (shard_dir / "test.xml").is_file() and list(ET.parse(shard_dir / "test.xml").getroot().iter("testcase")):
-                records = _records_from_xml(shard_dir / "test.xml", cell, shard)
-                # Bazel writes its own one-testcase XML (named after the target) when the test died
-                # without one: not ours. Ours name tests by node id, which starts with a .py file.
-                if any(r.test.split("::", 1)[0].endswith(".py") for r in records):
-                    found[key] += records
-                else:
-                    dead.append((cell, shard, _log_tail(shard_dir / "test.log") if (shard_dir / "test.log").is_file() else ""))
-            elif (shard_dir / "test.log").is_file():
-                dead.append((cell, shard, _log_tail(shard_dir / "test.log")))
+        shards = _shard_dirs(testlogs, cell)
+        if bep:
+            newest[cell.label] = _newest_mtime([d for _s, d in shards])
+        for shard, shard_dir in shards:
+            result = _read_shard(testlogs, shard_dir, cell, shard)
+            if result is None:
+                continue
+            found[key] += result.records
+            collected.torch_version = collected.torch_version or result.meta.get("torch_version")
+            collected.problems += [f"{cell.label}: {p}" for p in result.meta.get("problems", [])]
+            if result.broken:
+                broken.setdefault(key, []).append(result.broken)
+    if bep:
+        collected.bazel, collected.notes = _fresh_bep(read_bep(bep, collected.problems), Path(bep), newest)
+    bazel = collected.bazel
     # Every test id any cell of a suite reported: the rows of the suite's matrix.
     suite_tests: dict[str, set[str]] = {}
     for (suite, _v, _d), records in found.items():
         suite_tests.setdefault(suite, set()).update(r.test for r in records)
-    dead_keys = {(c.suite.name, c.variant.name, c.device.name): (c, s, tail) for c, s, tail in dead}
-    filled_dead: set[tuple[str, str, str]] = set()
+    used: set[int] = set()  # id() of the broken shards whose reason some record carries
     for cell in cells if fill_missing else []:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         have = {r.test for r in found[key]}
-        missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else ["(no test results for this suite)"])
-        if key in dead_keys:
+        missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else [NO_RESULTS])
+        if key in broken:
+            # Which of the broken shards would have run which test is unknown: the first one speaks for all.
+            first = broken[key][0]
             if missing:
-                filled_dead.add(key)
-            _c, shard, tail = dead_keys[key]
-            status, message = statuses.CRASHED, "the target died without writing a report or test.xml (see log tail)"
+                used.add(id(first))
+            shard, status, message, tail = first.shard, first.status, first.message, first.log_tail
         else:
             shard, tail = None, ""
             status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
@@ -208,12 +492,8 @@ def collect(
                    message=message, error_type=status, target=cell.label, shard=shard, log_tail=tail)
             for t in missing
         ]  # fmt: skip
-    # A dead shard whose tests are unknown (fill_missing=False, or no cell reported them): never silent.
-    collected.problems += [
-        f"{c.label}: shard {s + 1} died without writing a report or test.xml; see its test.log"
-        for c, s, _tail in dead
-        if (c.suite.name, c.variant.name, c.device.name) not in filled_dead
-    ]
+    # A broken shard no record speaks for (tests unknown, or another shard spoke for the cell): never silent.
+    collected.problems += [f"{b.cell.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
     for records in found.values():
         for record in records:
             record.run_id = run_id

@@ -56,9 +56,15 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     bep = out_dir / BEP_NAME
     command = ["bazel", "test", "//...", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]
     if run_tests:
+        # An earlier run's BEP must not pass for this one's (were Bazel to stop before writing its own).
+        bep.unlink(missing_ok=True)
         bazel.run(command, workspace)  # non-zero when tests fail: the report says which
     testlogs = bazel.info("bazel-testlogs", workspace)
+    # With --no-run the BEP is an earlier `report`'s: collect uses it only for the targets whose
+    # testlogs are no newer than it (see collect._fresh_bep).
     collected = collect(matrix, testlogs, bep if bep.exists() else None)
+    for note in collected.notes:
+        print(f"note: {note}")
     run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version)
     for record in collected.records:
         record.run_id = run.run_id

@@ -1,0 +1,346 @@
+"""One bad cell never spoils the report (issue #17): a real testlogs tree of healthy cells, written with
+the runtime's own writers, plus one cell per kind of corrupt output (truncated / empty zip, invalid
+JSON, digests of the wrong shape, NaN duration, truncated XML, a zip bomb, a lying zip header, a cell
+that ran but reported nothing), collected through the real `report --no-run` command; then the BEP's
+freshness and truncation, and shard directories that differ from today's plan."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import time
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tools.matrix import config, statuses
+from tools.matrix.collect import MAX_OUTPUT_BYTES, collect, read_bep
+from tools.matrix.report import SCHEMA_PATH
+from tools.matrix.runtime import outputs
+from tools.matrix.tests.fixtures.toolws import run_cli, write_workspace
+
+A, B, C = "test_a.py::test_one", "test_a.py::test_two", "test_b.py::test_three"
+# (variant, what the test does to its outputs, what the error message must say after the file name)
+CASES = {
+    "zip_truncated": "test.outputs/outputs.zip: not a readable zip file (BadZipFile",
+    "zip_empty": "test.outputs/outputs.zip: not a readable zip file (BadZipFile: File is not a zip file)",
+    "json_invalid": "test.outputs/outputs.zip: matrix_results.json: invalid JSON (JSONDecodeError: Unterminated string starting at",
+    "report_invalid": "test.outputs/report.json: invalid JSON (JSONDecodeError: Unterminated string",
+    "row_short": "test.outputs/outputs.zip: matrix_results.json: test 2 has 7 values, 'fields' names 8",
+    "tests_not_list": "test.outputs/outputs.zip: matrix_results.json: 'tests' is dict, not a list",
+    "row_not_list": "test.outputs/outputs.zip: matrix_results.json: test 1 is 'test_a.py::test_one', not a list",
+    "status_unknown": "test.outputs/outputs.zip: matrix_results.json: test 3 ('test_b.py::test_three'): status 'exploded' is not one of passed,",
+    "duration_text": "test.outputs/outputs.zip: matrix_results.json: test 1 ('test_a.py::test_one'): duration_s is 'slow', not a number or null",
+    "duration_nan": "test.outputs/outputs.zip: matrix_results.json: test 2 ('test_a.py::test_two'): duration_s is nan, not a finite number",
+    "xml_truncated": "test.xml: invalid XML (unclosed token: line 14, column 6)",
+    "zip_bomb": "test.outputs/outputs.zip: matrix_results.json is 545,259,520 bytes uncompressed",
+    "zip_lies": "test.outputs/outputs.zip: not a readable zip file (BadZipFile: Bad CRC-32 for file 'matrix_results.json')",
+    "ran_nothing": "the target ran but reported no test: variant impl pkg.mod:Nope could not be loaded: ModuleNotFoundError: No module named 'pkg'",
+    "exit_1": "the target exited with code 1 without writing a report or test.xml (see log tail)",
+}
+HEALTHY = ("base", "sharded")
+MATRIX = f"""\
+devices:
+  cpu: {{}}
+variants:
+{"".join(f"  {v}: {{impl: pkg.mod:V, description: {v}}}{chr(10)}" for v in (*HEALTHY, *CASES))}\
+suites:
+  s:
+    variants: [{", ".join((*HEALTHY, *CASES))}]
+    devices: [cpu]
+"""
+BAZEL_OWN_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites><testsuite name="s/s_exit_1_cpu" tests="1" failures="0" errors="1">
+<testcase name="s/s_exit_1_cpu" status="run" duration="3" time="3"><error message="exited with error code 1"></error></testcase>
+</testsuite></testsuites>
+"""
+
+
+def entry(nodeid: str, status: str, message: str = "", duration: float = 0.25) -> dict:
+    m = {"status": status, "duration_s": duration, "message": message, "error_type": "AssertionError" if message else None,
+         "transform_failed": False, "expectation": None}  # fmt: skip
+    return {"nodeid": nodeid, "outcome": "passed" if status == statuses.PASSED else "failed", "metadata": {"matrix": m}}
+
+
+TESTS = [entry(A, statuses.PASSED, duration=1.5), entry(B, statuses.FAILED, "AssertionError: 1 != 2"), entry(C, statuses.SKIPPED, "no")]
+
+
+def meta(variant: str, shard: int = 0, total: int = 1, problems: tuple[str, ...] = ()) -> dict:
+    return {"suite": "s", "variant": variant, "device": "cpu", "target": f"//s:s_{variant}_cpu", "shard_index": shard,
+            "total_shards": total, "test_filter": "", "torch_version": "2.13.0+cpu", "problems": list(problems)}  # fmt: skip
+
+
+def write_cell(shard_dir: Path, tests: list[dict], metadata: dict, zipped: bool = True) -> dict[str, bytes]:
+    """What cell_main writes (its own writer) into the undeclared outputs, zipped as Bazel does; a log."""
+    out = shard_dir / "test.outputs"
+    out.mkdir(parents=True)
+    outputs.write_outputs(str(out), tests, metadata, time.time(), 0, "s")
+    files = {name: (out / name).read_bytes() for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME)}
+    if zipped:
+        rezip(shard_dir, files)
+    (shard_dir / "test.log").write_text("collected 3 items\n")
+    return files
+
+
+def rezip(shard_dir: Path, files: dict[str, bytes]) -> Path:
+    out = shard_dir / "test.outputs"
+    for name in files:
+        (out / name).unlink(missing_ok=True)
+    with zipfile.ZipFile(out / "outputs.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return out / "outputs.zip"
+
+
+def with_digest(files: dict[str, bytes], change) -> dict[str, bytes]:
+    digest = json.loads(files[outputs.DIGEST_NAME])
+    change(digest)
+    return {**files, outputs.DIGEST_NAME: json.dumps(digest).encode()}
+
+
+def set_row(i: int, field: str, value) -> callable:
+    def change(digest: dict) -> None:
+        digest["tests"][i][digest["fields"].index(field)] = value
+
+    return change
+
+
+def write_zip_bomb(archive: Path) -> None:
+    """A real bomb: 520 MiB of zeros deflated to ~2.5 MB (level 1, for the test's speed)."""
+    zeros = bytes(1 << 22)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open(outputs.DIGEST_NAME, "w", force_zip64=True) as f:
+            for _ in range(130):
+                f.write(zeros)
+
+
+def write_lying_zip(archive: Path) -> None:
+    """A member whose headers say 100 bytes but whose data inflates to 64 MiB."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(outputs.DIGEST_NAME, bytes(64 << 20))
+    data = bytearray(archive.read_bytes())
+    info = zipfile.ZipFile(archive).getinfo(outputs.DIGEST_NAME)
+    size = (64 << 20).to_bytes(4, "little")
+    for at in (i for i in range(len(data)) if data[i : i + 4] == size):
+        data[at : at + 4] = (100).to_bytes(4, "little")  # uncompressed size: local header and central directory
+    archive.write_bytes(bytes(data))
+    assert zipfile.ZipFile(archive).getinfo(outputs.DIGEST_NAME).file_size == 100 != info.file_size
+
+
+def corrupt(variant: str, d: Path) -> None:
+    """Write cell `variant`'s shard directory `d`: healthy outputs, then the case's damage."""
+    files = write_cell(d, TESTS, meta(variant))
+    archive = d / "test.outputs" / "outputs.zip"
+    match variant:
+        case "zip_truncated":
+            archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+        case "zip_empty":
+            archive.write_bytes(b"")
+        case "json_invalid":
+            rezip(d, {**files, outputs.DIGEST_NAME: files[outputs.DIGEST_NAME][:-40]})
+        case "report_invalid":  # an unzipped report.json from before the digest, cut short
+            archive.unlink()
+            (d / "test.outputs" / outputs.REPORT_NAME).write_bytes(files[outputs.REPORT_NAME][:200])
+        case "row_short":
+            rezip(d, with_digest(files, lambda dg: dg["tests"][1].pop()))
+        case "tests_not_list":
+            rezip(d, with_digest(files, lambda dg: dg.update(tests={"a": 1})))
+        case "row_not_list":
+            rezip(d, with_digest(files, lambda dg: dg["tests"].__setitem__(0, A)))
+        case "status_unknown":
+            rezip(d, with_digest(files, set_row(2, "status", "exploded")))
+        case "duration_text":
+            rezip(d, with_digest(files, set_row(0, "duration_s", "slow")))
+        case "duration_nan":  # json.dumps writes NaN, as a runtime bug would
+            rezip(d, with_digest(files, set_row(1, "duration_s", math.nan)))
+        case "xml_truncated":  # no outputs, only the JUnit XML, cut short
+            archive.unlink()
+            xml = outputs.junit_xml(TESTS, meta(variant))
+            (d / "test.xml").write_bytes(xml[: len(xml) // 2])
+        case "zip_bomb":
+            write_zip_bomb(archive)
+        case "zip_lies":
+            write_lying_zip(archive)
+        case "ran_nothing":  # cell_main's outputs when the variant could not be loaded: no test, a problem
+            archive.unlink()
+            problem = "variant impl pkg.mod:Nope could not be loaded: ModuleNotFoundError: No module named 'pkg'"
+            write_cell(d / "x", [], meta(variant, problems=(problem,)))
+            (d / "x" / "test.outputs" / "outputs.zip").rename(archive)
+        case "exit_1":  # the process failed before writing anything: Bazel's own XML and the log
+            archive.unlink()
+            (d / "test.xml").write_text(BAZEL_OWN_XML)
+            (d / "test.log").write_text("Traceback (most recent call last):\nImportError: cannot import name 'x'\n")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, Path]:
+    """(workspace, testlogs): every healthy and corrupt cell above."""
+    root = tmp_path_factory.mktemp("corrupt")
+    ws = write_workspace(root / "ws", MATRIX, ("s/test_a.py", "s/test_b.py"))
+    logs = root / "bazel-testlogs"
+    write_cell(logs / "s" / "s_base_cpu", TESTS, meta("base"))
+    # A cell sharded 3 ways by an earlier plan (today's plan: 1 shard).
+    for k, tests in enumerate(([TESTS[0]], [TESTS[1]], [TESTS[2]])):
+        write_cell(logs / "s" / "s_sharded_cpu" / f"shard_{k + 1}_of_3", tests, meta("sharded", k, 3))
+    for variant in CASES:
+        corrupt(variant, logs / "s" / f"s_{variant}_cpu")
+    return ws, logs
+
+
+@pytest.fixture(scope="module")
+def reported(tree, tmp_path_factory) -> tuple:
+    """The real `report --no-run` (a stand-in `bazel` only answers `bazel info bazel-testlogs`)."""
+    ws, logs = tree
+    fake = tmp_path_factory.mktemp("bin") / "bazel"
+    fake.write_text(f'#!/bin/sh\n[ "$1 $2" = "info bazel-testlogs" ] && echo {logs} && exit 0\nexit 2\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    out = ws / "reports"
+    old = os.environ.get("BAZEL")
+    os.environ["BAZEL"] = str(fake)
+    try:
+        proc = run_cli(ws, "report", "--no-run", "--out", str(out))
+    finally:
+        os.environ.pop("BAZEL") if old is None else os.environ.__setitem__("BAZEL", old)
+    return proc, out
+
+
+def _strict(text: str) -> dict:
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_is_written_and_every_file_is_valid(reported):
+    proc, out = reported
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # unexpected results (the errors), not a crash
+    assert "Traceback" not in proc.stdout + proc.stderr
+    data = _strict((out / "compat.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    assert (out / "compat.md").read_text().startswith("# Compatibility report")
+    assert '<script type="application/json" id="report-data">' in (out / "compat.html").read_text()
+    assert f"report: {out / 'compat.json'}, {out / 'compat.md'}, {out / 'compat.html'}" in proc.stdout
+    assert len(data["records"]) == 3 * (len(HEALTHY) + len(CASES))
+
+
+def test_healthy_cells_are_intact(reported):
+    records = {(r["variant"], r["test"]): r for r in _strict((reported[1] / "compat.json").read_text())["records"]}
+    for variant in HEALTHY:
+        got = [(records[variant, t]["status"], records[variant, t]["duration_s"], records[variant, t]["message"]) for t in (A, B, C)]
+        assert got == [(statuses.PASSED, 1.5, ""), (statuses.FAILED, 0.25, "AssertionError: 1 != 2"), (statuses.SKIPPED, 0.25, "no")]
+    # The sharded cell was read from the 3 shard directories on disk, though today's plan has 1.
+    assert [records["sharded", t]["shard"] for t in (A, B, C)] == [0, 1, 2]
+    assert [records["base", t]["shard"] for t in (A, B, C)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("variant", list(CASES))
+def test_a_corrupt_cell_becomes_error_records_naming_the_file(reported, variant):
+    proc, out = reported
+    records = [r for r in _strict((out / "compat.json").read_text())["records"] if r["variant"] == variant]
+    assert [r["test"] for r in records] == [A, B, C]  # the tests the suite's other cells reported
+    for r in records:
+        assert (r["status"], r["error_type"], r["shard"], r["target"]) == (statuses.ERROR, statuses.ERROR, 0, f"//s:s_{variant}_cpu")
+        if variant not in ("ran_nothing", "exit_1"):
+            assert r["message"].startswith(f"unusable test outputs: s/s_{variant}_cpu/{CASES[variant]}"), r["message"]
+        else:
+            assert r["message"] == CASES[variant]
+    assert "Traceback" not in proc.stdout
+
+
+def test_exit_1_keeps_the_log_tail(reported):
+    records = [r for r in _strict((reported[1] / "compat.json").read_text())["records"] if r["variant"] == "exit_1"]
+    assert {r["log_tail"] for r in records} == {"Traceback (most recent call last):\nImportError: cannot import name 'x'"}
+
+
+def test_zip_bomb_is_refused_unread(tree):
+    ws, logs = tree
+    archive = logs / "s" / "s_zip_bomb_cpu" / "test.outputs" / "outputs.zip"
+    info = zipfile.ZipFile(archive).getinfo(outputs.DIGEST_NAME)
+    assert info.file_size > MAX_OUTPUT_BYTES and archive.stat().st_size < 4_000_000
+    matrix = config.load(ws / "matrix.yaml", ws)
+    cells = [c for c in matrix.cells() if c.variant.name == "zip_bomb"]
+    started = time.perf_counter()
+    collected = collect(matrix, logs, cells=cells, fill_missing=False)
+    assert time.perf_counter() - started < 1.0  # refused from the header, never inflated
+    assert collected.records == []
+    (problem,) = collected.problems
+    assert problem.startswith(f"//s:s_zip_bomb_cpu: shard 1: unusable test outputs: s/s_zip_bomb_cpu/{CASES['zip_bomb']}")
+
+
+# ---------------------------------------------------------------- the BEP: truncated, or not this run's
+
+
+def bep_file(path: Path, label: str, cached: bool, overall: str = "PASSED", tail: str = "") -> Path:
+    events = [
+        {"id": {"started": {}}, "started": {"uuid": "u", "command": "test"}},
+        {"id": {"testResult": {"label": label, "run": 1, "shard": 1, "attempt": 2}}, "testResult": {"status": "PASSED", "cachedLocally": cached}},
+        {"id": {"testSummary": {"label": label}}, "testSummary": {"overallStatus": overall}},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events) + tail)
+    return path
+
+
+def test_a_truncated_bep_gives_what_parsed_and_says_so(tmp_path):
+    bep = bep_file(tmp_path / "bep.json", "//s:s_base_cpu", True, tail='{"id": {"testSummary": {"lab')
+    problems: list[str] = []
+    results = read_bep(bep, problems)
+    assert (results["//s:s_base_cpu"].cached, results["//s:s_base_cpu"].attempts) == ({0: True}, {0: 2})
+    assert problems == [f"{bep}:4: the BEP file is truncated or corrupt (JSONDecodeError: Unterminated string starting at: "
+                        f"line 1 column 25 (char 24)); only the events before this line were used"]  # fmt: skip
+
+
+def test_the_bep_is_used_only_for_targets_whose_testlogs_are_not_newer(tree, tmp_path):
+    ws, logs = tree
+    matrix = config.load(ws / "matrix.yaml", ws)
+    cells = [c for c in matrix.cells() if c.variant.name == "base"]
+    written = (logs / "s" / "s_base_cpu" / "test.log").stat().st_mtime
+    # Written by the run that produced these testlogs (after them): used.
+    bep = bep_file(tmp_path / "fresh.json", "//s:s_base_cpu", True, "FAILED")
+    os.utime(bep, (written + 5, written + 5))
+    collected = collect(matrix, logs, bep=bep, cells=cells)
+    assert {(r.cached, r.attempts) for r in collected.records} == {(True, 2)}
+    assert (collected.bazel["//s:s_base_cpu"].overall, collected.notes) == ("FAILED", [])
+    # An earlier run's (a later `bazel test` rewrote the testlogs since): ignored, with a note.
+    os.utime(bep, (written - 60, written - 60))
+    collected = collect(matrix, logs, bep=bep, cells=cells)
+    assert {(r.cached, r.attempts) for r in collected.records} == {(False, 1)}
+    assert collected.bazel == {} and collected.problems == []
+    assert collected.notes == [f"{bep} is older than the testlogs of 1 target(s), rewritten by a later Bazel command: "
+                               "its cache hits, attempts and status are not used for them (//s:s_base_cpu)"]  # fmt: skip
+
+
+# ---------------------------------------------------------------- shard directories: what is on disk
+
+
+def test_shard_dirs_of_two_runs_the_newest_layout_wins(tree, tmp_path):
+    ws, logs = tree
+    matrix = config.load(ws / "matrix.yaml", ws)
+    cells = [c for c in matrix.cells() if c.variant.name == "sharded"]
+    # An older run left 2 shards with other results; the 3-shard run is newer.
+    old = logs.parent / "two_runs"
+    for k in range(2):
+        d = old / "s" / "s_sharded_cpu" / f"shard_{k + 1}_of_2"
+        write_cell(d, [entry(A, statuses.FAILED, "AssertionError: old")] if k == 0 else [], meta("sharded", k, 2))
+        for f in d.rglob("*"):
+            os.utime(f, (time.time() - 3600, time.time() - 3600))
+    for k, tests in enumerate(([TESTS[0]], [TESTS[1]], [TESTS[2]])):
+        write_cell(old / "s" / "s_sharded_cpu" / f"shard_{k + 1}_of_3", tests, meta("sharded", k, 3))
+    got = {r.test: (r.status, r.shard) for r in collect(matrix, old, cells=cells).records}
+    assert got == {A: (statuses.PASSED, 0), B: (statuses.FAILED, 1), C: (statuses.SKIPPED, 2)}
+
+
+def test_a_missing_shard_of_the_layout_on_disk(tree):
+    """Shards 1 and 3 of 3 ran, shard 2 left nothing: its tests are not_run (Bazel never ran it)."""
+    ws, logs = tree
+    matrix = config.load(ws / "matrix.yaml", ws)
+    other = logs.parent / "missing_shard"
+    write_cell(other / "s" / "s_base_cpu", TESTS, meta("base"))
+    write_cell(other / "s" / "s_sharded_cpu" / "shard_1_of_3", [TESTS[0]], meta("sharded", 0, 3))
+    write_cell(other / "s" / "s_sharded_cpu" / "shard_3_of_3", [TESTS[2]], meta("sharded", 2, 3))
+    cells = [c for c in matrix.cells() if c.variant.name in ("base", "sharded")]
+    got = {r.test: (r.status, r.shard) for r in collect(matrix, other, cells=cells).records if r.variant == "sharded"}
+    assert got == {A: (statuses.PASSED, 0), B: (statuses.NOT_RUN, None), C: (statuses.SKIPPED, 2)}

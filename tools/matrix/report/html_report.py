@@ -23,6 +23,7 @@ from tools.matrix.report.commands import (
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
 from tools.matrix.report.summary import COLUMNS, Prepared, prepare, variant_order
+from tools.matrix.report.text import visible
 
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
 # Defence in depth: even markup that escaped the JSON could neither run script nor load anything.
@@ -34,6 +35,18 @@ def embed_json(value: Any) -> str:
     """JSON that is inert inside <script type="application/json">: no `<`, `>` or `&` can close the element."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _shown(value: Any) -> Any:
+    """`value` with every string made visible (text.visible): the page shows them as they are, and a bidi
+    override in a message would reorder what the reader sees. Few strings: the table is deduplicated."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
 
 
 # Everything about a record except its test and duration. Few distinct values (every passed record of a
@@ -91,19 +104,19 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
             att, 1 if cached else 0, -1 if shard is None else shard,
         )
     data: dict[str, Any] = {
-        "run": asdict(run),
+        "run": _shown(asdict(run)),
         "statuses": status_names,
         "unexpected": sorted(statuses.UNEXPECTED),
         "symbols": SYMBOLS,
         "transformMark": TRANSFORM_MARK,
-        "suites": suites,
-        "variants": variants,
-        "devices": devices,
+        "suites": _shown(suites),
+        "variants": _shown(variants),
+        "devices": _shown(devices),
         "cols": [[v_rank[v], d_rank[d], device_part(d)] for v, d in cols],
-        "rows": {"start": starts, "suite": [suite_i[suite_of[i]] for i in starts], "test": row_tests,
-                 "filter": [filter_part(t) for t in row_tests]},
-        "targets": [[label, target_part(label)] for label in targets],
-        "str": list(strings),
+        "rows": {"start": starts, "suite": [suite_i[suite_of[i]] for i in starts], "test": list(map(visible, row_tests)),
+                 "filter": [visible(filter_part(t)) for t in row_tests]},
+        "targets": [[visible(label), visible(target_part(label))] for label in targets],
+        "str": list(map(visible, strings)),
         "detFields": list(DETAIL_FIELDS),
         "det": flat,
         "rec": {"det": det, "ms": _durations_ms(ordered)},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, fields
+from math import fsum, isfinite
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,17 @@ def _record_dicts(records: list[Record]) -> list[dict[str, Any]]:
     dicts = list(map(vars, records))
     if set(map(len, dicts)) - {len(_RECORD_FIELDS)}:  # something added attributes: take the fields only
         dicts = [{name: d[name] for name in _RECORD_FIELDS} for d in dicts]
+    try:
+        finite = isfinite(fsum(map(attrgetter("duration_s"), records)))
+    except (TypeError, ValueError, OverflowError):  # fsum: inf + -inf, or a non-number
+        finite = False
+    if not finite:  # NaN / Infinity are not JSON: such a duration is unknown, written as 0.0
+        dicts = [d if _finite(d["duration_s"]) else {**d, "duration_s": 0.0} for d in dicts]
     return dicts
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and isfinite(value)
 
 
 def render_json(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
@@ -47,8 +59,9 @@ def render_json(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Co
         "summary": summary_json(prep),
         "baseline": None if baseline is None else baseline.to_json(),
     }
-    text = json.dumps(head, indent=2, ensure_ascii=False, default=str)  # default: odd values in run.extra
-    body = json.dumps(_record_dicts(ordered), ensure_ascii=False)
+    # allow_nan=False: compat.json is strict JSON, whatever a record holds (durations are sanitised above).
+    text = json.dumps(head, indent=2, ensure_ascii=False, allow_nan=False, default=str)  # default: odd values in run.extra
+    body = json.dumps(_record_dicts(ordered), ensure_ascii=False, allow_nan=False)
     # One record per line (diffable, greppable) without encoding 100k records one call at a time:
     # a raw `}, {"suite": ` cannot occur inside an encoded string, where `"` is always escaped.
     body = body[1:-1].replace('}, {"suite": ', '},\n    {"suite": ')

@@ -21,6 +21,7 @@ from tools.matrix.report.summary import (
     prepare,
     variant_order,
 )
+from tools.matrix.report.text import visible
 
 # Plain glyphs every font has (the page shows them too); the legend explains them.
 SYMBOLS = {
@@ -44,8 +45,9 @@ _BACKTICKS = re.compile(r"`+")
 
 
 def escape(text: str) -> str:
-    """Plain table-cell text: no pipes, newlines, HTML or emphasis can leak out of the cell."""
-    text = _NEWLINES.sub(" ↵ ", text).replace("\\", "\\\\").replace("|", "\\|")
+    """Plain table-cell text: no pipes, newlines, HTML or emphasis can leak out of the cell, and no
+    control or bidi character reaches the reader raw (shown as `\\u202e`, ...)."""
+    text = _NEWLINES.sub(" ↵ ", visible(text)).replace("\\", "\\\\").replace("|", "\\|")
     for ch in "*[]<>&~`":
         text = text.replace(ch, "\\" + ch)
     return text
@@ -55,7 +57,7 @@ def code(text: str, limit: int | None = None) -> str:
     """A code span safe inside a table cell (GFM unescapes `\\|` there even inside code)."""
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
-    text = _NEWLINES.sub(" ↵ ", text).replace("|", "\\|")
+    text = _NEWLINES.sub(" ↵ ", visible(text)).replace("|", "\\|")
     if not text.strip():
         return ""
     fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)

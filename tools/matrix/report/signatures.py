@@ -59,7 +59,13 @@ def first_message(record: Record) -> str:
 
 
 def signature(record: Record) -> str:
-    return f"{record.error_type or record.status}: {normalise(first_message(record))}"
+    """`Type: normalised message`, the type said once: pytest's messages usually start with it already
+    (`SystemExit: 3`, or dotted: `torch._dynamo.exc.Unsupported: ...` for type `Unsupported`)."""
+    kind, message = record.error_type or record.status, first_message(record)
+    head, sep, rest = message.partition(": ")
+    if head == kind or head.endswith("." + kind) or (not sep and message in (kind, "")):
+        message = rest
+    return f"{kind}: {normalise(message)}" if message else kind
 
 
 @dataclass

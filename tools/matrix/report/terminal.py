@@ -18,6 +18,7 @@ from tools.matrix.report.summary import (
     pass_rate,
     total_counts,
 )
+from tools.matrix.report.text import visible
 
 T = TypeVar("T")
 MAX_LINES = 40  # of unexpected results (and of each change list)
@@ -27,11 +28,12 @@ _HEADS = {
     statuses.SKIPPED: "skip", statuses.ERROR: "error", statuses.CRASHED: "crash", statuses.TIMEOUT: "timeout",
     statuses.NOT_RUN: "not_run",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # terminal escapes / line breaks from test output
+_BREAKS = re.compile(r"[\t\n\r]")  # one line per result
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub(" ", text)
+    """No terminal escape, bidi override or line break from test output reaches the terminal raw."""
+    return _BREAKS.sub(" ", visible(text))
 
 
 def _clip(text: str, width: int) -> str:

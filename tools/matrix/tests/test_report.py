@@ -4,6 +4,7 @@ baseline comparison and rerun commands, on small synthetic record sets."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from dataclasses import fields, replace
@@ -475,3 +476,60 @@ def test_reports_are_deterministic_whatever_the_input_order(records, tmp_path):
     a = write_reports(records, RUN, tmp_path / "a")
     b = write_reports(list(reversed(records)), RUN, tmp_path / "b")
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+# ---------------------------------------------------------------- issue #17: hostile or broken record contents
+
+
+def test_failure_cause_says_the_error_type_once():
+    recs = [
+        rec("t.py::test_exit", "base", "cpu", statuses.FAILED, error_type="SystemExit", message="SystemExit: 3"),
+        rec("t.py::test_exit", "retrace", "cpu", statuses.FAILED, error_type="SystemExit", message="SystemExit: 4"),
+        rec("t.py::test_dyn", "base", "cpu", statuses.FAILED, error_type="Unsupported", message="torch._dynamo.exc.Unsupported: call_function 7"),
+        rec("t.py::test_bare", "base", "cpu", statuses.ERROR, error_type="KeyboardInterrupt", message="KeyboardInterrupt"),
+        rec("t.py::test_plain", "base", "cpu", statuses.FAILED, error_type="AssertionError", message="1 != 2"),
+    ]
+    assert [(c.count, c.signature) for c in failure_causes(recs)] == [
+        (2, "SystemExit: #"), (1, "KeyboardInterrupt"), (1, "AssertionError: # != #"), (1, "Unsupported: call_function #"),
+    ]  # fmt: skip
+    causes = md_section(render_markdown(recs, RUN), "Top failure causes")
+    assert "`SystemExit: #`" in causes and "SystemExit: SystemExit" not in causes
+
+
+BIDI = "ok\u202eevil\u2066x\u200f \x1b[31m\x00 end"
+
+
+def test_control_and_bidi_characters_are_shown_escaped_everywhere(tmp_path):
+    recs = [rec(f"t.py::test_{BIDI}", "base", "cpu", statuses.FAILED, error_type="E", message=f"E: {BIDI}", log_tail=BIDI)]
+    raw = ("\u202e", "\u2066", "\u200f", "\x1b", "\x00")
+    shown = "ok\\u202eevil\\u2066x\\u200f \\u001b[31m\\u0000 end"
+    md = render_markdown(recs, RUN)
+    assert not any(ch in md for ch in raw)
+    assert f"`t.py::test_{shown}`" in md_section(md, "Unexpected results")
+    term = terminal_summary(recs)
+    assert not any(ch in term for ch in raw) and shown in term
+    html = render_html(recs, RUN)
+    assert not any(ch in html for ch in raw)
+    data = _embedded(html)
+    assert data["rows"]["test"] == [f"t.py::test_{shown}"] and f"E: {shown}" in data["str"] and shown in data["str"]
+    # compat.json keeps the data exact (JSON escapes what it must); it is data, not display.
+    write_reports(recs, RUN, tmp_path)
+    assert json.loads((tmp_path / "compat.json").read_text())["records"][0]["message"] == f"E: {BIDI}"
+
+
+def test_compat_json_is_strict_json_whatever_the_durations(tmp_path):
+    recs = [
+        rec("t.py::test_nan", "base", "cpu", statuses.PASSED, duration_s=float("nan")),
+        rec("t.py::test_inf", "base", "cpu", statuses.PASSED, duration_s=float("inf")),
+        rec("t.py::test_ok", "base", "cpu", statuses.PASSED, duration_s=1.25),
+    ]
+
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+
+    for path in write_reports(recs, RUN, tmp_path):
+        assert path.stat().st_size > 0
+    data = json.loads((tmp_path / "compat.json").read_text(), parse_constant=refuse)
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    assert {r["test"]: r["duration_s"] for r in data["records"]} == {"t.py::test_inf": 0.0, "t.py::test_nan": 0.0, "t.py::test_ok": 1.25}
+    assert math.isnan(recs[0].duration_s)  # the records themselves are not changed

@@ -14,6 +14,14 @@ class BazelNotFound(Exception):
     pass
 
 
+class BazelFailed(Exception):
+    """A bazel command the tool needs (`bazel info`, a build) failed; the message says which and why."""
+
+
+# `bazel test` exit statuses that still leave results to collect: success, some tests failed, no tests.
+TEST_RESULTS_EXIT = frozenset({0, 3, 4})
+
+
 def bazel_binary() -> str:
     found = os.environ.get("BAZEL") or shutil.which("bazel")
     if not found:
@@ -34,5 +42,8 @@ def run(argv: list[str], workspace: Path) -> int:
 
 def info(key: str, workspace: Path) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNFILES_", "PYTHON"))}
-    out = subprocess.run([bazel_binary(), "info", key], cwd=workspace, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([bazel_binary(), "info", key], cwd=workspace, env=env, capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        said = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BazelFailed(f"`bazel info {key}` failed in {workspace} (exit status {out.returncode}): {said}")
     return Path(out.stdout.strip())

@@ -1,25 +1,31 @@
 """The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
 
-Commands: generate, list, report, rerun, xfail sync, durations. A user error ends with one clear message and a
-non-zero exit status, never a traceback.
+Commands: generate, list, report, rerun, xfail sync, xfail import, durations. Never a traceback: a user
+error (bad option, bad matrix.yaml, unreadable report, failing bazel) is one clear message and exit
+status 2; an interrupt exits 130; an unexpected exception (a bug) is one line naming the file that
+holds its traceback, and exit status 70.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by the py_binary / py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.matrix import bazel, config, durations, generate, listing, xfail_sync  # noqa: E402
-from tools.matrix.filters import add_filter_options, cell_matches  # noqa: E402
+from tools.matrix import bazel, config, durations, generate, last_report, listing, matrix_writer, xfail_sync  # noqa: E402
+from tools.matrix.errors import InvalidRewrite, UserError  # noqa: E402
+from tools.matrix.filters import add_filter_options, selected_cells  # noqa: E402
 
-
-class UserError(Exception):
-    pass
+EXIT_USER = 2  # bad input: options, matrix.yaml, the last report, bazel failing
+EXIT_INTERRUPTED = 130
+EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception; its traceback is in a file
 
 
 def workspace_of(args: argparse.Namespace) -> Path:
@@ -56,8 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cells = [c for c in load_matrix(args).cells() if cell_matches(c, args)]
-    print(listing.table(cells))
+    print(listing.table(selected_cells(load_matrix(args), args)))
     return 0
 
 
@@ -65,51 +70,50 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tools.matrix import run_report
 
     baseline = Path(args.baseline).resolve() if args.baseline else None
-    if baseline and not baseline.is_file():
-        raise UserError(f"--baseline {args.baseline}: no such file")
+    if baseline:
+        last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
     return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from tools.matrix import rerun
 
-    try:
-        return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args)
-    except rerun.NoReport as e:
-        raise UserError(str(e)) from None
+    return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args)
 
 
 def cmd_xfail_sync(args: argparse.Namespace) -> int:
-    from tools.matrix.report import COMPAT_JSON, load_json
+    from tools.matrix.report import COMPAT_JSON
 
-    report = out_dir_of(args) / COMPAT_JSON
-    if not report.is_file():
-        raise UserError(f"{report}: no report yet; run `make report` (or `bazel run //tools:matrix -- report`) first")
-    load_matrix(args)  # refuse to edit an invalid matrix.yaml
-    matrix_path = workspace_of(args) / args.matrix
-    old, new = xfail_sync.sync(matrix_path, load_json(report)[1], args)
+    records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
+    matrix = load_matrix(args)  # refuse to edit an invalid matrix.yaml
+    selected_cells(matrix, args)  # a filter naming nothing is an error, not "already match"
+    old, new = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix)
     if old == new:
         print("matrix.yaml expectations already match the last report")
         return 0
-    sys.stdout.write(xfail_sync.diff(old, new, args.matrix))
+    return write_expectations(args, old, new)
+
+
+def write_expectations(args: argparse.Namespace, old: str, new: str) -> int:
+    """Show the diff, then (unless --dry-run) write the validated text and regenerate."""
+    sys.stdout.write(matrix_writer.diff(old, new, args.matrix))
+    workspace = workspace_of(args)
     if args.dry_run:
+        matrix_writer.validate(new, workspace / args.matrix, workspace)
         return 0
-    matrix_path.write_text(new)
+    matrix_writer.write(workspace / args.matrix, new, workspace)
     return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
 
 
 def cmd_durations(args: argparse.Namespace) -> int:
     """Record the last report's test durations for the suites sharded by shard_seconds, then
     regenerate: their targets get new shard counts and shard plans."""
-    from tools.matrix.report import COMPAT_JSON, load_json
+    from tools.matrix.report import COMPAT_JSON
 
-    report = out_dir_of(args) / COMPAT_JSON
-    if not report.is_file():
-        raise UserError(f"{report}: no report yet; run `make report` (or `bazel run //tools:matrix -- report`) first")
+    records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
     # A malformed test_durations.json (say, a merge conflict) must not stop the command that rewrites it.
     matrix = load_matrix(args, bad_durations_ok=True)
     workspace = workspace_of(args)
-    records = load_json(report)[1]
     sharded = [s for s in matrix.suites if s.shard_seconds is not None]
     if not sharded:
         print("no suite in matrix.yaml has shard_seconds; nothing to record")
@@ -186,10 +190,43 @@ def main(argv: list[str] | None = None) -> int:
     except config.MatrixError as e:
         print("\n".join(e.problems), file=sys.stderr)
         print(f"error: {len(e.problems)} problem(s) in {args.matrix}; fix them and run the command again", file=sys.stderr)
-        return 2
-    except (UserError, bazel.BazelNotFound) as e:
+        return EXIT_USER
+    except InvalidRewrite as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        print(
+            f"error: the rewritten {args.matrix} does not validate (above), so nothing was written. This is a bug in the "
+            "matrix tool, not in your matrix.yaml: please report it with this output and the report it read.",
+            file=sys.stderr,
+        )
+        return EXIT_USER
+    except (UserError, bazel.BazelNotFound, bazel.BazelFailed) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `matrix list | head`: the reader went away; nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if e.filename is None:
+            return crashed(argv)
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return EXIT_USER
+    except Exception:
+        return crashed(argv)
+
+
+def crashed(argv: list[str] | None) -> int:
+    """An exception nobody expected: the traceback goes to a file, the terminal gets one line."""
+    kind, value, _tb = sys.exc_info()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    fd, path = tempfile.mkstemp(prefix=f"torch-matrix-crash-{stamp}-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"argv: {sys.argv[:1] + (sys.argv[1:] if argv is None else argv)}\ncwd: {os.getcwd()}\npython: {sys.version}\n\n")
+        traceback.print_exc(file=f)
+    print(f"error: internal error ({kind.__name__}: {value}); this is a bug in the matrix tool; the traceback is in {path}", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

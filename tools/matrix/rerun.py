@@ -7,16 +7,17 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tools.matrix import bazel, statuses
+from tools.matrix import bazel, last_report, statuses
 from tools.matrix.collect import collect
 from tools.matrix.config import Cell, Matrix
-from tools.matrix.filters import RERUN_FAILED, cell_matches, record_matches
+from tools.matrix.errors import ReportError
+from tools.matrix.filters import RERUN_FAILED, record_matches, selected_cells
 from tools.matrix.records import Record
-from tools.matrix.report import COMPAT_JSON, load_json
+from tools.matrix.report import COMPAT_JSON
 from tools.matrix.run_report import BEP_NAME, finish, new_run
 
 
-class NoReport(Exception):
+class NoReport(ReportError):
     pass
 
 
@@ -28,7 +29,7 @@ def filter_pattern(test: str) -> str:
 
 def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> dict[tuple[str, ...], list[Cell]]:
     """test_filter patterns (empty: the whole target) -> the cells to run with them."""
-    cells = [c for c in matrix.cells() if cell_matches(c, args)]
+    cells = selected_cells(matrix, args)
     wanted = (RERUN_FAILED if args.failed else frozenset()) | ({statuses.XPASSED} if args.xpassed else frozenset())
     per_cell: dict[str, tuple[str, ...]] = {}
     if wanted:
@@ -72,7 +73,9 @@ def merge(previous: list[Record], fresh: list[Record]) -> list[Record]:
 
 def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespace) -> int:
     report_path = out_dir / COMPAT_JSON
-    previous = load_json(report_path)[1] if report_path.exists() else None
+    # A report that is there but unreadable is an error even for a whole-target rerun: merging
+    # into it would silently drop every record it held.
+    previous = last_report.load(report_path)[1] if report_path.exists() else None
     groups = plan(matrix, args, previous)
     if not groups:
         print("nothing to rerun: no target or test matches " + " ".join(f"--{k}" for k in ("failed", "xpassed") if getattr(args, k)) + " with the given filters")
@@ -84,7 +87,9 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
             print(bazel.quote(command))
         return 0
     for command in planned:
-        bazel.run(command, workspace)
+        status = bazel.run(command, workspace)
+        if status not in bazel.TEST_RESULTS_EXIT:  # a build or command-line failure: no results to merge
+            raise bazel.BazelFailed(f"`bazel test` failed with exit status {status} (see its output above); nothing was merged into {report_path}")
     testlogs = bazel.info("bazel-testlogs", workspace)
     run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None)
     fresh: list[Record] = []

@@ -10,6 +10,7 @@ import pytest
 
 from tools.matrix import config, statuses
 from tools.matrix import rerun as rerun_mod
+from tools.matrix.errors import UserError
 from tools.matrix.records import Record
 from tools.matrix.tests.fixtures import toolws
 
@@ -92,7 +93,8 @@ def test_plan_variant(matrix):
     assert labels(plan(matrix, args(variant=["other"]), previous())) == {(): ["//s:s_other_cpu"]}
     assert labels(plan(matrix, args(variant=["other"], device=["cuda"]), previous())) == {(): ["//s:s_other_cuda"]}
     assert labels(plan(matrix, args(variant=["b*"], device=["cpu"]), None)) == {(): ["//s:s_base_cpu", "//t:t_base_cpu"]}
-    assert plan(matrix, args(variant=["nope"]), None) == {}
+    with pytest.raises(UserError, match=r"^--variant nope: no variant of matrix.yaml matches; valid: base, other$"):
+        plan(matrix, args(variant=["nope"]), None)
 
 
 def test_plan_failed_groups_identical_filter_sets(matrix):

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import ast
 from pathlib import Path
 
 import pytest
 
 import tools.matrix
-from tools.matrix import config, statuses, xfail_sync
+from tools.matrix import config, matrix_writer, statuses, xfail_sync
+from tools.matrix.errors import InvalidRewrite
 from tools.matrix.records import Record
 from tools.matrix.report import COMPAT_JSON
 from tools.matrix.tests.fixtures import toolws
@@ -27,10 +29,10 @@ devices:
 
 variants:
   base:
-    impl: pkg.mod:Base
+    impl: tools.matrix.variants.base:Base
     description: plain
   other:
-    impl: pkg.mod:Other
+    impl: tools.matrix.variants.export:Retrace
     description: other
 
 suites:
@@ -368,3 +370,135 @@ def test_cli_without_a_report_exits_2(matrix_path):
     assert out.stderr.startswith("error: ") and "no report yet" in out.stderr
     assert "Traceback" not in out.stderr
     assert matrix_path.read_text() == PLANTED
+
+
+# --- what sync never writes, and what it writes safely -----------------------------------------------------
+
+NO_RESULTS = "(no test results for this suite)"
+
+
+def pseudo_records() -> list[Record]:
+    """What the collector writes for cells without results: not tests, so never expectations."""
+    return [
+        rec(NO_RESULTS, "base", "cpu", statuses.CRASHED, "the target died without writing a report or test.xml (see log tail)", statuses.CRASHED, suite="t"),
+        rec(NO_RESULTS, "other", "cuda", statuses.NOT_RUN, "no result: the target was not run", statuses.NOT_RUN),
+        rec("test_a.py::test_new", "other", "cuda", statuses.NOT_RUN, "no result: the target was not run", statuses.NOT_RUN),
+    ]
+
+
+def test_pseudo_records_never_become_entries(matrix_path):
+    assert sync(matrix_path, replace(baseline_records(), *pseudo_records())) == PLANTED
+
+
+def test_cli_sync_with_a_dead_cell_keeps_matrix_yaml_valid(matrix_path):
+    """Reproduces the report: a cell that died without results used to become an xfail entry
+    `(no test results for this suite)`, an invalid matrix.yaml left on disk."""
+    ws = matrix_path.parent
+    write_compat(ws / "reports" / COMPAT_JSON, replace(scenario(), *pseudo_records()))
+    out = run_cli(ws, "xfail", "sync")
+    assert out.returncode == 0, out.stderr
+    assert matrix_path.read_text() == PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
+    config.load(matrix_path, ws)
+
+
+def test_failures_of_tests_matrix_yaml_no_longer_has_or_now_skips_are_left_out(matrix_path):
+    """The report predates an edit: a deleted test file, a new skip entry. Adding them would make
+    matrix.yaml invalid (unknown file; both xfail and skip)."""
+    ws = matrix_path.parent
+    (ws / "s" / "test_gone.py").write_text("")
+    records = replace(
+        baseline_records(),
+        rec("test_gone.py::test_x", "base", "cpu", statuses.FAILED, "boom"),
+        rec("test_b.py::test_slow", "other", "cpu", statuses.FAILED, "boom"),
+    )
+    matrix = config.load(matrix_path, ws)
+    (ws / "s" / "test_gone.py").unlink()
+    old, new = xfail_sync.sync(matrix_path, records, args(), config.load(matrix_path, ws))
+    assert new == old == PLANTED
+    assert "test_gone.py::test_x" in xfail_sync.sync(matrix_path, records, args(), matrix)[1]  # only the current matrix.yaml decides
+
+
+def test_an_invalid_rewrite_is_refused_and_the_file_left_as_it_was(matrix_path):
+    ws = matrix_path.parent
+    matrix_path.chmod(0o640)
+    bad = PLANTED.replace("test_a.py::test_keep", "test_nope.py::test_keep")
+    with pytest.raises(InvalidRewrite) as refused:
+        matrix_writer.write(matrix_path, bad, ws)
+    (problem,) = refused.value.problems  # the loader's own message (config.py words it), at the entry
+    assert problem.startswith("matrix.yaml:28:9: ") and "'test_nope.py' of 'test_nope.py::test_keep' is not a test file of suite 's'" in problem
+    assert matrix_path.read_text() == PLANTED and sorted(p.name for p in ws.iterdir()) == ["matrix.yaml", "s", "t"]
+    good = PLANTED.replace("old failure", "older failure")
+    matrix_writer.write(matrix_path, good, ws)
+    assert matrix_path.read_text() == good and matrix_path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in ws.iterdir()) == ["matrix.yaml", "s", "t"]  # no temp file left behind
+
+
+# --- crashed / timed-out tests: xfailed when listed (H1's runtime), so sync adds and removes them ---------------------
+
+
+def test_cli_crash_and_timeout_xfails_are_added_then_removed_when_stale(matrix_path):
+    ws = matrix_path.parent
+    died = "the test process died (SIGSEGV) inside this test"
+    hung = "timed out after 120s (per-test timeout)"
+    first = replace(
+        baseline_records(),
+        *(rec("test_a.py::test_new", "base", d, statuses.CRASHED, died, statuses.CRASHED) for d in ("cpu", "cuda")),
+        *(rec("test_a.py::test_new", "other", d, statuses.TIMEOUT, hung, statuses.TIMEOUT) for d in ("cpu", "cuda")),
+    )
+    write_compat(ws / "reports" / COMPAT_JSON, first)
+    assert run_cli(ws, "xfail", "sync").returncode == 0
+    crash_entry = "        test_a.py::test_new: 'crashed: the test process died (SIGSEGV) inside this test'\n"
+    hang_entry = "      xfail:\n        test_a.py::test_new: 'timeout: timed out after 120s (per-test timeout)'\n"
+    anchor = "        test_b.py: too slow  # 10 minutes\n"
+    expected = PLANTED.replace("        test_a.py::test_old: old failure\n", "        test_a.py::test_old: old failure\n" + crash_entry)
+    assert matrix_path.read_text() == expected.replace(anchor, anchor + hang_entry)
+    # The next run: the crash is fixed (xpassed: stale), the hang still happens (xfailed, error_type timeout).
+    second = replace(
+        first,
+        *(rec("test_a.py::test_new", "base", d, statuses.XPASSED, "", None, "test_a.py::test_new") for d in ("cpu", "cuda")),
+        *(rec("test_a.py::test_new", "other", d, statuses.XFAILED, hung, statuses.TIMEOUT, "test_a.py::test_new") for d in ("cpu", "cuda")),
+    )
+    write_compat(ws / "reports" / COMPAT_JSON, second)
+    assert run_cli(ws, "xfail", "sync").returncode == 0
+    assert matrix_path.read_text() == PLANTED.replace(anchor, anchor + hang_entry)
+
+
+# --- reasons copied from hostile error messages -------------------------------------------------------------------
+
+NASTY = [  # (message, the reason stored)
+    ("\x1b[31mAssertionError\x1b[0m: \x1b[1;4mred\x1b[m", "AssertionError: red"),
+    ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ text", "link text"),
+    ("bell\x07 nul\x00 del\x7f esc\x1b", "bell\\x07 nul\\x00 del\\x7f esc\\x1b"),
+    ("evil \u202eexe.txt zero\u200bwidth \ufeffbom", "evil \\u202eexe.txt zero\\u200bwidth \\ufeffbom"),
+    ("$(rm -rf /) ${HOME} $$ $", "$(rm -rf /) ${HOME} $$ $"),
+    ("first line\nsecond line", "first line"),
+    ("\r\n  windows first\r\nsecond", "windows first"),
+    ("a\u2028b", "a"),
+    ("it's \"quoted\" \\ back\\slash \\n", "it's \"quoted\" \\ back\\slash \\n"),
+    ("snake 🐍 and 𝔘 and 中文", "snake 🐍 and 𝔘 and 中文"),
+    ("tab\tseparated", "tab separated"),
+    ("lone \udcff surrogate", "lone \\udcff surrogate"),
+    ("# not a comment: - [x] {y} *a &b !c %d @e `f` | >", "# not a comment: - [x] {y} *a &b !c %d @e `f` | >"),
+    ("null", "null"),
+    ("1.5e3", "1.5e3"),
+    ("x" * 1000, "x" * 239 + "…"),
+]
+
+
+def test_cli_nasty_reasons_round_trip_through_yaml_and_the_generated_build(matrix_path):
+    """Sync → matrix.yaml loads → generate writes BUILD files whose string literals read back as the reasons."""
+    ws = matrix_path.parent
+    failures = [rec(f"test_a.py::test_n{i:02}", "other", "cpu", statuses.FAILED, message) for i, (message, _) in enumerate(NASTY)]
+    write_compat(ws / "reports" / COMPAT_JSON, failures)
+    out = run_cli(ws, "xfail", "sync", "--suite", "s", "--variant", "other")
+    assert out.returncode == 0, out.stderr
+    expected = {f"test_a.py::test_n{i:02}": reason for i, (_, reason) in enumerate(NASTY)}
+    cells = {c.target_name: c for c in config.load(matrix_path, ws).cells()}
+    assert dict(cells["s_other_cpu"].expectations.xfail) == dict(cells["s_other_cuda"].expectations.xfail) == expected
+    assert run_cli(ws, "generate", "--check").returncode == 0
+    build = (ws / "s" / "BUILD.bazel").read_text()
+    for target in ("s_other_cpu", "s_other_cuda"):
+        block = build.split(f'name = "{target}"', 1)[1].split("    xfail = {\n", 1)[1].split("\n    },\n", 1)[0]
+        assert ast.literal_eval("{" + block + "}") == expected
+    for message, reason in NASTY:
+        assert xfail_sync.reason_of(rec("t.py", "base", "cpu", statuses.FAILED, message)) == reason

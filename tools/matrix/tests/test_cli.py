@@ -1,0 +1,250 @@
+"""The command line's promise: no tracebacks. Bad input (a filter naming nothing, a corrupt report, a
+failing bazel, an unusable path) is one line and exit 2 with nothing written; Ctrl-C is exit 130; an
+unexpected exception is one line naming a file that holds the traceback, and exit 70. Every case
+runs the real CLI in a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tools.matrix import statuses
+from tools.matrix.records import Record
+from tools.matrix.report import COMPAT_JSON
+from tools.matrix.tests.fixtures import toolws
+
+MATRIX = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base: {impl: pkg.mod:Base, description: plain}
+  retrace: {impl: pkg.mod:Retrace, description: again}
+suites:
+  s:
+    variants: [base, retrace]
+    devices: [cpu, cuda]
+    shard_seconds: 60
+  t:
+    variants: [base]
+    devices: [cpu]
+"""
+FILES = ("s/test_a.py", "t/test_c.py")
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    return toolws.write_workspace(tmp_path / "ws", MATRIX, FILES, "def test_x():\n    pass\n")
+
+
+def cli(ws: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(toolws.CLI), "--workspace", str(ws), *argv], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def one_line_error(out: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The single stderr line of a refused command (and that it was refused the promised way)."""
+    assert (out.returncode, "Traceback" in out.stderr) == (code, False), out.stderr
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: "), out.stderr
+    return out.stderr.rstrip("\n")
+
+
+def records() -> list[Record]:
+    def rec(suite, test, variant, device, status):
+        return Record(suite=suite, test=test, variant=variant, device=device, status=status, target=f"//{suite}:{suite}_{variant}_{device}")
+
+    return [rec("s", "test_a.py::test_x", "retrace", "cpu", statuses.FAILED), rec("t", "test_c.py::test_x", "base", "cpu", statuses.PASSED)]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def fake_bazel(tmp_path: Path, body: str) -> dict[str, str]:
+    """A real `bazel` executable first on PATH (and no BAZEL override) running `body`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bazel").write_text("#!/bin/sh\n" + body)
+    (bin_dir / "bazel").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "BAZEL": ""}
+
+
+# --- filters that name nothing ----------------------------------------------------------------------
+
+
+FILTER_COMMANDS = [["list"], ["rerun", "--dry-run"], ["xfail", "sync", "--dry-run"]]
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "expected"),
+    [  # every command with the typo; the other cases through one command (they share filters.selected_cells)
+        *(
+            (command, ["--variant", "retrce"], "error: --variant retrce: no variant of matrix.yaml matches; did you mean 'retrace'? valid: base, retrace")
+            for command in FILTER_COMMANDS
+        ),
+        (["xfail", "sync"], ["--device", "cpux"], "error: --device cpux: no device of matrix.yaml matches; did you mean 'cpu'? valid: cpu, cuda"),
+        (["rerun", "--failed"], ["--suite", "x*"], "error: --suite x*: no suite of matrix.yaml matches; valid: s, t"),
+        (
+            ["list"],
+            ["--suite", "t", "--variant", "retrace"],
+            "error: no cell of matrix.yaml matches --suite t --variant retrace together (no suite runs that variant/device); `list` shows the cells",
+        ),
+    ],
+)
+def test_a_filter_naming_nothing_exits_2_with_the_choices(ws, command, option, expected):
+    toolws.write_compat(ws / "reports" / COMPAT_JSON, records())
+    before = snapshot(ws)
+    out = cli(ws, *command, *option)
+    assert one_line_error(out) == expected
+    assert out.stdout == ""
+    assert snapshot(ws) == before
+
+
+def test_filters_that_match_still_work(ws):
+    out = cli(ws, "list", "--variant", "re*", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "1 cell(s)" and "//s:s_retrace_cpu" in out.stdout
+
+
+# --- a missing or corrupt last report ----------------------------------------------------------------------
+
+CORRUPT = {
+    "truncated": ('{"schema_version": 1, "run": {', "invalid JSON at line 1 column 31: Expecting property name enclosed in double quotes"),
+    "a list": ("[]", "not a compat.json of schema_version 1 (found 'list')"),
+    "records not objects": (
+        '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [1]}',
+        "unexpected shape: AttributeError: 'int' object has no attribute 'items'",
+    ),
+    "record missing fields": (
+        '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s"}]}',
+        "unexpected shape: TypeError",
+    ),
+    "record of wrong types": (
+        '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": 7, "variant": "base", "device": "cpu", "status": "passed"}]}',
+        "record 1: test not a string",
+    ),
+    "unknown status": (
+        '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": "t.py", "variant": "base", "device": "cpu", "status": "green"}]}',
+        "record 1: unknown status 'green'",
+    ),
+    "not UTF-8": (b'{"x": "\xff"}', "not UTF-8 text: invalid start byte at byte 7"),
+}
+COMMANDS = {
+    "xfail sync": ["xfail", "sync"],
+    "rerun --failed": ["rerun", "--failed", "--dry-run"],
+    "rerun": ["rerun", "--dry-run"],  # whole targets: merging into an unreadable report would drop it
+    "durations": ["durations"],
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "corruption"),
+    [("xfail sync", corruption) for corruption in CORRUPT] + [(command, "truncated") for command in COMMANDS if command != "xfail sync"],
+)
+def test_a_corrupt_report_exits_2_in_one_line(ws, command, corruption):
+    content, detail = CORRUPT[corruption]
+    report = ws / "reports" / COMPAT_JSON
+    report.parent.mkdir()
+    report.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = snapshot(ws)
+    line = one_line_error(cli(ws, *COMMANDS[command]))
+    assert line.startswith(f"error: {report}: not a compat.json (") and line.endswith("; run `make report` (or `bazel run //tools:matrix -- report`) again")
+    assert detail in line
+    assert snapshot(ws) == before
+
+
+def test_report_with_a_corrupt_baseline_stops_before_running_bazel(ws, tmp_path):
+    baseline = tmp_path / "old.json"
+    baseline.write_text("{")
+    env = fake_bazel(tmp_path, f"touch {tmp_path}/bazel-was-run\n")
+    line = one_line_error(cli(ws, "report", "--baseline", str(baseline), env=env))
+    assert line.startswith(f"error: {baseline}: not a compat.json (invalid JSON at line 1 column 2")
+    assert not (tmp_path / "bazel-was-run").exists()
+
+
+@pytest.mark.parametrize("flag", ["--failed", "--xpassed"])
+def test_rerun_failed_without_a_report_exits_2(ws, flag):
+    assert one_line_error(cli(ws, "rerun", flag)) == "error: --failed/--xpassed need a previous report; run `make report` first"
+
+
+# --- bazel failing -------------------------------------------------------------------------------------
+
+
+def test_bazel_info_failing_is_one_line(ws, tmp_path):
+    env = fake_bazel(tmp_path, 'echo "ERROR: The \'info\' command is only supported from within a workspace" >&2\nexit 1\n')
+    line = one_line_error(cli(ws, "report", "--no-run", env=env))
+    assert line == (
+        f"error: `bazel info bazel-testlogs` failed in {ws} (exit status 1): ERROR: The 'info' command is only supported from within a workspace"
+    )
+
+
+def test_rerun_whose_bazel_test_fails_to_build_merges_nothing(ws, tmp_path):
+    toolws.write_compat(ws / "reports" / COMPAT_JSON, records())
+    before = snapshot(ws)
+    env = fake_bazel(tmp_path, 'echo "ERROR: build failed" >&2\nexit 1\n')
+    out = cli(ws, "rerun", "--failed", env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        "ERROR: build failed",
+        f"error: `bazel test` failed with exit status 1 (see its output above); nothing was merged into {ws}/reports/{COMPAT_JSON}",
+    ]
+    assert snapshot(ws) == before
+
+
+def test_bazel_missing_is_one_line(ws):
+    line = one_line_error(cli(ws, "report", "--no-run", env={"PATH": "/nonexistent", "BAZEL": ""}))
+    assert line == "error: bazel is not on PATH; run `make setup` (installs Debian's bazel-bootstrap) or set BAZEL"
+
+
+# --- interrupts, unusable paths, bugs ---------------------------------------------------------------
+
+
+def test_ctrl_c_exits_130_in_one_line(ws, tmp_path):
+    started = tmp_path / "started"
+    env = fake_bazel(tmp_path, f"touch {started}\nexec sleep 30\n")  # exec: killed with the CLI's child, no stray pipe holder
+    proc = subprocess.Popen(
+        [sys.executable, str(toolws.CLI), "--workspace", str(ws), "rerun", "--suite", "t"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "interrupted\n")
+
+
+def test_an_unusable_path_names_the_path(ws):
+    (ws / "afile").write_text("")
+    line = one_line_error(cli(ws, "rerun", "--dry-run", "--out", "afile"))
+    assert line == f"error: {ws}/afile: File exists"
+
+
+def test_an_unexpected_exception_writes_the_traceback_to_a_file_and_exits_70(ws, tmp_path):
+    """A bug (here: a real TypeError from a broken function in a real CLI process) is one line naming
+    a file that holds the full traceback, never a traceback on the terminal."""
+    crash_dir = tmp_path / "tmp"
+    crash_dir.mkdir()
+    code = "import sys; from tools.matrix import cli, listing; listing.table = None; sys.exit(cli.main(sys.argv[1:]))"
+    root = str(toolws.CLI.parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code, "--workspace", str(ws), "list"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(crash_dir), "PYTHONPATH": root},
+    )  # fmt: skip
+    assert (out.returncode, out.stdout) == (70, "")
+    (crash,) = crash_dir.glob("torch-matrix-crash-*.txt")
+    assert out.stderr == (
+        f"error: internal error (TypeError: 'NoneType' object is not callable); this is a bug in the matrix tool; the traceback is in {crash}\n"
+    )
+    text = crash.read_text()
+    assert "argv: " in text and "'list'" in text
+    assert text.rstrip().endswith("TypeError: 'NoneType' object is not callable") and 'cli.py", line' in text

@@ -11,7 +11,10 @@ import copy
 import difflib
 import glob
 import json
+import math
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -21,11 +24,19 @@ import jsonschema
 import yaml
 
 from tools.matrix import durations
-from tools.matrix.yaml_lines import Located, load_located
+from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
 DEFAULT_TEST_GLOBS = ("test_*.py",)
 DEFAULT_TEST_TIMEOUT_S = 120.0
+MAX_BYTES = 1 << 20  # a real matrix.yaml is a few KiB; refuse to spend memory on more
+MAX_GLOB_ENTRIES = 100_000  # files and directories a `**` pattern may walk through
+# Bazel's label rules (https://bazel.build/concepts/labels), the documented sets: package names,
+# and target names (the suite's files are targets of its package). `$` is left out of the latter:
+# Bazel expands it in the `args` the file names travel in.
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9/._@-]+")
+FILE_TARGET_NAME = re.compile(r"[A-Za-z0-9!%@^_\"#&'()*+,;<=>?\[\]{|}~/.-]+")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class MatrixError(Exception):
@@ -126,6 +137,12 @@ class Matrix:
     variants: tuple[Variant, ...]
     suites: tuple[Suite, ...]
     expectations: dict[tuple[str, str, str], Expectations] = field(default_factory=dict, compare=False, hash=False)
+    located: Located | None = field(default=None, compare=False, hash=False, repr=False)  # where each key is
+
+    def at(self, path: tuple, message: str) -> str:
+        """`matrix.yaml:LINE:COL: message`, pointing at key `path`: for checks made after loading."""
+        line, col = self.located.where(path) if self.located else (1, 1)
+        return f"{self.path}:{line}:{col}: {message}"
 
     @cached_property
     def _devices(self) -> dict[str, Device]:
@@ -176,29 +193,41 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise MatrixError([f"{display}: cannot read: {e.strerror}"]) from None
+    if len(raw) > MAX_BYTES:
+        raise MatrixError([f"{display}:1:1: the file is {len(raw)} bytes; matrix.yaml may have at most {MAX_BYTES} (1 MiB)"])
+    try:
+        text = decode(raw)
+    except YamlProblem as e:
+        raise MatrixError([f"{display}:{e.line}:{e.col}: {e.message}"]) from None
     return parse(text, display, workspace, bad_durations_ok=bad_durations_ok)
 
 
 def parse(text: str, display: str, workspace: Path, *, bad_durations_ok: bool = False) -> Matrix:
     try:
         doc = load_located(text)
+    except YamlProblem as e:
+        raise MatrixError([f"{display}:{e.line}:{e.col}: {e.message}"]) from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-        context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        opened = f" ({context} started at {context_mark.line + 1}:{context_mark.column + 1})" if context and context_mark else ""
-        raise MatrixError([f"{display}:{where}: invalid YAML: {getattr(e, 'problem', None) or e}{opened}"]) from None
+        raise MatrixError([f"{display}:{_yaml_error(e, text)}"]) from None
     problems = _Problems(display, doc)
+    for line, col, message in doc.problems:
+        problems.at_pos(line, col, message)
     for path, line, col in doc.duplicates:
         problems.at_pos(line, col, f"duplicate key {path[-1]!r} in {'.'.join(map(str, path[:-1])) or 'the document'}")
+    if doc.data is None:
+        problems.add((), "the file is empty; it must be a mapping with keys devices, variants, suites, expectations")
+        raise MatrixError(problems.lines)
     if not isinstance(doc.data, dict):
         problems.add((), "the document must be a mapping with keys devices, variants, suites, expectations")
         raise MatrixError(problems.lines)
+    _check_strings(doc.data, problems)
     errors = list(_validator().iter_errors(doc.data))
     for error in errors:
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            continue  # already reported where it was read
         for path, message in _schema_problems(error):
             problems.add(path, message)
     # Cross-references and the file system are checked on what the schema accepted, so one run
@@ -208,6 +237,43 @@ def parse(text: str, display: str, workspace: Path, *, bad_durations_ok: bool = 
     if problems.lines or matrix is None:
         raise MatrixError(problems.lines)
     return matrix
+
+
+def _yaml_error(e: yaml.YAMLError, text: str) -> str:
+    """`LINE:COL: invalid YAML: ...` for a syntax error, saying so plainly when it is a tab."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+    line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+    if mark and line[mark.column : mark.column + 1] == "\t":
+        return f"{where}: invalid YAML: a tab character; YAML indents with spaces only"
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    opened = f" ({context} started at {context_mark.line + 1}:{context_mark.column + 1})" if context and context_mark else ""
+    return f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}{opened}"
+
+
+def _free_text(path: tuple) -> bool:
+    """A description or an expectation's reason: the only strings that may hold tabs and newlines."""
+    return (len(path) == 3 and path[0] == "variants" and path[2] == "description") or (len(path) >= 2 and path[-2] in ("xfail", "skip") and path[0] == "expectations")
+
+
+def _check_strings(data: Any, problems: _Problems) -> None:
+    """No control character in any key or string: most of them reach a BUILD file."""
+    stack: list[tuple[tuple, Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in items:
+            if isinstance(key, str):
+                _check_text(path + (key,), key, "key", False, problems)
+            stack.append((path + (key,), child))
+        if isinstance(value, str) and path:
+            _check_text(path, value, "value", _free_text(path), problems)
+
+
+def _check_text(path: tuple, text: str, what: str, free: bool, problems: _Problems) -> None:
+    bad = next((c for c in text if unicodedata.category(c) == "Cc" and not (free and c in "\t\n")), None)
+    if bad is not None:
+        problems.add(path, f"{_dotted(path)}: the {what} {text!r} contains the control character {bad!r}; remove it")
 
 
 def _dotted(path: Any) -> str:
@@ -330,13 +396,39 @@ def _inside(workspace: Path, relative: str) -> Path | None:
     return resolved if resolved == root or root in resolved.parents else None
 
 
-def _globs(workspace: Path, directory: str, patterns: list[str]) -> list[str]:
-    found: set[str] = set()
-    for pattern in patterns:
+def _globs(workspace: Path, directory: str, patterns: list[str]) -> dict[str, int]:
+    """Workspace-relative file -> the index of the first pattern that matched it, sorted by file."""
+    found: dict[str, int] = {}
+    for i, pattern in enumerate(patterns):
         for hit in glob.glob(os.path.join(workspace, directory, pattern), recursive=True):
             if os.path.isfile(hit) and "__pycache__" not in hit:
-                found.add(os.path.relpath(hit, workspace).replace(os.sep, "/"))
-    return sorted(found)
+                found.setdefault(os.path.relpath(hit, workspace).replace(os.sep, "/"), i)
+    return dict(sorted(found.items()))
+
+
+def _glob_hazard(top: Path) -> str:
+    """Why a `**` pattern must not walk `top` (glob follows directory symlinks: a link back to an
+    ancestor recurses until the path is too long, duplicating every file, or forever with two
+    such links), or "" when it may. Walks without recursion, at most MAX_GLOB_ENTRIES entries."""
+    stack: list[tuple[str, tuple[str, ...]]] = [(str(top), (os.path.realpath(top),))]
+    seen = 0
+    while stack:
+        path, ancestors = stack.pop()
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > MAX_GLOB_ENTRIES:
+                return f"more than {MAX_GLOB_ENTRIES} files and directories under it; give patterns without **"
+            if entry.is_dir():  # follows symlinks, as glob does
+                real = os.path.realpath(entry.path)
+                if real in ancestors:
+                    link = os.path.relpath(entry.path, top).replace(os.sep, "/")
+                    return f"the symlink {link!r} leads back to {os.path.relpath(real, top).replace(os.sep, '/')!r} above it (a loop); remove the link or give patterns without **"
+                stack.append((entry.path, ancestors + (real,)))
+    return ""
 
 
 def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, bad_durations_ok: bool = False) -> Matrix:
@@ -344,6 +436,13 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
         Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
         for name, d in data["devices"].items()
     )
+    for device in devices:
+        for key, value in device.env:
+            at = ("devices", device.name, "env", key)
+            if not ENV_NAME.fullmatch(key):
+                problems.add(at, f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
+            if "$" in value:
+                problems.add(at, f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
     variants = tuple(
         Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ()))) for name, v in data["variants"].items()
     )
@@ -367,16 +466,39 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
             problems.add(at + ("directory",) if "directory" in s else at, f"directory {directory!r} is already the directory of suite {directories[directory]!r}; each suite needs its own (its BUILD.bazel is generated)")
             continue
         directories[directory] = name
-        if not (workspace / directory).is_dir():
-            problems.add(at + ("directory",) if "directory" in s else at, f"directory {directory!r} does not exist")
+        dir_at = at + ("directory",) if "directory" in s else at
+        if not PACKAGE_NAME.fullmatch(directory):
+            problems.add(dir_at, f"directory {directory!r} is not a valid Bazel package name: use letters, digits and / - . @ _")
             continue
+        if not (workspace / directory).is_dir():
+            problems.add(dir_at, f"directory {directory!r} does not exist")
+            continue
+        real = (workspace / directory).resolve()
+        if not real.is_relative_to(workspace.resolve()):
+            problems.add(dir_at, f"directory {directory!r} is a symlink (or passes through one) to {str(real)!r}, outside the workspace; its BUILD.bazel would be written there: use a directory inside the workspace")
+            continue
+        patterns = {key: s.get(key, list(DEFAULT_TEST_GLOBS) if key == "tests" else []) for key in ("tests", "data")}
+        escaping = False
         for key in ("tests", "data"):
             for i, pattern in enumerate(s.get(key, ())):
                 if _inside(workspace, os.path.join(directory, pattern)) is None or ".." in Path(pattern).parts:
                     problems.add(at + (key, i), f"pattern {pattern!r} leaves the suite directory")
-        tests = _globs(workspace, directory, s.get("tests", list(DEFAULT_TEST_GLOBS)))
+                    escaping = True
+        if escaping:
+            continue
+        recursive = [(key, i) for key in ("tests", "data") for i, p in enumerate(patterns[key]) if "**" in p]
+        hazard = _glob_hazard(real) if recursive else ""
+        if hazard:
+            key, i = recursive[0]
+            problems.add(at + (key, i) if key in s else at, f"pattern {patterns[key][i]!r} cannot be expanded in {directory}/: {hazard}")
+            continue
+        found = {key: _globs(workspace, directory, patterns[key]) for key in ("tests", "data")}
+        for key, files in found.items():
+            for file, i in files.items():
+                _check_file_name(file[len(directory) + 1 :], at + (key, i) if key in s else at, problems)
+        tests = list(found["tests"])
         if not tests:
-            problems.add(at + ("tests",) if "tests" in s else at, f"no test file matches {s.get('tests', list(DEFAULT_TEST_GLOBS))} in {directory}/")
+            problems.add(at + ("tests",) if "tests" in s else at, f"no test file matches {patterns['tests']} in {directory}/")
         for key, names, valid in (("variants", s["variants"], variant_names), ("devices", s["devices"], device_names)):
             for i, n in enumerate(names):
                 if n not in valid:
@@ -406,7 +528,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 name=name,
                 directory=directory,
                 test_files=tuple(tests),
-                data_files=tuple(f for f in _globs(workspace, directory, s.get("data", [])) if f not in tests),
+                data_files=tuple(f for f in found["data"] if f not in tests),
                 variants=tuple(s["variants"]),
                 devices=tuple(s["devices"]),
                 shards=shard_map,
@@ -420,7 +542,43 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
-    return Matrix(display, devices, variants, tuple(suites), expectations)
+    matrix = Matrix(display, devices, variants, tuple(suites), expectations, located=problems.doc)
+    _check_unique_names(matrix, problems)
+    return matrix
+
+
+def _check_file_name(name: str, where: tuple, problems: _Problems) -> None:
+    """A suite file becomes a target of the suite's package (and an argument of its targets)."""
+    if "$" in name:
+        problems.add(where, f"file {name!r}: Bazel expands '$' in target arguments (make variables); rename the file")
+    elif not FILE_TARGET_NAME.fullmatch(name):
+        bad = next(c for c in name if not FILE_TARGET_NAME.fullmatch(c))
+        problems.add(where, f"file {name!r}: Bazel does not allow {bad!r} in a file's label; rename the file (letters, digits and !%@^_\"#&'()*+,;<=>?[]{{|}}~/.- are allowed)")
+
+
+def _check_unique_names(matrix: Matrix, problems: _Problems) -> None:
+    """Every generated target name once per package: `<suite>_<variant>_<device>` collides when
+    names contain `_` (variant base_b on cpu vs variant base on b_cpu)."""
+    # Imported here: generate imports this module.
+    from tools.matrix.generate import CHECK_TARGET, SUITE_FILES
+
+    seen: dict[tuple[str, str], str] = {("", CHECK_TARGET): "the generated-files check"}
+    for suite in matrix.suites:
+        seen[suite.directory, SUITE_FILES] = f"the file group of suite {suite.name!r}"
+    for suite in matrix.suites:  # not matrix.cells(): unknown variants and devices are reported elsewhere
+        for variant in suite.variants:
+            for index, device in enumerate(suite.devices):
+                name = f"{suite.name}_{variant}_{device}"  # Cell.target_name
+                key, what = (suite.directory, name), f"variant {variant!r} on device {device!r} of suite {suite.name!r}"
+                if key in seen:
+                    problems.add(("suites", suite.name, "devices", index), f"target name {name!r} of {what} is also the name of {seen[key]}; rename a variant or device")
+                seen.setdefault(key, what)
+    for prefix, names in (("variant", [v.name for v in matrix.variants]), ("device", [d.name for d in matrix.devices]), ("suite", [s.name for s in matrix.suites])):
+        for name in names:
+            key = ("", f"{prefix}_{name}")
+            if key in seen:
+                problems.add((f"{prefix}s", name), f"test suite name {key[1]!r} is also the name of {seen[key]}; rename the {prefix}")
+            seen.setdefault(key, f"the test suite of {prefix} {name!r}")
 
 
 def _expectations(raw: dict, suites: list[Suite], raw_suites: dict, problems: _Problems) -> dict:

@@ -10,8 +10,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from tools.matrix import durations
-from tools.matrix.config import Cell, Matrix
+from tools.matrix import durations, impl_check
+from tools.matrix.config import Cell, Matrix, MatrixError
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
@@ -19,6 +19,7 @@ HEADER = (
     f"# Regenerate with `{REGENERATE}`; `{REGENERATE} --check` (also run by `bazel test //...`) fails when stale.\n"
 )
 CHECK_TARGET = "generated_files_test"
+SUITE_FILES = "suite_files"
 
 
 def _s(value: str) -> str:
@@ -91,7 +92,7 @@ def suite_build(matrix: Matrix, suite_name: str, cells: list[Cell] | None = None
         'load("//tools/matrix:defs.bzl", "matrix_cell")\n',
         'package(default_visibility = ["//visibility:public"])\n',
         "# Every file of the suite, for the generated-files check at the root.\n"
-        'filegroup(\n    name = "suite_files",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
+        f'filegroup(\n    name = "{SUITE_FILES}",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
         *(cell_rule(c) for c in cells),
     ]
     return "\n".join(parts)
@@ -105,7 +106,7 @@ def root_build(matrix: Matrix) -> str:
         by_variant[cell.variant.name].append(cell.label)
         by_device[cell.device.name].append(cell.label)
         by_suite[cell.suite.name].append(cell.label)
-    suite_files = [f"//{s.directory}:suite_files" for s in matrix.suites]
+    suite_files = [f"//{s.directory}:{SUITE_FILES}" for s in matrix.suites]
     parts = [
         HEADER,
         'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
@@ -140,10 +141,35 @@ def render(matrix: Matrix) -> dict[str, str]:
     return files
 
 
+def _outside(matrix: Matrix, workspace: Path, files: dict[str, str]) -> list[str]:
+    """A problem for each file to write whose real path is not inside the workspace (a symlinked
+    BUILD.bazel or directory): generate writes inside the workspace only."""
+    root = workspace.resolve()
+    by_directory = {s.directory: s.name for s in matrix.suites}
+    found = []
+    for path in files:
+        real = (workspace / path).resolve()
+        if not real.is_relative_to(root):
+            suite = by_directory.get(path.rpartition("/")[0])
+            at = ("suites", suite, "directory") if suite else ()
+            found.append(matrix.at(at, f"{path} resolves to {str(real)!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"))
+    return found
+
+
+def _refuse(matrix: Matrix, workspace: Path, files: dict[str, str], writing: bool) -> None:
+    """Raise MatrixError (nothing written yet) for what loading matrix.yaml could not check."""
+    problems = impl_check.problems(matrix, workspace) + (_outside(matrix, workspace, files) if writing else [])
+    if problems:
+        raise MatrixError(problems)
+
+
 def write(matrix: Matrix, workspace: Path) -> list[str]:
-    """Write the files whose content changed; return their paths."""
+    """Write the files whose content changed; return their paths. Checks everything first, so a
+    refused matrix writes nothing."""
+    files = render(matrix)
+    _refuse(matrix, workspace, files, writing=True)
     changed = []
-    for path, text in render(matrix).items():
+    for path, text in files.items():
         target = workspace / path
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
@@ -153,6 +179,7 @@ def write(matrix: Matrix, workspace: Path) -> list[str]:
 
 def check(matrix: Matrix, workspace: Path) -> str:
     """A unified diff of stale generated files (empty when all are current)."""
+    _refuse(matrix, workspace, render(matrix), writing=False)
     diffs = []
     for path, text in render(matrix).items():
         target = workspace / path

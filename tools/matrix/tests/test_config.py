@@ -441,7 +441,7 @@ BAD = [
         VALID.replace("description: other", 'description: "other'),
         ["matrix.yaml:17:1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar started at 11:18)"],
     ),
-    ("empty document", "", ["matrix.yaml:1:1: the document must be a mapping with keys devices, variants, suites, expectations"]),
+    ("empty document", "", ["matrix.yaml:1:1: the file is empty; it must be a mapping with keys devices, variants, suites, expectations"]),
     ("a list, not a mapping", "- devices\n", ["matrix.yaml:1:1: the document must be a mapping with keys devices, variants, suites, expectations"]),
 ]
 

@@ -63,9 +63,16 @@ FILES = ("s/test_a.py", "s/test_b.py", "s/conftest.py", "nested/t/test_c.py")
 ALL_CELLS = {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda", "t_base_cpu"}
 
 
+# The module of `impl: pkg.mod:Other`: generate checks that it defines a Variant subclass.
+PKG_MOD = "from tools.matrix.variants import Variant\n\n\nclass Other(Variant):\n    entry_points = ()\n"
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    return write_workspace(tmp_path, MATRIX, FILES, "def test_x():\n    pass\n")
+    write_workspace(tmp_path, MATRIX, FILES, "def test_x():\n    pass\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text(PKG_MOD)
+    return tmp_path
 
 
 def load(ws: Path) -> config.Matrix:
@@ -445,3 +452,43 @@ def test_cli_generate_and_check(ws):
     assert stale.stderr.strip() == f"error: generated BUILD files are stale; run `{generate.REGENERATE}`"
     assert path.read_text() == edited  # --check writes nothing
     assert "Traceback" not in stale.stderr
+
+
+# --- what only generate checks: impl modules (read, never imported) and where it writes ----------
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "from tools.matrix.variants.export import Retrace\n\n\nclass Other(Retrace):\n    pass\n",  # a built-in variant's subclass
+        "import tools.matrix.variants as v\n\n\nclass Mid(v.Variant):\n    pass\n\n\nclass Other(Mid):\n    pass\n",  # through a class of its module
+    ],
+)
+def test_impl_may_derive_from_a_builtin_variant_or_a_local_subclass(ws, module):
+    (ws / "pkg" / "mod.py").write_text(module)
+    assert generate.check(load(ws), ws) != ""  # stale (nothing written yet), but accepted
+
+
+def test_impl_is_checked_by_check_too_and_by_the_cli(ws):
+    (ws / "pkg" / "mod.py").write_text("class Other:\n    pass\n")
+    with pytest.raises(config.MatrixError) as info:
+        generate.check(load(ws), ws)
+    assert info.value.problems == [
+        "matrix.yaml:13:5: variants.other.impl: 'pkg.mod:Other': class 'Other' is not a Variant subclass (its bases: none); derive it from tools.matrix.variants.Variant"
+    ]
+    out = cli(ws, "generate", "--check")
+    assert (out.returncode, out.stderr.splitlines()[0]) == (2, info.value.problems[0])
+    assert not (ws / "s" / "BUILD.bazel").exists()
+
+
+def test_write_refuses_before_writing_any_file(ws, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "BUILD.bazel"
+    outside.write_text("# someone else's\n")
+    (ws / "nested" / "t" / "BUILD.bazel").symlink_to(outside)
+    with pytest.raises(config.MatrixError) as info:
+        generate.write(load(ws), ws)
+    assert info.value.problems == [
+        f"matrix.yaml:25:5: nested/t/BUILD.bazel resolves to {str(outside.resolve())!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"
+    ]
+    assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
+    assert outside.read_text() == "# someone else's\n"

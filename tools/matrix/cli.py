@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script by the py_binary / py_test laun
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.matrix import bazel, config, durations, generate, last_report, listing, matrix_writer, xfail_sync  # noqa: E402
+from tools.matrix.config import did_you_mean  # noqa: E402
 from tools.matrix.errors import InvalidRewrite, UserError  # noqa: E402
 from tools.matrix.filters import add_filter_options, selected_cells  # noqa: E402
 
@@ -91,6 +92,26 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
     if old == new:
         print("matrix.yaml expectations already match the last report")
         return 0
+    return write_expectations(args, old, new)
+
+
+def cmd_xfail_import(args: argparse.Namespace) -> int:
+    from tools.matrix import xfail_import
+
+    matrix = load_matrix(args)
+    suite = xfail_import.suite_and_variant(matrix, args.suite, args.variant)
+    probe = xfail_import.probe(workspace_of(args), suite, args.marker)
+    if not probe.found:
+        raise UserError(
+            f"--marker {args.marker}: none of the {len(probe.collected)} test(s) collected in suite {suite.name!r} carries it; "
+            + did_you_mean(args.marker, probe.seen).replace("valid: ", "markers seen: ")
+        )
+    additions, listed = xfail_import.plan(matrix, suite.name, args.variant, probe)
+    print(f"{len(probe.found)} of {len(probe.collected)} test(s) in {suite.name} carry {args.marker}; {len(listed)} already listed for {args.variant}")
+    if not additions:
+        print("nothing to import")
+        return 0
+    old, new = matrix_writer.edit(workspace_of(args) / args.matrix, lambda doc: matrix_writer.add_xfails(doc, additions))
     return write_expectations(args, old, new)
 
 
@@ -174,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
     sync.add_argument("--out", default="reports", help="report directory (default: reports/)")
     sync.set_defaults(func=cmd_xfail_sync, tests=[])
+    imp = xsub.add_parser("import", parents=[common], help="turn a suite's expected-failure markers into xfails of one variant")
+    imp.add_argument("--suite", required=True, help="the suite to collect (no test runs)")
+    imp.add_argument("--variant", required=True, help="the variant the marked tests are expected to fail under")
+    imp.add_argument(
+        "--marker", required=True,
+        help="a function/class attribute set by a decorator (_expected_failure_cpp_serdes), a pytest mark name, or unittest.expectedFailure",
+    )  # fmt: skip
+    imp.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    imp.set_defaults(func=cmd_xfail_import)
 
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
     dur.add_argument("--out", default="reports", help="report directory (default: reports/)")

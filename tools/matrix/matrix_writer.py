@@ -68,6 +68,12 @@ def add_xfail(expectations: CommentedMap, suite: str, variant: str, device: str 
     target[test] = reason
 
 
+def add_xfails(doc: Any, additions: list[tuple[str, str, str | None, str, str]]) -> None:
+    expectations = expectations_of(doc)
+    for addition in additions:
+        add_xfail(expectations, *addition)
+
+
 def prune(node: Any) -> None:
     """Drop mappings that removals left empty (so no `xfail: {}` litter remains)."""
     if not isinstance(node, dict):

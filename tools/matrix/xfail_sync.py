@@ -12,7 +12,7 @@ from typing import Any
 
 from tools.matrix import config, statuses
 from tools.matrix.filters import record_matches
-from tools.matrix.matrix_writer import MAX_REASON, add_xfail, clean_reason, diff, edit, expectations_of, prune
+from tools.matrix.matrix_writer import MAX_REASON, add_xfail, add_xfails, clean_reason, diff, edit, prune
 from tools.matrix.records import Record
 from tools.matrix.runtime.selection import covers
 
@@ -58,9 +58,8 @@ def plan(records: list[Record], args: argparse.Namespace) -> tuple[list[tuple[st
 
 
 def apply(doc: Any, additions: list, stale: list[Record], still_xfailed: dict[tuple[str, str, str], set[str]]) -> None:
-    expectations = expectations_of(doc)
-    for addition in additions:
-        add_xfail(expectations, *addition)
+    add_xfails(doc, additions)
+    expectations = doc["expectations"]
     for record in stale:
         spec = expectations.get(record.suite, {}).get(record.variant)
         if spec is None:

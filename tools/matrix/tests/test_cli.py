@@ -25,8 +25,8 @@ devices:
   cuda:
     requires_gpu: true
 variants:
-  base: {impl: pkg.mod:Base, description: plain}
-  retrace: {impl: pkg.mod:Retrace, description: again}
+  base: {impl: tools.matrix.variants.base:Base, description: plain}
+  retrace: {impl: tools.matrix.variants.export:Retrace, description: again}
 suites:
   s:
     variants: [base, retrace]

@@ -23,8 +23,8 @@ devices:
   cuda:
     requires_gpu: true
 variants:
-  base: {impl: pkg.mod:Base, description: plain}
-  other: {impl: pkg.mod:Other, description: other}
+  base: {impl: tools.matrix.variants.base:Base, description: plain}
+  other: {impl: tools.matrix.variants.export:Retrace, description: other}
 suites:
   s:
     variants: [base, other]

@@ -1,0 +1,129 @@
+"""`xfail import`: a suite's expected-failure markers (PyTorch-style decorator attributes, pytest
+marks, unittest.expectedFailure) become xfails of one variant, found by real `pytest --collect-only`
+on the fixture suite fixtures/import_markers/ and written by the real CLI through the validated writer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tools.matrix import config, matrix_writer
+from tools.matrix.tests.fixtures.toolws import run_cli
+
+FIXTURE = Path(__file__).absolute().parent / "fixtures" / "import_markers"
+MATRIX = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base: {impl: tools.matrix.variants.base:Base, description: plain}
+  cpp_serdes: {impl: tools.matrix.variants.export:CppSerdes, description: round trip through C++}
+suites:
+  m:
+    data: [markers.py]
+    variants: [base, cpp_serdes]
+    devices: [cpu, cuda]
+
+expectations:
+  m:
+    cpp_serdes:
+      # Listed by hand before the import: left as they are.
+      xfail:
+        test_pytest_style.py::test_plain: known
+      skip:
+        test_unittest_style.py::TestInherited: too slow  # minutes
+# end
+"""
+U, P = "test_unittest_style.py", "test_pytest_style.py"
+IMPORTED = (
+    f"        {P}::test_every_param: 'imported: @expectedFailureCppSerDes ({P}:17)'\n"
+    f"        {U}::TestExport::test_both_break: 'imported: @markers.expectedFailureCppSerDes ({U}:15)'\n"
+    f"        {U}::TestExport::test_serdes_breaks: 'imported: @expectedFailureCppSerDes ({U}:10)'\n"
+    f"        {U}::TestWholeClass::test_one: 'imported: @expectedFailureCppSerDes ({U}:31)'\n"
+    f"        {U}::TestWholeClass::test_two: 'imported: @expectedFailureCppSerDes ({U}:31)'\n"
+)
+ANCHOR = "        test_pytest_style.py::test_plain: known\n"
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    shutil.copytree(FIXTURE, tmp_path / "m")
+    (tmp_path / "matrix.yaml").write_text(MATRIX)
+    return tmp_path
+
+
+def test_import_decorator_attribute_writes_the_variants_xfails(ws):
+    argv = ("xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    expected = MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+    dry = run_cli(ws, *argv, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    # 9 marked: the parametrized pair becomes one entry; TestInherited's two are skipped already, test_plain listed.
+    assert dry.stdout == "9 of 17 test(s) in m carry _expected_failure_cpp_serdes; 3 already listed for cpp_serdes\n" + matrix_writer.diff(
+        MATRIX, expected, "matrix.yaml"
+    )
+    assert (ws / "matrix.yaml").read_text() == MATRIX and not (ws / "m" / "BUILD.bazel").exists()
+
+    done = run_cli(ws, *argv)
+    assert done.returncode == 0, done.stderr
+    assert (ws / "matrix.yaml").read_text() == expected  # comments, order and the hand-written entries kept
+    cells = {c.target_name: c for c in config.load(ws / "matrix.yaml", ws).cells()}
+    assert len(cells["m_cpp_serdes_cpu"].expectations.xfail) == len(cells["m_cpp_serdes_cuda"].expectations.xfail) == 6
+    assert cells["m_base_cpu"].expectations.xfail == ()
+    assert f'"{U}::TestWholeClass::test_two": "imported: @expectedFailureCppSerDes ({U}:31)"' in (ws / "m" / "BUILD.bazel").read_text()
+    again = run_cli(ws, *argv)
+    assert (again.returncode, again.stdout) == (0, "9 of 17 test(s) in m carry _expected_failure_cpp_serdes; 9 already listed for cpp_serdes\nnothing to import\n")
+
+
+@pytest.mark.parametrize(
+    ("marker", "entries"),
+    [
+        (
+            "cpp_serdes_broken",  # a pytest mark, on a function and on one parametrization only
+            [
+                f"        {P}::test_marked: 'imported: @pytest.mark.cpp_serdes_broken ({P}:12)'\n",
+                f"        {P}::test_one_param[2]: 'imported: @pytest.mark.cpp_serdes_broken ({P}:23)'\n",
+            ],
+        ),
+        ("unittest.expectedFailure", [f"        {U}::TestExport::test_known_bad: 'imported: @unittest.expectedFailure ({U}:22)'\n"]),
+    ],
+)
+def test_import_pytest_marks_and_unittest_expected_failure(ws, marker, entries):
+    out = run_cli(ws, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", marker)
+    assert out.returncode == 0, out.stderr
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + "".join(entries))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serde"],
+            "error: --marker _expected_failure_cpp_serde: none of the 17 test(s) collected in suite 'm' carries it; did you mean "
+            "'_expected_failure_cpp_serdes'? markers seen: __unittest_expecting_failure__, _expected_failure_cpp_serdes, "
+            "_expected_failure_retrace, cpp_serdes_broken, parametrize",
+        ),
+        (["--suite", "mm", "--variant", "base", "--marker", "x"], "error: --suite mm: no such suite in matrix.yaml; did you mean 'm'? valid: m"),
+        (
+            ["--suite", "m", "--variant", "cpp_serde", "--marker", "x"],
+            "error: --variant cpp_serde: suite 'm' does not run it; did you mean 'cpp_serdes'? valid: base, cpp_serdes",
+        ),
+    ],
+)
+def test_import_refuses_what_names_nothing(ws, argv, expected):
+    out = run_cli(ws, "xfail", "import", *argv)
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", expected + "\n")
+    assert (ws / "matrix.yaml").read_text() == MATRIX
+
+
+def test_import_refuses_a_suite_that_fails_to_collect(ws):
+    (ws / "m" / "test_broken.py").write_text("import no_such_module_anywhere\n")
+    out = run_cli(ws, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        "error: suite 'm' has files that fail to collect, so their markers are unknown; nothing written:",
+        "  test_broken.py: E   ModuleNotFoundError: No module named 'no_such_module_anywhere'",
+    ]
+    assert (ws / "matrix.yaml").read_text() == MATRIX

@@ -1,0 +1,85 @@
+"""`xfail import`: the expected-failure markers a suite already carries (PyTorch's
+`@expectedFailureCppSerDes` and friends, a pytest mark, `@unittest.expectedFailure`) become matrix.yaml
+xfails of one variant, written through the same validated, comment-preserving writer as `xfail sync`.
+
+The tests are found by `pytest --collect-only` in a child process with the project's Python and
+the marker_probe plugin, not by parsing the files with `ast`: collection sees what the runtime will
+run, with the same node ids (class-level decorators, inherited tests, generated and parametrized
+tests), at the cost of importing the suite (torch) in the child; the CLI itself never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.matrix import marker_probe
+from tools.matrix.config import Matrix, Suite, did_you_mean
+from tools.matrix.errors import UserError
+from tools.matrix.runtime.selection import expectation_for
+
+TOOLS_ROOT = Path(__file__).absolute().parents[2]  # holds the tools package (the workspace, or Bazel's runfiles)
+
+
+@dataclass(frozen=True)
+class Probe:
+    collected: list[str]  # every node id pytest collected
+    found: dict[str, str]  # node id -> "@decorator (file:line)"
+    seen: list[str]  # marker-like names seen on the tests, for a did-you-mean
+
+
+def suite_and_variant(matrix: Matrix, suite_name: str, variant: str) -> Suite:
+    suites = {s.name: s for s in matrix.suites}
+    if suite_name not in suites:
+        raise UserError(f"--suite {suite_name}: no such suite in {matrix.path}; {did_you_mean(suite_name, list(suites))}")
+    suite = suites[suite_name]
+    if variant not in suite.variants:
+        raise UserError(f"--variant {variant}: suite {suite_name!r} does not run it; {did_you_mean(variant, suite.variants)}")
+    return suite
+
+
+def probe(workspace: Path, suite: Suite, marker: str) -> Probe:
+    """Collect the suite (no test runs) and find the tests carrying `marker`."""
+    with tempfile.TemporaryDirectory(prefix="matrix-import-") as tmp:
+        out = Path(tmp) / "markers.json"
+        env = {
+            **os.environ,
+            marker_probe.OUT_ENV: str(out),
+            marker_probe.MARKER_ENV: marker,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(workspace), str(TOOLS_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        command = [
+            sys.executable, "-m", "pytest", "--collect-only", "-q",
+            "-p", "tools.matrix.marker_probe", "-p", "no:cacheprovider",
+            f"--rootdir={suite.directory}", *suite.test_files,
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
+        if not out.is_file():
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise UserError(f"collecting suite {suite.name!r} failed (pytest exit status {done.returncode}); nothing written:\n{tail}")
+        data = json.loads(out.read_text(encoding="utf-8"))
+    if data["errors"]:
+        problems = "\n".join(f"  {e['nodeid']}: {e['message']}" for e in data["errors"])
+        raise UserError(f"suite {suite.name!r} has files that fail to collect, so their markers are unknown; nothing written:\n{problems}")
+    return Probe(data["collected"], data["found"], data["seen"])
+
+
+def plan(matrix: Matrix, suite: str, variant: str, found: Probe) -> tuple[list[tuple[str, str, None, str, str]], list[str]]:
+    """(suite, variant, None, entry, reason) to add, and the tests already listed (xfail or skip).
+    Parametrizations of one function that all carry the marker become one entry (their base id)."""
+    cells = [c for c in matrix.cells() if (c.suite.name, c.variant.name) == (suite, variant)]
+    listed = sorted(t for t in found.found if any(expectation_for(t, dict(c.expectations.xfail + c.expectations.skip)) for c in cells))
+    entries: dict[str, str] = {}
+    for test, where in sorted(found.found.items()):
+        if test in listed:
+            continue
+        base = test.split("[", 1)[0]
+        siblings = [t for t in found.collected if t.split("[", 1)[0] == base]
+        whole = all(t in found.found and t not in listed for t in siblings)
+        entries.setdefault(base if whole else test, f"imported: {where}")
+    return [(suite, variant, None, entry, reason) for entry, reason in entries.items()], listed

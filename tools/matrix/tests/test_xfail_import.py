@@ -50,7 +50,8 @@ ANCHOR = "        test_pytest_style.py::test_plain: known\n"
 
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    shutil.copytree(FIXTURE, tmp_path / "m")
+    # Not Bazel's runfiles __init__.py: the suite is a plain directory, as in a workspace.
+    shutil.copytree(FIXTURE, tmp_path / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
     (tmp_path / "matrix.yaml").write_text(MATRIX)
     return tmp_path
 

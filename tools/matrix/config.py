@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tools.matrix import durations
+from tools.matrix import durations, pytest_args
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
@@ -87,6 +87,7 @@ class Suite:
     shard_seconds: float | None = None  # shard by recorded durations, about this long per shard
     recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
     durations_problem: str = ""  # why the durations file was unreadable (only with bad_durations_ok)
+    pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
 
     @property
     def durations_file(self) -> str:
@@ -503,6 +504,8 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
             for i, n in enumerate(names):
                 if n not in valid:
                     problems.add(at + (key, i), f"unknown {key[:-1]} {n!r}: {did_you_mean(n, valid)}")
+        for i, message in pytest_args.problems(s.get("pytest_args", [])):
+            problems.add(at + ("pytest_args", i), f"suites.{name}.pytest_args.{i}: {message}")
         shards = s.get("shards", 1)
         if "shards" in s and "shard_seconds" in s:
             problems.add(at + ("shard_seconds",), "give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both")
@@ -539,6 +542,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
                 recorded=recorded,
                 durations_problem=durations_problem,
+                pytest_args=tuple(s.get("pytest_args", ())),
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)

@@ -16,6 +16,7 @@ def matrix_cell(
         size = "medium",
         test_timeout_s = 120,
         default_device = False,
+        pytest_args = [],
         env = {},
         tags = []):
     """A py_test running `test_files` under one variant on one device.
@@ -36,6 +37,9 @@ def matrix_cell(
     if default_device:
         args.append("--default-device")
     args += ["--test-file=" + f for f in test_files]
+
+    # Checked by the generator (tools/matrix/pytest_args.py): options only, no spaces, quotes or $.
+    args += ["--pytest-arg=" + a for a in pytest_args]
 
     # Recorded durations plan the shards (tools/matrix/durations.py); only sharded cells read them,
     # so refreshing the file reruns only those.

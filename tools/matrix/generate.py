@@ -78,6 +78,8 @@ def cell_rule(cell: Cell) -> str:
     ]
     if suite.default_device:
         lines.append("    default_device = True,")
+    if suite.pytest_args:
+        lines.append(f"    pytest_args = {_list(suite.pytest_args)},")
     if device.env:
         lines.append(f"    env = {_dict(device.env)},")
     lines.append(f"    tags = {_list(cell.tags)},")

@@ -31,6 +31,7 @@ class CellConfig:
     durations_file: str = ""  # recorded durations that plan the shards (empty: round-robin)
     journal: str = ""  # JSON lines the plugin appends to, one event per line
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
+    pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -41,7 +42,7 @@ class CellConfig:
         if not raw:
             return None
         data = json.loads(raw)
-        for key in ("applies_to", "test_files", "done"):
+        for key in ("applies_to", "test_files", "done", "pytest_args"):
             data[key] = tuple(data[key])
         return cls(**data)
 
@@ -60,6 +61,7 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
     parser.add_argument("--test-timeout-s", type=float, default=120.0)
     parser.add_argument("--default-device", action="store_true")
     parser.add_argument("--durations", default="")
+    parser.add_argument("--pytest-arg", action="append", default=[])
     args = parser.parse_args(argv)
     expectations = json.loads(environ.get("MATRIX_EXPECTATIONS") or "{}")
     return CellConfig(
@@ -79,4 +81,5 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
         total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
         test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
         durations_file=args.durations,
+        pytest_args=tuple(args.pytest_arg),
     )

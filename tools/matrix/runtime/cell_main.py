@@ -80,6 +80,7 @@ def _pytest_command(cell: CellConfig) -> list[str]:
         "-o", "console_output_style=classic",
         "-q", "-rfEX",
         "--continue-on-collection-errors",  # a test file that fails to import must not lose the other files' tests
+        *cell.pytest_args,  # the suite's own options (matrix.yaml pytest_args), checked by the generator
         *[os.path.join(cell.suite_dir, f) for f in cell.test_files],
     ]  # fmt: skip
 

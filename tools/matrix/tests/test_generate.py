@@ -11,6 +11,7 @@ import pytest
 
 import tools.matrix
 from tools.matrix import config, generate
+from tools.matrix.runtime import cell_config
 from tools.matrix.tests.fixtures.toolws import run_cli as cli
 from tools.matrix.tests.fixtures.toolws import write_workspace
 
@@ -49,6 +50,7 @@ suites:
     test_timeout_s: 2.5
     default_device: true
     tags: [exclusive]
+    pytest_args: ["-p", "no:logging"]
 expectations:
   s:
     base:
@@ -196,6 +198,7 @@ def test_cell_attributes(ws):
     assert s["s_base_cpu"]["test_timeout_s"] == 60 and t["t_base_cpu"]["test_timeout_s"] == 2.5
     assert "    test_timeout_s = 60,\n" in files["s/BUILD.bazel"]
     assert t["t_base_cpu"]["default_device"] is True and "default_device" not in s["s_base_cpu"]
+    assert t["t_base_cpu"]["pytest_args"] == ["-p", "no:logging"] and "pytest_args" not in s["s_base_cpu"]
     assert s["s_base_cuda"]["env"] == {"CUDA_VISIBLE_DEVICES": "0"} and "env" not in s["s_base_cpu"]
 
 
@@ -247,6 +250,11 @@ def test_defs_bzl_passes_everything_through_args_and_env(ws):
     encoded = target["env"]["MATRIX_EXPECTATIONS"]
     assert "$$HOME" in encoded  # Bazel expands `$`: escaped
     assert json.loads(encoded.replace("$$", "$")) == {"skip": {"test_b.py": "needs two GPUs"}, "xfail": cell["xfail"]}
+    made.clear()
+    Native.package_name = staticmethod(lambda: "nested/t")
+    env["matrix_cell"](**cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"])
+    assert made[0]["args"][-3:] == ["--test-file=test_c.py", "--pytest-arg=-p", "--pytest-arg=no:logging"]
+    assert cell_config.parse_args(made[0]["args"], {}).pytest_args == ("-p", "no:logging")
 
 
 

@@ -71,6 +71,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tools.matrix import run_report
 
     baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline and not baseline.is_file():
+        raise UserError(f"--baseline {args.baseline}: no such file")
     if baseline:
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
     return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)

@@ -111,12 +111,13 @@ def write(matrix_path: Path, new: str, workspace: Path) -> config.Matrix:
     """Validate, then replace matrix.yaml atomically (a temp file in its directory, then os.replace):
     an interrupted or refused write leaves the old file as it was."""
     matrix = validate(new, matrix_path, workspace)
-    fd, tmp = tempfile.mkstemp(prefix=f".{matrix_path.name}.", suffix=".tmp", dir=matrix_path.parent)
+    target = matrix_path.resolve()  # a symlinked matrix.yaml stays a symlink; its target is replaced
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(new)
-        shutil.copymode(matrix_path, tmp)
-        os.replace(tmp, matrix_path)
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

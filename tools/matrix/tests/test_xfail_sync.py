@@ -502,3 +502,31 @@ def test_cli_nasty_reasons_round_trip_through_yaml_and_the_generated_build(matri
         assert ast.literal_eval("{" + block + "}") == expected
     for message, reason in NASTY:
         assert xfail_sync.reason_of(rec("t.py", "base", "cpu", statuses.FAILED, message)) == reason
+
+
+def test_cli_a_rewrite_that_does_not_validate_writes_nothing(matrix_path):
+    """The safety net, through the CLI: a record whose id the loader rejects (`test_a.py::`, nothing
+    after the `::`) would make an invalid entry; the loader's problem is shown, nothing is written."""
+    ws = matrix_path.parent
+    write_compat(ws / "reports" / COMPAT_JSON, [rec("test_a.py::", "base", "cpu", statuses.FAILED, "boom")])
+    out = run_cli(ws, "xfail", "sync")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    problem, verdict = out.stderr.splitlines()
+    assert problem.startswith("matrix.yaml:") and "'test_a.py::'" in problem  # the loader's own words, at the entry
+    assert verdict == (
+        "error: the rewritten matrix.yaml does not validate (above), so nothing was written. This is a bug in the matrix tool, "
+        "not in your matrix.yaml: please report it with this output and the report it read."
+    )
+    assert out.stdout.startswith("--- a/matrix.yaml\n")  # the diff it refused
+    assert matrix_path.read_text() == PLANTED and sorted(p.name for p in ws.iterdir()) == ["matrix.yaml", "reports", "s", "t"]
+
+
+def test_a_symlinked_matrix_yaml_stays_a_symlink(matrix_path):
+    ws = matrix_path.parent
+    real = ws / "config" / "matrix.yaml"
+    real.parent.mkdir()
+    matrix_path.rename(real)
+    matrix_path.symlink_to(real)
+    new = PLANTED.replace("old failure", "older failure")
+    matrix_writer.write(matrix_path, new, ws)
+    assert matrix_path.is_symlink() and real.read_text() == new

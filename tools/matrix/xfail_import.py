@@ -56,7 +56,9 @@ def probe(workspace: Path, suite: Suite, marker: str) -> Probe:
         command = [
             sys.executable, "-m", "pytest", "--collect-only", "-q",
             "-p", "tools.matrix.marker_probe", "-p", "no:cacheprovider",
-            f"--rootdir={suite.directory}", *suite.test_files,
+            f"--rootdir={suite.directory}",
+            *suite.pytest_args,  # collected as the runtime collects it (import mode, plugins, warnings)
+            *suite.test_files,
         ]  # fmt: skip
         done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
         if not out.is_file():

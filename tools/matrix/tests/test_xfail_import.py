@@ -128,3 +128,16 @@ def test_import_refuses_a_suite_that_fails_to_collect(ws):
         "  test_broken.py: E   ModuleNotFoundError: No module named 'no_such_module_anywhere'",
     ]
     assert (ws / "matrix.yaml").read_text() == MATRIX
+
+
+def test_import_collects_with_the_suites_pytest_args(ws):
+    """The suite is collected as the runtime collects it: here its pytest_args turn an import-time
+    DeprecationWarning into an error, so that file cannot be collected and nothing is imported."""
+    (ws / "m" / "test_warns.py").write_text("import warnings\n\nwarnings.warn('old API', DeprecationWarning)\n\n\ndef test_w():\n    pass\n")
+    (ws / "matrix.yaml").write_text(MATRIX.replace("    data: [markers.py]\n", '    data: [markers.py]\n    pytest_args: ["-W", "error::DeprecationWarning"]\n'))
+    out = run_cli(ws, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "error: suite 'm' has files that fail to collect, so their markers are unknown; nothing written:",
+        "  test_warns.py: E   DeprecationWarning: old API",
+    ]

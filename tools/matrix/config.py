@@ -315,7 +315,9 @@ def _schema_problems(error: jsonschema.ValidationError) -> list[tuple[tuple, str
             return [(path, f"{where}: shard count {error.instance} is outside 1..50")]
         return [(path, f"{where}: shards must be an integer 1..50 or a mapping device -> integer 1..50, got {error.instance!r}")]
     if error.validator == "type" and isinstance(error.validator_value, str) and error.validator_value in _YAML_TYPES:
-        return [(path, f"{where}: must be {_YAML_TYPES[error.validator_value]}, got {error.instance!r}")]
+        # YAML 1.1 reads on/off/yes/no (any case) as booleans: a device named `on` needs quotes.
+        hint = "; YAML reads on/off/yes/no as booleans: quote the word" if isinstance(error.instance, bool) and error.validator_value == "string" else ""
+        return [(path, f"{where}: must be {_YAML_TYPES[error.validator_value]}, got {error.instance!r}{hint}")]
     return [(path, f"{where}: {error.message}")]
 
 
@@ -451,6 +453,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
     variant_names = [v.name for v in variants]
     suites = []
     directories: dict[str, str] = {}  # directory -> suite
+    every_directory = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
     for name, s in data["suites"].items():
         if name in invalid_suites:  # already reported by the schema
             continue
@@ -497,6 +500,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
         for key, files in found.items():
             for file, i in files.items():
                 _check_file_name(file[len(directory) + 1 :], at + (key, i) if key in s else at, problems)
+                _check_same_package(workspace, directory, file, every_directory, at + (key, i) if key in s else at, problems)
         tests = list(found["tests"])
         if not tests:
             problems.add(at + ("tests",) if "tests" in s else at, f"no test file matches {patterns['tests']} in {directory}/")
@@ -558,6 +562,17 @@ def _check_file_name(name: str, where: tuple, problems: _Problems) -> None:
     elif not FILE_TARGET_NAME.fullmatch(name):
         bad = next(c for c in name if not FILE_TARGET_NAME.fullmatch(c))
         problems.add(where, f"file {name!r}: Bazel does not allow {bad!r} in a file's label; rename the file (letters, digits and !%@^_\"#&'()*+,;<=>?[]{{|}}~/.- are allowed)")
+
+
+def _check_same_package(workspace: Path, directory: str, file: str, suite_directories: set[str], where: tuple, problems: _Problems) -> None:
+    """A file below another package (a directory with a BUILD file, or another suite's, whose BUILD
+    file generate writes) is no file of this suite's package: Bazel refuses the label."""
+    parts = file[len(directory) + 1 :].split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        below = "/".join([directory, *parts[:depth]])
+        if below in suite_directories or any((workspace / below / build).is_file() for build in ("BUILD", "BUILD.bazel")):
+            problems.add(where, f"file {file!r} is in package {below!r}, below the suite's package {directory!r}: Bazel cannot take it as a file of the suite; narrow the pattern or move the file")
+            return
 
 
 def _check_unique_names(matrix: Matrix, problems: _Problems) -> None:

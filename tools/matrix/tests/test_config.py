@@ -578,3 +578,10 @@ def test_cli_malformed_durations_file_exits_2_without_traceback(tmp_path):
         "error: 1 problem(s) in matrix.yaml; fix them and run the command again",
     ]
     assert not (ws / "BUILD.bazel").exists()
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    ws = make_workspace(tmp_path, VALID + "# " + "x" * config.MAX_BYTES + "\n")
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == [f"matrix.yaml:1:1: the file is {config.MAX_BYTES + len(VALID) + 3} bytes; matrix.yaml may have at most {config.MAX_BYTES} (1 MiB)"]

@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ _FIELD_TYPES: dict[str, frozenset[type]] = {
     "log_tail": frozenset({str, _NONE}),
 }
 _TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true/false", _NONE: "null"}
+_TEXT = tuple(DIGEST_FIELDS.index(f) for f in ("message", "error_type", "expectation", "log_tail"))
+_STATUSES = frozenset(statuses.ALL)
+_ID, _STATUS, _DURATION, _TRANSFORM = (DIGEST_FIELDS.index(f) for f in ("nodeid", "status", "duration_s", "transform_failed"))
 
 
 class Unreadable(Exception):
@@ -228,10 +231,30 @@ def _first_bad(column: tuple[Any, ...], ok: Any) -> int:
     return next(i for i, value in enumerate(column) if not ok(value))
 
 
+def _rows_ok(rows: list[list[Any]]) -> bool:
+    """Whether every row is well formed, in a few C-speed passes (100,000 rows are checked here; a
+    type() per value costs twice as much). _check_rows says what is wrong when this says no. Falsy
+    values (0, "", null) pass: the records take them as 0.0 / "" / None."""
+    try:
+        # str.join raises TypeError on anything but a string: node ids, and the text fields when set.
+        "".join(map(itemgetter(_ID), rows))
+        for k in _TEXT:
+            "".join(filter(None, map(itemgetter(k), rows)))
+        durations = list(filter(None, map(itemgetter(_DURATION), rows)))
+        return (
+            set(map(itemgetter(_STATUS), rows)) <= _STATUSES
+            and set(map(itemgetter(_TRANSFORM), rows)) <= {True, False, None}
+            and set(map(type, durations)) <= {int, float}
+            and math.isfinite(sum(durations))  # a NaN or an infinity survives the sum
+            and min(durations, default=0) >= 0
+        )
+    except TypeError:  # an unhashable status, a number among the strings, ...
+        return False
+
+
 def _check_rows(rows: list[list[Any]], bad: Any) -> None:
-    """Raise bad(what) unless every row holds values of the right type, a known status, a finite duration.
-    Whole columns at a time (C-speed set/map passes): 100,000 rows are checked here."""
-    if not rows:
+    """Raise bad(what) unless every row holds values of the right type, a known status, a finite duration."""
+    if not rows or _rows_ok(rows):
         return
     columns = list(zip(*rows))
     ids = columns[0]
@@ -245,12 +268,11 @@ def _check_rows(rows: list[list[Any]], bad: Any) -> None:
             i = _first_bad(column, lambda v, allowed=allowed: type(v) in allowed)
             wanted = " or ".join(sorted({_TYPE_NAMES[t] for t in allowed}))
             raise bad(f"{at(i)}: {name} is {column[i]!r:.80}, not {wanted}")
-    if not set(columns[1]) <= set(statuses.ALL):
-        i = _first_bad(columns[1], lambda s: s in statuses.ALL)
+    if not set(columns[1]) <= _STATUSES:
+        i = _first_bad(columns[1], lambda s: s in _STATUSES)
         raise bad(f"{at(i)}: status {columns[1][i]!r:.80} is not one of {', '.join(statuses.ALL)}")
-    durations = [d for d in columns[2] if d]
-    if not all(map(math.isfinite, durations)) or (durations and min(durations) < 0):
-        i = _first_bad(columns[2], lambda d: d is None or (math.isfinite(d) and d >= 0))
+    i = next((i for i, d in enumerate(columns[2]) if d is not None and not (math.isfinite(d) and d >= 0)), None)
+    if i is not None:
         raise bad(f"{at(i)}: duration_s is {columns[2][i]!r}, not a finite number of seconds >= 0")
 
 
@@ -385,9 +407,12 @@ DIED = "died without writing a report or test.xml"
 def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Shard | None:
     """What one shard directory holds; None when it holds nothing (Bazel never ran it)."""
     log = shard_dir / "test.log"
-    tail = _log_tail(log) if log.is_file() else ""
     where = f"shard {shard + 1}"
-    died = _Broken(cell, shard, statuses.CRASHED, f"the target {DIED} (see log tail)", tail, f"{where} {DIED}; see its test.log")
+
+    def broken(status: str, message: str, problem: str = "", **kw: Any) -> _Shard:
+        tail = _log_tail(log) if log.is_file() else ""  # read only for a shard that needs it
+        return _Shard(broken=_Broken(cell, shard, status, message, tail, problem or f"{where}: {message}"), **kw)
+
     try:
         results = _read_cell_results(shard_dir)
         if results is not None:
@@ -395,9 +420,8 @@ def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Sha
             if rows or not meta.get("problems"):
                 return _Shard(_records_from_rows(rows, cell, shard), meta)
             # It ran and reported no test, saying why (e.g. the variant could not be loaded).
-            why = "; ".join(meta["problems"])
-            message = f"the target ran but reported no test: {why}"
-            return _Shard(meta={**meta, "problems": []}, broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
+            message = "the target ran but reported no test: " + "; ".join(meta["problems"])
+            return broken(statuses.ERROR, message, meta={**meta, "problems": []})
         xml = shard_dir / "test.xml"
         root = _parse_xml(xml) if xml.is_file() else None
         if root is not None and root.find(".//testcase") is not None:
@@ -408,16 +432,15 @@ def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Sha
                 return _Shard(records)
             code = _BAZEL_EXIT.search(ET.tostring(root, encoding="unicode"))
             if code and int(code[1]) < 128:  # an exit status, not a signal: it failed to start, did not crash
-                message = f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)"
-                return _Shard(broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
-            return _Shard(broken=died)
-        return _Shard(broken=died) if log.is_file() else None
+                return broken(statuses.ERROR, f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)")
+        elif not log.is_file():
+            return None
+        return broken(statuses.CRASHED, f"the target {DIED} (see log tail)", f"{where} {DIED}; see its test.log")
     except Unreadable as e:
         what = f"{e.path.relative_to(testlogs) if e.path.is_relative_to(testlogs) else e.path}: {e.what}"
     except Exception as e:  # noqa: BLE001 - a bug met on one odd shard must not cost the whole report
         what = f"{shard_dir.relative_to(testlogs) if shard_dir.is_relative_to(testlogs) else shard_dir}: could not be read ({type(e).__name__}: {e})"
-    message = f"unusable test outputs: {what}"
-    return _Shard(broken=_Broken(cell, shard, statuses.ERROR, message, tail, f"{where}: {message}"))
+    return broken(statuses.ERROR, f"unusable test outputs: {what}")
 
 
 def _fresh_bep(bazel: dict[str, BazelResult], bep: Path, newest: dict[str, float]) -> tuple[dict[str, BazelResult], list[str]]:
@@ -472,7 +495,7 @@ def collect(
     # Every test id any cell of a suite reported: the rows of the suite's matrix.
     suite_tests: dict[str, set[str]] = {}
     for (suite, _v, _d), records in found.items():
-        suite_tests.setdefault(suite, set()).update(r.test for r in records)
+        suite_tests.setdefault(suite, set()).update(map(attrgetter("test"), records))
     used: set[int] = set()  # id() of the broken shards whose reason some record carries
     for cell in cells if fill_missing else []:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
@@ -495,12 +518,12 @@ def collect(
     # A broken shard no record speaks for (tests unknown, or another shard spoke for the cell): never silent.
     collected.problems += [f"{b.cell.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
     for records in found.values():
+        result = bazel.get(records[0].target) if records else None  # a cell's records share its label
         for record in records:
             record.run_id = run_id
-            result = bazel.get(record.target)
             if result and record.shard is not None:
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)
-            collected.records.append(record)
+        collected.records += records
     collected.records.sort(key=attrgetter("suite", "test", "variant", "device"))  # Record.key, without a call per record
     return collected

@@ -191,21 +191,29 @@ def tree(tmp_path_factory) -> tuple[Path, Path]:
     return ws, logs
 
 
-@pytest.fixture(scope="module")
-def reported(tree, tmp_path_factory) -> tuple:
-    """The real `report --no-run` (a stand-in `bazel` only answers `bazel info bazel-testlogs`)."""
-    ws, logs = tree
-    fake = tmp_path_factory.mktemp("bin") / "bazel"
-    fake.write_text(f'#!/bin/sh\n[ "$1 $2" = "info bazel-testlogs" ] && echo {logs} && exit 0\nexit 2\n')
+def report_cli(ws: Path, logs: Path, bindir: Path, *argv: str):
+    """The real `matrix report` with a stand-in `bazel`: `info bazel-testlogs` answers `logs`; `test`
+    exits 3 (tests failed) without writing a BEP, as when Bazel stops early."""
+    fake = bindir / "bazel"
+    fake.write_text(f'#!/bin/sh\n[ "$1 $2" = "info bazel-testlogs" ] && echo {logs} && exit 0\n[ "$1" = test ] && exit 3\nexit 2\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    out = ws / "reports"
     old = os.environ.get("BAZEL")
     os.environ["BAZEL"] = str(fake)
     try:
-        proc = run_cli(ws, "report", "--no-run", "--out", str(out))
+        return run_cli(ws, "report", *argv)
     finally:
         os.environ.pop("BAZEL") if old is None else os.environ.__setitem__("BAZEL", old)
-    return proc, out
+
+
+@pytest.fixture(scope="module")
+def reported(tree, tmp_path_factory) -> tuple:
+    """`report --no-run` on the tree, with an earlier run's BEP (older than the testlogs) in reports/."""
+    ws, logs = tree
+    out = ws / "reports"
+    out.mkdir()
+    stale = bep_file(out / "bep.json", "//s:s_base_cpu", True, "FAILED")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    return report_cli(ws, logs, tmp_path_factory.mktemp("bin"), "--no-run", "--out", str(out)), out
 
 
 def _strict(text: str) -> dict:
@@ -225,6 +233,21 @@ def test_report_is_written_and_every_file_is_valid(reported):
     assert '<script type="application/json" id="report-data">' in (out / "compat.html").read_text()
     assert f"report: {out / 'compat.json'}, {out / 'compat.md'}, {out / 'compat.html'}" in proc.stdout
     assert len(data["records"]) == 3 * (len(HEALTHY) + len(CASES))
+    # The earlier run's BEP in reports/ says s_base_cpu FAILED and was cached: neither is taken.
+    assert f"note: {out / 'bep.json'} is older than the testlogs of 1 target(s)" in proc.stdout
+    assert "Bazel says" not in proc.stdout
+    assert {(r["cached"], r["attempts"]) for r in data["records"]} == {(False, 1)}
+
+
+def test_report_that_runs_bazel_never_keeps_an_old_bep(tree, tmp_path):
+    ws, logs = tree
+    out = tmp_path / "reports"
+    out.mkdir()
+    bep_file(out / "bep.json", "//s:s_base_cpu", True, "FAILED")  # newer than the testlogs: would pass for fresh
+    proc = report_cli(ws, logs, tmp_path, "--out", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert not (out / "bep.json").exists() and "Bazel says" not in proc.stdout
+    assert {(r["cached"], r["attempts"]) for r in _strict((out / "compat.json").read_text())["records"]} == {(False, 1)}
 
 
 def test_healthy_cells_are_intact(reported):

@@ -15,7 +15,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,26 +26,31 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from tools.matrix import statuses  # noqa: E402
-from tools.matrix.runtime import journal, outputs  # noqa: E402
+from tools.matrix.runtime import journal, outputs, selection  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
 
-MAX_RESTARTS = 1000  # every restart records one test, so this only bounds a runaway loop
+MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
+TAIL_BYTES = 8192  # of the child's output, kept for the records of a crash or a timeout
+TERM_GRACE_S = 2.0  # after forwarding SIGTERM, the child's group gets this long before SIGKILL
 
 
-def _synthetic(nodeid: str, status: str, message: str, log_tail: str = "") -> dict[str, Any]:
+def _synthetic(cell: CellConfig, nodeid: str, status: str, message: str, log_tail: str = "") -> dict[str, Any]:
+    """A record the child could not write itself. A crash or timeout of a test with a matrix.yaml
+    xfail entry is that entry's expected failure: `xfailed`, its error_type still says what happened."""
+    hit = selection.expectation_for(nodeid, cell.xfail) if status in (statuses.CRASHED, statuses.TIMEOUT) else None
     return {
         "nodeid": nodeid,
-        "outcome": "failed",
+        "outcome": "xfailed" if hit else "failed",
         "metadata": {
             "matrix": {
-                "status": status,
+                "status": statuses.XFAILED if hit else status,
                 "duration_s": 0.0,
                 "message": message,
                 "error_type": status,
                 "transform_failed": False,
                 "transform_s": 0.0,
                 "transform_calls": 0,
-                "expectation": None,
+                "expectation": hit[0] if hit else None,
                 "log_tail": log_tail,
             }
         },
@@ -57,6 +64,11 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def _how_it_ended(returncode: int) -> str:
+    """'died (SIGSEGV)' or 'exited (status 0)': the child's end, for a crash message."""
+    return f"died ({_signal_name(returncode)})" if returncode < 0 else f"exited (status {returncode})"
+
+
 def _child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
     """The pytest child's environment, from this process's (or `environ`, run from `cwd`)."""
     env = dict(os.environ if environ is None else environ)
@@ -66,6 +78,7 @@ def _child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = 
         env[key] = scratch
     env.setdefault("HOME", scratch)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash before pytest enables its own faulthandler still prints a stack
     env["PYTHONPATH"] = os.pathsep.join(p for p in [cwd or os.getcwd(), env.get("PYTHONPATH", "")] if p)
     return env
 
@@ -81,13 +94,58 @@ def _pytest_command(cell: CellConfig) -> list[str]:
         "-q", "-rfEX",
         "--continue-on-collection-errors",  # a test file that fails to import must not lose the other files' tests
         *cell.pytest_args,  # the suite's own options (matrix.yaml pytest_args), checked by the generator
-        *[os.path.join(cell.suite_dir, f) for f in cell.test_files],
+        *[os.path.join(cell.suite_dir, f) for f in _files_to_collect(cell)],
     ]  # fmt: skip
+
+
+def _files_to_collect(cell: CellConfig) -> list[str]:
+    """The test files, less those already recorded as a whole (their import crashed or failed)."""
+    return [f for f in cell.test_files if Path(f).as_posix() not in cell.done]
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Child:
+    """One pytest child in its own session (a test that kills its process group reaches only its own),
+    its stdout and stderr copied to ours as they come, the last TAIL_BYTES kept for the records."""
+
+    def __init__(self, command: list[str], env: dict[str, str], journal_fd: int) -> None:
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(journal_fd,), start_new_session=True
+        )
+        self._tail = bytearray()
+        self._reader = threading.Thread(target=self._copy, daemon=True)
+        self._reader.start()
+
+    def _copy(self) -> None:
+        assert self.proc.stdout is not None
+        out = sys.stdout.buffer
+        while chunk := os.read(self.proc.stdout.fileno(), 1 << 16):
+            out.write(chunk)
+            out.flush()
+            self._tail += chunk
+            del self._tail[:-TAIL_BYTES]
+
+    def wait(self) -> int:
+        returncode = self.proc.wait()
+        _kill_group(self.proc.pid, signal.SIGKILL)  # what the test left running would hold the pipe open
+        self._reader.join(timeout=5)  # one that escaped into its own session may still: stop waiting
+        return returncode
+
+    @property
+    def tail(self) -> str:
+        return bytes(self._tail).decode(errors="replace")
 
 
 class _Termination:
     """Bazel ends a target that overruns its own timeout with SIGTERM (then SIGKILL after a grace
-    period): stop the child, keep every result recorded so far, and write the outputs in time."""
+    period): pass it on to the child's process group (its faulthandler prints where each thread
+    was), SIGKILL the group TERM_GRACE_S later, keep every result recorded so far, write the outputs."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -96,70 +154,123 @@ class _Termination:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        if self.child and self.child.poll() is None:
-            self.child.kill()
+        self.stop_child()
+
+    def stop_child(self) -> None:
+        if self.child is not None:
+            _kill_group(self.child.pid, signal.SIGTERM)
+            timer = threading.Timer(TERM_GRACE_S, _kill_group, args=(self.child.pid, signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
 
 
-def run_cell(cell: CellConfig, scratch: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def _warn(message: str) -> None:
+    print(f"\n[matrix] WARNING: {message}", flush=True)
+
+
+def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Run every selected test, resuming after crashes and timeouts. Returns (tests, session info, problems)."""
-    journal_path = os.path.join(scratch, "journal.jsonl")
-    cell = replace(cell, journal=journal_path)
+    events_of = journal.Journal(journal_dir)
+    cell = replace(cell, journal=str(events_of.fd))
     tests: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     session: dict[str, Any] = {"restarts": 0}
+    checked = False  # the expectation and filter checks come from the first child that collected
     termination = _Termination()
-    for attempt in range(MAX_RESTARTS):
-        offset = len(journal.read(journal_path))
+    for _attempt in range(MAX_RESTARTS):
         child_cell = replace(cell, done=tuple(tests))
-        termination.child = child = subprocess.Popen(_pytest_command(child_cell), env=_child_env(child_cell, scratch))
+        if not _files_to_collect(child_cell):
+            break  # every file failed to import
+        os.makedirs(scratch, exist_ok=True)  # a test may have wiped its temporary directory
+        child = _Child(_pytest_command(child_cell), _child_env(child_cell, scratch), events_of.fd)
+        termination.child = child.proc
         if termination.requested:  # the signal came between two children
-            child.kill()
-        child.wait()
-        events = journal.read(journal_path)[offset:]
-        pending: str | None = None
-        started = False
+            termination.stop_child()
+        returncode = child.wait()
+        pending: str | None = None  # the test running when the child ended
+        importing: str | None = None  # the test file being imported when the child ended
+        started = fatal = False
         timed_out: dict[str, Any] | None = None
-        for event in events:
+        checks: list[str] = []
+        for event in events_of.read_new(_warn):
             kind = event["event"]
             if kind == "session":
                 session.update(torch_version=event["torch_version"], python=event["python"])
+            elif kind == "collecting":
+                importing = event["nodeid"]
+            elif kind == "collecting_done":
+                importing = None
             elif kind == "collected":
-                started = True
+                started, importing = True, None
             elif kind == "start":
                 pending = event["nodeid"]
             elif kind == "result":
-                tests[event["test"]["nodeid"]] = event["test"]
+                tests[event["test"]["nodeid"]] = outputs.cap_output(event["test"])
                 pending = None
             elif kind == "timeout":
                 timed_out = event
             elif kind == "fatal":
                 problems.append(event["message"])
+                fatal = True
             elif kind == "collect_error":
-                tests[event["nodeid"]] = _synthetic(event["nodeid"], statuses.ERROR, event["message"], event["longrepr"])
-            elif kind == "unmatched" and attempt == 0:
-                problems.append(
+                tests[event["nodeid"]] = _synthetic(cell, event["nodeid"], statuses.ERROR, event["message"], event["longrepr"])
+                importing = None
+            elif kind == "unmatched":
+                checks.append(
                     f"matrix.yaml {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
                     f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
                 )
+            elif kind == "filter_unmatched":
+                near = f"; did you mean: {', '.join(event['near'])}?" if event["near"] else ""
+                checks.append(f"--test_filter {event['filter']!r} matches no test of {cell.target or cell.suite} (in any shard){near}")
+        if started and not checked:
+            problems += checks
+            checked = True
         if termination.requested:
-            if pending is not None:
-                tests[pending] = _synthetic(pending, statuses.TIMEOUT, "Bazel ended the target during this test (the target's timeout, see `size`/--test_timeout)")
-            problems.append("Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing")
+            if pending is not None or importing is not None:
+                where = "during this test" if pending is not None else "while this file was being imported"
+                nodeid = pending or importing
+                assert nodeid is not None
+                tests[nodeid] = _synthetic(
+                    cell,
+                    nodeid,
+                    statuses.TIMEOUT,
+                    f"Bazel ended the target {where} (the target's timeout, see `size`/--test_timeout)",
+                    child.tail,
+                )
+            problems.append(
+                "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing"
+            )
             return list(tests.values()), session, problems
-        if pending is None:
-            if not started and not problems:
-                problems.append(f"pytest exited with {_signal_name(child.returncode)} before running any test; see the log above")
-            elif child.returncode not in (0, 1, 5) and not problems:
-                problems.append(f"pytest exited with {_signal_name(child.returncode)} outside any test; see the log above")
+        if pending is None and importing is not None:  # died importing a test file: run the others
+            tests[importing] = _synthetic(
+                cell, importing, statuses.CRASHED, f"the test process {_how_it_ended(returncode)} while importing this file", child.tail
+            )
+        elif pending is None:
+            if not started and not fatal:
+                problems.append(
+                    f"pytest exited with {_signal_name(returncode)} before running any test; its last output:\n{child.tail[-2000:]}"
+                )
+            elif returncode not in (0, 1, 5) and not fatal:
+                problems.append(f"pytest exited with {_signal_name(returncode)} outside any test; its last output:\n{child.tail[-2000:]}")
+            return list(tests.values()), session, problems
+        elif timed_out and timed_out["nodeid"] == pending and returncode == journal.TIMEOUT_EXIT_CODE:
+            tests[pending] = _synthetic(
+                cell, pending, statuses.TIMEOUT, f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)", child.tail
+            )
+        else:
+            tests[pending] = _synthetic(
+                cell, pending, statuses.CRASHED, f"the test process {_how_it_ended(returncode)} inside this test", child.tail
+            )
+        culprit = pending or importing
+        assert culprit is not None
+        if culprit in child_cell.done:  # it was excluded, yet ran again: restarting would loop
+            problems.append(f"{culprit} ran again after it was recorded; stopped restarting (a runtime bug)")
             return list(tests.values()), session, problems
         session["restarts"] += 1
-        if timed_out and timed_out["nodeid"] == pending and child.returncode == journal.TIMEOUT_EXIT_CODE:
-            record = _synthetic(pending, statuses.TIMEOUT, f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)")
-        else:
-            record = _synthetic(pending, statuses.CRASHED, f"the test process died ({_signal_name(child.returncode)}) inside this test")
-        tests[pending] = record
-        print(f"\n[matrix] {pending}: {record['metadata']['matrix']['message']}; resuming with the remaining tests", flush=True)
-    problems.append(f"gave up after {MAX_RESTARTS} restarts")
+        print(f"\n[matrix] {culprit}: {tests[culprit]['metadata']['matrix']['message']}; resuming with the remaining tests", flush=True)
+    else:
+        problems.append(f"gave up after {MAX_RESTARTS} restarts")
     return list(tests.values()), session, problems
 
 
@@ -177,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     premature = environ.get("TEST_PREMATURE_EXIT_FILE")
     _touch(premature)
     scratch = tempfile.mkdtemp(prefix="cell-", dir=environ.get("TEST_TMPDIR"))
-    tests, session, problems = run_cell(cell, scratch)
+    try:
+        tests, session, problems = run_cell(cell, scratch, environ.get("TEST_TMPDIR"))
+    except Exception:  # a bug here must still leave outputs that say what happened
+        tests, session, problems = [], {"restarts": 0}, [f"cell_main failed:\n{traceback.format_exc()}"]
     tests.sort(key=lambda t: t["nodeid"])
     unexpected = [t for t in tests if outputs.status_of(t) in statuses.UNEXPECTED]
     exitcode = 1 if unexpected or problems else 0

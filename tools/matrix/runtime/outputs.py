@@ -21,6 +21,31 @@ DIGEST_NAME = "matrix_results.json"
 DIGEST_FIELDS = ("nodeid", "status", "duration_s", "message", "error_type", "transform_failed", "expectation", "log_tail")
 
 
+# Per test and stream (stdout, stderr, traceback): a test that prints 10 MB keeps its first and last
+# OUTPUT_CAP / 2 characters in the report; the full output is in the target's log.
+OUTPUT_CAP = 64 * 1024
+_CAPPED_FIELDS = ("stdout", "stderr", "longrepr")
+
+
+def cut(text: str, cap: int = OUTPUT_CAP) -> str:
+    """`text` with its middle replaced by "... N bytes cut ..." when it is longer than `cap`."""
+    if len(text) <= cap:
+        return text
+    middle = text[cap // 2 : len(text) - cap // 2]
+    return f"{text[: cap // 2]}\n... {len(middle.encode(errors='replace'))} bytes cut ...\n{text[len(text) - cap // 2 :]}"
+
+
+def cap_output(test: dict[str, Any]) -> dict[str, Any]:
+    """Cut the captured output of each stage of a pytest-json-report test entry, in place."""
+    for stage in ("setup", "call", "teardown"):
+        entry = test.get(stage)
+        if isinstance(entry, dict):
+            for key in _CAPPED_FIELDS:
+                if isinstance(entry.get(key), str):
+                    entry[key] = cut(entry[key])
+    return test
+
+
 def status_of(test: dict[str, Any]) -> str:
     return test["metadata"]["matrix"]["status"]
 

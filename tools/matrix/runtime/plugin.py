@@ -6,8 +6,10 @@ the MATRIX_CELL environment variable. It is the only place with mutable global s
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ _STATE: _State | None = None
 
 def _event(**event: Any) -> None:
     if _STATE and _STATE.cell.journal:
-        journal.append(_STATE.cell.journal, event)
+        journal.append(int(_STATE.cell.journal), event)  # the descriptor cell_main passed down
 
 
 def _fatal(message: str) -> None:
@@ -53,6 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if cell is None:
         raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL; run tests through cell_main")
     _STATE = _State(cell, config)
+    _die_with_parent()
+    # When Bazel ends the target, cell_main passes its SIGTERM on: print where each thread was (to
+    # the real stderr, which cell_main keeps the tail of), then end as SIGTERM would.
+    faulthandler.register(signal.SIGTERM, file=os.dup(2), all_threads=True, chain=True)
     import torch
 
     _event(event="session", torch_version=torch.__version__, pid=os.getpid(), python=sys.version.split()[0])
@@ -69,6 +75,13 @@ def pytest_configure(config: pytest.Config) -> None:
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")
+
+
+def _die_with_parent() -> None:
+    """The child runs in its own session, out of reach of a kill aimed at cell_main's process group:
+    ask the kernel to SIGKILL it if cell_main dies first (SIGKILLed itself, say)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -101,7 +114,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for entry in entries:
             if not any(selection.covers(entry, n) for n in all_ids):
                 _event(event="unmatched", kind=kind, entry=entry)
-    chosen = selection.select(all_ids, selection.parse_filter(cell.test_filter))
+    patterns = selection.parse_filter(cell.test_filter)
+    chosen = selection.select(all_ids, patterns)
+    if patterns and not chosen:  # decided before sharding: every shard sees the whole cell
+        _event(event="filter_unmatched", filter=cell.test_filter, near=selection.near_matches(patterns, all_ids))
     recorded = _recorded_durations(cell) if cell.total_shards > 1 else None
     chosen = set(selection.shard(chosen, cell.shard_index, cell.total_shards, recorded)) - set(cell.done)
     keep = [item for item in items if item.nodeid in chosen]
@@ -122,9 +138,17 @@ def _recorded_durations(cell: CellConfig) -> dict[str, float] | None:
     return durations.for_cell(durations.load(Path(cell.durations_file)), cell.variant, cell.device)
 
 
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    # Importing a test file can kill the process (a segfault in an extension): say which file first.
+    if isinstance(collector, pytest.Module):
+        _event(event="collecting", nodeid=collector.nodeid)
+
+
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
         _event(event="collect_error", nodeid=report.nodeid, message=_first_line(str(report.longrepr)), longrepr=str(report.longrepr)[-4000:])
+    elif "::" not in report.nodeid and report.nodeid.endswith(".py"):  # a test file, imported
+        _event(event="collecting_done", nodeid=report.nodeid)
 
 
 def _on_timeout(nodeid: str, seconds: float) -> None:

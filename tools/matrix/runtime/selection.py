@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from fnmatch import fnmatchcase
 
 from tools.matrix import durations
@@ -37,6 +38,21 @@ def select(nodeids: list[str], patterns: list[str]) -> list[str]:
     if not patterns:
         return list(nodeids)
     return [n for n in nodeids if any(matches_filter(n, p) for p in patterns)]
+
+
+def near_matches(patterns: list[str], nodeids: list[str], limit: int = 5) -> list[str]:
+    """The node ids closest to what a filter that matched nothing may have meant (a typo'd name, a
+    renamed file), by any spelling the filter accepts."""
+    spellings: dict[str, str] = {}  # spelling -> the node id it names (the first, for shared names)
+    for nodeid in sorted(nodeids):
+        for candidate in _candidates(nodeid):
+            spellings.setdefault(candidate, nodeid)
+    near: list[str] = []
+    for pattern in patterns:
+        for spelling in difflib.get_close_matches(pattern, list(spellings), n=limit, cutoff=0.6):
+            if spellings[spelling] not in near:
+                near.append(spellings[spelling])
+    return near[:limit]
 
 
 def shard(nodeids: list[str], index: int, total: int, recorded: dict[str, float] | None = None) -> list[str]:

@@ -9,13 +9,15 @@ also checked in-process where many cases are cheap to cover.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
+import re
 from collections import Counter
 
 import pytest
 
 from tools.matrix import durations, statuses
-from tools.matrix.runtime import selection
+from tools.matrix.runtime import outputs, selection
 from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
 
 # --- the synthetic suites' tests ---------------------------------------------------------------
@@ -88,8 +90,58 @@ def _sleepy_shard(index: int, durations_file: str | None) -> Cell:
     args = (f"--durations={durations_file}",) if durations_file else ()
     return Cell("sharding", ("test_sleepy.py",), env=env, args=args)
 
-# Heaviest first: the robustness cell restarts its child three times.
+# fixtures/faults: every way a test can take its process or the runtime's bookkeeping down, among
+# healthy tests in other files. Every test must end up in every output with its own status.
+FAULTS_DIR = "faults"
+FAULT_FILES = ("test_a_healthy.py", "test_b_import_segfault.py", "test_c_import_error.py", "test_d_faults.py", "test_e_healthy.py")
+FAULT_TIMEOUT_S = 3
+F = "test_d_faults.py"
+FAULTS = {
+    "test_a_healthy.py::test_ok_1": statuses.PASSED,
+    "test_a_healthy.py::test_ok_2": statuses.PASSED,
+    "test_a_healthy.py::test_ok_param[1]": statuses.PASSED,
+    "test_a_healthy.py::test_ok_param[2]": statuses.PASSED,
+    "test_a_healthy.py::test_prints_10_mb": statuses.PASSED,
+    "test_b_import_segfault.py": statuses.CRASHED,
+    "test_c_import_error.py": statuses.ERROR,
+    f"{F}::test_01_ok": statuses.PASSED,
+    f"{F}::test_02_segfault": statuses.CRASHED,
+    f"{F}::test_03_ok": statuses.PASSED,
+    f"{F}::test_04_abort": statuses.CRASHED,
+    f"{F}::test_05_hang": statuses.TIMEOUT,
+    f"{F}::test_06_exit_0": statuses.CRASHED,
+    f"{F}::test_07_killpg": statuses.CRASHED,
+    f"{F}::test_08_junk_into_journal": statuses.PASSED,
+    f"{F}::test_09_wipe_tempdir": statuses.PASSED,
+    f"{F}::test_10_ok": statuses.PASSED,
+    f"{F}::test_11_expected_crash": statuses.XFAILED,
+    f"{F}::test_12_ok": statuses.PASSED,
+    "test_e_healthy.py::test_after_1": statuses.PASSED,
+    "test_e_healthy.py::TestAfter::test_2": statuses.PASSED,
+    "test_e_healthy.py::TestAfter::test_3": statuses.PASSED,
+}
+FAULT_MESSAGES = {
+    "test_b_import_segfault.py": "the test process died (SIGSEGV) while importing this file",
+    f"{F}::test_02_segfault": "the test process died (SIGSEGV) inside this test",
+    f"{F}::test_04_abort": "the test process died (SIGABRT) inside this test",
+    f"{F}::test_05_hang": f"timed out after {FAULT_TIMEOUT_S}s (per-test timeout)",
+    f"{F}::test_06_exit_0": "the test process exited (status 0) inside this test",
+    f"{F}::test_07_killpg": "the test process died (SIGKILL) inside this test",
+    f"{F}::test_11_expected_crash": "the test process died (SIGSEGV) inside this test",
+}
+# What each record's log_tail must show: faulthandler's stack (or the watchdog's) naming the culprit.
+FAULT_TAILS = {
+    "test_b_import_segfault.py": ("Fatal Python error: Segmentation fault", "test_b_import_segfault.py"),
+    f"{F}::test_02_segfault": ("Fatal Python error: Segmentation fault", "in test_02_segfault"),
+    f"{F}::test_04_abort": ("Fatal Python error: Aborted", "in test_04_abort"),
+    f"{F}::test_05_hang": (f"TIMEOUT: {F}::test_05_hang ran longer than {FAULT_TIMEOUT_S}s", "in test_05_hang"),
+    f"{F}::test_11_expected_crash": ("Fatal Python error: Segmentation fault", "in test_11_expected_crash"),
+}
+FAULT_XFAIL = {f"{F}::test_11_expected_crash": "segfaults in the C++ deserializer (#99)"}
+
+# Heaviest first: the fault cell restarts its child seven times, the robustness cell three times.
 CELLS: dict[str, Cell] = {
+    "faults": Cell(FAULTS_DIR, FAULT_FILES, test_timeout_s=FAULT_TIMEOUT_S, xfail=FAULT_XFAIL, target="//syn/faults:faults_cpu"),
     "robust": Cell("runtime", ("test_robust_broken.py", "test_robust.py"), test_timeout_s=ROBUST_TIMEOUT_S, target=ROBUST_TARGET),
     "expect_ok": Cell("runtime", (EXPECT,), xfail=OK_XFAIL, skip=OK_SKIP),
     "expect_stale": Cell("runtime", (EXPECT,), xfail={**OK_XFAIL, FIXED: "was broken once"}, skip=OK_SKIP),
@@ -323,6 +375,52 @@ def test_hang_is_a_timeout_and_the_rest_still_runs(cells):
     log = run.output
     assert f"TIMEOUT: test_robust.py::test_7_hang ran longer than {ROBUST_TIMEOUT_S}s" in log, log[-6000:]
     assert "about to hang" in log and "in test_7_hang" in log[log.index("TIMEOUT: test_robust.py") :], log[-6000:]
+
+
+@uses("faults")
+def test_no_fault_loses_a_result(cells):
+    """Segfault, abort, hang, os._exit(0), killpg of its own group, junk in the journal, a wiped temp
+    dir, a file that segfaults at import, one that raises at import: every other test still reports,
+    in report.json, matrix_results.json and test.xml alike."""
+    run = cells["faults"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == FAULTS, run.explain()
+    digest = json.loads((run.tmp / "out" / "matrix_results.json").read_text())
+    outputs_ids = {
+        "report.json": set(run.tests),
+        "matrix_results.json": {row[0] for row in digest["tests"]},
+        "test.xml": set(junit_cases(run)),
+    }
+    lost = {name: sorted(set(FAULTS) - ids) for name, ids in outputs_ids.items()}
+    assert lost == {name: [] for name in outputs_ids}, "lost results"
+    assert all(len(ids) == len(FAULTS) for ids in outputs_ids.values())
+    assert run.problems == [] and run.report["matrix"]["restarts"] == 7, run.explain()
+    for nodeid, message in FAULT_MESSAGES.items():
+        assert run.matrix(nodeid)["message"] == message, (nodeid, run.matrix(nodeid))
+    for nodeid, needles in FAULT_TAILS.items():
+        tail = run.matrix(nodeid)["log_tail"]
+        assert all(needle in tail for needle in needles), (nodeid, needles, tail)
+    assert "this module is broken on purpose" in run.matrix("test_c_import_error.py")["log_tail"]
+    # The journal survived the junk: each malformed line was skipped with a warning.
+    assert "[matrix] WARNING: journal line skipped (not a journal event): not json at all" in run.output, run.output[-6000:]
+
+
+@uses("faults")
+def test_crash_listed_as_xfail_is_xfailed_and_says_what_happened(cells):
+    run = cells["faults"]
+    m = run.matrix(f"{F}::test_11_expected_crash")
+    assert (m["status"], m["error_type"], m["expectation"]) == (statuses.XFAILED, statuses.CRASHED, f"{F}::test_11_expected_crash")
+    case = junit_cases(run)[f"{F}::test_11_expected_crash"]
+    assert case.find("skipped") is not None and case.find("error") is None
+
+
+@uses("faults")
+def test_big_output_is_cut_in_the_middle(cells):
+    run = cells["faults"]
+    stdout = run.tests["test_a_healthy.py::test_prints_10_mb"]["call"]["stdout"]
+    assert stdout.startswith("HEAD-MARK xxx") and stdout.rstrip().endswith("xxx TAIL-MARK"), stdout[:200]
+    assert re.search(r"\.\.\. \d+ bytes cut \.\.\.", stdout) and len(stdout) < 2 * outputs.OUTPUT_CAP + 200
+    assert (run.tmp / "out" / "report.json").stat().st_size < 1_000_000
 
 
 # --- outputs -----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.matrix import statuses
+from tools.matrix import last_report, statuses
+from tools.matrix.errors import ReportError
 from tools.matrix.records import Record
 from tools.matrix.report import COMPAT_JSON
 from tools.matrix.tests.fixtures import toolws
@@ -145,19 +146,33 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("command", "corruption"),
-    [("xfail sync", corruption) for corruption in CORRUPT] + [(command, "truncated") for command in COMMANDS if command != "xfail sync"],
-)
-def test_a_corrupt_report_exits_2_in_one_line(ws, command, corruption):
-    content, detail = CORRUPT[corruption]
+def write_report(ws: Path, content: str | bytes) -> Path:
     report = ws / "reports" / COMPAT_JSON
-    report.parent.mkdir()
+    report.parent.mkdir(exist_ok=True)
     report.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return report
+
+
+@pytest.mark.parametrize("corruption", CORRUPT)
+def test_each_kind_of_corrupt_report_is_one_report_error(ws, corruption):
+    """Every kind, through the loader the commands share (in process: fast)..."""
+    content, detail = CORRUPT[corruption]
+    report = write_report(ws, content)
+    with pytest.raises(ReportError) as refused:
+        last_report.load(report)
+    message = str(refused.value)
+    assert message.startswith(f"{report}: not a compat.json (") and message.endswith("; run `make report` (or `bazel run //tools:matrix -- report`) again")
+    assert detail in message
+
+
+@pytest.mark.parametrize(("command", "corruption"), [(command, "truncated") for command in COMMANDS] + [("xfail sync", "record of wrong types")])
+def test_a_corrupt_report_exits_2_in_one_line(ws, command, corruption):
+    """...and every command that reads the report, as a real CLI process."""
+    content, detail = CORRUPT[corruption]
+    report = write_report(ws, content)
     before = snapshot(ws)
     line = one_line_error(cli(ws, *COMMANDS[command]))
-    assert line.startswith(f"error: {report}: not a compat.json (") and line.endswith("; run `make report` (or `bazel run //tools:matrix -- report`) again")
-    assert detail in line
+    assert line.startswith(f"error: {report}: not a compat.json (") and detail in line
     assert snapshot(ws) == before
 
 

@@ -3,14 +3,16 @@
 Sources, per cell shard, best first: the cell's results (matrix_results.json, the compact digest of
 report.json, else report.json itself, from test.outputs/outputs.zip or unzipped), then test.xml
 (JUnit, carrying the matrix status as a property), then test.log alone (the target died with
-neither: every test of the cell becomes `crashed`, the log tail kept). A cell
+neither: every test of the cell becomes `crashed`, the log tail kept; `error` when Bazel's own
+test.xml says it exited with a status rather than a signal). A cell
 of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
 when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
 
 One bad shard never spoils the rest: an output that cannot be read (a corrupt or truncated zip, invalid
 JSON or XML, a digest of the wrong shape, a member too large to read) makes that shard's tests `error`
 records whose message names the file and what is wrong; a shard that ran but reported no tests gets
-`error` records with its cell's own problems (or the log tail) as the reason.
+`error` records with its cell's own problems as the reason. Files are read whole into memory by name,
+each at most MAX_OUTPUT_BYTES; nothing is extracted.
 """
 
 from __future__ import annotations

@@ -356,3 +356,12 @@ def test_the_digest_says_what_report_json_says_and_is_read_first(matrix, tmp_pat
         (A, statuses.XPASSED, 1.5, False, ""),
         (C, statuses.CRASHED, 0.25, False, ""),
     ]
+
+
+def test_log_tail_of_a_huge_log_reads_only_its_end(tmp_path):
+    log = tmp_path / "test.log"
+    with open(log, "w") as f:
+        f.write("x" * 50_000_000 + "\n")  # one 50 MB line: only the last LOG_TAIL_READ bytes are read
+        f.write("\n".join(f"line {i}" for i in range(100)) + "\nSegmentation fault\n")
+    tail = collect_mod._log_tail(log)
+    assert tail.startswith("line 0\n") and tail.endswith("line 99\nSegmentation fault")  # the cut first line dropped

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from tools.matrix.errors import UserError
 from tools.matrix.runtime.selection import expectation_for
 
 TOOLS_ROOT = Path(__file__).absolute().parents[2]  # holds the tools package (the workspace, or Bazel's runfiles)
+COLLECT_TIMEOUT_S = 900  # export_tests collects in ~7 s; only a file hanging at import gets near this
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,33 @@ def probe(workspace: Path, suite: Suite, marker: str) -> Probe:
             *suite.pytest_args,  # collected as the runtime collects it (import mode, plugins, warnings)
             *suite.test_files,
         ]  # fmt: skip
-        done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=COLLECT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"collecting suite {suite.name!r} took over {COLLECT_TIMEOUT_S} s (a test file hangs at import?); nothing written") from None
         if not out.is_file():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise UserError(f"collecting suite {suite.name!r} failed (pytest exit status {done.returncode}); nothing written:\n{tail}")
+            raise UserError(f"collecting suite {suite.name!r} failed ({_ended(done.returncode)}); nothing written:\n{_excerpt(done)}")
         data = json.loads(out.read_text(encoding="utf-8"))
     if data["errors"]:
         problems = "\n".join(f"  {e['nodeid']}: {e['message']}" for e in data["errors"])
         raise UserError(f"suite {suite.name!r} has files that fail to collect, so their markers are unknown; nothing written:\n{problems}")
     return Probe(data["collected"], data["found"], data["seen"])
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"pytest died of {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"pytest died of signal {-returncode}"
+    return f"pytest exit status {returncode}"
+
+
+def _excerpt(done: subprocess.CompletedProcess) -> str:
+    """What says why: a crash's report starts with the fault and the innermost frame (faulthandler),
+    anything else ends with its error."""
+    lines = (done.stderr if done.returncode < 0 else done.stdout + done.stderr).strip().splitlines()
+    return "\n".join(lines[:8] if done.returncode < 0 else lines[-15:])
 
 
 def plan(matrix: Matrix, suite: str, variant: str, found: Probe) -> tuple[list[tuple[str, str, None, str, str]], list[str]]:

@@ -141,3 +141,15 @@ def test_import_collects_with_the_suites_pytest_args(ws):
         "error: suite 'm' has files that fail to collect, so their markers are unknown; nothing written:",
         "  test_warns.py: E   DeprecationWarning: old API",
     ]
+
+
+def test_import_refuses_a_suite_whose_collection_segfaults(ws):
+    """A real segfault at import (ctypes): the child dies, the error names the signal and shows the
+    crash's first lines, which name the file; nothing written."""
+    (ws / "m" / "test_segv.py").write_text("import ctypes\n\nctypes.string_at(0)\n")
+    out = run_cli(ws, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[:2] == ["error: collecting suite 'm' failed (pytest died of SIGSEGV); nothing written:", "Fatal Python error: Segmentation fault"]
+    assert any(line.strip().startswith('File "') and 'test_segv.py", line 3 in <module>' in line for line in lines)
+    assert (ws / "matrix.yaml").read_text() == MATRIX

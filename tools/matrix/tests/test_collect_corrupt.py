@@ -367,3 +367,40 @@ def test_a_missing_shard_of_the_layout_on_disk(tree):
     cells = [c for c in matrix.cells() if c.variant.name in ("base", "sharded")]
     got = {r.test: (r.status, r.shard) for r in collect(matrix, other, cells=cells).records if r.variant == "sharded"}
     assert got == {A: (statuses.PASSED, 0), B: (statuses.NOT_RUN, None), C: (statuses.SKIPPED, 2)}
+
+
+# ---------------------------------------------------------------- more shapes, one shard each
+
+
+def _xml_with(old: bytes, new: bytes) -> bytes:
+    xml = outputs.junit_xml(TESTS, meta("base"))
+    assert old in xml
+    return xml.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("test.xml", _xml_with(b'time="1.500"', b'time="nan"'), "test.xml: testcase 1: time 'nan' is not a finite number of seconds >= 0"),
+    ("test.xml", _xml_with(b'value="passed"', b'value="great"'), "test.xml: testcase 1: matrix_status 'great' is not one of passed,"),
+    (outputs.DIGEST_NAME, json.dumps({"matrix": {"problems": "x"}, "fields": list(outputs.DIGEST_FIELDS), "tests": []}).encode(),
+     "matrix_results.json: matrix.problems is 'x', not a list of strings"),
+    (outputs.DIGEST_NAME, b"[" * 100_000 + b"]" * 100_000, "matrix_results.json: invalid JSON (RecursionError: maximum recursion depth exceeded"),
+    (outputs.DIGEST_NAME, b'{"fields": ["a"], "tests": []}', "matrix_results.json: 'fields' is ['a'], not a list of field names with nodeid and status"),
+    (outputs.DIGEST_NAME, b"{\"a\": \"\xff\"}", "matrix_results.json: invalid JSON (UnicodeDecodeError:"),
+    (outputs.REPORT_NAME, b'{"tests": [{"nodeid": "t.py::x"}]}', "report.json: a test entry without its matrix metadata (KeyError: 'metadata')"),
+])  # fmt: skip
+def test_more_corrupt_outputs(tree, tmp_path, name, content, message):
+    ws, _logs = tree
+    matrix = config.load(ws / "matrix.yaml", ws)
+    d = tmp_path / "s" / "s_base_cpu"
+    if name == "test.xml":
+        d.mkdir(parents=True)
+        (d / name).write_bytes(content)
+    else:
+        (d / "test.outputs").mkdir(parents=True)
+        (d / "test.outputs" / name).write_bytes(content)
+    (cell,) = [c for c in matrix.cells() if c.variant.name == "base"]
+    collected = collect(matrix, tmp_path, cells=[cell])
+    ((status, got),) = {(r.status, r.message) for r in collected.records}
+    assert status == statuses.ERROR
+    where = "s/s_base_cpu/" + ("test.xml" if name == "test.xml" else f"test.outputs/{name}")
+    assert got.startswith(f"unusable test outputs: {where}: {message.split(': ', 1)[1]}"), got

@@ -51,9 +51,18 @@ def _find(item: pytest.Item, function: Any, marker: str, attr: str) -> str | Non
     if item.get_closest_marker(marker) is not None:
         return f"@pytest.mark.{marker} ({_where(function, item) if function else item.location[0]})"
     for holder in (function, getattr(item, "cls", None)):
-        if holder is not None and getattr(holder, attr, False) is not False and not callable(getattr(holder, attr)):
+        if holder is not None and _carries(holder, attr):
             return _decorator(holder, attr, item)
     return None
+
+
+def _carries(obj: Any, attr: str) -> bool:
+    """A marker attribute: set and truthy (a decorator's True), and not a method of that name."""
+    try:
+        value = getattr(obj, attr, None)
+        return bool(value) and not callable(value)
+    except Exception:  # an odd object under that name (a property that raises, an array): not a marker
+        return False
 
 
 def _where(obj: Any, item: pytest.Item, offset: int = 0) -> str:
@@ -88,6 +97,6 @@ def _sets(decorator: ast.expr, target: Any, attr: str) -> bool:
     try:
         value: Any = eval(compile(ast.Expression(decorator), "<decorator>", "eval"), vars(module) if module else {})  # a bare dotted name
         probe = value(lambda: None)
-        return getattr(probe, attr, False) is not False
+        return _carries(probe, attr)
     except Exception:
         return False

@@ -1,12 +1,14 @@
 """Entry point of every matrix target (py_test main): runs one cell's tests under Bazel's protocol.
 
-pytest runs in a child process with the matrix plugin, which journals every test as it ends. When the
-child dies inside a test (segfault, abort) or its watchdog ends a hung test, this process records
-that test as `crashed` / `timeout` and starts a new child for the tests not yet run, so one bad test
-never loses the others' results. At the end it writes the JSON report (to
-TEST_UNDECLARED_OUTPUTS_DIR) and JUnit XML (to XML_OUTPUT_FILE) and exits non-zero when anything
-unexpected happened.
-"""
+pytest runs in a child process with the matrix plugin, which journals each test file before it is
+imported and each test as it starts and ends. When the child dies inside a test (segfault, abort,
+os._exit, a kill of its own process group) or its watchdog ends a hung test, this process records
+that test as `crashed` / `timeout`, with the tail of the child's output (faulthandler's stack), and
+starts a new child for the tests not yet run; a file whose import kills the child is recorded as
+`crashed` and left out of the next child. The journal and the child's session are out of the
+tests' reach (see journal.py, _Child). At the end it always writes the JSON report and its digest
+(to TEST_UNDECLARED_OUTPUTS_DIR) and JUnit XML (to XML_OUTPUT_FILE), with `problems` saying why
+when no test could run, and exits non-zero when anything unexpected happened."""
 
 from __future__ import annotations
 
@@ -248,11 +250,9 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
             )
         elif pending is None:
             if not started and not fatal:
-                problems.append(
-                    f"pytest exited with {_signal_name(returncode)} before running any test; its last output:\n{child.tail[-2000:]}"
-                )
+                problems.append(f"pytest exited with {_signal_name(returncode)} before running any test; its last output:\n{child.tail}")
             elif returncode not in (0, 1, 5) and not fatal:
-                problems.append(f"pytest exited with {_signal_name(returncode)} outside any test; its last output:\n{child.tail[-2000:]}")
+                problems.append(f"pytest exited with {_signal_name(returncode)} outside any test; its last output:\n{child.tail}")
             return list(tests.values()), session, problems
         elif timed_out and timed_out["nodeid"] == pending and returncode == journal.TIMEOUT_EXIT_CODE:
             tests[pending] = _synthetic(

@@ -13,6 +13,7 @@ import json
 import platform
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -85,10 +86,15 @@ PLANNED_CELLS = {f"planned_{index}": index for index in range(2)}
 UNPLANNED_CELLS = {f"unplanned_{index}": index for index in range(2)}
 
 
+def _shard_env(index: int, total: int) -> dict[str, str]:
+    return {"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"}
+
+
 def _sleepy_shard(index: int, durations_file: str | None) -> Cell:
     env = {"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": "2", "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"}
     args = (f"--durations={durations_file}",) if durations_file else ()
     return Cell("sharding", ("test_sleepy.py",), env=env, args=args)
+
 
 # fixtures/faults: every way a test can take its process or the runtime's bookkeeping down, among
 # healthy tests in other files. Every test must end up in every output with its own status.
@@ -146,20 +152,39 @@ CELLS: dict[str, Cell] = {
     "expect_ok": Cell("runtime", (EXPECT,), xfail=OK_XFAIL, skip=OK_SKIP),
     "expect_stale": Cell("runtime", (EXPECT,), xfail={**OK_XFAIL, FIXED: "was broken once"}, skip=OK_SKIP),
     "expect_unmatched": Cell(
-        "runtime", (EXPECT,),
+        "runtime",
+        (EXPECT,),
         xfail={**OK_XFAIL, f"{EXPECT}::test_renamed_long_ago": "stale"},
         skip={**OK_SKIP, f"{EXPECT}::TestGone": "stale too"},
     ),  # fmt: skip
     **{
-        name: Cell("runtime", MANY_FILES, env={"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"})
+        name: Cell(
+            "runtime",
+            MANY_FILES,
+            env={"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"},
+        )
         for name, (total, index) in SHARD_CELLS.items()
     },
     **{name: _sleepy_shard(index, SLEEPY_DURATIONS) for name, index in PLANNED_CELLS.items()},
     **{name: _sleepy_shard(index, None) for name, index in UNPLANNED_CELLS.items()},
     "filter_ids": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_ids"][0]}),
     # The xfail entry names a test the filter leaves out: it matches a test, so it is no problem.
-    "filter_names": Cell("runtime", MANY_FILES, xfail={"test_many.py::test_beta": "filtered out"}, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_names"][0]}),
+    "filter_names": Cell(
+        "runtime", MANY_FILES, xfail={"test_many.py::test_beta": "filtered out"}, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_names"][0]}
+    ),
     "cuda": Cell("runtime", MANY_FILES, device="cuda"),
+    # A filter that selects nothing fails the cell, in every shard; one that matches a test of another
+    # shard does not fail this one.
+    "filter_typo": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta"}),
+    "filter_typo_shard_1": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta", **_shard_env(1, 2)}),
+    **{
+        f"filter_one_shard_{i}": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_more.py::test_epsilon", **_shard_env(i, 2)})
+        for i in range(2)
+    },
+    # No test can run: the outputs still exist and say why.
+    "bad_impl": Cell("runtime", MANY_FILES, impl="faults.no_such_module:Nope", target="//syn:bad_impl"),
+    "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
+    "sigterm": Cell("faults/sigterm", ("test_sigterm.py",), test_timeout_s=60),
 }
 
 
@@ -348,6 +373,58 @@ def test_test_filter_selects(cells, name):
     assert run.problems == []
 
 
+@uses("filter_typo", "filter_typo_shard_1")
+@pytest.mark.parametrize("name", ["filter_typo", "filter_typo_shard_1"])
+def test_filter_matching_nothing_fails_the_cell_with_near_matches(cells, name):
+    """A typo in --test_filter is not a green "0 tests": every shard fails, naming what was meant."""
+    run = cells[name]
+    assert run.returncode == 1, run.explain()
+    assert run.tests == {}
+    (problem,) = run.problems
+    assert problem.startswith("--test_filter 'test_bta' matches no test of syn (in any shard); did you mean: test_many.py::test_beta"), (
+        problem
+    )
+    assert f"[matrix] ERROR: {problem}" in run.output
+
+
+@uses("filter_one_shard_0", "filter_one_shard_1")
+def test_filter_matching_a_test_of_another_shard_passes(cells):
+    runs = [cells[f"filter_one_shard_{i}"] for i in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], "\n".join(r.explain() for r in runs)
+    assert [r.problems for r in runs] == [[], []]
+    assert [sorted(r.tests) for r in runs] == [["test_more.py::test_epsilon"], []]
+
+
+# --- cells where no test can run ---------------------------------------------------------------
+
+
+def _outputs_exist(run) -> None:
+    assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_results.json", "report.json"], run.explain()
+    assert run.xml is not None and junit_cases(run) == {}
+    digest = json.loads((run.tmp / "out" / "matrix_results.json").read_text())
+    assert digest["tests"] == [] and digest["matrix"]["problems"] == run.problems
+
+
+@uses("bad_impl")
+def test_unloadable_variant_writes_outputs_that_say_why(cells):
+    run = cells["bad_impl"]
+    assert run.returncode == 1, run.explain()
+    _outputs_exist(run)
+    assert run.problems == [
+        "//syn:bad_impl: variant impl 'faults.no_such_module:Nope': cannot import 'faults.no_such_module': No module named 'faults.no_such_module'"
+    ]
+
+
+@uses("crash_at_start")
+def test_child_dying_before_any_test_writes_outputs_with_its_last_output(cells):
+    run = cells["crash_at_start"]
+    assert run.returncode == 1, run.explain()
+    _outputs_exist(run)
+    (problem,) = run.problems
+    assert problem.startswith("pytest exited with SIGSEGV before running any test; its last output:\n"), problem
+    assert "Fatal Python error: Segmentation fault" in problem and "crash_at_import.py" in problem, problem
+
+
 # --- crashes, aborts, hangs --------------------------------------------------------------------
 
 
@@ -403,6 +480,32 @@ def test_no_fault_loses_a_result(cells):
     assert "this module is broken on purpose" in run.matrix("test_c_import_error.py")["log_tail"]
     # The journal survived the junk: each malformed line was skipped with a warning.
     assert "[matrix] WARNING: journal line skipped (not a journal event): not json at all" in run.output, run.output[-6000:]
+
+
+@uses("sigterm")
+def test_bazel_sigterm_reaches_the_test_and_its_process_group(cells):
+    """Bazel's SIGTERM to cell_main is passed on to the child's process group (the child runs in its
+    own session): the hung test is `timeout` with where it hung, its grandchild is gone, and the
+    results so far are written."""
+    run = cells["sigterm"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == {
+        "test_sigterm.py::test_1_before": statuses.PASSED,
+        "test_sigterm.py::test_2_bazel_ends_the_target": statuses.TIMEOUT,
+    }
+    hung = run.matrix("test_sigterm.py::test_2_bazel_ends_the_target")
+    assert hung["message"] == "Bazel ended the target during this test (the target's timeout, see `size`/--test_timeout)"
+    assert "in test_2_bazel_ends_the_target" in hung["log_tail"], hung["log_tail"]
+    assert run.problems == [
+        "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing"
+    ]
+    sleeper = int((run.tmp / "tmpdir" / "sleeper.pid").read_text())
+    try:
+        state = (Path("/proc") / str(sleeper) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z"), f"the test's grandchild {sleeper} still runs (state {state})"
+    assert run.wall_s < 30, run.explain()
 
 
 @uses("faults")

@@ -11,6 +11,7 @@ from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import compare, load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report.text import visible
 
 BEP_NAME = "bep.json"
 
@@ -45,8 +46,8 @@ def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | 
     comparison = compare(load_json(baseline)[1], records) if baseline else None
     paths = write_reports(records, run, out_dir, baseline=comparison)
     print(terminal_summary(records, comparison))
-    for problem in problems:
-        print(f"problem: {problem}")
+    for problem in problems:  # may quote test output (a variant's import error): no raw escapes
+        print(f"problem: {visible(problem)}")
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if unexpected(records) or problems else 0
 
@@ -64,7 +65,7 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     # testlogs are no newer than it (see collect._fresh_bep).
     collected = collect(matrix, testlogs, bep if bep.exists() else None)
     for note in collected.notes:
-        print(f"note: {note}")
+        print(f"note: {visible(note)}")
     run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version)
     for record in collected.records:
         record.run_id = run.run_id

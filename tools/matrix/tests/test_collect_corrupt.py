@@ -53,6 +53,7 @@ suites:
     variants: [{", ".join((*HEALTHY, *CASES))}]
     devices: [cpu]
 """
+HOSTILE_PROBLEM = "xfail entry 'test_a.py::gone\x1b[2J\u202e' matched no test"
 BAZEL_OWN_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <testsuites><testsuite name="s/s_exit_1_cpu" tests="1" failures="0" errors="1">
 <testcase name="s/s_exit_1_cpu" status="run" duration="3" time="3"><error message="exited with error code 1"></error></testcase>
@@ -183,9 +184,9 @@ def tree(tmp_path_factory) -> tuple[Path, Path]:
     ws = write_workspace(root / "ws", MATRIX, ("s/test_a.py", "s/test_b.py"))
     logs = root / "bazel-testlogs"
     write_cell(logs / "s" / "s_base_cpu", TESTS, meta("base"))
-    # A cell sharded 3 ways by an earlier plan (today's plan: 1 shard).
+    # A cell sharded 3 ways by an earlier plan (today's plan: 1 shard); a problem quoting hostile text.
     for k, tests in enumerate(([TESTS[0]], [TESTS[1]], [TESTS[2]])):
-        write_cell(logs / "s" / "s_sharded_cpu" / f"shard_{k + 1}_of_3", tests, meta("sharded", k, 3))
+        write_cell(logs / "s" / "s_sharded_cpu" / f"shard_{k + 1}_of_3", tests, meta("sharded", k, 3, (HOSTILE_PROBLEM,) if k == 0 else ()))
     for variant in CASES:
         corrupt(variant, logs / "s" / f"s_{variant}_cpu")
     return ws, logs
@@ -237,6 +238,9 @@ def test_report_is_written_and_every_file_is_valid(reported):
     assert f"note: {out / 'bep.json'} is older than the testlogs of 1 target(s)" in proc.stdout
     assert "Bazel says" not in proc.stdout
     assert {(r["cached"], r["attempts"]) for r in data["records"]} == {(False, 1)}
+    # A cell's own problem is printed, its control and bidi characters escaped.
+    assert "problem: //s:s_sharded_cpu: xfail entry 'test_a.py::gone\\u001b[2J\\u202e' matched no test" in proc.stdout
+    assert "\x1b" not in proc.stdout + proc.stderr and "\u202e" not in proc.stdout + proc.stderr
 
 
 def test_report_that_runs_bazel_never_keeps_an_old_bep(tree, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tools.matrix import durations, statuses
-from tools.matrix.runtime import journal, selection
+from tools.matrix.runtime import journal, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.install import EntryPointError, Installed, install
 from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
@@ -32,7 +32,8 @@ class _State:
     ledger: TransformLedger = field(default_factory=TransformLedger)
     installed: Installed | None = None
     watchdog: threading.Timer | None = None
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tests: dict[str, _TestFacts] = field(default_factory=dict)  # by node id, until its teardown is reported
+    pending: dict[str, _Exception] = field(default_factory=dict)  # makereport -> the logreport that follows
 
 
 _STATE: _State | None = None
@@ -59,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # When Bazel ends the target, cell_main passes its SIGTERM on: print where each thread was (to
     # the real stderr, which cell_main keeps the tail of), then end as SIGTERM would.
     faulthandler.register(signal.SIGTERM, file=os.dup(2), all_threads=True, chain=True)
+    os.environ.update(MATRIX_VARIANT=cell.variant, MATRIX_DEVICE=cell.device)  # for unittest tests: current_variant()
     import torch
 
     _event(event="session", torch_version=torch.__version__, pid=os.getpid(), python=sys.version.split()[0])
@@ -193,46 +195,50 @@ def _transform_failed(excinfo: pytest.ExceptionInfo | None) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _Exception:
+    """What only makereport sees (the exception itself), kept for the logreport that follows it."""
+
+    error: BaseException | None = None
+    error_type: str | None = None
+    transform_failed: bool = False
+    xpassed: bool = False  # pytest failed the report only because an expected failure passed
+
+
+@dataclass
+class _TestFacts:
+    """One test's reports so far; verdict.decide turns them into its status."""
+
+    xfail: verdict.Expectation | None
+    phases: dict[str, verdict.Phase] = field(default_factory=dict)
+    subtests: list[verdict.Subtest] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def facts(self) -> verdict.Facts:
+        p = self.phases
+        return verdict.Facts(p.get("setup"), p.get("call"), p.get("teardown"), tuple(self.subtests), self.xfail)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     assert _STATE is not None
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    info = _STATE.outcomes.setdefault(item.nodeid, {"status": None, "error_type": None, "transform_failed": False, "expectation": None})
-    if call.excinfo is not None and info["error_type"] is None and not report.skipped:
-        info["error_type"] = call.excinfo.typename
-        info["transform_failed"] = _transform_failed(call.excinfo)
-    if report.when == "setup" and report.failed:
-        info["status"] = statuses.ERROR
-    elif report.when == "setup" and report.skipped:
-        info["status"] = statuses.SKIPPED
-    elif report.when == "call":
-        info["status"] = _call_status(item, report, info)
-    elif report.when == "teardown" and report.failed and info["status"] in (statuses.PASSED, None):
-        info["status"] = statuses.ERROR
-
-
-def _call_status(item: pytest.Item, report: pytest.TestReport, info: dict[str, Any]) -> str:
-    assert _STATE is not None
-    hit = selection.expectation_for(item.nodeid, _STATE.cell.xfail)
-    if hit:
-        info["expectation"] = hit[0]
-        entry, reason = hit
-        if report.failed:
-            report.outcome = "skipped"
-            report.wasxfail = f"matrix.yaml xfail ({entry}): {reason}"
-            return statuses.XFAILED
-        if report.passed:
-            report.outcome = "failed"
-            report.longrepr = (
-                f"XPASS(strict): {item.nodeid} passed under variant {_STATE.cell.variant!r} on {_STATE.cell.device!r}, "
-                f"but matrix.yaml expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
-                f"expectations.{_STATE.cell.suite}.{_STATE.cell.variant} in matrix.yaml (or run `bazel run //tools:matrix -- xfail sync`)."
-            )
-            return statuses.XPASSED
-    if hasattr(report, "wasxfail"):  # pytest's own xfail marker inside the suite
-        return statuses.XFAILED if report.skipped else statuses.XPASSED
-    return {"passed": statuses.PASSED, "failed": statuses.FAILED, "skipped": statuses.SKIPPED}[report.outcome]
+    excinfo = call.excinfo
+    error = excinfo.value if excinfo else None
+    outcome_only = isinstance(error, (pytest.skip.Exception, pytest.xfail.Exception))  # not a failure of the test
+    unexpected_success = (  # how pytest reports a @unittest.expectedFailure test that passed
+        isinstance(error, pytest.fail.Exception)
+        and getattr(getattr(item, "obj", None), "__unittest_expecting_failure__", False)
+        and str(error).startswith("Unexpected success")
+    )
+    strict_xpass = report.failed and error is None and str(report.longrepr).startswith("[XPASS(strict)]")
+    _STATE.pending[item.nodeid] = _Exception(
+        error,
+        excinfo.typename if excinfo and not outcome_only else None,
+        _transform_failed(excinfo),
+        bool(unexpected_success or strict_xpass),
+    )
 
 
 def _first_line(text: str) -> str:
@@ -242,46 +248,89 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _message(reports: list[pytest.TestReport]) -> str:
-    for report in reports:
-        if report.failed or report.skipped:
-            if hasattr(report, "wasxfail") and report.skipped:
-                crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-                return _first_line(crash.message if crash else report.wasxfail)
-            longrepr = report.longrepr
-            crash = getattr(longrepr, "reprcrash", None)
-            if crash is not None:
-                return _first_line(crash.message)
-            if isinstance(longrepr, tuple):  # skip: (file, line, reason)
-                return _first_line(str(longrepr[2]))
-            return _first_line(str(longrepr))
-    return ""
+def _report_message(report: pytest.TestReport, error: BaseException | None) -> str:
+    """One report's first failure line, skip reason or expected-failure reason ("" when it passed)."""
+    if report.passed and not hasattr(report, "wasxfail"):
+        return ""
+    if report.skipped and hasattr(report, "wasxfail") and isinstance(error, pytest.xfail.Exception):
+        return _first_line(report.wasxfail) or "expected failure (@unittest.expectedFailure)"
+    longrepr = report.longrepr
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return _first_line(crash.message)
+    if isinstance(longrepr, tuple):  # skip: (file, line, reason)
+        return _first_line(str(longrepr[2]))
+    if report.skipped and hasattr(report, "wasxfail"):
+        return _first_line(report.wasxfail)
+    return _first_line(str(longrepr or ""))
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _expectation(nodeid: str) -> verdict.Expectation | None:
     assert _STATE is not None
-    per_test = _STATE.outcomes.setdefault(report.nodeid, {"status": None})
-    per_test.setdefault("reports", []).append(report)
-    if report.when != "teardown":
+    cell = _STATE.cell
+    hit = selection.expectation_for(nodeid, cell.xfail)
+    if not hit:
+        return None
+    entry, reason = hit
+    stale = (
+        f"XPASS(strict): {nodeid} passed under variant {cell.variant!r} on {cell.device!r}, "
+        f"but matrix.yaml expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
+        f"expectations.{cell.suite}.{cell.variant} in matrix.yaml (or run `bazel run //tools:matrix -- xfail sync`)."
+    )
+    return verdict.Expectation(entry, reason, stale)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Gathers each report's facts before any other plugin sees it, and shows a matrix.yaml xfail
+    entry's effect in pytest's own output (terminal, JUnit) the way pytest shows its own xfails."""
+    assert _STATE is not None
+    test = _STATE.tests.get(report.nodeid)
+    if test is None:
+        test = _STATE.tests[report.nodeid] = _TestFacts(_expectation(report.nodeid))
+    exc = _STATE.pending.pop(report.nodeid, None) or _Exception()
+    message = _report_message(report, exc.error)
+    if isinstance(report, pytest.SubtestReport):
+        context = verdict.subtest_context(report.context.msg, dict(report.context.kwargs))
+        test.subtests.append(verdict.Subtest(context, report.outcome, message, exc.error_type, exc.transform_failed))
         return
-    info = _STATE.outcomes.pop(report.nodeid)
-    reports = info.pop("reports")
+    test.duration_s += report.duration
+    wasxfail = getattr(report, "wasxfail", None)
+    test.phases[report.when] = verdict.Phase(report.outcome, message, exc.error_type, exc.transform_failed, wasxfail, exc.xpassed)
+    if report.when != "call" or test.xfail is None:
+        return
+    decided = verdict.decide(test.facts())
+    if decided.status == statuses.XFAILED and not report.skipped:
+        report.outcome = "skipped"
+        report.wasxfail = f"matrix.yaml xfail ({test.xfail.entry}): {test.xfail.reason}"
+    elif decided.status == statuses.XPASSED and report.passed:
+        report.outcome = "failed"
+        report.longrepr = decided.message
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_runtest_logreport")
+def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
+    """After every other plugin (pytest-json-report's entry is complete): journal the test's result."""
+    assert _STATE is not None
+    if report.when != "teardown" or isinstance(report, pytest.SubtestReport):
+        return
+    test = _STATE.tests.pop(report.nodeid)
+    decided = verdict.decide(test.facts())
     json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
-    test = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": reports[-1].outcome})
-    status = info["status"] or statuses.ERROR
-    test["metadata"] = {
-        **test.get("metadata", {}),
+    entry = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
+    entry["metadata"] = {
+        **entry.get("metadata", {}),
         "matrix": {
-            "status": status,
-            "duration_s": round(sum(r.duration for r in reports), 6),
-            "message": _message(reports),
-            "error_type": info.get("error_type") if status not in (statuses.PASSED, statuses.XPASSED) else None,
-            "transform_failed": bool(info.get("transform_failed")),
+            "status": decided.status,
+            "duration_s": round(test.duration_s, 6),
+            "message": decided.message,
+            "error_type": decided.error_type,
+            "transform_failed": decided.transform_failed,
             "transform_s": round(_STATE.ledger.seconds, 6),
             "transform_calls": _STATE.ledger.calls,
-            "expectation": info.get("expectation"),
+            "expectation": decided.expectation,
+            "subtests_run": decided.subtests_run,
+            "subtests_failed": decided.subtests_failed,
         },
     }
-    _event(event="result", test=test)
-
+    _event(event="result", test=entry)

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import platform
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -185,6 +186,7 @@ CELLS: dict[str, Cell] = {
     "bad_impl": Cell("runtime", MANY_FILES, impl="faults.no_such_module:Nope", target="//syn:bad_impl"),
     "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
     "sigterm": Cell("faults/sigterm", ("test_sigterm.py",), test_timeout_s=60),
+    "sigkill": Cell("faults/sigkill", ("test_sigkill.py",), test_timeout_s=60),
 }
 
 
@@ -500,12 +502,28 @@ def test_bazel_sigterm_reaches_the_test_and_its_process_group(cells):
         "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing"
     ]
     sleeper = int((run.tmp / "tmpdir" / "sleeper.pid").read_text())
-    try:
-        state = (Path("/proc") / str(sleeper) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z"), f"the test's grandchild {sleeper} still runs (state {state})"
+    assert _process_state(sleeper) in ("gone", "Z"), f"the test's grandchild {sleeper} still runs"
     assert run.wall_s < 30, run.explain()
+
+
+def _process_state(pid: int) -> str:
+    """'gone', 'Z' (dead, not yet reaped) or the live state letter of /proc/<pid>/stat."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@uses("sigkill")
+def test_child_does_not_outlive_a_killed_cell_main(cells):
+    run = cells["sigkill"]
+    assert run.returncode == -9 and run.report is None, run.explain()  # nothing can write for a SIGKILLed process
+    child = int((run.tmp / "tmpdir" / "child.pid").read_text())
+    for _ in range(50):
+        if _process_state(child) in ("gone", "Z"):
+            break
+        time.sleep(0.1)
+    assert _process_state(child) in ("gone", "Z"), f"the pytest child {child} outlived cell_main"
 
 
 @uses("faults")

@@ -203,6 +203,7 @@ class _Exception:
     error_type: str | None = None
     transform_failed: bool = False
     xpassed: bool = False  # pytest failed the report only because an expected failure passed
+    unittest_expected_failure: bool = False  # the test is decorated @unittest.expectedFailure
 
 
 @dataclass
@@ -227,17 +228,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     excinfo = call.excinfo
     error = excinfo.value if excinfo else None
     outcome_only = isinstance(error, (pytest.skip.Exception, pytest.xfail.Exception))  # not a failure of the test
-    unexpected_success = (  # how pytest reports a @unittest.expectedFailure test that passed
-        isinstance(error, pytest.fail.Exception)
-        and getattr(getattr(item, "obj", None), "__unittest_expecting_failure__", False)
-        and str(error).startswith("Unexpected success")
-    )
+    expecting_failure = bool(getattr(getattr(item, "obj", None), "__unittest_expecting_failure__", False))
+    # How pytest reports a @unittest.expectedFailure test that passed:
+    unexpected_success = expecting_failure and isinstance(error, pytest.fail.Exception) and str(error).startswith("Unexpected success")
     strict_xpass = report.failed and error is None and str(report.longrepr).startswith("[XPASS(strict)]")
     _STATE.pending[item.nodeid] = _Exception(
         error,
         excinfo.typename if excinfo and not outcome_only else None,
         _transform_failed(excinfo),
         bool(unexpected_success or strict_xpass),
+        expecting_failure,
     )
 
 
@@ -248,12 +248,13 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _report_message(report: pytest.TestReport, error: BaseException | None) -> str:
+def _report_message(report: pytest.TestReport, exc: _Exception) -> str:
     """One report's first failure line, skip reason or expected-failure reason ("" when it passed)."""
     if report.passed and not hasattr(report, "wasxfail"):
         return ""
-    if report.skipped and hasattr(report, "wasxfail") and isinstance(error, pytest.xfail.Exception):
-        return _first_line(report.wasxfail) or "expected failure (@unittest.expectedFailure)"
+    if report.skipped and hasattr(report, "wasxfail") and isinstance(exc.error, pytest.xfail.Exception):  # pytest.xfail(reason)
+        default = "failed as expected (@unittest.expectedFailure)" if exc.unittest_expected_failure else "pytest.xfail() without a reason"
+        return _first_line(report.wasxfail) or default
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
@@ -289,7 +290,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if test is None:
         test = _STATE.tests[report.nodeid] = _TestFacts(_expectation(report.nodeid))
     exc = _STATE.pending.pop(report.nodeid, None) or _Exception()
-    message = _report_message(report, exc.error)
+    message = _report_message(report, exc)
     if isinstance(report, pytest.SubtestReport):
         context = verdict.subtest_context(report.context.msg, dict(report.context.kwargs))
         test.subtests.append(verdict.Subtest(context, report.outcome, message, exc.error_type, exc.transform_failed))

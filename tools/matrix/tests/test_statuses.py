@@ -287,7 +287,7 @@ def test_semantics_statuses(cells):
         S + "TestSkipThenTearDownClassError::test_a": "RuntimeError: tearDownClass broke after a skip",
         S + "test_fails_in_call_and_teardown": "AssertionError: call failed first",
         S + "TestSkipInSetUpClass::test_a": "Skipped: skipped in setUpClass",
-        S + "TestExpectedFailure::test_fails_as_expected": "expected failure (@unittest.expectedFailure)",
+        S + "TestExpectedFailure::test_fails_as_expected": "failed as expected (@unittest.expectedFailure)",
         S + "test_pytest_xfail_marker_passes": "XPASS: expected to fail (pytest marker), but passed",
         S + "test_pytest_xfail_strict_passes": "[XPASS(strict)] strict marker",
         S + "test_pytest_xfail_call": "xfail called in the body",

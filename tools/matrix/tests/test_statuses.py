@@ -52,6 +52,7 @@ SEMANTICS_STATUSES = {
     S + "TestSkipInSetUp::test_a": statuses.SKIPPED,
     S + "TestSkipInSetUpClass::test_a": statuses.SKIPPED,
     S + "TestSkipIfClass::test_a": statuses.SKIPPED,
+    S + "TestSetUpError::test_a": statuses.FAILED,  # unittest's setUp runs in pytest's call
     S + "TestSetUpClassError::test_a": statuses.ERROR,
     S + "TestSetUpClassError::test_b": statuses.ERROR,
     S + "TestTearDownClassError::test_a": statuses.ERROR,
@@ -75,6 +76,7 @@ TORCH_STATUSES = {
     T + "TestExportStyle::test_parametrized_n_2": statuses.PASSED,
     T + "TestExportStyle::test_skip_in_body": statuses.SKIPPED,
     T + "TestClassSkipped::test_a": statuses.SKIPPED,
+    T + "TestTorchSetUpClassError::test_a": statuses.ERROR,
     T + "TestPlainSetUpClassError::test_a": statuses.ERROR,
     T + "TestPlainFails::test_assertion": statuses.FAILED,
 }

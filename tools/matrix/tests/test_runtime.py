@@ -182,6 +182,10 @@ CELLS: dict[str, Cell] = {
         f"filter_one_shard_{i}": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_more.py::test_epsilon", **_shard_env(i, 2)})
         for i in range(2)
     },
+    # The filter names a file whose import crashes: it matched that file, so it is no typo.
+    "filter_crashed_file": Cell(
+        FAULTS_DIR, ("test_b_import_segfault.py", "test_e_healthy.py"), env={"TESTBRIDGE_TEST_ONLY": "test_b_import_segfault.py"}
+    ),
     # No test can run: the outputs still exist and say why.
     "bad_impl": Cell("runtime", MANY_FILES, impl="faults.no_such_module:Nope", target="//syn:bad_impl"),
     "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
@@ -395,6 +399,14 @@ def test_filter_matching_a_test_of_another_shard_passes(cells):
     assert [r.returncode for r in runs] == [0, 0], "\n".join(r.explain() for r in runs)
     assert [r.problems for r in runs] == [[], []]
     assert [sorted(r.tests) for r in runs] == [["test_more.py::test_epsilon"], []]
+
+
+@uses("filter_crashed_file")
+def test_filter_naming_a_file_that_crashed_at_import_matched_it(cells):
+    run = cells["filter_crashed_file"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == {"test_b_import_segfault.py": statuses.CRASHED}, run.explain()
+    assert run.problems == []
 
 
 # --- cells where no test can run ---------------------------------------------------------------

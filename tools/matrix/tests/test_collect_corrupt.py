@@ -408,3 +408,43 @@ def test_more_corrupt_outputs(tree, tmp_path, name, content, message):
     assert status == statuses.ERROR
     where = "s/s_base_cpu/" + ("test.xml" if name == "test.xml" else f"test.outputs/{name}")
     assert got.startswith(f"unusable test outputs: {where}: {message.split(': ', 1)[1]}"), got
+
+
+# ---------------------------------------------------------------- real cells: cell_main's own outputs
+
+
+def test_real_cells_that_ran_no_test_are_error_with_the_runtimes_reason(tmp_path):
+    """Three real cell_main runs (a healthy one, an unloadable variant impl, a segfault before any test),
+    their outputs laid out as Bazel does, collected: the two that ran nothing are error, with the reason."""
+    from tools.matrix.tests.fixtures import cellrun
+
+    files = ("test_many.py", "test_more.py")
+    impls = {"base": cellrun.BASE_IMPL, "bad": "faults.no_such_module:Nope", "crash": "faults.crash_at_import:Crash"}
+    pool = cellrun.CellPool({v: cellrun.Cell("runtime", files, variant=v, impl=i, target=f"//syn:syn_{v}_cpu") for v, i in impls.items()}, tmp_path)
+    try:
+        pool.start(impls)
+        runs = {v: pool[v] for v in impls}
+    finally:
+        pool.close()
+    matrix_yaml = "devices:\n  cpu: {}\nvariants:\n" + "".join(f"  {v}: {{impl: pkg.mod:V, description: {v}}}\n" for v in impls)
+    matrix_yaml += f"suites:\n  syn:\n    variants: [{', '.join(impls)}]\n    devices: [cpu]\n"
+    ws = write_workspace(tmp_path / "ws", matrix_yaml, tuple(f"syn/{f}" for f in files))
+    logs = tmp_path / "bazel-testlogs"
+    for v, run in runs.items():
+        d = logs / "syn" / f"syn_{v}_cpu"
+        (d / "test.outputs").mkdir(parents=True)
+        rezip(d, {f.name: f.read_bytes() for f in (run.tmp / "out").iterdir()})  # Bazel zips the undeclared outputs
+        (d / "test.xml").write_bytes((run.tmp / "test.xml").read_bytes())
+        (d / "test.log").write_text(run.output)
+    records = collect(config.load(ws / "matrix.yaml", ws), logs).records
+    base = {r.test: r.status for r in records if r.variant == "base"}
+    assert len(base) == 12 and set(base.values()) == {statuses.PASSED}, runs["base"].explain()
+    for v, reason in (
+        ("bad", "//syn:syn_bad_cpu: variant impl 'faults.no_such_module:Nope': cannot import 'faults.no_such_module'"),
+        ("crash", "pytest exited with SIGSEGV before running any test; its last output:\n"),
+    ):
+        got = [r for r in records if r.variant == v]
+        assert sorted(r.test for r in got) == sorted(base), runs[v].explain()
+        for r in got:
+            assert (r.status, r.shard) == (statuses.ERROR, 0)
+            assert r.message.startswith(f"the target ran but reported no test: {reason}"), r.message

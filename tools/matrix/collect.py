@@ -24,6 +24,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -229,7 +230,7 @@ def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
     return None if found is None else found[0]
 
 
-def _first_bad(column: tuple[Any, ...], ok: Any) -> int:
+def _first_bad(column: tuple[Any, ...], ok: Callable[[Any], bool]) -> int:
     return next(i for i, value in enumerate(column) if not ok(value))
 
 
@@ -254,7 +255,7 @@ def _rows_ok(rows: list[list[Any]]) -> bool:
         return False
 
 
-def _check_rows(rows: list[list[Any]], bad: Any) -> None:
+def _check_rows(rows: list[list[Any]], bad: Callable[[str], Unreadable]) -> None:
     """Raise bad(what) unless every row holds values of the right type, a known status, a finite duration."""
     if not rows or _rows_ok(rows):
         return
@@ -278,7 +279,7 @@ def _check_rows(rows: list[list[Any]], bad: Any) -> None:
         raise bad(f"{at(i)}: duration_s is {columns[2][i]!r}, not a finite number of seconds >= 0")
 
 
-def _check_meta(meta: Any, bad: Any) -> dict[str, Any]:
+def _check_meta(meta: Any, bad: Callable[[str], Unreadable]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise bad(f"'matrix' is {type(meta).__name__}, not an object")
     problems = meta.get("problems", [])
@@ -289,16 +290,18 @@ def _check_meta(meta: Any, bad: Any) -> dict[str, Any]:
     return meta
 
 
+def _complaint(path: Path, name: str) -> Callable[[str], Unreadable]:
+    """Builds the Unreadable for what is wrong inside `path` (inside its member `name`, if given)."""
+    return lambda what: Unreadable(path, f"{name}: {what}" if name else what)
+
+
 def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]] | None:
     """(cell metadata, one row of DIGEST_FIELDS per test): from the digest, else from report.json
     (outputs written before the digest existed). Raises Unreadable when what is there is not usable."""
     found = _read_output(shard_dir, DIGEST_NAME)
     if found is not None:
         digest, path, name = found
-
-        def bad(what: str) -> Unreadable:
-            return Unreadable(path, f"{name or path.name}: {what}" if name else what)
-
+        bad = _complaint(path, name)
         if not isinstance(digest, dict):
             raise bad(f"a JSON {type(digest).__name__}, not a results object")
         rows, fields = digest.get("tests"), digest.get("fields")
@@ -320,17 +323,16 @@ def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]
     if found is None:
         return None
     report, path, name = found
-
-    def bad_report(what: str) -> Unreadable:
-        return Unreadable(path, f"{name}: {what}" if name else what)
-
+    bad = _complaint(path, name)
+    if not isinstance(report, dict):
+        raise bad(f"a JSON {type(report).__name__}, not a report object")
     try:
         tests = [{**t["metadata"]["matrix"], "nodeid": t["nodeid"]} for t in report.get("tests", [])]
     except (AttributeError, KeyError, TypeError) as e:
-        raise bad_report(f"a test entry without its matrix metadata ({type(e).__name__}: {e})") from None
+        raise bad(f"a test entry without its matrix metadata ({type(e).__name__}: {e})") from None
     rows = [[t.get(f) for f in DIGEST_FIELDS] for t in tests]
-    _check_rows(rows, bad_report)
-    return _check_meta(report.get("matrix", {}), bad_report), rows
+    _check_rows(rows, bad)
+    return _check_meta(report.get("matrix", {}), bad), rows
 
 
 def _records_from_rows(rows: list[list[Any]], cell: Cell, shard: int) -> list[Record]:

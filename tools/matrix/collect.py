@@ -413,9 +413,9 @@ def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Sha
     log = shard_dir / "test.log"
     where = f"shard {shard + 1}"
 
-    def broken(status: str, message: str, problem: str = "", **kw: Any) -> _Shard:
+    def broken(status: str, message: str, problem: str = "", meta: dict[str, Any] | None = None) -> _Shard:
         tail = _log_tail(log) if log.is_file() else ""  # read only for a shard that needs it
-        return _Shard(broken=_Broken(cell, shard, status, message, tail, problem or f"{where}: {message}"), **kw)
+        return _Shard(meta=meta or {}, broken=_Broken(cell, shard, status, message, tail, problem or f"{where}: {message}"))
 
     try:
         results = _read_cell_results(shard_dir)

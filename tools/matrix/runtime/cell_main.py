@@ -43,7 +43,7 @@ def _synthetic(cell: CellConfig, nodeid: str, status: str, message: str, log_tai
     hit = selection.expectation_for(nodeid, cell.xfail) if status in (statuses.CRASHED, statuses.TIMEOUT) else None
     return {
         "nodeid": nodeid,
-        "outcome": "xfailed" if hit else "failed",
+        "outcome": "xfailed" if hit else ("failed" if status != statuses.NOT_RUN else status),
         "metadata": {
             "matrix": {
                 "status": statuses.XFAILED if hit else status,
@@ -147,6 +147,10 @@ class _Child:
     def tail(self) -> str:
         return bytes(self._tail).decode(errors="replace")
 
+    def tail_or_why_none(self, returncode: int) -> str:
+        """The tail, or (a SIGKILL or os._exit as the child's first act prints nothing) a line saying so."""
+        return self.tail or f"(the test process {_how_it_ended(returncode)} without writing any output)"
+
 
 class _Termination:
     """Bazel ends a target that overruns its own timeout with SIGTERM (then SIGKILL after a grace
@@ -182,6 +186,8 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
     problems: list[str] = []
     session: dict[str, Any] = {"restarts": 0}
     checked = False  # the expectation and filter checks come from the first child that collected
+    selected: dict[str, None] = {}  # every test a child collected to run, in order
+    unrun = "the test process ended before this test ran"  # for selected tests left without a record
     termination = _Termination()
     for _attempt in range(MAX_RESTARTS):
         child_cell = replace(cell, done=tuple(tests))
@@ -208,6 +214,7 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
                 importing = None
             elif kind == "collected":
                 started, importing = True, None
+                selected.update(dict.fromkeys(event["nodeids"]))
             elif kind == "start":
                 pending = event["nodeid"]
             elif kind == "result":
@@ -243,39 +250,60 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
                     nodeid,
                     statuses.TIMEOUT,
                     f"Bazel ended the target {where} (the target's timeout, see `size`/--test_timeout)",
-                    child.tail,
+                    child.tail_or_why_none(returncode),
                 )
             problems.append(
-                "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing"
+                "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are not_run"
             )
-            return list(tests.values()), session, problems
+            unrun = "Bazel ended the target (SIGTERM) before this test ran"
+            break
         if pending is None and importing is not None:  # died importing a test file: run the others
             tests[importing] = _synthetic(
-                cell, importing, statuses.CRASHED, f"the test process {_how_it_ended(returncode)} while importing this file", child.tail
+                cell,
+                importing,
+                statuses.CRASHED,
+                f"the test process {_how_it_ended(returncode)} while importing this file",
+                child.tail_or_why_none(returncode),
             )
         elif pending is None:
             if not started and not fatal:
                 problems.append(f"pytest exited with {_signal_name(returncode)} before running any test; its last output:\n{child.tail}")
             elif returncode not in (0, 1, 5) and not fatal:
                 problems.append(f"pytest exited with {_signal_name(returncode)} outside any test; its last output:\n{child.tail}")
-            return list(tests.values()), session, problems
+            unrun = f"the test process {_how_it_ended(returncode)} before this test ran"
+            break
         elif timed_out and timed_out["nodeid"] == pending and returncode == journal.TIMEOUT_EXIT_CODE:
             tests[pending] = _synthetic(
-                cell, pending, statuses.TIMEOUT, f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)", child.tail
+                cell,
+                pending,
+                statuses.TIMEOUT,
+                f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)",
+                child.tail_or_why_none(returncode),
             )
         else:
             tests[pending] = _synthetic(
-                cell, pending, statuses.CRASHED, f"the test process {_how_it_ended(returncode)} inside this test", child.tail
+                cell,
+                pending,
+                statuses.CRASHED,
+                f"the test process {_how_it_ended(returncode)} inside this test",
+                child.tail_or_why_none(returncode),
             )
         culprit = pending or importing
         assert culprit is not None
         if culprit in child_cell.done:  # it was excluded, yet ran again: restarting would loop
             problems.append(f"{culprit} ran again after it was recorded; stopped restarting (a runtime bug)")
-            return list(tests.values()), session, problems
+            unrun = "the runtime stopped restarting before this test ran"
+            break
         session["restarts"] += 1
         print(f"\n[matrix] {culprit}: {tests[culprit]['metadata']['matrix']['message']}; resuming with the remaining tests", flush=True)
     else:
         problems.append(f"gave up after {MAX_RESTARTS} restarts")
+        unrun = f"the runtime gave up after {MAX_RESTARTS} restarts before this test ran"
+    # Nothing selected goes missing: a test no child got to (pytest stopped early, Bazel ended the
+    # target) is `not_run`, saying why.
+    for nodeid in selected:
+        if nodeid not in tests:
+            tests[nodeid] = _synthetic(cell, nodeid, statuses.NOT_RUN, unrun)
     return list(tests.values()), session, problems
 
 

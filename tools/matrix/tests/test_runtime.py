@@ -191,6 +191,7 @@ CELLS: dict[str, Cell] = {
     "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
     "sigterm": Cell("faults/sigterm", ("test_sigterm.py",), test_timeout_s=60),
     "sigkill": Cell("faults/sigkill", ("test_sigkill.py",), test_timeout_s=60),
+    "stop": Cell("faults/stop", ("test_stop.py",)),
 }
 
 
@@ -491,6 +492,8 @@ def test_no_fault_loses_a_result(cells):
     for nodeid, needles in FAULT_TAILS.items():
         tail = run.matrix(nodeid)["log_tail"]
         assert all(needle in tail for needle in needles), (nodeid, needles, tail)
+    ended = [n for n in FAULTS if run.matrix(n)["error_type"] in (statuses.CRASHED, statuses.TIMEOUT)]
+    assert len(ended) == 7 and all(run.matrix(n)["log_tail"].strip() for n in ended), run.explain()  # never empty
     assert "this module is broken on purpose" in run.matrix("test_c_import_error.py")["log_tail"]
     # The journal survived the junk: each malformed line was skipped with a warning.
     assert "[matrix] WARNING: journal line skipped (not a journal event): not json at all" in run.output, run.output[-6000:]
@@ -506,12 +509,14 @@ def test_bazel_sigterm_reaches_the_test_and_its_process_group(cells):
     assert run.statuses == {
         "test_sigterm.py::test_1_before": statuses.PASSED,
         "test_sigterm.py::test_2_bazel_ends_the_target": statuses.TIMEOUT,
+        "test_sigterm.py::test_3_after": statuses.NOT_RUN,  # not lost: it says why it has no result
     }
     hung = run.matrix("test_sigterm.py::test_2_bazel_ends_the_target")
     assert hung["message"] == "Bazel ended the target during this test (the target's timeout, see `size`/--test_timeout)"
     assert "in test_2_bazel_ends_the_target" in hung["log_tail"], hung["log_tail"]
+    assert run.matrix("test_sigterm.py::test_3_after")["message"] == "Bazel ended the target (SIGTERM) before this test ran"
     assert run.problems == [
-        "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are missing"
+        "Bazel ended the target (SIGTERM) before all its tests ran: the target's timeout is too short, or shard it; tests not yet run are not_run"
     ]
     sleeper = int((run.tmp / "tmpdir" / "sleeper.pid").read_text())
     assert _process_state(sleeper) in ("gone", "Z"), f"the test's grandchild {sleeper} still runs"
@@ -524,6 +529,21 @@ def _process_state(pid: int) -> str:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+@uses("stop")
+def test_test_ending_the_session_is_crashed_and_the_rest_run(cells):
+    run = cells["stop"]
+    assert run.returncode == 1, run.explain()
+    assert run.statuses == {
+        "test_stop.py::test_1_before": statuses.PASSED,
+        "test_stop.py::test_2_ends_the_session": statuses.CRASHED,
+        "test_stop.py::test_3_after": statuses.PASSED,
+    }, run.explain()
+    ended = run.matrix("test_stop.py::test_2_ends_the_session")
+    assert ended["message"] == "the test process exited (status 2) inside this test"
+    assert "this test ends the session" in ended["log_tail"], ended["log_tail"]
+    assert run.problems == []
 
 
 @uses("sigkill")

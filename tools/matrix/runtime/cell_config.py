@@ -29,7 +29,7 @@ class CellConfig:
     total_shards: int = 1
     test_filter: str = ""
     durations_file: str = ""  # recorded durations that plan the shards (empty: round-robin)
-    journal: str = ""  # JSON lines the plugin appends to, one event per line
+    journal: str = ""  # the inherited descriptor (a number) the plugin appends JSON-line events to (journal.py)
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
     pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args)
 

@@ -346,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
     outputs.write_outputs(out_dir, tests, metadata, started, exitcode, cell.suite_dir)
     if environ.get("XML_OUTPUT_FILE"):
-        Path(environ["XML_OUTPUT_FILE"]).write_bytes(outputs.junit_xml(tests, metadata))
+        xml = Path(environ["XML_OUTPUT_FILE"])
+        xml.parent.mkdir(parents=True, exist_ok=True)  # a test may have removed it
+        xml.write_bytes(outputs.junit_xml(tests, metadata))
     counts: dict[str, int] = {}
     for t in tests:
         counts[outputs.status_of(t)] = counts.get(outputs.status_of(t), 0) + 1

@@ -123,6 +123,8 @@ FAULTS = {
     f"{F}::test_10_ok": statuses.PASSED,
     f"{F}::test_11_expected_crash": statuses.XFAILED,
     f"{F}::test_12_ok": statuses.PASSED,
+    f"{F}::test_13_ends_the_session": statuses.CRASHED,
+    f"{F}::test_14_ok": statuses.PASSED,
     "test_e_healthy.py::test_after_1": statuses.PASSED,
     "test_e_healthy.py::TestAfter::test_2": statuses.PASSED,
     "test_e_healthy.py::TestAfter::test_3": statuses.PASSED,
@@ -135,6 +137,7 @@ FAULT_MESSAGES = {
     f"{F}::test_06_exit_0": "the test process exited (status 0) inside this test",
     f"{F}::test_07_killpg": "the test process died (SIGKILL) inside this test",
     f"{F}::test_11_expected_crash": "the test process died (SIGSEGV) inside this test",
+    f"{F}::test_13_ends_the_session": "the test process exited (status 2) inside this test",
 }
 # What each record's log_tail must show: faulthandler's stack (or the watchdog's) naming the culprit.
 FAULT_TAILS = {
@@ -143,10 +146,11 @@ FAULT_TAILS = {
     f"{F}::test_04_abort": ("Fatal Python error: Aborted", "in test_04_abort"),
     f"{F}::test_05_hang": (f"TIMEOUT: {F}::test_05_hang ran longer than {FAULT_TIMEOUT_S}s", "in test_05_hang"),
     f"{F}::test_11_expected_crash": ("Fatal Python error: Segmentation fault", "in test_11_expected_crash"),
+    f"{F}::test_13_ends_the_session": ("this test ends the session",),
 }
 FAULT_XFAIL = {f"{F}::test_11_expected_crash": "segfaults in the C++ deserializer (#99)"}
 
-# Heaviest first: the fault cell restarts its child seven times, the robustness cell three times.
+# Heaviest first: the fault cell restarts its child eight times, the robustness cell three times.
 CELLS: dict[str, Cell] = {
     "faults": Cell(FAULTS_DIR, FAULT_FILES, test_timeout_s=FAULT_TIMEOUT_S, xfail=FAULT_XFAIL, target="//syn/faults:faults_cpu"),
     "robust": Cell("runtime", ("test_robust_broken.py", "test_robust.py"), test_timeout_s=ROBUST_TIMEOUT_S, target=ROBUST_TARGET),
@@ -191,7 +195,6 @@ CELLS: dict[str, Cell] = {
     "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
     "sigterm": Cell("faults/sigterm", ("test_sigterm.py",), test_timeout_s=60),
     "sigkill": Cell("faults/sigkill", ("test_sigkill.py",), test_timeout_s=60),
-    "stop": Cell("faults/stop", ("test_stop.py",)),
 }
 
 
@@ -471,8 +474,8 @@ def test_hang_is_a_timeout_and_the_rest_still_runs(cells):
 
 @uses("faults")
 def test_no_fault_loses_a_result(cells):
-    """Segfault, abort, hang, os._exit(0), killpg of its own group, junk in the journal, a wiped temp
-    dir, a file that segfaults at import, one that raises at import: every other test still reports,
+    """Segfault, abort, hang, os._exit(0), pytest.exit(), killpg of its own group, junk in the journal, a
+    wiped temp dir, a file that segfaults at import, one that raises at import: every other test still reports,
     in report.json, matrix_results.json and test.xml alike."""
     run = cells["faults"]
     assert run.returncode == 1, run.explain()
@@ -486,14 +489,14 @@ def test_no_fault_loses_a_result(cells):
     lost = {name: sorted(set(FAULTS) - ids) for name, ids in outputs_ids.items()}
     assert lost == {name: [] for name in outputs_ids}, "lost results"
     assert all(len(ids) == len(FAULTS) for ids in outputs_ids.values())
-    assert run.problems == [] and run.report["matrix"]["restarts"] == 7, run.explain()
+    assert run.problems == [] and run.report["matrix"]["restarts"] == 8, run.explain()
     for nodeid, message in FAULT_MESSAGES.items():
         assert run.matrix(nodeid)["message"] == message, (nodeid, run.matrix(nodeid))
     for nodeid, needles in FAULT_TAILS.items():
         tail = run.matrix(nodeid)["log_tail"]
         assert all(needle in tail for needle in needles), (nodeid, needles, tail)
     ended = [n for n in FAULTS if run.matrix(n)["error_type"] in (statuses.CRASHED, statuses.TIMEOUT)]
-    assert len(ended) == 7 and all(run.matrix(n)["log_tail"].strip() for n in ended), run.explain()  # never empty
+    assert len(ended) == 8 and all(run.matrix(n)["log_tail"].strip() for n in ended), run.explain()  # never empty
     assert "this module is broken on purpose" in run.matrix("test_c_import_error.py")["log_tail"]
     # The journal survived the junk: each malformed line was skipped with a warning.
     assert "[matrix] WARNING: journal line skipped (not a journal event): not json at all" in run.output, run.output[-6000:]
@@ -529,21 +532,6 @@ def _process_state(pid: int) -> str:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
-
-
-@uses("stop")
-def test_test_ending_the_session_is_crashed_and_the_rest_run(cells):
-    run = cells["stop"]
-    assert run.returncode == 1, run.explain()
-    assert run.statuses == {
-        "test_stop.py::test_1_before": statuses.PASSED,
-        "test_stop.py::test_2_ends_the_session": statuses.CRASHED,
-        "test_stop.py::test_3_after": statuses.PASSED,
-    }, run.explain()
-    ended = run.matrix("test_stop.py::test_2_ends_the_session")
-    assert ended["message"] == "the test process exited (status 2) inside this test"
-    assert "this test ends the session" in ended["log_tail"], ended["log_tail"]
-    assert run.problems == []
 
 
 @uses("sigkill")

@@ -148,6 +148,7 @@ FAULT_TAILS = {
     f"{F}::test_11_expected_crash": ("Fatal Python error: Segmentation fault", "in test_11_expected_crash"),
     f"{F}::test_13_ends_the_session": ("this test ends the session",),
 }
+IMPORT_FAULT_FILES = ("test_b_import_segfault.py", "test_c_import_error.py", "test_e_healthy.py")
 FAULT_XFAIL = {f"{F}::test_11_expected_crash": "segfaults in the C++ deserializer (#99)"}
 
 # Heaviest first: the fault cell restarts its child eight times, the robustness cell three times.
@@ -190,6 +191,8 @@ CELLS: dict[str, Cell] = {
     "filter_crashed_file": Cell(
         FAULTS_DIR, ("test_b_import_segfault.py", "test_e_healthy.py"), env={"TESTBRIDGE_TEST_ONLY": "test_b_import_segfault.py"}
     ),
+    # Every shard imports every file; a file that cannot be imported is reported once, by shard 0.
+    **{f"import_faults_shard_{i}": Cell(FAULTS_DIR, IMPORT_FAULT_FILES, env=_shard_env(i, 2)) for i in range(2)},
     # No test can run: the outputs still exist and say why.
     "bad_impl": Cell("runtime", MANY_FILES, impl="faults.no_such_module:Nope", target="//syn:bad_impl"),
     "crash_at_start": Cell("runtime", MANY_FILES, impl="faults.crash_at_import:Crash"),
@@ -411,6 +414,16 @@ def test_filter_naming_a_file_that_crashed_at_import_matched_it(cells):
     assert run.returncode == 1, run.explain()
     assert run.statuses == {"test_b_import_segfault.py": statuses.CRASHED}, run.explain()
     assert run.problems == []
+
+
+@uses("import_faults_shard_0", "import_faults_shard_1")
+def test_file_that_fails_to_import_is_reported_once_across_shards(cells):
+    runs = [cells[f"import_faults_shard_{i}"] for i in range(2)]
+    records = [n for run in runs for n in run.tests]
+    assert sorted(records) == sorted({n for n in FAULTS if n.split("::")[0] in IMPORT_FAULT_FILES}), [r.explain() for r in runs]
+    assert runs[0].statuses["test_b_import_segfault.py"] == statuses.CRASHED
+    assert runs[0].statuses["test_c_import_error.py"] == statuses.ERROR
+    assert [r.returncode for r in runs] == [1, 0] and [r.problems for r in runs] == [[], []]
 
 
 # --- cells where no test can run ---------------------------------------------------------------

@@ -187,6 +187,9 @@ def main() -> int:
                 if size > 2_000_000:
                     wrong.append(f"{name} {variant}: report.json is {size} bytes: captured output is not capped")
         print(f"\n1. report: {len(records)} records, {sum(len(VARIANTS) for _ in EXPECTED)} expected, {lost} lost, {len(wrong)} wrong; loud test: {[r['status'] for r in loud]}")
+        for (suite, test, variant), r in sorted(records.items()):
+            if suite == "drill_faults" and variant == "base":
+                print(f"   {r['status']:<8} {test}: {r['message'][:110]}")
         if lost or wrong:
             fail("\n".join(wrong))
         # 2. Truncate one cell's outputs.zip: only that cell may change.

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from tools.matrix import statuses  # noqa: E402
-from tools.matrix.runtime import journal, outputs, selection  # noqa: E402
+from tools.matrix.runtime import journal, outputs, selection, verdict  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
@@ -38,22 +38,22 @@ TERM_GRACE_S = 2.0  # after forwarding SIGTERM, the child's group gets this long
 
 
 def _synthetic(cell: CellConfig, nodeid: str, status: str, message: str, log_tail: str = "") -> dict[str, Any]:
-    """A record the child could not write itself. A crash or timeout of a test with a matrix.yaml
-    xfail entry is that entry's expected failure: `xfailed`, its error_type still says what happened."""
-    hit = selection.expectation_for(nodeid, cell.xfail) if status in (statuses.CRASHED, statuses.TIMEOUT) else None
+    """A record the child could not write itself (its status decided by verdict.died)."""
+    hit = selection.expectation_for(nodeid, cell.xfail)
+    decided = verdict.died(status, hit[0] if hit else None)
     return {
         "nodeid": nodeid,
-        "outcome": "xfailed" if hit else ("failed" if status != statuses.NOT_RUN else status),
+        "outcome": "xfailed" if decided.status == statuses.XFAILED else ("failed" if status != statuses.NOT_RUN else status),
         "metadata": {
             "matrix": {
-                "status": statuses.XFAILED if hit else status,
+                "status": decided.status,
                 "duration_s": 0.0,
                 "message": message,
-                "error_type": status,
+                "error_type": decided.error_type,
                 "transform_failed": False,
                 "transform_s": 0.0,
                 "transform_calls": 0,
-                "expectation": hit[0] if hit else None,
+                "expectation": decided.expectation,
                 "log_tail": log_tail,
             }
         },

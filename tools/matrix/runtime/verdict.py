@@ -124,5 +124,14 @@ def _with_expectation(verdict: Verdict, xfail: Expectation | None) -> Verdict:
     return Verdict(verdict.status, verdict.message, expectation=xfail.entry)
 
 
+def died(status: str, xfail_entry: str | None) -> Verdict:
+    """A test the child could not judge itself: it crashed, timed out, could not be imported or was
+    never reached. A crash or timeout covered by a matrix.yaml xfail entry is that entry's expected
+    failure (`xfailed`; error_type still says what happened); nothing else changes the status."""
+    if xfail_entry is not None and status in (statuses.CRASHED, statuses.TIMEOUT):
+        return Verdict(statuses.XFAILED, error_type=status, expectation=xfail_entry)
+    return Verdict(status, error_type=status)
+
+
 def _failure(status: str, phase: Phase, expectation: str | None = None, **counts: int) -> Verdict:
     return Verdict(status, phase.message, phase.error_type, phase.transform_failed, expectation, **counts)

@@ -248,6 +248,23 @@ def test_subtest_context(msg, params, context):
     assert verdict.subtest_context(msg, params) == context
 
 
+@pytest.mark.parametrize(
+    ("status", "entry", "expected"),
+    [
+        (statuses.CRASHED, None, Verdict(statuses.CRASHED, error_type=statuses.CRASHED)),
+        (statuses.CRASHED, "t.py::x", Verdict(statuses.XFAILED, error_type=statuses.CRASHED, expectation="t.py::x")),
+        (statuses.TIMEOUT, "t.py", Verdict(statuses.XFAILED, error_type=statuses.TIMEOUT, expectation="t.py")),
+        (statuses.TIMEOUT, None, Verdict(statuses.TIMEOUT, error_type=statuses.TIMEOUT)),
+        # Only a crash or a timeout is an expected failure; a file that cannot be imported, or a test
+        # never reached, keeps its status whatever the entry says.
+        (statuses.ERROR, "t.py", Verdict(statuses.ERROR, error_type=statuses.ERROR)),
+        (statuses.NOT_RUN, "t.py::x", Verdict(statuses.NOT_RUN, error_type=statuses.NOT_RUN)),
+    ],
+)
+def test_died(status, entry, expected):
+    assert verdict.died(status, entry) == expected
+
+
 def test_current_variant_outside_a_cell(monkeypatch):
     monkeypatch.delenv("MATRIX_VARIANT", raising=False)
     assert current_variant() == "base"

@@ -146,9 +146,17 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
         _event(event="collecting", nodeid=collector.nodeid)
 
 
+def _collect_error_message(longrepr: str) -> str:
+    """The exception that broke the import (pytest's last `E   Type: text` line), not pytest's
+    preamble, which names the file by its absolute path (a sandbox path that differs each run)."""
+    raised = [line[1:].strip() for line in longrepr.splitlines() if line.startswith("E ")]
+    return raised[-1][:500] if raised and raised[-1] else _first_line(longrepr)
+
+
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
-        _event(event="collect_error", nodeid=report.nodeid, message=_first_line(str(report.longrepr)), longrepr=str(report.longrepr)[-4000:])
+        text = str(report.longrepr)
+        _event(event="collect_error", nodeid=report.nodeid, message=_collect_error_message(text), longrepr=text[-4000:])
     elif "::" not in report.nodeid and report.nodeid.endswith(".py"):  # a test file, imported
         _event(event="collecting_done", nodeid=report.nodeid)
 

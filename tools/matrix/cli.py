@@ -36,9 +36,18 @@ def workspace_of(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.getcwd()).resolve()
 
 
-def load_matrix(args: argparse.Namespace, bad_durations_ok: bool = False) -> config.Matrix:
+def load_matrix(args: argparse.Namespace) -> config.Matrix:
+    """The valid matrix, shard plans included: a malformed test_durations.json is an error here."""
+    matrix = load_matrix_to_replan(args)
+    if matrix.plan_problems:
+        raise config.MatrixError(list(matrix.plan_problems))
+    return matrix
+
+
+def load_matrix_to_replan(args: argparse.Namespace) -> config.Matrix:
+    """The matrix, a malformed test_durations.json read as nothing recorded: for `durations`, which rewrites it."""
     workspace = workspace_of(args)
-    return config.load(workspace / args.matrix, workspace, bad_durations_ok=bad_durations_ok)
+    return config.load(workspace / args.matrix, workspace)
 
 
 def out_dir_of(args: argparse.Namespace) -> Path:
@@ -135,7 +144,7 @@ def cmd_durations(args: argparse.Namespace) -> int:
 
     records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
     # A malformed test_durations.json (say, a merge conflict) must not stop the command that rewrites it.
-    matrix = load_matrix(args, bad_durations_ok=True)
+    matrix = load_matrix_to_replan(args)
     workspace = workspace_of(args)
     sharded = [s for s in matrix.suites if s.shard_seconds is not None]
     if not sharded:

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tools.matrix import durations, pytest_args
+from tools.matrix import durations, pytest_args, shard_plan
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
@@ -86,7 +86,7 @@ class Suite:
     default_device: bool = False
     shard_seconds: float | None = None  # shard by recorded durations, about this long per shard
     recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
-    durations_problem: str = ""  # why the durations file was unreadable (only with bad_durations_ok)
+    durations_problem: str = ""  # why test_durations.json is unreadable (see Matrix.plan_problems)
     pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
 
     @property
@@ -118,9 +118,8 @@ class Cell:
     @cached_property
     def shard_count(self) -> int:
         """Fixed by `shards`, or planned from the recorded durations with `shard_seconds`."""
-        if self.suite.shard_seconds is None:
-            return dict(self.suite.shards).get(self.device.name, 1)
-        return durations.shard_count(sum(self.recorded_durations.values()), self.suite.shard_seconds)
+        fixed = dict(self.suite.shards).get(self.device.name, 1)
+        return shard_plan.cell_shard_count(fixed, self.suite.shard_seconds, self.recorded_durations)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -139,6 +138,9 @@ class Matrix:
     suites: tuple[Suite, ...]
     expectations: dict[tuple[str, str, str], Expectations] = field(default_factory=dict, compare=False, hash=False)
     located: Located | None = field(default=None, compare=False, hash=False, repr=False)  # where each key is
+    # `matrix.yaml:L:C: ...` for each unreadable test_durations.json, planned as if nothing were
+    # recorded: an error for every command but `durations`, which rewrites the file (cli.load_matrix).
+    plan_problems: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
     def at(self, path: tuple, message: str) -> str:
         """`matrix.yaml:LINE:COL: message`, pointing at key `path`: for checks made after loading."""
@@ -187,9 +189,9 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f"{hint}valid: {', '.join(sorted(map(str, choices))) or '(none)'}"
 
 
-def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None, *, bad_durations_ok: bool = False) -> Matrix:
-    """Read matrix.yaml at `path`; raise MatrixError listing every problem. With `bad_durations_ok`
-    a malformed test_durations.json counts as nothing recorded (for `durations`, which rewrites it)."""
+def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> Matrix:
+    """Read matrix.yaml at `path`; raise MatrixError listing every problem. A malformed
+    test_durations.json alone does not raise: it is in `Matrix.plan_problems`."""
     path = Path(path)
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
@@ -203,10 +205,10 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
         text = decode(raw)
     except YamlProblem as e:
         raise MatrixError([f"{display}:{e.line}:{e.col}: {e.message}"]) from None
-    return parse(text, display, workspace, bad_durations_ok=bad_durations_ok)
+    return parse(text, display, workspace)
 
 
-def parse(text: str, display: str, workspace: Path, *, bad_durations_ok: bool = False) -> Matrix:
+def parse(text: str, display: str, workspace: Path) -> Matrix:
     try:
         doc = load_located(text)
     except YamlProblem as e:
@@ -234,10 +236,16 @@ def parse(text: str, display: str, workspace: Path, *, bad_durations_ok: bool = 
     # Cross-references and the file system are checked on what the schema accepted, so one run
     # reports every problem (unless a whole section is missing or malformed).
     buildable = _buildable(doc.data, errors)
-    matrix = _build(*buildable, display, workspace, problems, bad_durations_ok) if buildable is not None else None
+    matrix = _build(*buildable, display, workspace, problems) if buildable is not None else None
+    plan = _Problems(display, doc)
+    for suite in matrix.suites if matrix is not None else ():
+        if suite.durations_problem:
+            plan.add(("suites", suite.name, "shard_seconds"), suite.durations_problem)
     if problems.lines or matrix is None:
+        for found in plan.found:  # reported with the rest, in file order
+            problems.at_pos(*found)
         raise MatrixError(problems.lines)
-    return matrix
+    return replace(matrix, plan_problems=tuple(plan.lines))
 
 
 def _yaml_error(e: yaml.YAMLError, text: str) -> str:
@@ -383,6 +391,10 @@ class _Problems:
         self._found.append((line, col, message))
 
     @property
+    def found(self) -> list[tuple[int, int, str]]:
+        return list(self._found)
+
+    @property
     def lines(self) -> list[str]:
         """Every problem once, in file order."""
         found = sorted(dict.fromkeys(self._found), key=lambda p: (p[0], p[1]))
@@ -434,7 +446,7 @@ def _glob_hazard(top: Path) -> str:
     return ""
 
 
-def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, bad_durations_ok: bool = False) -> Matrix:
+def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems) -> Matrix:
     devices = tuple(
         Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
         for name, d in data["devices"].items()
@@ -513,16 +525,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
         shards = s.get("shards", 1)
         if "shards" in s and "shard_seconds" in s:
             problems.add(at + ("shard_seconds",), "give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both")
-        recorded: durations.Recorded = {}
-        durations_problem = ""
-        if "shard_seconds" in s:
-            try:
-                recorded = durations.load(workspace / directory / durations.FILE_NAME, f"{directory}/{durations.FILE_NAME}")
-            except durations.DurationsError as e:
-                if bad_durations_ok:
-                    durations_problem = str(e)
-                else:
-                    problems.add(at + ("shard_seconds",), str(e))
+        recorded = shard_plan.read(workspace, directory) if "shard_seconds" in s else shard_plan.SuiteDurations()
         if isinstance(shards, dict):
             for dev in shards:
                 if dev not in s["devices"]:
@@ -544,8 +547,8 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 tags=tuple(s.get("tags", ())),
                 default_device=bool(s.get("default_device", False)),
                 shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
-                recorded=recorded,
-                durations_problem=durations_problem,
+                recorded=recorded.recorded,
+                durations_problem=recorded.problem,
                 pytest_args=tuple(s.get("pytest_args", ())),
             )
         )

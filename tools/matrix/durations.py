@@ -1,10 +1,11 @@
-"""Recorded test durations, and the shard plans made from them.
+"""Recorded test durations (test_durations.json), and how the runtime deals tests to shards by them.
 
 A suite with `shard_seconds` in matrix.yaml is sharded by what its tests took last time: the
 generator gives each target about `total / shard_seconds` shards, and the runtime deals the tests
 to the shards heaviest first, so every shard runs about equally long. The durations live in
 `<suite directory>/test_durations.json`, written by `bazel run //tools:matrix -- durations` from the
 last report; only targets with more than one shard read it, so refreshing it reruns only those.
+The shard counts themselves are planned in shard_plan.py.
 
 Standard library only: the test runtime imports this module too.
 """
@@ -20,7 +21,6 @@ from tools.matrix import statuses
 
 FILE_NAME = "test_durations.json"
 REGENERATE = "bazel run //tools:matrix -- durations"
-MAX_SHARDS = 50
 UNKNOWN_TEST_S = 1.0  # a test with no recorded duration, when nothing at all is recorded
 
 Recorded = dict[str, dict[str, float]]  # "variant/device" -> node id -> seconds
@@ -65,11 +65,6 @@ def for_cell(recorded: Recorded, variant: str, device: str) -> dict[str, float]:
         return own
     others = sorted(key for key in recorded if key.split("/", 1)[0] == variant and recorded[key])
     return recorded[others[0]] if others else {}
-
-
-def shard_count(seconds: float, shard_seconds: float) -> int:
-    """Shards of about `shard_seconds` each (rounded to the nearest count, at least one)."""
-    return max(1, math.floor(min(seconds / shard_seconds, MAX_SHARDS) + 0.5))  # min first: the ratio may overflow to inf
 
 
 def deal(nodeids: list[str], total: int, durations: dict[str, float]) -> list[list[str]]:

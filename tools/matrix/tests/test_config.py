@@ -560,12 +560,20 @@ BAD_DURATIONS = [
 def test_malformed_durations_file_is_a_matrix_problem(tmp_path, text, expected):
     ws = make_workspace(tmp_path, DURATIONS_HEAD)
     (ws / "s" / "test_durations.json").write_text(text)
+    matrix = config.load(ws / "matrix.yaml", ws)
+    assert list(matrix.plan_problems) == expected  # an error for every command but `durations` (cli.load_matrix)
+    # `durations`, which rewrites the file, reads it as nothing recorded.
+    (suite,) = matrix.suites
+    assert suite.recorded == {} and suite.durations_problem == expected[0].split(": ", 1)[1]
+    assert [c.shard_count for c in matrix.cells()] == [1]
+
+
+def test_malformed_durations_file_is_listed_with_the_other_problems_in_file_order(tmp_path):
+    ws = make_workspace(tmp_path, DURATIONS_HEAD.replace("    devices: [cpu]\n", "    devices: [cpu, nope]\n"))
+    (ws / "s" / "test_durations.json").write_text("")
     with pytest.raises(config.MatrixError) as info:
         config.load(ws / "matrix.yaml", ws)
-    assert info.value.problems == expected
-    # `durations`, which rewrites the file, reads it as nothing recorded.
-    (suite,) = config.load(ws / "matrix.yaml", ws, bad_durations_ok=True).suites
-    assert suite.recorded == {} and suite.durations_problem == expected[0].split(": ", 1)[1]
+    assert info.value.problems == ["matrix.yaml:15:20: unknown device 'nope': valid: cpu, cuda", f"matrix.yaml:16:5: s/test_durations.json:1:1: invalid JSON: Expecting value; {REGENERATE}"]
 
 
 def test_cli_malformed_durations_file_exits_2_without_traceback(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.matrix import config, durations, statuses
+from tools.matrix import config, durations, shard_plan, statuses
 from tools.matrix.records import Record
 from tools.matrix.report import COMPAT_JSON
 from tools.matrix.runtime import selection
@@ -166,12 +166,12 @@ def test_selection_shard_uses_the_plan_only_with_recorded_durations():
     ],
 )
 def test_shard_count_rounds_to_the_nearest_count_within_1_to_50(seconds, expected):
-    assert durations.shard_count(seconds, 100.0) == expected
+    assert shard_plan.shard_count(seconds, 100.0) == expected
 
 
 def test_shard_count_of_a_tiny_shard_seconds():
-    assert durations.shard_count(1e300, 1e-300) == durations.MAX_SHARDS  # the ratio overflows to inf
-    assert durations.shard_count(0.3, 0.1) == 3
+    assert shard_plan.shard_count(1e300, 1e-300) == shard_plan.MAX_SHARDS  # the ratio overflows to inf
+    assert shard_plan.shard_count(0.3, 0.1) == 3
 
 
 RECORDED = {

@@ -11,7 +11,7 @@ from tools.matrix.errors import UserError
 from tools.matrix.records import Record
 from tools.matrix.runtime.selection import matches_filter
 
-RERUN_FAILED = frozenset({statuses.FAILED, statuses.CRASHED, statuses.TIMEOUT, statuses.ERROR})
+RERUN_FAILED = statuses.FAILING  # what `rerun --failed` reruns (rerun.py imports it by this name)
 OPTIONS = ("suite", "variant", "device")
 
 

@@ -13,3 +13,16 @@ NOT_RUN = "not_run"  # the matrix has the cell but no result was found
 ALL = (PASSED, FAILED, XFAILED, XPASSED, SKIPPED, ERROR, CRASHED, TIMEOUT, NOT_RUN)
 # Statuses that fail a target and the report's exit status.
 UNEXPECTED = frozenset({FAILED, XPASSED, ERROR, CRASHED, TIMEOUT})
+
+# The status policy: every set a command or report decides by lives here, named for what it means.
+# Went wrong and was not expected to: what `rerun --failed` reruns, what `xfail sync` turns into an
+# xfail entry, what counts as broken in a baseline comparison.
+FAILING = frozenset({FAILED, ERROR, CRASHED, TIMEOUT})
+# A failure message worth grouping by signature (xfailed: the known breakages, counted apart).
+FAILURE_MESSAGE = FAILING | {XFAILED}
+# Never ran to a verdict: left out of the pass rate's denominator.
+DID_NOT_RUN = frozenset({SKIPPED, NOT_RUN})
+# JUnit XML has three ways to say "not passed"; each non-passing status maps to exactly one.
+JUNIT_SKIPPED = frozenset({SKIPPED, XFAILED, NOT_RUN})
+JUNIT_ERROR = frozenset({ERROR, CRASHED, TIMEOUT})
+JUNIT_FAILURE = frozenset({FAILED, XPASSED})

@@ -18,8 +18,6 @@ from tools.matrix.runtime.selection import covers
 
 __all__ = ["MAX_REASON", "diff", "plan", "reason_of", "sync"]
 
-NEW_FAILURE = frozenset({statuses.FAILED, statuses.ERROR, statuses.CRASHED, statuses.TIMEOUT})
-
 
 def reason_of(record: Record) -> str:
     kind = "variant transform failed: " if record.transform_failed else ""
@@ -46,7 +44,7 @@ def plan(records: list[Record], args: argparse.Namespace) -> tuple[list[tuple[st
             ran[(r.suite, r.variant, r.test)][r.device] = r
     additions = []
     for (suite, variant, test), by_device in sorted(ran.items()):
-        failing = {d: r for d, r in sorted(by_device.items()) if r.status in NEW_FAILURE and record_matches(r, args)}
+        failing = {d: r for d, r in sorted(by_device.items()) if r.status in statuses.FAILING and record_matches(r, args)}
         if not failing:
             continue
         if set(failing) == set(by_device):  # fails everywhere it ran: one entry for the variant

@@ -11,8 +11,6 @@ from tools.matrix import statuses
 from tools.matrix.records import Record
 from tools.matrix.report.summary import failure_kind
 
-# Statuses whose message is a failure worth grouping (xfailed: the known breakages, counted apart).
-FAILING = frozenset({statuses.FAILED, statuses.ERROR, statuses.CRASHED, statuses.TIMEOUT, statuses.XFAILED})
 MAX_SIGNATURE = 200
 
 # Applied in order: paths before numbers, addresses before numbers, shapes before numbers. Each pattern
@@ -85,7 +83,7 @@ def failure_causes(records: Iterable[Record], limit: int | None = 20) -> list[Ca
     Pass records sorted (summary.sort_records) for each cause's example to be its first test."""
     cache: dict[tuple[str | None, str, str], str] = {}  # messages repeat across variants: normalise once
     causes: dict[tuple[str, str], Cause] = {}
-    for r in [r for r in records if r.status in FAILING]:
+    for r in [r for r in records if r.status in statuses.FAILURE_MESSAGE]:
         raw = (r.error_type, r.status, r.message or r.log_tail)
         sig = cache.get(raw)
         if sig is None:

@@ -1,0 +1,65 @@
+"""The status policy (statuses.py): every status is classified by every policy, none falls through."""
+
+from __future__ import annotations
+
+from tools.matrix import statuses
+from tools.matrix.statuses import (
+    ALL,
+    CRASHED,
+    DID_NOT_RUN,
+    ERROR,
+    FAILED,
+    FAILING,
+    FAILURE_MESSAGE,
+    JUNIT_ERROR,
+    JUNIT_FAILURE,
+    JUNIT_SKIPPED,
+    NOT_RUN,
+    PASSED,
+    SKIPPED,
+    TIMEOUT,
+    UNEXPECTED,
+    XFAILED,
+    XPASSED,
+)  # fmt: skip
+
+# Per status, written out: (unexpected, failing, failure message, did not run, JUnit element or None for a pass).
+POLICY = {
+    PASSED: (False, False, False, False, None),
+    FAILED: (True, True, True, False, "failure"),
+    XFAILED: (False, False, True, False, "skipped"),
+    XPASSED: (True, False, False, False, "failure"),
+    SKIPPED: (False, False, False, True, "skipped"),
+    ERROR: (True, True, True, False, "error"),
+    CRASHED: (True, True, True, False, "error"),
+    TIMEOUT: (True, True, True, False, "error"),
+    NOT_RUN: (False, False, False, True, "skipped"),
+}
+JUNIT = {"skipped": JUNIT_SKIPPED, "error": JUNIT_ERROR, "failure": JUNIT_FAILURE}
+
+
+def test_every_status_has_a_written_out_policy() -> None:
+    assert tuple(POLICY) == ALL
+
+
+def test_each_policy_set_is_as_written_out() -> None:
+    for status, (unexpected, failing, message, did_not_run, junit) in POLICY.items():
+        assert (status in UNEXPECTED, status in FAILING, status in FAILURE_MESSAGE, status in DID_NOT_RUN) == (
+            unexpected, failing, message, did_not_run,
+        ), status  # fmt: skip
+        assert [name for name, members in JUNIT.items() if status in members] == ([junit] if junit else []), status
+
+
+def test_policy_sets_hold_only_known_statuses() -> None:
+    sets = {name: value for name, value in vars(statuses).items() if isinstance(value, frozenset)}
+    assert set(sets) == {"UNEXPECTED", "FAILING", "FAILURE_MESSAGE", "DID_NOT_RUN", "JUNIT_SKIPPED", "JUNIT_ERROR", "JUNIT_FAILURE"}
+    for name, members in sets.items():
+        assert members <= set(ALL), name
+
+
+def test_the_commands_use_the_policy() -> None:
+    from tools.matrix import filters
+    from tools.matrix.report import summary
+
+    assert filters.RERUN_FAILED is FAILING
+    assert summary.BAD is FAILING

@@ -36,6 +36,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import difflib
+import io
 import json
 import os
 import pwd
@@ -49,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -351,20 +353,11 @@ class MatrixEdit:
     def change(self, edit) -> list[str]:
         """Apply edit(doc) to matrix.yaml (ruamel round trip: comments and order kept), regenerate
         with the CLI; return the generated files that changed."""
-        from ruamel.yaml import YAML
-
-        y = YAML()
-        y.preserve_quotes = True
-        y.width = 4096
-        y.indent(mapping=2, sequence=4, offset=2)
         path = self.workspace / "matrix.yaml"
         old = path.read_text()
-        doc = y.load(old)
-        edit(doc)
-        buf = __import__("io").StringIO()
-        y.dump(doc, buf)
-        path.write_text(buf.getvalue())
-        self.diff = "".join(difflib.unified_diff(old.splitlines(True), buf.getvalue().splitlines(True), "a/matrix.yaml", "b/matrix.yaml"))
+        new = edit_yaml(old, edit)
+        path.write_text(new)
+        self.diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "a/matrix.yaml", "b/matrix.yaml"))
         out = subprocess.run([self.python, str(self.workspace / "tools/matrix/cli.py"), "--workspace", str(self.workspace), "generate"],
                              cwd=self.workspace, env=self.env, capture_output=True, text=True, timeout=300)  # fmt: skip
         if out.returncode != 0:
@@ -377,6 +370,21 @@ class MatrixEdit:
             target = self.workspace / p
             if not target.exists() or target.read_bytes() != data:
                 target.write_bytes(data)
+
+
+def edit_yaml(text: str, edit: Callable[[Any], None]) -> str:
+    """`text` after edit(doc) on its ruamel round trip: comments, order and quotes kept."""
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    doc = y.load(text)
+    edit(doc)
+    buf = io.StringIO()
+    y.dump(doc, buf)
+    return buf.getvalue()
 
 
 def _block(node: Any) -> Any:

@@ -15,7 +15,7 @@ The workspace is real: a matrix.yaml (the SUITES / variants / DEVICES below; exp
 empty test files, loaded with `tools.matrix.config.load`, so the cells are real `Cell`s. The records
 (make_records: realistic status mix, ~300-character failure messages) become report.json test
 entries shaped like pytest-json-report's (lineno, setup/call/teardown stages, crash + traceback +
-~1 kB longrepr on failures; crashed / timeout / not_run as cell_main's own synthetic entries) plus the
+~1 kB longrepr on failures; crashed / timeout / not_run shaped like cell_main's entries for tests it lost) plus the
 `metadata.matrix` block the plugin adds, written with the runtime's own writers
 (`outputs.write_outputs`: report.json and its digest matrix_results.json, which is what the
 collector reads) into the shard's undeclared-outputs directory, which is
@@ -66,7 +66,7 @@ from tools.matrix.collect import collect
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import compare, terminal_summary, write_reports, writer
 from tools.matrix.run_report import disagreements
-from tools.matrix.runtime import cell_main, outputs
+from tools.matrix.runtime import outputs
 
 SUITES = {
     "export_tests": ["base", "cpp_serdes", "retrace", "package", "serdes", "strict", "run_decomp"],
@@ -139,7 +139,8 @@ def write_workspace(ws: Path, records: list[Record]) -> config.Matrix:
         "devices": {d: {"requires_gpu": True} if d == "cuda" else {} for d in DEVICES},
         "variants": {v: {"impl": f"bench.variants:{v.title().replace('_', '')}", "description": f"synthetic {v}"} for v in variants},
         "suites": {
-            s: {"tests": ["test_*.py"], "variants": vs, "devices": DEVICES, **({"shards": SHARDS[s]} if s in SHARDS else {})}
+            # Fresh lists: a list shared by two suites would be dumped as an anchor and alias, which matrix.yaml refuses.
+            s: {"tests": ["test_*.py"], "variants": list(vs), "devices": list(DEVICES), **({"shards": SHARDS[s]} if s in SHARDS else {})}
             for s, vs in SUITES.items()
         },
     }
@@ -166,10 +167,20 @@ def _longrepr(r: Record, file: str, lineno: int) -> str:
     )
 
 
+def _lost_entry(r: Record) -> dict:
+    """The entry cell_main writes for a test its child could not report (crashed, timeout, not_run),
+    with the record's status as already decided (the bench has no CellConfig to decide it again)."""
+    matrix = {
+        "status": r.status, "duration_s": 0.0, "message": r.message, "error_type": r.error_type, "transform_failed": False,
+        "transform_s": 0.0, "transform_calls": 0, "expectation": r.expectation, "log_tail": r.log_tail,
+    }  # fmt: skip
+    return {"nodeid": r.test, "outcome": "failed" if r.status != statuses.NOT_RUN else r.status, "metadata": {"matrix": matrix}}
+
+
 def _test_entry(r: Record, lineno: int) -> dict:
     """What cell_main puts in report.json for one test: pytest-json-report's entry + metadata.matrix."""
     if r.status not in OUTCOME:  # crashed / timeout / not_run: cell_main's entry for a test it lost
-        return cell_main._synthetic(r.test, r.status, r.message, r.log_tail)
+        return _lost_entry(r)
     file, _, name = r.test.partition("::")
     test = serialize.make_testitem(r.test, None, (file, lineno, name))
     test["outcome"] = OUTCOME[r.status]

@@ -1,0 +1,85 @@
+"""Smoke test of the benchmarks (`bazel test //bench:smoke_test`): each script runs on a tiny slice
+and prints its table, so bench/ keeps working while the tools change under it. Timings are never
+asserted; the numbers are only checked to be numbers. bench_matrix needs a nested Bazel, so only its
+option parsing and its matrix.yaml edits (the incremental and rerun measurements' input) run here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+NUMBER = r"\d+\.\d+"
+
+
+def run_script(*argv: str) -> list[str]:
+    out = subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stderr == ""
+    return out.stdout.splitlines()
+
+
+def test_bench_generate_prints_its_table_for_200_targets():
+    lines = run_script("bench_generate.py", "--sizes", "200")
+    assert lines[:2] == ["generator: load + validate + write BUILD files", " targets   seconds   growth"]
+    assert re.fullmatch(rf" +200 +{NUMBER} +-", lines[2]), lines[2]
+    assert len(lines) == 3
+
+
+def test_bench_report_collects_200_records_without_a_problem():
+    lines = run_script("bench_report.py", "--sizes", "200")
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["records", "collect"])
+    (row,) = lines[header + 1 :]  # no `problem:` line: the written tree and BEP file agree with what collect reads
+    records, *seconds = row.split()
+    # collect adds not_run records for the cells the last, partly generated test file did not reach
+    assert 200 <= int(records) <= 213, row
+    assert len(seconds) == 11 and seconds[4] == "-" and re.fullmatch(r"\d+", seconds[9]), row  # growth, max RSS MB
+    assert all(re.fullmatch(NUMBER, s) for s in seconds[:4] + seconds[5:9] + seconds[10:]), row
+
+
+def test_bench_matrix_parses_its_options():
+    lines = run_script("bench_matrix.py", "--help")
+    assert lines[0].startswith("usage: bench_matrix.py [-h] [--targets TARGETS] [--quick]")
+    import bench_matrix
+
+    args = bench_matrix.parse_args(["--quick", "--skip", "plain"])
+    assert (args.quick, args.rounds, args.budget_min, args.skip) == (True, 2, 90.0, ["plain"])
+
+
+MATRIX = """\
+suites:
+  s:
+    variants: [base]  # a comment that the edit keeps
+    devices: [cpu]
+expectations: {}
+"""
+
+
+def test_bench_matrix_adds_and_removes_an_expectation():
+    import bench_matrix
+
+    added = bench_matrix.edit_yaml(MATRIX, bench_matrix.add_entry("s", "base", "xfail", "test_a.py::test_x", "planted"))
+    assert added == MATRIX.replace(
+        "expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: planted\n"
+    )
+    removed = bench_matrix.edit_yaml(added, bench_matrix.remove_entry("s", "base", "cpu", "test_a.py::test_x"))
+    assert removed == MATRIX  # every level the entry emptied goes
+
+
+if __name__ == "__main__":
+    args = ["-p", "no:cacheprovider", "-q", "-rfEs", __file__]
+    if os.environ.get("XML_OUTPUT_FILE"):
+        args.append(f"--junitxml={os.environ['XML_OUTPUT_FILE']}")
+    if os.environ.get("TEST_TMPDIR"):
+        args.append(f"--basetemp={os.path.join(os.environ['TEST_TMPDIR'], 'pytest')}")
+    sys.dont_write_bytecode = True
+    sys.exit(pytest.main(args))

@@ -485,15 +485,15 @@ class PlainProcess:
 def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
     """What defs.bzl's matrix_cell gives the py_test (args, env), plus Bazel's test protocol
     variables, for the whole cell: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
+    from tools.matrix.runtime.cell_config import CellArgs
+
     suite, variant, device = cell.suite, cell.variant, cell.device
-    args = [
-        f"--suite={suite.name}", f"--variant={variant.name}", f"--variant-impl={variant.impl}", f"--device={device.name}",
-        f"--suite-dir={suite.directory}", f"--target={cell.label}", f"--test-timeout-s={suite.test_timeout_s:g}",
-    ]  # fmt: skip
-    args += [f"--applies-to={a}" for a in variant.applies_to]
-    if suite.default_device:
-        args.append("--default-device")
-    args += [f"--test-file={f[len(suite.directory) + 1 :]}" for f in suite.test_files]
+    args = CellArgs(
+        suite=suite.name, suite_dir=suite.directory, variant=variant.name, variant_impl=variant.impl, device=device.name,
+        test_files=tuple(f[len(suite.directory) + 1 :] for f in suite.test_files), target=cell.label,
+        applies_to=tuple(variant.applies_to), test_timeout_s=suite.test_timeout_s, default_device=suite.default_device,
+        requires_gpu=device.requires_gpu,
+    ).to_argv()  # fmt: skip
     scrub = (
         "TEST_",
         "TESTBRIDGE_",

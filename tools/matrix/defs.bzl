@@ -22,7 +22,8 @@ def matrix_cell(
     """A py_test running `test_files` under one variant on one device.
 
     Everything the run needs travels in args/env, so nothing reads matrix.yaml at test time and
-    editing one cell's expectations changes only that cell's cache key.
+    editing one cell's expectations changes only that cell's cache key. The args are the protocol
+    of runtime/cell_config.py's parser (checked by tests/test_generate.py).
     """
     args = [
         "--suite=" + suite,
@@ -36,6 +37,11 @@ def matrix_cell(
     args += ["--applies-to=" + entry for entry in applies_to]
     if default_device:
         args.append("--default-device")
+
+    # The tag is the one answer to "is this device a GPU" (config.Cell.tags, from requires_gpu; .bazelrc
+    # filters on it): the runtime fails fast when the device's backend is absent.
+    if "requires-gpu" in tags:
+        args.append("--requires-gpu")
     args += ["--test-file=" + f for f in test_files]
 
     # Checked by the generator (tools/matrix/pytest_args.py): options only, no spaces, quotes or $.

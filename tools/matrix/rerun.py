@@ -91,7 +91,7 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
         if status not in bazel.TEST_RESULTS_EXIT:  # a build or command-line failure: no results to merge
             raise bazel.BazelFailed(f"`bazel test` failed with exit status {status} (see its output above); nothing was merged into {report_path}")
     testlogs = bazel.info("bazel-testlogs", workspace)
-    run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None)
+    run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None, matrix)
     fresh: list[Record] = []
     problems: list[str] = []
     for command, cells in zip(planned, (groups[k] for k in sorted(groups))):

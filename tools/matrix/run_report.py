@@ -11,12 +11,13 @@ from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import compare, load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report.commands import GPU_DEVICES_KEY
 from tools.matrix.report.text import visible
 
 BEP_NAME = "bep.json"
 
 
-def new_run(command: list[str], testlogs: Path, torch_version: str | None) -> RunInfo:
+def new_run(command: list[str], testlogs: Path, torch_version: str | None, matrix: Matrix) -> RunInfo:
     now = dt.datetime.now(dt.UTC)
     return RunInfo(
         run_id=now.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
@@ -24,6 +25,7 @@ def new_run(command: list[str], testlogs: Path, torch_version: str | None) -> Ru
         torch_version=torch_version,
         bazel_command=bazel.quote(command),
         testlogs=str(testlogs),
+        extra={GPU_DEVICES_KEY: sorted(d.name for d in matrix.devices if d.requires_gpu)},  # for the rerun commands
     )
 
 
@@ -66,7 +68,7 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     collected = collect(matrix, testlogs, bep if bep.exists() else None)
     for note in collected.notes:
         print(f"note: {visible(note)}")
-    run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version)
+    run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version, matrix)
     for record in collected.records:
         record.run_id = run.run_id
     return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection
 
-from tools.matrix.records import Record
+from tools.matrix.records import Record, RunInfo
 
-# Devices whose cells are tagged requires-gpu in matrix.yaml and only run under `--config=gpu` (.bazelrc).
-GPU_DEVICES = frozenset({"cuda"})
+# RunInfo.extra key: the matrix's requires_gpu devices (run_report.new_run), whose cells are tagged
+# requires-gpu and only run under `--config=gpu` (.bazelrc).
+GPU_DEVICES_KEY = "gpu_devices"
+# A report written before the key existed: the one requires_gpu device matrix.yaml had then.
+_UNRECORDED_GPU_DEVICES = frozenset({"cuda"})
 # The runtime splits --test_filter on commas and matches globs with fnmatch (runtime/selection.py). A comma
 # cannot be written, so it becomes the class [+--] (the range + to -: "+", "," or "-"); the glob
 # characters become classes matching only themselves.
@@ -38,10 +42,18 @@ def filter_part(nodeid: str) -> str:
     return "--test_filter=" + shlex.quote(test_filter(nodeid))
 
 
-def device_part(device: str) -> str:
-    return " --config=gpu" if device in GPU_DEVICES else ""
+def gpu_devices(run: RunInfo | None) -> frozenset[str]:
+    """The devices of `run`'s matrix that require a GPU (matrix.yaml requires_gpu)."""
+    if run is None or GPU_DEVICES_KEY not in run.extra:
+        return _UNRECORDED_GPU_DEVICES
+    return frozenset(run.extra[GPU_DEVICES_KEY])
 
 
-def rerun_command(record: Record) -> str:
-    """E.g. `bazel test //export_tests:export_tests_retrace_cuda --test_filter='t.py::test_a[x]' --config=gpu`."""
-    return f"{target_part(target_label(record))} {filter_part(record.test)}{device_part(record.device)}"
+def device_part(device: str, gpu: Collection[str]) -> str:
+    return " --config=gpu" if device in gpu else ""
+
+
+def rerun_command(record: Record, run: RunInfo | None = None) -> str:
+    """E.g. `bazel test //export_tests:export_tests_retrace_cuda --test_filter='t.py::test_a[x]' --config=gpu`;
+    `run` is the report's run (its matrix's GPU devices)."""
+    return f"{target_part(target_label(record))} {filter_part(record.test)}{device_part(record.device, gpu_devices(run))}"

@@ -17,6 +17,7 @@ from tools.matrix.report.baseline import Comparison
 from tools.matrix.report.commands import (
     device_part,
     filter_part,
+    gpu_devices,
     label_for,
     target_part,
 )
@@ -86,6 +87,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     v_rank = {v: i for i, v in enumerate(variants)}
     d_rank = {d: i for i, d in enumerate(devices)}
     cols = sorted(pairs, key=lambda p: (v_rank[p[0]], d_rank[p[1]]))
+    gpu = gpu_devices(run)
     col_i = {p: i for i, p in enumerate(cols)}
     # The vocabulary's statuses, then any other a collector produced (shown uncoloured rather than hidden).
     status_names = [*COLUMNS, *sorted({k[2] for k in details} - set(COLUMNS))]
@@ -112,7 +114,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "suites": _shown(suites),
         "variants": _shown(variants),
         "devices": _shown(devices),
-        "cols": [[v_rank[v], d_rank[d], device_part(d)] for v, d in cols],
+        "cols": [[v_rank[v], d_rank[d], device_part(d, gpu)] for v, d in cols],
         "rows": {"start": starts, "suite": [suite_i[suite_of[i]] for i in starts], "test": list(map(visible, row_tests)),
                  "filter": [visible(filter_part(t)) for t in row_tests]},
         "targets": [[visible(label), visible(target_part(label))] for label in targets],

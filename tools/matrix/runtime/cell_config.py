@@ -23,6 +23,7 @@ class CellConfig:
     test_files: tuple[str, ...] = ()
     test_timeout_s: float = 120.0
     default_device: bool = False
+    requires_gpu: bool = False  # the device's matrix.yaml requires_gpu (the target's requires-gpu tag)
     xfail: dict[str, str] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)
     shard_index: int = 0
@@ -47,8 +48,47 @@ class CellConfig:
         return cls(**data)
 
 
-def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
-    """The target's args (see tools/matrix/defs.bzl) plus Bazel's test environment."""
+@dataclass(frozen=True)
+class CellArgs:
+    """A target's args, the inverse of parse_args: what defs.bzl writes, built in Python for those
+    that start cell_main themselves (tests/fixtures/cellrun.py, bench/bench_matrix.py)."""
+
+    suite: str
+    suite_dir: str
+    variant: str
+    variant_impl: str
+    device: str
+    test_files: tuple[str, ...]
+    target: str = ""
+    applies_to: tuple[str, ...] = ()
+    test_timeout_s: float = 120.0
+    default_device: bool = False
+    requires_gpu: bool = False
+    durations: str = ""
+    pytest_args: tuple[str, ...] = ()
+
+    def to_argv(self) -> list[str]:
+        argv = [
+            f"--suite={self.suite}", f"--variant={self.variant}", f"--variant-impl={self.variant_impl}",
+            f"--device={self.device}", f"--suite-dir={self.suite_dir}", f"--test-timeout-s={self.test_timeout_s:g}",
+        ]  # fmt: skip
+        if self.target:
+            argv.append(f"--target={self.target}")
+        argv += [f"--applies-to={entry}" for entry in self.applies_to]
+        if self.default_device:
+            argv.append("--default-device")
+        if self.requires_gpu:
+            argv.append("--requires-gpu")
+        argv += [f"--test-file={f}" for f in self.test_files]
+        argv += [f"--pytest-arg={a}" for a in self.pytest_args]
+        if self.durations:
+            argv.append(f"--durations={self.durations}")
+        return argv
+
+
+def parser() -> argparse.ArgumentParser:
+    """The cell's argument protocol: defs.bzl writes these flags, CellArgs.to_argv builds them (both
+    checked against this parser by tests/test_cell_args.py)."""
     parser = argparse.ArgumentParser(prog="cell_main", description="Run one matrix cell's tests.")
     parser.add_argument("--suite", required=True)
     parser.add_argument("--suite-dir", required=True)
@@ -60,9 +100,15 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
     parser.add_argument("--test-file", action="append", default=[], required=True)
     parser.add_argument("--test-timeout-s", type=float, default=120.0)
     parser.add_argument("--default-device", action="store_true")
+    parser.add_argument("--requires-gpu", action="store_true")
     parser.add_argument("--durations", default="")
     parser.add_argument("--pytest-arg", action="append", default=[])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
+    """The target's args (see tools/matrix/defs.bzl) plus Bazel's test environment."""
+    args = parser().parse_args(argv)
     expectations = json.loads(environ.get("MATRIX_EXPECTATIONS") or "{}")
     return CellConfig(
         suite=args.suite,
@@ -75,6 +121,7 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
         test_files=tuple(args.test_file),
         test_timeout_s=args.test_timeout_s,
         default_device=args.default_device,
+        requires_gpu=args.requires_gpu,
         xfail=dict(expectations.get("xfail", {})),
         skip=dict(expectations.get("skip", {})),
         shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),

@@ -64,9 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     _event(event="session", torch_version=torch.__version__, pid=os.getpid(), python=sys.version.split()[0])
-    if cell.device.startswith("cuda") and not torch.cuda.is_available():
+    if cell.requires_gpu and (absent := _gpu_absent(torch, cell.device)):
         _fatal(
-            f"device {cell.device!r} is not available on this machine (torch.cuda.is_available() is False); "
+            f"device {cell.device!r} is not available on this machine ({absent}); "
             "run GPU targets on a machine with a GPU (bazel test --config=gpu there), or leave them out "
             "(they are excluded by default)"
         )
@@ -77,6 +77,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")
+
+
+def _gpu_absent(torch: Any, device: str) -> str:
+    """Why a requires_gpu device cannot run here ("" when it can): its torch backend module
+    (torch.cuda, torch.xpu, ...; ROCm builds answer through torch.cuda) says it is not available."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return f"torch.device({device!r}) is not a device type this torch knows"
+    backend = getattr(torch, kind, None)
+    if backend is None or not callable(getattr(backend, "is_available", None)):
+        return f"torch has no torch.{kind}.is_available() to ask"
+    return "" if backend.is_available() else f"torch.{kind}.is_available() is False"
 
 
 def _die_with_parent() -> None:

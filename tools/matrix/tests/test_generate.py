@@ -245,7 +245,7 @@ def test_defs_bzl_passes_everything_through_args_and_env(ws):
         "--suite=s", "--variant=base", "--variant-impl=tools.matrix.variants.base:Base", "--device=cuda",
         "--suite-dir=s", "--target=//s:s_base_cuda", "--test-timeout-s=60",
     ]  # fmt: skip
-    assert target["args"][7:] == ["--test-file=test_a.py", "--test-file=test_b.py"]
+    assert target["args"][7:] == ["--requires-gpu", "--test-file=test_a.py", "--test-file=test_b.py"]
     assert target["env"]["CUDA_VISIBLE_DEVICES"] == "0"
     encoded = target["env"]["MATRIX_EXPECTATIONS"]
     assert "$$HOME" in encoded  # Bazel expands `$`: escaped
@@ -336,6 +336,81 @@ def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
     assert not [a for a in single["args"] if "durations" in a]
     assert single["data"] == ["test_a.py", "test_b.py", "conftest.py"]
     assert [a for a in made["s_other_cuda"]["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
+
+# --- the cell's argument protocol: defs.bzl writes it, runtime/cell_config.py's parser reads it ------
+
+
+def _targets_made_by_defs_bzl(cells_by_package: dict[str, list[dict]]) -> list[tuple[str, dict, dict]]:
+    """(package, matrix_cell kwargs, py_test kwargs) for each cell, evaluated by the real defs.bzl."""
+    made: list[dict] = []
+    package = [""]
+
+    class Native:
+        @staticmethod
+        def package_name():
+            return package[0]
+
+        @staticmethod
+        def py_test(**kwargs):
+            made.append(kwargs)
+
+    class Json:
+        @staticmethod
+        def encode(value):
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    env = {"native": Native, "json": Json}
+    exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
+    out = []
+    for package[0], cells in cells_by_package.items():
+        for cell in cells:
+            env["matrix_cell"](**cell)
+            out.append((package[0], cell, made[-1]))
+    return out
+
+
+def _flags(argv: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in argv}
+
+
+PARSER_FLAGS = {o for a in cell_config.parser()._actions for o in a.option_strings} - {"-h", "--help"}
+
+
+def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
+    """Every generated cell of a matrix using every feature (durations, default_device, pytest_args,
+    applies_to, requires_gpu) plus the hand-written tiny_suite cells: defs.bzl's args parse, say what the
+    cell is, and together use every flag of the parser (a flag only one side has fails); CellArgs too."""
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    _shard_by_seconds(ws, RECORDED)
+    rendered = generate.render(load(ws))
+    by_package = {path.rsplit("/", 1)[0]: list(cells_of(text).values()) for path, text in rendered.items() if "/" in path}
+    tiny = DEFS.parents[1] / "remote" / "tiny_suite" / "BUILD.bazel"
+    by_package["tools/remote/tiny_suite"] = list(cells_of(tiny.read_text()).values())
+    targets = _targets_made_by_defs_bzl(by_package)
+    assert {t["name"] for _, _, t in targets} >= ALL_CELLS | {"tiny_base_cpu"}
+    written: set[str] = set()
+    for package, cell, target in targets:
+        parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here
+        assert (parsed.suite, parsed.variant, parsed.device) == (cell["suite"], cell["variant"], cell["device"])
+        assert (parsed.suite_dir, parsed.target) == (package, f"//{package}:{cell['name']}")
+        assert parsed.requires_gpu == ("requires-gpu" in cell["tags"])
+        assert parsed.test_files == tuple(cell["test_files"])
+        written |= _flags(target["args"])
+    assert written == PARSER_FLAGS
+
+    every = cell_config.CellArgs(
+        suite="s", suite_dir="d/s", variant="v", variant_impl="m:V", device="rocm", test_files=("t.py", "u.py"),
+        target="//d/s:s_v_rocm", applies_to=("torch.export.export",), test_timeout_s=2.5, default_device=True,
+        requires_gpu=True, durations="d/s/test_durations.json", pytest_args=("-p", "no:logging"),
+    )  # fmt: skip
+    assert _flags(every.to_argv()) == PARSER_FLAGS
+    parsed = cell_config.parse_args(every.to_argv(), {})
+    assert (parsed.suite, parsed.suite_dir, parsed.variant, parsed.variant_impl, parsed.device) == ("s", "d/s", "v", "m:V", "rocm")
+    assert (parsed.test_files, parsed.target, parsed.applies_to) == (("t.py", "u.py"), "//d/s:s_v_rocm", ("torch.export.export",))
+    assert (parsed.test_timeout_s, parsed.default_device, parsed.requires_gpu) == (2.5, True, True)
+    assert (parsed.durations_file, parsed.pytest_args) == ("d/s/test_durations.json", ("-p", "no:logging"))
+
 
 # --- the root BUILD ----------------------------------------------------------------------------------
 

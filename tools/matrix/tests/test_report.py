@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 import jsonschema
 import pytest
 
-from tools.matrix import statuses
+from tools.matrix import config, statuses
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import (
     SCHEMA_PATH,
@@ -32,7 +32,9 @@ from tools.matrix.report import (
     writer,
 )
 from tools.matrix.report.html_report import embed_json
+from tools.matrix.run_report import new_run
 from tools.matrix.runtime import selection
+from tools.matrix.tests.fixtures.toolws import write_workspace
 
 EVIL_NAME = "test_evil.py::test_x[<script>alert(1)</script>]"
 EVIL_MSG = "boom <script>alert(1)</script> | pipe \"dq\" 'sq' ünïcødé ✓\nsecond line"
@@ -109,6 +111,47 @@ def test_rerun_command_cpu_cuda_and_quoting():
 def test_rerun_command_without_target_uses_the_generated_label():
     r = rec("t.py::test_a", "serdes", "cpu", statuses.FAILED, suite="export_tests", target="")
     assert shlex.split(rerun_command(r))[2] == "//export_tests:export_tests_serdes_cpu"
+
+
+GPU_MATRIX = """devices:
+  cpu: {}
+  rocm:
+    requires_gpu: true
+  cuda_sim: {}
+variants:
+  base:
+    impl: tools.matrix.variants.base:Base
+    description: plain
+suites:
+  s:
+    directory: nested/s_dir
+    variants: [base]
+    devices: [cpu, rocm, cuda_sim]
+"""
+
+
+def test_rerun_commands_add_config_gpu_for_exactly_the_matrix_requires_gpu_devices(tmp_path):
+    """The report's run, made from the matrix, says which devices need --config=gpu: a `rocm`
+    requires_gpu device does, a `cuda_sim` without it does not, whatever the names; so does compat.html,
+    and the answer survives compat.json."""
+    matrix = config.load(write_workspace(tmp_path, GPU_MATRIX, ("nested/s_dir/test_a.py",)) / "matrix.yaml", tmp_path)
+    run = new_run(["bazel", "test", "//..."], tmp_path / "testlogs", None, matrix)
+    assert run.extra == {"gpu_devices": ["rocm"]}
+    by_device = {d: rec("test_a.py::test_x", "base", d, statuses.FAILED, suite="s", target=f"//nested/s_dir:s_base_{d}") for d in ("cpu", "rocm", "cuda_sim")}
+    assert rerun_command(by_device["rocm"], run) == "bazel test //nested/s_dir:s_base_rocm --test_filter=test_a.py::test_x --config=gpu"
+    assert rerun_command(by_device["cuda_sim"], run) == "bazel test //nested/s_dir:s_base_cuda_sim --test_filter=test_a.py::test_x"
+    assert rerun_command(by_device["cpu"], run) == "bazel test //nested/s_dir:s_base_cpu --test_filter=test_a.py::test_x"
+    data = _embedded(render_html(list(by_device.values()), run))
+    assert {data["devices"][c[1]]: c[2] for c in data["cols"]} == {"cpu": "", "cuda_sim": "", "rocm": " --config=gpu"}
+    write_json(list(by_device.values()), run, tmp_path / "compat.json")
+    assert load_json(tmp_path / "compat.json")[0].extra == {"gpu_devices": ["rocm"]}
+
+
+def test_rerun_commands_of_a_report_without_gpu_devices_keep_cuda_as_the_gpu():
+    """compat.json written before the run recorded its GPU devices: cuda was the only one."""
+    cuda = rec("t.py::test_a", "base", "cuda", statuses.FAILED)
+    assert rerun_command(cuda, RUN).endswith(" --config=gpu") and rerun_command(cuda).endswith(" --config=gpu")
+    assert not rerun_command(cuda, replace(RUN, extra={"gpu_devices": []})).endswith(" --config=gpu")
 
 
 COLLECTED = [  # what one module might collect: plain, parametrized (with commas), in a class

@@ -178,7 +178,11 @@ CELLS: dict[str, Cell] = {
     "filter_names": Cell(
         "runtime", MANY_FILES, xfail={"test_many.py::test_beta": "filtered out"}, env={"TESTBRIDGE_TEST_ONLY": FILTERS["filter_names"][0]}
     ),
-    "cuda": Cell("runtime", MANY_FILES, device="cuda"),
+    "cuda": Cell("runtime", MANY_FILES, device="cuda", requires_gpu=True),
+    # requires_gpu, not named cuda: what a backend vendor's matrix.yaml has (torch.device("rocm") is unknown).
+    "rocm": Cell("runtime", MANY_FILES, device="rocm", requires_gpu=True),
+    # Named like a GPU but not requires_gpu: runs here (its tests do not touch the device).
+    "cuda_sim": Cell("runtime", MANY_FILES, device="cuda_sim"),
     # A filter that selects nothing fails the cell, in every shard; one that matches a test of another
     # shard does not fail this one.
     "filter_typo": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta"}),
@@ -664,3 +668,24 @@ def test_unavailable_device_fails_at_start(cells):
     assert run.output.count("[matrix] ERROR") == 1
     assert f"[matrix] ERROR: {problem}" in run.output
     assert "(base, cuda, shard 1/1): no tests" in run.output
+
+
+@uses("rocm")
+def test_a_requires_gpu_device_not_named_cuda_fails_at_start(cells):
+    run = cells["rocm"]
+    assert run.returncode != 0, run.explain()
+    assert run.tests == {}
+    assert run.problems == [
+        "device 'rocm' is not available on this machine (torch.device('rocm') is not a device type this torch knows); "
+        "run GPU targets on a machine with a GPU (bazel test --config=gpu there), or leave them out "
+        "(they are excluded by default)"
+    ]
+    assert run.output.count("[matrix] ERROR") == 1
+
+
+@uses("cuda_sim")
+def test_a_device_without_requires_gpu_is_not_checked_for_a_gpu(cells):
+    run = cells["cuda_sim"]
+    assert run.problems == [], run.explain()
+    assert run.returncode == 0, run.explain()
+    assert len(run.tests) > 1 and set(run.statuses.values()) == {statuses.PASSED}

@@ -19,12 +19,16 @@ _AS_GLOB = str.maketrans({",": "[+--]", "[": "[[]", "]": "[]]", "*": "[*]", "?":
 
 
 def target_label(record: Record) -> str:
-    """The record's Bazel label; when the collector left it empty, the generator's naming convention."""
+    """The record's Bazel label: the collector's config.Cell.label (no label is guessed here)."""
     return label_for(record.suite, record.variant, record.device, record.target)
 
 
-def label_for(suite: str, variant: str, device: str, target: str = "") -> str:
-    return target or f"//{suite}:{suite}_{variant}_{device}"
+def label_for(suite: str, variant: str, device: str, target: str) -> str:
+    """`target`; the rest names the cell when a record has none. A label guessed from the suite's name
+    would be wrong when the suite's directory differs, so there is no rerun command without one."""
+    if not target:
+        raise ValueError(f"a {suite} record ({variant}, {device}) has no target: no rerun command can name its cell")
+    return target
 
 
 def test_filter(nodeid: str) -> str:

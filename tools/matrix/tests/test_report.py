@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from tools.matrix import config, statuses
+from tools.matrix.collect import collect
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import (
     SCHEMA_PATH,
@@ -108,9 +109,15 @@ def test_rerun_command_cpu_cuda_and_quoting():
     assert argv[3] == "--test_filter=t.py::test_q[it's; rm -rf / $(x) `y`]" and len(argv) == 4
 
 
-def test_rerun_command_without_target_uses_the_generated_label():
-    r = rec("t.py::test_a", "serdes", "cpu", statuses.FAILED, suite="export_tests", target="")
-    assert shlex.split(rerun_command(r))[2] == "//export_tests:export_tests_serdes_cpu"
+def test_rerun_command_names_the_collected_target_of_a_suite_in_another_directory(tmp_path):
+    """Suite s lives in nested/s_dir: the label comes from the collector (config.Cell.label), never
+    from the suite's name (//s:s_base_cpu does not exist)."""
+    matrix = config.load(write_workspace(tmp_path, GPU_MATRIX, ("nested/s_dir/test_a.py",)) / "matrix.yaml", tmp_path)
+    (tmp_path / "testlogs").mkdir()
+    records = collect(matrix, tmp_path / "testlogs", None).records  # nothing ran: one not_run record a cell
+    assert {shlex.split(rerun_command(r))[2] for r in records} == {f"//nested/s_dir:s_base_{d}" for d in ("cpu", "rocm", "cuda_sim")}
+    with pytest.raises(ValueError, match=r"a s record \(base, cpu\) has no target"):
+        rerun_command(replace(records[0], device="cpu", target=""))
 
 
 GPU_MATRIX = """devices:

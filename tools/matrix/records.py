@@ -5,6 +5,42 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+# MatrixResult's fields that the collector reads (the digest's columns after "nodeid", in this order):
+# each is also a Record field of that name (a missing one is read as the Record default). The others
+# stay in report.json only.
+_COLLECTED = {"collected": True}
+
+
+@dataclass
+class MatrixResult:
+    """The one definition of a test's matrix result: report.json's metadata["matrix"] (the plugin's
+    block, cell_main's synthetic records), the digest's rows (runtime/outputs.DIGEST_FIELDS) and the
+    collector's row -> Record mapping all derive from these fields, in this order.
+
+    A field whose value is None is left out of metadata["matrix"]: subtests_* are written only by the
+    plugin (which ran the test), log_tail only by cell_main (which saw the process die)."""
+
+    status: str = field(metadata=_COLLECTED)  # one of tools.matrix.statuses.ALL
+    duration_s: float = field(default=0.0, metadata=_COLLECTED)
+    message: str = field(default="", metadata=_COLLECTED)
+    error_type: str | None = field(default=None, metadata=_COLLECTED)
+    transform_failed: bool = field(default=False, metadata=_COLLECTED)
+    transform_s: float = 0.0  # time in the variant's transform
+    transform_calls: int = 0
+    expectation: str | None = field(default=None, metadata=_COLLECTED)
+    subtests_run: int | None = None
+    subtests_failed: int | None = None
+    log_tail: str | None = field(default=None, metadata=_COLLECTED)  # None: "" once collected
+
+    def to_metadata(self) -> dict[str, Any]:
+        """metadata["matrix"] of report.json."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _OMITTED_WHEN_NONE}
+
+
+# Fields a writer leaves out rather than writing null (the rest are written even when None).
+_OMITTED_WHEN_NONE = frozenset({"subtests_run", "subtests_failed", "log_tail"})
+COLLECTED_FIELDS = tuple(f.name for f in fields(MatrixResult) if f.metadata.get("collected"))
+
 
 @dataclass
 class Record:

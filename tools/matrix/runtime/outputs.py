@@ -7,18 +7,22 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import MISSING, fields
 from typing import Any
 
 from pytest_jsonreport import serialize
 
 from tools.matrix import statuses
+from tools.matrix.records import COLLECTED_FIELDS, Record
 
 REPORT_NAME = "report.json"
 # What the collector reads: per test only the matrix fields, one compact row each. report.json keeps
 # pytest's stages and tracebacks (~1 kB per test); parsing those for 100,000 tests took the
 # collector ~1.7 s of its 3 s budget, the digest a fraction of that.
 DIGEST_NAME = "matrix_results.json"
-DIGEST_FIELDS = ("nodeid", "status", "duration_s", "message", "error_type", "transform_failed", "expectation", "log_tail")
+DIGEST_FIELDS = ("nodeid", *COLLECTED_FIELDS)  # records.MatrixResult's collected fields
+# A field a test's metadata lacks is written as the Record's default (status is required).
+_ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) for name in COLLECTED_FIELDS)
 
 
 # Per test and stream (stdout, stderr, traceback): a test that prints 10 MB keeps its first and last
@@ -69,8 +73,7 @@ def digest(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, A
     rows = []
     for t in tests:
         m = t["metadata"]["matrix"]
-        rows.append([t["nodeid"], m["status"], m.get("duration_s", 0.0), m.get("message", ""), m.get("error_type"),
-                     bool(m.get("transform_failed")), m.get("expectation"), m.get("log_tail", "")])  # fmt: skip
+        rows.append([t["nodeid"], *(m[name] if default is MISSING else m.get(name, default) for name, default in _ROW_DEFAULTS)])
     return {"matrix": metadata, "fields": list(DIGEST_FIELDS), "tests": rows}
 
 
@@ -115,13 +118,13 @@ def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
         if m.get("transform_failed"):
             ET.SubElement(case_props, "property", name="transform_failed", value="true")
         status = m["status"]
-        if status in (statuses.SKIPPED, statuses.XFAILED, statuses.NOT_RUN):
+        if status in statuses.JUNIT_SKIPPED:
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message=f"{status}: {m['message']}")
-        elif status in (statuses.ERROR, statuses.CRASHED, statuses.TIMEOUT):
+        elif status in statuses.JUNIT_ERROR:
             counts["errors"] += 1
             ET.SubElement(case, "error", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
-        elif status in (statuses.FAILED, statuses.XPASSED):
+        elif status in statuses.JUNIT_FAILURE:
             counts["failures"] += 1
             ET.SubElement(case, "failure", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
     for key, value in counts.items():

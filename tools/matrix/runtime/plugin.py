@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tools.matrix import durations, statuses
+from tools.matrix.records import MatrixResult
 from tools.matrix.runtime import journal, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.install import EntryPointError, Installed, install
@@ -342,17 +343,17 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
     entry = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
     entry["metadata"] = {
         **entry.get("metadata", {}),
-        "matrix": {
-            "status": decided.status,
-            "duration_s": round(test.duration_s, 6),
-            "message": decided.message,
-            "error_type": decided.error_type,
-            "transform_failed": decided.transform_failed,
-            "transform_s": round(_STATE.ledger.seconds, 6),
-            "transform_calls": _STATE.ledger.calls,
-            "expectation": decided.expectation,
-            "subtests_run": decided.subtests_run,
-            "subtests_failed": decided.subtests_failed,
-        },
+        "matrix": MatrixResult(
+            decided.status,
+            duration_s=round(test.duration_s, 6),
+            message=decided.message,
+            error_type=decided.error_type,
+            transform_failed=decided.transform_failed,
+            transform_s=round(_STATE.ledger.seconds, 6),
+            transform_calls=_STATE.ledger.calls,
+            expectation=decided.expectation,
+            subtests_run=decided.subtests_run,
+            subtests_failed=decided.subtests_failed,
+        ).to_metadata(),
     }
     _event(event="result", test=entry)

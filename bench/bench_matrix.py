@@ -437,12 +437,12 @@ def remove_entry(suite: str, variant: str, device: str, nodeid: str):
 
 def cell_reports(testlogs: Path, cells: list) -> dict[tuple[str, int], dict[str, Any]]:
     """(label, shard) -> report.json, read the way the collector reads it."""
-    from tools.matrix.collect import _read_cell_report, _shard_dirs
+    from tools.matrix.collect import read_cell_report, shard_dirs
 
     out = {}
     for cell in cells:
-        for shard, shard_dir in _shard_dirs(testlogs, cell):
-            report = _read_cell_report(shard_dir)
+        for shard, shard_dir in shard_dirs(testlogs, cell):
+            report = read_cell_report(shard_dir)
             if report is not None:
                 out[(cell.label, shard)] = report
     return out
@@ -467,7 +467,7 @@ class PlainProcess:
     """One matrix cell run whole by one plain pytest process."""
 
     label: str
-    journal: Path
+    journal: Any  # tools.matrix.runtime.journal.Journal: the descriptor the child appends to
     wall_s: float = 0.0
     rc: int | None = None
     tests: list[dict[str, Any]] = field(default_factory=list)  # the journal's `result` events
@@ -519,32 +519,32 @@ def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def plain_command(cell, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Path]:
+def plain_command(cell, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Any]:
     """The pytest child cell_main would start for the whole cell: (argv, env, journal). The command is
-    cell_main._pytest_command with `python` as the interpreter (cell_main's sys.executable); the
-    environment is cell_main._child_env as it would be computed inside the test (the test's
-    environment, cwd = the workspace)."""
-    from tools.matrix.runtime import cell_config, cell_main
+    cell_main.pytest_command with `python` as the interpreter (cell_main's sys.executable); the
+    environment is cell_main.child_env as it would be computed inside the test (the test's
+    environment, cwd = the workspace); the journal is a journal.Journal whose descriptor the child
+    must inherit (pass_fds), as under cell_main."""
+    from tools.matrix.runtime import cell_config, cell_main, journal
 
     args, env = plain_argv_env(cell, tmp)
-    journal = tmp / "journal.jsonl"
-    config = replace(cell_config.parse_args(args, env), journal=str(journal))
+    events = journal.Journal(str(tmp))
+    config = replace(cell_config.parse_args(args, env), journal=str(events.fd))
     scratch = tempfile.mkdtemp(prefix="cell-", dir=env["TEST_TMPDIR"])
-    argv = cell_main._pytest_command(config)
+    argv = cell_main.pytest_command(config)
     argv[0] = python
-    return argv, cell_main._child_env(config, scratch, environ=env, cwd=str(workspace)), journal
+    return argv, cell_main.child_env(config, scratch, environ=env, cwd=str(workspace)), events
 
 
 def read_journal(proc: PlainProcess) -> None:
-    from tools.matrix.runtime import journal
-
-    for event in journal.read(str(proc.journal)):
+    for event in proc.journal.read_new(lambda message: print(f"  {proc.label}: {message}")):
         if event["event"] == "session":
             proc.started = True
         elif event["event"] == "result":
             proc.tests.append(event["test"])
         elif event["event"] == "collect_error":
             proc.collect_errors += 1
+    proc.journal.close()
 
 
 def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, deadline: float) -> tuple[float, list[PlainProcess]]:
@@ -563,7 +563,7 @@ def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, 
         limit = min(limit_s, max(deadline - time.time(), 1))
         started = time.monotonic()
         with open(tmp / "log.txt", "w") as out:
-            p = subprocess.Popen(argv, cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            p = subprocess.Popen(argv, cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(proc.journal.fd,))
             try:
                 proc.rc = p.wait(timeout=limit)
             except subprocess.TimeoutExpired:

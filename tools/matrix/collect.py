@@ -143,7 +143,7 @@ def _newest_mtime(dirs: list[Path]) -> float:
     return newest
 
 
-def _shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
+def shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
     """The cell's shard directories as they are on disk, not as the matrix plans them today: after
     `durations` re-plans the shards, the testlogs still hold the last run's `shard_K_of_N`. When
     several layouts are there (runs with different shard counts), the most recently written one."""
@@ -221,7 +221,7 @@ def _read_output(shard_dir: Path, name: str) -> tuple[Any, Path, str] | None:
     return None
 
 
-def _read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
+def read_cell_report(shard_dir: Path) -> dict[str, Any] | None:
     """The shard's full report.json (pytest-json-report's format plus matrix metadata)."""
     found = _read_output(shard_dir, REPORT_NAME)
     return None if found is None else found[0]
@@ -505,7 +505,7 @@ def collect(
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
-        shards = _shard_dirs(testlogs, cell)
+        shards = shard_dirs(testlogs, cell)
         if bep:
             newest[cell.label] = _newest_mtime([d for _s, d in shards])
         for shard, shard_dir in shards:

@@ -65,7 +65,7 @@ def _how_it_ended(returncode: int) -> str:
     return f"died ({_signal_name(returncode)})" if returncode < 0 else f"exited (status {returncode})"
 
 
-def _child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
+def child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
     """The pytest child's environment, from this process's (or `environ`, run from `cwd`)."""
     env = dict(os.environ if environ is None else environ)
     env[ENV_KEY] = cell.to_env()
@@ -79,7 +79,7 @@ def _child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = 
     return env
 
 
-def _pytest_command(cell: CellConfig) -> list[str]:
+def pytest_command(cell: CellConfig) -> list[str]:
     return [
         sys.executable, "-m", "pytest",
         "-p", "tools.matrix.runtime.plugin",
@@ -187,7 +187,7 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
         if not _files_to_collect(child_cell):
             break  # every file failed to import
         os.makedirs(scratch, exist_ok=True)  # a test may have wiped its temporary directory
-        child = _Child(_pytest_command(child_cell), _child_env(child_cell, scratch), events_of.fd)
+        child = _Child(pytest_command(child_cell), child_env(child_cell, scratch), events_of.fd)
         termination.child = child.proc
         if termination.requested:  # the signal came between two children
             termination.stop_child()

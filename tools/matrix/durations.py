@@ -95,6 +95,6 @@ def update(recorded: Recorded, records: list) -> Recorded:
     not run (a cuda cell on a CPU machine, a cached or filtered-out one) keep what they had."""
     fresh: Recorded = {}
     for r in records:
-        if r.duration_s and r.status not in (statuses.NOT_RUN, statuses.SKIPPED):
+        if r.duration_s and r.status not in statuses.DID_NOT_RUN:
             fresh.setdefault(cell_key(r.variant, r.device), {})[r.test] = float(r.duration_s)
     return {**recorded, **fresh}

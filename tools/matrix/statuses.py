@@ -20,7 +20,11 @@ UNEXPECTED = frozenset({FAILED, XPASSED, ERROR, CRASHED, TIMEOUT})
 FAILING = frozenset({FAILED, ERROR, CRASHED, TIMEOUT})
 # A failure message worth grouping by signature (xfailed: the known breakages, counted apart).
 FAILURE_MESSAGE = FAILING | {XFAILED}
-# Never ran to a verdict: left out of the pass rate's denominator.
+# As expected: a change from one of these to FAILING is a regression in a baseline comparison.
+ON_TRACK = frozenset({PASSED, XFAILED})
+# Nothing to look at: a test whose every cell is one of these stays out of compat.md's grids.
+GREEN = frozenset({PASSED, SKIPPED})
+# Never ran to a verdict: left out of the pass rate's denominator and of recorded durations.
 DID_NOT_RUN = frozenset({SKIPPED, NOT_RUN})
 # JUnit XML has three ways to say "not passed"; each non-passing status maps to exactly one.
 JUNIT_SKIPPED = frozenset({SKIPPED, XFAILED, NOT_RUN})

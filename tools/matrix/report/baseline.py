@@ -10,8 +10,6 @@ from tools.matrix import statuses
 from tools.matrix.records import Record
 from tools.matrix.report.summary import BAD
 
-_WAS_GOOD = frozenset({statuses.PASSED, statuses.XFAILED})
-
 
 @dataclass
 class Change:
@@ -79,7 +77,7 @@ def compare(old_records: Iterable[Record], new_records: Iterable[Record]) -> Com
             out.removed.append(o)
         elif o.status != n.status:
             change = Change(o, n)
-            if o.status in _WAS_GOOD and n.status in BAD:
+            if o.status in statuses.ON_TRACK and n.status in BAD:
                 out.regressions.append(change)
             elif o.status in BAD and n.status == statuses.PASSED:
                 out.fixes.append(change)

@@ -36,7 +36,6 @@ SYMBOLS = {
     statuses.NOT_RUN: "–",
 }
 TRANSFORM_MARK = "⚙"  # appended when the variant's transform raised, as opposed to the test's assertion
-GREEN = frozenset({statuses.PASSED, statuses.SKIPPED})  # a test is listed in its suite's grid unless all cells are these
 MAX_MESSAGE = 240
 MAX_ROWS = 200  # per list-like section; compat.json and compat.html always have everything
 
@@ -188,7 +187,7 @@ def _grids(records: Sequence[Record]) -> list[str]:
         pairs.setdefault(suite, set()).add((variant, device))
     cols = {suite: _columns(pairs[suite]) for suite in sorted(pairs)}
     symbols = {(st, tf): SYMBOLS[st] + (TRANSFORM_MARK if tf and st != statuses.PASSED else "") for st in statuses.ALL for tf in (False, True)}
-    green = GREEN
+    green = statuses.GREEN
     rows: dict[str, list[str]] = {s: [] for s in cols}
     tests: dict[str, int] = dict.fromkeys(cols, 0)
     index = {s: {vd: i for i, vd in enumerate(c)} for s, c in cols.items()}

@@ -11,10 +11,12 @@ from tools.matrix.statuses import (
     FAILED,
     FAILING,
     FAILURE_MESSAGE,
+    GREEN,
     JUNIT_ERROR,
     JUNIT_FAILURE,
     JUNIT_SKIPPED,
     NOT_RUN,
+    ON_TRACK,
     PASSED,
     SKIPPED,
     TIMEOUT,
@@ -23,17 +25,18 @@ from tools.matrix.statuses import (
     XPASSED,
 )  # fmt: skip
 
-# Per status, written out: (unexpected, failing, failure message, did not run, JUnit element or None for a pass).
+# Per status, written out: (unexpected, failing, failure message, did not run, on track, green,
+# JUnit element or None for a pass).
 POLICY = {
-    PASSED: (False, False, False, False, None),
-    FAILED: (True, True, True, False, "failure"),
-    XFAILED: (False, False, True, False, "skipped"),
-    XPASSED: (True, False, False, False, "failure"),
-    SKIPPED: (False, False, False, True, "skipped"),
-    ERROR: (True, True, True, False, "error"),
-    CRASHED: (True, True, True, False, "error"),
-    TIMEOUT: (True, True, True, False, "error"),
-    NOT_RUN: (False, False, False, True, "skipped"),
+    PASSED: (False, False, False, False, True, True, None),
+    FAILED: (True, True, True, False, False, False, "failure"),
+    XFAILED: (False, False, True, False, True, False, "skipped"),
+    XPASSED: (True, False, False, False, False, False, "failure"),
+    SKIPPED: (False, False, False, True, False, True, "skipped"),
+    ERROR: (True, True, True, False, False, False, "error"),
+    CRASHED: (True, True, True, False, False, False, "error"),
+    TIMEOUT: (True, True, True, False, False, False, "error"),
+    NOT_RUN: (False, False, False, True, False, False, "skipped"),
 }
 JUNIT = {"skipped": JUNIT_SKIPPED, "error": JUNIT_ERROR, "failure": JUNIT_FAILURE}
 
@@ -43,16 +46,15 @@ def test_every_status_has_a_written_out_policy() -> None:
 
 
 def test_each_policy_set_is_as_written_out() -> None:
-    for status, (unexpected, failing, message, did_not_run, junit) in POLICY.items():
-        assert (status in UNEXPECTED, status in FAILING, status in FAILURE_MESSAGE, status in DID_NOT_RUN) == (
-            unexpected, failing, message, did_not_run,
-        ), status  # fmt: skip
+    for status, (unexpected, failing, message, did_not_run, on_track, green, junit) in POLICY.items():
+        got = (status in UNEXPECTED, status in FAILING, status in FAILURE_MESSAGE, status in DID_NOT_RUN, status in ON_TRACK, status in GREEN)
+        assert got == (unexpected, failing, message, did_not_run, on_track, green), status
         assert [name for name, members in JUNIT.items() if status in members] == ([junit] if junit else []), status
 
 
 def test_policy_sets_hold_only_known_statuses() -> None:
     sets = {name: value for name, value in vars(statuses).items() if isinstance(value, frozenset)}
-    assert set(sets) == {"UNEXPECTED", "FAILING", "FAILURE_MESSAGE", "DID_NOT_RUN", "JUNIT_SKIPPED", "JUNIT_ERROR", "JUNIT_FAILURE"}
+    assert set(sets) == {"UNEXPECTED", "FAILING", "FAILURE_MESSAGE", "DID_NOT_RUN", "ON_TRACK", "GREEN", "JUNIT_SKIPPED", "JUNIT_ERROR", "JUNIT_FAILURE"}
     for name, members in sets.items():
         assert members <= set(ALL), name
 

@@ -6,13 +6,10 @@ option parsing and its matrix.yaml edits (the incremental and rerun measurements
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -74,12 +71,3 @@ def test_bench_matrix_adds_and_removes_an_expectation():
     removed = bench_matrix.edit_yaml(added, bench_matrix.remove_entry("s", "base", "cpu", "test_a.py::test_x"))
     assert removed == MATRIX  # every level the entry emptied goes
 
-
-if __name__ == "__main__":
-    args = ["-p", "no:cacheprovider", "-q", "-rfEs", __file__]
-    if os.environ.get("XML_OUTPUT_FILE"):
-        args.append(f"--junitxml={os.environ['XML_OUTPUT_FILE']}")
-    if os.environ.get("TEST_TMPDIR"):
-        args.append(f"--basetemp={os.path.join(os.environ['TEST_TMPDIR'], 'pytest')}")
-    sys.dont_write_bytecode = True
-    sys.exit(pytest.main(args))

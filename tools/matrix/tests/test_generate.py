@@ -216,27 +216,8 @@ def test_defs_bzl_passes_everything_through_args_and_env(ws):
     """Evaluate defs.bzl's matrix_cell (plain Starlark) on a generated cell with stubbed natives."""
     if DEFS is None:
         pytest.skip("defs.bzl is not reachable from here")
-    made = []
-
-    class Native:
-        @staticmethod
-        def package_name():
-            return "s"
-
-        @staticmethod
-        def py_test(**kwargs):
-            made.append(kwargs)
-
-    class Json:
-        @staticmethod
-        def encode(value):
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    env = {"native": Native, "json": Json}
-    exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
     cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cuda"]
-    env["matrix_cell"](**cell)
-    (target,) = made
+    ((_, _, target),) = _targets_made_by_defs_bzl({"s": [cell]})
     assert target["name"] == "s_base_cuda"
     assert target["shard_count"] == 2 and target["size"] == "large"
     assert target["tags"] == cell["tags"]
@@ -250,11 +231,10 @@ def test_defs_bzl_passes_everything_through_args_and_env(ws):
     encoded = target["env"]["MATRIX_EXPECTATIONS"]
     assert "$$HOME" in encoded  # Bazel expands `$`: escaped
     assert json.loads(encoded.replace("$$", "$")) == {"skip": {"test_b.py": "needs two GPUs"}, "xfail": cell["xfail"]}
-    made.clear()
-    Native.package_name = staticmethod(lambda: "nested/t")
-    env["matrix_cell"](**cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"])
-    assert made[0]["args"][-3:] == ["--test-file=test_c.py", "--pytest-arg=-p", "--pytest-arg=no:logging"]
-    assert cell_config.parse_args(made[0]["args"], {}).pytest_args == ("-p", "no:logging")
+    nested = cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"]
+    ((_, _, target),) = _targets_made_by_defs_bzl({"nested/t": [nested]})
+    assert target["args"][-3:] == ["--test-file=test_c.py", "--pytest-arg=-p", "--pytest-arg=no:logging"]
+    assert cell_config.parse_args(target["args"], {}).pytest_args == ("-p", "no:logging")
 
 
 
@@ -308,26 +288,8 @@ def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
     if DEFS is None:
         pytest.skip("defs.bzl is not reachable from here")
     _shard_by_seconds(ws, RECORDED)
-    made = {}
-
-    class Native:
-        @staticmethod
-        def package_name():
-            return "s"
-
-        @staticmethod
-        def py_test(**kwargs):
-            made[kwargs["name"]] = kwargs
-
-    class Json:
-        @staticmethod
-        def encode(value):
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    env = {"native": Native, "json": Json}
-    exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
-    for cell in cells_of(generate.render(load(ws))["s/BUILD.bazel"]).values():
-        env["matrix_cell"](**cell)
+    cells = list(cells_of(generate.render(load(ws))["s/BUILD.bazel"]).values())
+    made = {target["name"]: target for _, _, target in _targets_made_by_defs_bzl({"s": cells})}
     sharded, single = made["s_base_cuda"], made["s_other_cpu"]
     assert sharded["shard_count"] == 3
     assert [a for a in sharded["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]

@@ -209,16 +209,18 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
     file for `records`; the MB written."""
     rng = random.Random(seed)
     cells = {(c.suite.name, c.variant.name, c.device.name): c for c in matrix.cells()}
-    shards: dict[tuple[config.Cell, int], list[Record]] = {(c, i): [] for c in cells.values() for i in range(c.shard_count)}
+    targets = {t.label: t for c in cells.values() for t in c.targets}
+    shards: dict[tuple[str, int], list[Record]] = {(t.label, i): [] for t in targets.values() for i in range(t.shard_count)}
     for r in records:
-        cell = cells[r.suite, r.variant, r.device]
-        shards[cell, (r.shard or 0) % cell.shard_count].append(r)
+        target = cells[r.suite, r.variant, r.device].target_of(r.test)
+        shards[target.label, (r.shard or 0) % target.shard_count].append(r)
     events: list[dict] = [{"id": {"started": {}}, "started": {"uuid": "bench", "command": "test", "startTimeMillis": "1700000000000"}}]
     failing: dict[str, bool] = {}
     retried: set[str] = set()
-    for (cell, shard), recs in shards.items():
-        total = cell.shard_count
-        shard_dir = testlogs / cell.suite.directory / cell.target_name
+    for (label, shard), recs in shards.items():
+        target = targets[label]
+        cell, total = target.cell, target.shard_count
+        shard_dir = testlogs / cell.suite.directory / target.name
         if total > 1:
             shard_dir /= f"shard_{shard + 1}_of_{total}"
         undeclared = shard_dir / "test.outputs" / "_undeclared"  # TEST_UNDECLARED_OUTPUTS_DIR
@@ -227,7 +229,7 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
         problems: list[str] = []
         unexpected = any(outputs.status_of(t) in statuses.UNEXPECTED for t in tests)
         metadata = {
-            "suite": cell.suite.name, "variant": cell.variant.name, "device": cell.device.name, "target": cell.label,
+            "suite": cell.suite.name, "variant": cell.variant.name, "device": cell.device.name, "target": label,
             "shard_index": shard, "total_shards": total, "test_filter": "", "torch_version": TORCH_VERSION, "python": "3.11.7",
             "restarts": sum(outputs.status_of(t) in (statuses.CRASHED, statuses.TIMEOUT) for t in tests),
             "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6), "problems": problems,
@@ -238,18 +240,18 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
                 z.write(undeclared / name, name)
         shutil.rmtree(undeclared)
         (shard_dir / "test.log").write_text(
-            f'exec ${{PAGER:-/usr/bin/less}} "$0" || exit 1\nExecuting tests from {cell.label}\n' + "-" * 80 + "\n"
-            f"[matrix] {cell.target_name} ({cell.variant.name}, {cell.device.name}, shard {shard + 1}/{total}): {len(tests)} tests\n"
+            f'exec ${{PAGER:-/usr/bin/less}} "$0" || exit 1\nExecuting tests from {label}\n' + "-" * 80 + "\n"
+            f"[matrix] {target.name} ({cell.variant.name}, {cell.device.name}, shard {shard + 1}/{total}): {len(tests)} tests\n"
         )
-        failing[cell.label] = failing.get(cell.label, False) or unexpected
+        failing[label] = failing.get(label, False) or unexpected
         attempts = 2 if rng.random() < 0.05 else 1
         if attempts > 1:
-            retried.add(cell.label)
+            retried.add(label)
         for attempt in range(1, attempts + 1):
             status = "FAILED" if attempt < attempts or unexpected else "PASSED"
             uri = f"file://{shard_dir}"
             events.append({
-                "id": {"testResult": {"label": cell.label, "run": 1, "shard": shard + 1, "attempt": attempt, "configuration": {"id": "e1f0c2"}}},
+                "id": {"testResult": {"label": label, "run": 1, "shard": shard + 1, "attempt": attempt, "configuration": {"id": "e1f0c2"}}},
                 "testResult": {
                     "testActionOutput": [{"name": "test.log", "uri": f"{uri}/test.log"}, {"name": "test.xml", "uri": f"{uri}/test.xml"},
                                          {"name": "test.outputs__outputs.zip", "uri": f"{uri}/test.outputs/outputs.zip"}],
@@ -258,10 +260,10 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
                     "executionInfo": {"strategy": "linux-sandbox", "hostname": "ci-runner", "timingBreakdown": {"name": "totalTime", "time": "61s"}},
                 },
             })  # fmt: skip
-    for cell in cells.values():
-        overall = "FAILED" if failing.get(cell.label) else "FLAKY" if cell.label in retried else "PASSED"
-        summary = {"overallStatus": overall, "totalRunCount": cell.shard_count, "shardCount": cell.shard_count}
-        events.append({"id": {"testSummary": {"label": cell.label, "configuration": {"id": "e1f0c2"}}}, "testSummary": summary})
+    for label, target in targets.items():
+        overall = "FAILED" if failing.get(label) else "FLAKY" if label in retried else "PASSED"
+        summary = {"overallStatus": overall, "totalRunCount": target.shard_count, "shardCount": target.shard_count}
+        events.append({"id": {"testSummary": {"label": label, "configuration": {"id": "e1f0c2"}}}, "testSummary": summary})
     finished = {"exitCode": {"name": "TESTS_FAILED", "code": 3}, "finishTimeMillis": "1700000600000"}
     events.append({"id": {"buildFinished": {}}, "finished": finished})
     bep.write_text("".join(json.dumps(e) + "\n" for e in events))

@@ -47,7 +47,7 @@ def load_matrix(args: argparse.Namespace) -> config.Matrix:
 def load_matrix_to_replan(args: argparse.Namespace) -> config.Matrix:
     """The matrix, a malformed test_durations.json read as nothing recorded: for `durations`, which rewrites it."""
     workspace = workspace_of(args)
-    return config.load(workspace / args.matrix, workspace)
+    return config.load(workspace / args.matrix, workspace, packages_visible=not getattr(args, "runfiles", False))
 
 
 def out_dir_of(args: argparse.Namespace) -> Path:
@@ -150,18 +150,19 @@ def cmd_durations(args: argparse.Namespace) -> int:
     if not sharded:
         print("no suite in matrix.yaml has shard_seconds; nothing to record")
         return 0
-    before = {c.label: c.shard_count for c in matrix.cells()}
+    before = {t.label: t.shard_count for t in matrix.targets()}
     for suite in sharded:
         mine = [r for r in records if r.suite == suite.name]
         if suite.durations_problem:
             print(f"{suite.durations_file}: malformed; recording it anew from the last report alone")
         (workspace / suite.durations_file).write_text(durations.render(durations.update(suite.recorded, mine), suite.name))
     matrix = load_matrix(args)
-    for cell in matrix.cells():
-        if cell.suite.shard_seconds is not None:
-            seconds = sum(cell.recorded_durations.values())
-            change = f"{before[cell.label]} -> {cell.shard_count}" if before[cell.label] != cell.shard_count else f"{cell.shard_count}"
-            print(f"{cell.label}: {seconds:.0f} s recorded, {change} shard(s)")
+    for target in matrix.targets():
+        if target.cell.suite.shard_seconds is not None:
+            seconds = sum(target.recorded_durations.values())
+            was = before.get(target.label, target.shard_count)
+            change = f"{was} -> {target.shard_count}" if was != target.shard_count else f"{target.shard_count}"
+            print(f"{target.label}: {seconds:.0f} s recorded, {change} shard(s)")
     return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
 
 
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
+    # //:generated_files_test's workspace is its runfiles, which hold no BUILD file of the variants'
+    # packages: their labels are taken as written (Bazel checks them when it loads the cells).
+    gen.add_argument("--runfiles", action="store_true", help=argparse.SUPPRESS)
     gen.set_defaults(func=cmd_generate)
 
     lst = sub.add_parser("list", parents=[common], help="show the matrix cells (targets, tags, shards, expectations)")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.matrix import statuses
-from tools.matrix.config import Cell, Matrix
+from tools.matrix.config import Cell, Matrix, Target
 from tools.matrix.records import MatrixResult, Record
 from tools.matrix.runtime.outputs import DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
@@ -89,7 +89,7 @@ class Collected:
 class _Broken:
     """A shard that ran but left no usable results: its tests get `status` records saying why."""
 
-    cell: Cell
+    target: Target
     shard: int
     status: str  # crashed (it died), error (corrupt outputs, or ran and reported nothing)
     message: str
@@ -143,11 +143,11 @@ def _newest_mtime(dirs: list[Path]) -> float:
     return newest
 
 
-def shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
-    """The cell's shard directories as they are on disk, not as the matrix plans them today: after
+def shard_dirs(testlogs: Path, target: Target) -> list[tuple[int, Path]]:
+    """The target's shard directories as they are on disk, not as the matrix plans them today: after
     `durations` re-plans the shards, the testlogs still hold the last run's `shard_K_of_N`. When
     several layouts are there (runs with different shard counts), the most recently written one."""
-    base = testlogs / cell.suite.directory / cell.target_name
+    base = testlogs / target.cell.suite.directory / target.name
     layouts: dict[int, list[Path]] = {}
     if any((base / name).exists() for name in OUTPUT_FILES):
         layouts[1] = [base]
@@ -160,7 +160,7 @@ def shard_dirs(testlogs: Path, cell: Cell) -> list[tuple[int, Path]]:
         if m and 1 <= int(m[1]) <= int(m[2]):
             layouts.setdefault(int(m[2]), []).append(base / name)
     if not layouts:  # never ran: the plan's layout (nothing there either way)
-        total = cell.shard_count
+        total = target.shard_count
     elif len(layouts) == 1:
         (total,) = layouts
     else:
@@ -365,8 +365,9 @@ def _row_reader() -> Callable[[list[list[Any]], str, str, str, str, int], list[R
 _read_rows = _row_reader()
 
 
-def _records_from_rows(rows: list[list[Any]], cell: Cell, shard: int) -> list[Record]:
-    return _read_rows(rows, cell.suite.name, cell.variant.name, cell.device.name, cell.label, shard)
+def _records_from_rows(rows: list[list[Any]], target: Target, shard: int) -> list[Record]:
+    cell = target.cell
+    return _read_rows(rows, cell.suite.name, cell.variant.name, cell.device.name, target.label, shard)
 
 
 def _parse_xml(path: Path) -> ET.Element:
@@ -376,8 +377,8 @@ def _parse_xml(path: Path) -> ET.Element:
         raise Unreadable(path, f"invalid XML ({e})") from None
 
 
-def _records_from_xml(path: Path, root: ET.Element, cell: Cell, shard: int) -> list[Record]:
-    out = []
+def _records_from_xml(path: Path, root: ET.Element, target: Target, shard: int) -> list[Record]:
+    cell, out = target.cell, []
     for i, case in enumerate(root.iter("testcase"), 1):
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         problem = next((case.find(tag) for tag in ("failure", "error", "skipped") if case.find(tag) is not None), None)
@@ -401,7 +402,7 @@ def _records_from_xml(path: Path, root: ET.Element, cell: Cell, shard: int) -> l
                 suite=cell.suite.name, test=f"{file}::{name}" if name != file else file, variant=cell.variant.name,
                 device=cell.device.name, status=status, duration_s=duration, message=message,
                 error_type=problem.get("type") if problem is not None else None,
-                transform_failed=props.get("transform_failed") == "true", target=cell.label, shard=shard,
+                transform_failed=props.get("transform_failed") == "true", target=target.label, shard=shard,
             )
         )  # fmt: skip
     return out
@@ -432,28 +433,28 @@ class _Shard:
 DIED = "died without writing a report or test.xml"
 
 
-def _read_shard(testlogs: Path, shard_dir: Path, cell: Cell, shard: int) -> _Shard | None:
+def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> _Shard | None:
     """What one shard directory holds; None when it holds nothing (Bazel never ran it)."""
     log = shard_dir / "test.log"
     where = f"shard {shard + 1}"
 
     def broken(status: str, message: str, problem: str = "", meta: dict[str, Any] | None = None) -> _Shard:
         tail = _log_tail(log) if log.is_file() else ""  # read only for a shard that needs it
-        return _Shard(meta=meta or {}, broken=_Broken(cell, shard, status, message, tail, problem or f"{where}: {message}"))
+        return _Shard(meta=meta or {}, broken=_Broken(target, shard, status, message, tail, problem or f"{where}: {message}"))
 
     try:
         results = _read_cell_results(shard_dir)
         if results is not None:
             meta, rows = results
             if rows or not meta.get("problems"):
-                return _Shard(_records_from_rows(rows, cell, shard), meta)
+                return _Shard(_records_from_rows(rows, target, shard), meta)
             # It ran and reported no test, saying why (e.g. the variant could not be loaded).
             message = "the target ran but reported no test: " + "; ".join(meta["problems"])
             return broken(statuses.ERROR, message, meta={**meta, "problems": []})
         xml = shard_dir / "test.xml"
         root = _parse_xml(xml) if xml.is_file() else None
         if root is not None and root.find(".//testcase") is not None:
-            records = _records_from_xml(xml, root, cell, shard)
+            records = _records_from_xml(xml, root, target, shard)
             # Bazel writes its own one-testcase XML (named after the target) when the test died
             # without one: not ours. Ours name tests by node id, which starts with a .py file.
             if any(r.test.split("::", 1)[0].endswith(".py") for r in records):
@@ -505,18 +506,19 @@ def collect(
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
-        shards = shard_dirs(testlogs, cell)
-        if bep:
-            newest[cell.label] = _newest_mtime([d for _s, d in shards])
-        for shard, shard_dir in shards:
-            result = _read_shard(testlogs, shard_dir, cell, shard)
-            if result is None:
-                continue
-            found[key] += result.records
-            collected.torch_version = collected.torch_version or result.meta.get("torch_version")
-            collected.problems += [f"{cell.label}: {p}" for p in result.meta.get("problems", [])]
-            if result.broken:
-                broken.setdefault(key, []).append(result.broken)
+        for target in cell.targets:
+            shards = shard_dirs(testlogs, target)
+            if bep:
+                newest[target.label] = _newest_mtime([d for _s, d in shards])
+            for shard, shard_dir in shards:
+                result = _read_shard(testlogs, shard_dir, target, shard)
+                if result is None:
+                    continue
+                found[key] += result.records
+                collected.torch_version = collected.torch_version or result.meta.get("torch_version")
+                collected.problems += [f"{target.label}: {p}" for p in result.meta.get("problems", [])]
+                if result.broken:
+                    broken.setdefault(key, []).append(result.broken)
     if bep:
         collected.bazel, collected.notes = _fresh_bep(read_bep(bep, collected.problems), Path(bep), newest)
     bazel = collected.bazel
@@ -529,26 +531,28 @@ def collect(
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         have = {r.test for r in found[key]}
         missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else [NO_RESULTS])
-        if key in broken:
-            # Which of the broken shards would have run which test is unknown: the first one speaks for all.
-            first = broken[key][0]
-            if missing:
-                used.add(id(first))
-            shard, status, message, tail = first.shard, first.status, first.message, first.log_tail
-        else:
-            shard, tail = None, ""
-            status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
-        found[key] += [
-            Record(suite=cell.suite.name, test=t, variant=cell.variant.name, device=cell.device.name, status=status,
-                   message=message, error_type=status, target=cell.label, shard=shard, log_tail=tail)
-            for t in missing
-        ]  # fmt: skip
-    # A broken shard no record speaks for (tests unknown, or another shard spoke for the cell): never silent.
-    collected.problems += [f"{b.cell.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
+        # Which of a target's broken shards would have run which test is unknown: its first one speaks
+        # for all its tests (and the cell's first one for the placeholder of a cell with no test known).
+        first_broken: dict[str, _Broken] = {}
+        for b in broken.get(key, []):
+            first_broken.setdefault(b.target.name, b)
+        for t in missing:
+            target = cell.target_of(t)
+            why = first_broken.get(target.name) or (broken[key][0] if t == NO_RESULTS and key in broken else None)
+            if why is not None:
+                used.add(id(why))
+                shard, status, message, tail = why.shard, why.status, why.message, why.log_tail
+            else:
+                shard, tail = None, ""
+                status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
+            found[key].append(Record(suite=cell.suite.name, test=t, variant=cell.variant.name, device=cell.device.name, status=status,
+                                     message=message, error_type=status, target=target.label, shard=shard, log_tail=tail))  # fmt: skip
+    # A broken shard no record speaks for (tests unknown, or another shard spoke for the target): never silent.
+    collected.problems += [f"{b.target.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
     for records in found.values():
-        result = bazel.get(records[0].target) if records else None  # a cell's records share its label
         for record in records:
             record.run_id = run_id
+            result = bazel.get(record.target)
             if result and record.shard is not None:
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)

@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tools.matrix import durations, pytest_args, shard_plan
+from tools.matrix import durations, pytest_args, shard_plan, variant_library
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
@@ -61,6 +61,8 @@ class Variant:
     impl: str
     description: str
     applies_to: tuple[str, ...] = ()  # empty: every entry point the class supports
+    library: str = ""  # the Bazel label of the py_library holding impl's module (variant_library.py)
+    generated_library: variant_library.GeneratedLibrary | None = None  # when generate writes that library
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,26 @@ class Suite:
     recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
     durations_problem: str = ""  # why test_durations.json is unreadable (see Matrix.plan_problems)
     pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
+    granularity: str = "cell"  # GRANULARITIES: one target per cell, or per (cell, test file)
 
     @property
     def durations_file(self) -> str:
         return f"{self.directory}/{durations.FILE_NAME}"
 
 
+GRANULARITIES = ("cell", "file")
+
+
+def test_file_of(test_id: str) -> str:
+    """The suite-relative file of a node id (`test_x.py::Class::test` -> `test_x.py`)."""
+    return test_id.split("::", 1)[0]
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One (suite, variant, device): one Bazel target."""
+    """One (suite, variant, device): one column of the report. Bazel runs it as one target, or one
+    target per test file (`granularity: file`) grouped by a test_suite of the cell's name, so
+    `cell.label` selects the whole cell either way."""
 
     suite: Suite
     variant: Variant
@@ -116,10 +129,20 @@ class Cell:
         return durations.for_cell(self.suite.recorded, self.variant.name, self.device.name)
 
     @cached_property
-    def shard_count(self) -> int:
-        """Fixed by `shards`, or planned from the recorded durations with `shard_seconds`."""
-        fixed = dict(self.suite.shards).get(self.device.name, 1)
-        return shard_plan.cell_shard_count(fixed, self.suite.shard_seconds, self.recorded_durations)
+    def targets(self) -> tuple[Target, ...]:
+        """The py_tests that run the cell (see Target)."""
+        if self.suite.granularity == "file":
+            return tuple(Target(self, f"{self.target_name}/{file[: -len('.py')] if file.endswith('.py') else file}", (file,))
+                         for file in relative(self.suite.test_files, self.suite.directory))  # fmt: skip
+        return (Target(self, self.target_name, relative(self.suite.test_files, self.suite.directory)),)
+
+    @cached_property
+    def _target_by_file(self) -> dict[str, Target]:
+        return {file: target for target in self.targets for file in target.test_files}
+
+    def target_of(self, test_id: str) -> Target:
+        """The target that runs `test_id` (the cell's first one for an id of no known file)."""
+        return self._target_by_file.get(test_file_of(test_id), self.targets[0])
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -128,6 +151,34 @@ class Cell:
             tags.append("requires-gpu")
         tags += [*self.device.tags, *self.suite.tags]
         return tuple(dict.fromkeys(tags))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One py_test of a cell: the whole cell, or one test file of it (`granularity: file`, named
+    `<cell>/<file without .py>`). Shards are per target; defs.bzl gives each target the
+    expectations that name its file, so editing one file's tests or entries reruns only its targets."""
+
+    cell: Cell
+    name: str
+    test_files: tuple[str, ...]  # relative to the suite directory
+
+    @property
+    def label(self) -> str:
+        return f"//{self.cell.suite.directory}:{self.name}"
+
+    def _mine(self, test_id: str) -> bool:
+        return len(self.cell.targets) == 1 or test_file_of(test_id) in self.test_files
+
+    @cached_property
+    def recorded_durations(self) -> dict[str, float]:
+        return {t: s for t, s in self.cell.recorded_durations.items() if self._mine(t)}
+
+    @cached_property
+    def shard_count(self) -> int:
+        """Fixed by `shards`, or planned from the recorded durations with `shard_seconds`."""
+        fixed = dict(self.cell.suite.shards).get(self.cell.device.name, 1)
+        return shard_plan.cell_shard_count(fixed, self.cell.suite.shard_seconds, self.recorded_durations)
 
 
 @dataclass(frozen=True)
@@ -175,6 +226,10 @@ class Matrix:
         """Every (suite, variant, device) in matrix.yaml order."""
         return list(self._cells)
 
+    def targets(self) -> list[Target]:
+        """Every py_test of every cell, in matrix.yaml order."""
+        return [target for cell in self._cells for target in cell.targets]
+
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
@@ -189,9 +244,11 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f"{hint}valid: {', '.join(sorted(map(str, choices))) or '(none)'}"
 
 
-def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> Matrix:
+def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None, packages_visible: bool = True) -> Matrix:
     """Read matrix.yaml at `path`; raise MatrixError listing every problem. A malformed
-    test_durations.json alone does not raise: it is in `Matrix.plan_problems`."""
+    test_durations.json alone does not raise: it is in `Matrix.plan_problems`. Without
+    `packages_visible` (a Bazel test's runfiles hold no BUILD file of other packages), variant
+    libraries are taken as matrix.yaml names them: Bazel checks the labels when it loads the cells."""
     path = Path(path)
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
@@ -205,10 +262,10 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
         text = decode(raw)
     except YamlProblem as e:
         raise MatrixError([f"{display}:{e.line}:{e.col}: {e.message}"]) from None
-    return parse(text, display, workspace)
+    return parse(text, display, workspace, packages_visible)
 
 
-def parse(text: str, display: str, workspace: Path) -> Matrix:
+def parse(text: str, display: str, workspace: Path, packages_visible: bool = True) -> Matrix:
     try:
         doc = load_located(text)
     except YamlProblem as e:
@@ -236,7 +293,7 @@ def parse(text: str, display: str, workspace: Path) -> Matrix:
     # Cross-references and the file system are checked on what the schema accepted, so one run
     # reports every problem (unless a whole section is missing or malformed).
     buildable = _buildable(doc.data, errors)
-    matrix = _build(*buildable, display, workspace, problems) if buildable is not None else None
+    matrix = _build(*buildable, display, workspace, problems, packages_visible) if buildable is not None else None
     plan = _Problems(display, doc)
     for suite in matrix.suites if matrix is not None else ():
         if suite.durations_problem:
@@ -312,6 +369,8 @@ def _schema_problems(error: jsonschema.ValidationError) -> list[tuple[tuple, str
         seen: list[Any] = []
         twice = [(i, v) for i, v in enumerate(error.instance) if v in seen or seen.append(v)]
         return [(path + (i,), f"{where}: {v!r} is listed twice") for i, v in twice]
+    if error.validator == "pattern" and path and path[-1] == "library":
+        return [(path, f"{where}: {error.instance!r} is not a label of this workspace: use //package:target")]
     if error.validator == "pattern" and path and path[-1] == "impl":
         return [(path, f"{where}: {error.instance!r} is not of the form package.module:ClassName")]
     if error.validator == "minLength" and error.validator_value == 1:
@@ -446,7 +505,7 @@ def _glob_hazard(top: Path) -> str:
     return ""
 
 
-def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems) -> Matrix:
+def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, packages_visible: bool = True) -> Matrix:
     devices = tuple(
         Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
         for name, d in data["devices"].items()
@@ -458,9 +517,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 problems.add(at, f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
             if "$" in value:
                 problems.add(at, f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
-    variants = tuple(
-        Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ()))) for name, v in data["variants"].items()
-    )
+    variants = _variants(data, workspace, problems, packages_visible)
     device_names = [d.name for d in devices]
     variant_names = [v.name for v in variants]
     suites = []
@@ -550,12 +607,31 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 recorded=recorded.recorded,
                 durations_problem=recorded.problem,
                 pytest_args=tuple(s.get("pytest_args", ())),
+                granularity=s.get("granularity", "cell"),
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
     matrix = Matrix(display, devices, variants, tuple(suites), expectations, located=problems.doc)
     _check_unique_names(matrix, problems)
     return matrix
+
+
+def _variants(data: dict[str, Any], workspace: Path, problems: _Problems, packages_visible: bool) -> tuple[Variant, ...]:
+    """The variants, each with the Bazel library its cells depend on (variant_library.py)."""
+    suite_directories = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
+    variants = []
+    for name, v in data["variants"].items():
+        module = v["impl"].partition(":")[0]
+        resolved = variant_library.resolve(module, v.get("library"), workspace, suite_directories, packages_visible) if module else variant_library.Resolved()
+        if resolved.problem:
+            problems.add(("variants", name, resolved.problem_key), f"variants.{name}.{resolved.problem_key}: {resolved.problem}")
+        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated))
+    return tuple(variants)
+
+
+def relative(paths: tuple[str, ...], directory: str) -> tuple[str, ...]:
+    """Workspace-relative paths of a suite's files, relative to its directory."""
+    return tuple(p[len(directory) + 1 :] for p in paths)
 
 
 def _check_file_name(name: str, where: tuple, problems: _Problems) -> None:
@@ -601,6 +677,29 @@ def _check_unique_names(matrix: Matrix, problems: _Problems) -> None:
             if key in seen:
                 problems.add((f"{prefix}s", name), f"test suite name {key[1]!r} is also the name of {seen[key]}; rename the {prefix}")
             seen.setdefault(key, f"the test suite of {prefix} {name!r}")
+    libraries: dict[str, variant_library.GeneratedLibrary] = {}
+    for variant in matrix.variants:
+        library = variant.generated_library
+        if library is None or libraries.get(library.name) == library:
+            continue
+        key = ("", library.name)
+        if key in seen:
+            problems.add(("variants", variant.name, "impl"), f"the library generate writes for {variant.impl!r}, //:{library.name}, would have the name of {seen[key]}; "
+                                                             "rename the module's directory or give the variant a `library`")  # fmt: skip
+        seen.setdefault(key, f"the library of variant {variant.name!r}")
+        libraries[library.name] = library
+    for suite in (s for s in matrix.suites if s.granularity == "file"):  # `<cell>/a` is a file in Bazel's output tree: no `<cell>/a/b`
+        stems = {f[: -len(".py")] for f in suite.test_files if f.endswith(".py")}
+        for file in suite.test_files:
+            clash = next((f"{d}.py" for d in _parents(file) if d in stems), None)
+            if clash:
+                problems.add(("suites", suite.name, "granularity"), f"granularity file: {clash} and {file} would give one target inside another's name; rename one")
+
+
+def _parents(file: str) -> list[str]:
+    """`a/b/c.py` -> [`a`, `a/b`]."""
+    parts = file.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _expectations(raw: dict, suites: list[Suite], raw_suites: dict, problems: _Problems) -> dict:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import difflib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tools.matrix import durations, impl_check
-from tools.matrix.config import Cell, Matrix, MatrixError
+from tools.matrix.config import Cell, Matrix, MatrixError, relative
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
@@ -38,16 +40,12 @@ def _list(values: list[str] | tuple[str, ...], indent: str = "    ") -> str:
     return f"[\n{inner}{indent}]"
 
 
-def _dict(mapping: dict[str, str] | tuple[tuple[str, str], ...], indent: str = "    ") -> str:
+def _dict(mapping: dict[str, Any] | tuple[tuple[str, str], ...], indent: str = "    ", value: Callable[[Any], str] = _s) -> str:
     items = sorted(dict(mapping).items())
     if not items:
         return "{}"
-    inner = "".join(f"{indent}    {_s(k)}: {_s(v)},\n" for k, v in items)
+    inner = "".join(f"{indent}    {_s(k)}: {value(v)},\n" for k, v in items)
     return f"{{\n{inner}{indent}}}"
-
-
-def _relative(paths: tuple[str, ...], directory: str) -> list[str]:
-    return [p[len(directory) + 1 :] for p in paths]
 
 
 def cell_rule(cell: Cell) -> str:
@@ -58,21 +56,28 @@ def cell_rule(cell: Cell) -> str:
         f"    suite = {_s(suite.name)},",
         f"    variant = {_s(variant.name)},",
         f"    variant_impl = {_s(variant.impl)},",
+        f"    variant_library = {_s(variant.library)},",
         f"    device = {_s(device.name)},",
-        f"    test_files = {_list(_relative(suite.test_files, suite.directory))},",
+        f"    test_files = {_list(relative(suite.test_files, suite.directory))},",
     ]
+    if suite.granularity != "cell":
+        lines.append(f"    granularity = {_s(suite.granularity)},")
     if suite.data_files:
-        lines.append(f"    data = {_list(_relative(suite.data_files, suite.directory))},")
+        lines.append(f"    data = {_list(relative(suite.data_files, suite.directory))},")
     if variant.applies_to:
         lines.append(f"    applies_to = {_list(variant.applies_to)},")
     if cell.expectations.xfail:
         lines.append(f"    xfail = {_dict(cell.expectations.xfail)},")
     if cell.expectations.skip:
         lines.append(f"    skip = {_dict(cell.expectations.skip)},")
-    if suite.shard_seconds is not None and cell.shard_count > 1:
+    sharded = {t.test_files[0]: t.shard_count for t in cell.targets if t.shard_count > 1}
+    if suite.shard_seconds is not None and sharded:
         lines.append(f"    durations = {_s(durations.FILE_NAME)},")
+    if suite.granularity == "cell":
+        lines.append(f"    shard_count = {cell.targets[0].shard_count},")
+    elif sharded:
+        lines.append(f"    shard_counts = {_dict(sharded, value=str)},")
     lines += [
-        f"    shard_count = {cell.shard_count},",
         f"    size = {_s(suite.size)},",
         f"    test_timeout_s = {suite.test_timeout_s:g},",
     ]
@@ -109,23 +114,26 @@ def root_build(matrix: Matrix) -> str:
         by_device[cell.device.name].append(cell.label)
         by_suite[cell.suite.name].append(cell.label)
     suite_files = [f"//{s.directory}:{SUITE_FILES}" for s in matrix.suites]
+    generated = {v.generated_library.name: v.generated_library for v in matrix.variants if v.generated_library}
+    declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith("//tools/matrix:")})
     parts = [
         HEADER,
+        'load("//tools/matrix:defs.bzl", "matrix_generated_files_test")\n',
         'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
         "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
-        "py_test(\n"
+        "matrix_generated_files_test(\n"
         f'    name = "{CHECK_TARGET}",\n'
-        '    srcs = ["//tools/matrix:cli.py"],\n'
-        '    args = ["--workspace", ".", "generate", "--check"],\n'
-        "    # No __init__.py files invented in runfiles: the check must see the suites as they are.\n"
-        "    legacy_create_init = False,\n"
-        f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files)])},\n"
-        '    main = "//tools/matrix:cli.py",\n'
-        '    python_version = "PY3",\n'
-        '    tags = ["matrix-tooling"],\n'
-        '    deps = ["//tools/matrix:matrix_lib"],\n'
+        f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
         ")\n",
     ]
+    for name, library in sorted(generated.items()):
+        users = ", ".join(sorted(v.name for v in matrix.variants if v.generated_library == library))
+        parts.append(
+            f"# The code of plug-in variant(s) {users} (matrix.yaml): a dependency of exactly their cells.\n"
+            f"py_library(\n    name = {_s(name)},\n"
+            + (f"    srcs = glob([{_s(library.srcs)}]),\n" if "*" in library.srcs else f"    srcs = [{_s(library.srcs)}],\n")
+            + f"    deps = {_list(library.deps)},\n)\n"
+        )
     for prefix, groups in (("variant", by_variant), ("device", by_device), ("suite", by_suite)):
         for name in sorted(groups):
             parts.append(f"test_suite(\n    name = {_s(f'{prefix}_{name}')},\n    tests = {_list(sorted(groups[name]))},\n)\n")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import tools.matrix
 from tools.matrix.config import Matrix
+from tools.matrix.variant_library import find_module
 
-TOOL_ROOT = Path(tools.matrix.__file__).resolve().parents[2]  # holds tools/matrix/variants
 BUILTIN_VARIANTS = Path(tools.matrix.__file__).resolve().parent / "variants"
 SIGN = "impl must name a class in a module of this workspace"
 
@@ -30,18 +30,9 @@ def problems(matrix: Matrix, workspace: Path) -> list[str]:
     return found
 
 
-def _module_file(module: str, workspace: Path) -> Path | None:
-    parts = module.split(".")
-    for root in dict.fromkeys((workspace.resolve(), TOOL_ROOT)):
-        for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
-            if candidate.is_file():  # not resolved: under Bazel the files are symlinks into the source tree
-                return candidate
-    return None
-
-
 def _check(impl: str, workspace: Path) -> str:
     module, _, name = impl.partition(":")
-    path = _module_file(module, workspace)
+    path = find_module(module, workspace)
     if path is None:
         dotted = module.replace(".", "/")
         return f"{impl!r}: {SIGN} (no {dotted}.py or {dotted}/__init__.py in the workspace)"

@@ -27,11 +27,13 @@ def filter_pattern(test: str) -> str:
     return test.split("[", 1)[0] if "," in test else test
 
 
-def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> dict[tuple[str, ...], list[Cell]]:
-    """test_filter patterns (empty: the whole target) -> the cells to run with them."""
+def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> dict[tuple[str, ...], dict[str, Cell]]:
+    """test_filter patterns (empty: the whole target) -> the labels to run with them, each with its cell.
+    With --failed/--xpassed, the targets that ran the tests (one file's target under `granularity:
+    file`); else whole cells."""
     cells = selected_cells(matrix, args)
     wanted = (RERUN_FAILED if args.failed else frozenset()) | ({statuses.XPASSED} if args.xpassed else frozenset())
-    per_cell: dict[str, tuple[str, ...]] = {}
+    groups: dict[tuple[str, ...], dict[str, Cell]] = defaultdict(dict)
     if wanted:
         if previous is None:
             raise NoReport("--failed/--xpassed need a previous report; run `make report` first")
@@ -39,23 +41,25 @@ def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None
         for record in previous:
             if record.status in wanted and record_matches(record, args):
                 by_target[record.target].add(filter_pattern(record.test))
-        per_cell = {c.label: tuple(sorted(by_target[c.label])) for c in cells if by_target.get(c.label)}
+        for cell in cells:
+            # The cell's own label too: a report from before the suite's granularity changed.
+            for label in dict.fromkeys([t.label for t in cell.targets] + [cell.label]):
+                if by_target.get(label):
+                    groups[tuple(sorted(by_target[label]))][label] = cell
     else:
         # Whole targets: GPU cells only when --device names them (like `bazel test //...`, which
         # leaves them out); with --failed/--xpassed the last report decides.
-        per_cell = {c.label: tuple(args.tests) for c in cells if args.device or not c.device.requires_gpu}
-    groups: dict[tuple[str, ...], list[Cell]] = defaultdict(list)
-    for cell in cells:
-        if cell.label in per_cell:
-            groups[per_cell[cell.label]].append(cell)
+        for cell in cells:
+            if args.device or not cell.device.requires_gpu:
+                groups[tuple(args.tests)][cell.label] = cell
     return dict(groups)
 
 
-def commands(groups: dict[tuple[str, ...], list[Cell]], bep: Path, extra: list[str]) -> list[list[str]]:
+def commands(groups: dict[tuple[str, ...], dict[str, Cell]], bep: Path, extra: list[str]) -> list[list[str]]:
     out = []
-    for i, (filters, cells) in enumerate(sorted(groups.items())):
-        command = ["bazel", "test", *sorted(c.label for c in cells)]
-        if any(c.device.requires_gpu for c in cells):
+    for i, (filters, labels) in enumerate(sorted(groups.items())):
+        command = ["bazel", "test", *sorted(labels)]
+        if any(c.device.requires_gpu for c in labels.values()):
             command.append("--config=gpu")
         if filters:
             command.append("--test_filter=" + ",".join(filters))
@@ -94,7 +98,8 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None, matrix)
     fresh: list[Record] = []
     problems: list[str] = []
-    for command, cells in zip(planned, (groups[k] for k in sorted(groups))):
+    for command, labels in zip(planned, (groups[k] for k in sorted(groups))):
+        cells = list({id(c): c for c in labels.values()}.values())
         bep = Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])
         collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, cells=cells, fill_missing=previous is None)
         fresh += collected.records

@@ -126,7 +126,7 @@ def test_valid_synthetic_matrix(tmp_path):
     (suite,) = matrix.suites
     assert suite.test_files == ("s/test_a.py", "s/test_b.py")
     assert suite.data_files == ("s/conftest.py",)
-    shard_counts = {c.device.name: c.shard_count for c in matrix.cells() if c.suite is suite}
+    shard_counts = {c.device.name: c.targets[0].shard_count for c in matrix.cells() if c.suite is suite}
     assert shard_counts == {"cpu": 1, "cuda": 3}
     assert suite.test_timeout_s == config.DEFAULT_TEST_TIMEOUT_S and suite.size == "medium"
     cells = matrix.cells()
@@ -139,7 +139,7 @@ def test_shard_seconds_plans_the_counts_from_the_recorded_durations(tmp_path):
     ws = make_workspace(tmp_path, VALID.replace("    devices: [cpu, cuda]\n", "    devices: [cpu, cuda]\n    shard_seconds: 100\n"), files=("s/test_a.py", "s/test_b.py"))
     matrix = config.load(ws / "matrix.yaml", ws)
     assert matrix.suites[0].shard_seconds == 100.0 and matrix.suites[0].recorded == {}
-    assert {c.target_name: c.shard_count for c in matrix.cells()} == dict.fromkeys(["s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"], 1)
+    assert {c.target_name: c.targets[0].shard_count for c in matrix.cells()} == dict.fromkeys(["s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"], 1)
 
     recorded = {
         "base/cpu": {"test_a.py::test_x": 200.0, "test_b.py::test_x": 50.0},  # 250 s: 2.5 -> 3 shards
@@ -152,13 +152,13 @@ def test_shard_seconds_plans_the_counts_from_the_recorded_durations(tmp_path):
     assert suite.durations_file == "s/test_durations.json"
     assert suite.recorded == recorded
     cells = {c.target_name: c for c in matrix.cells()}
-    assert {name: c.shard_count for name, c in cells.items()} == {"s_base_cpu": 3, "s_base_cuda": 3, "s_other_cpu": 1, "s_other_cuda": 1}
+    assert {name: c.targets[0].shard_count for name, c in cells.items()} == {"s_base_cpu": 3, "s_base_cuda": 3, "s_other_cpu": 1, "s_other_cuda": 1}
     assert cells["s_base_cuda"].recorded_durations == recorded["base/cpu"]  # never ran on a GPU: planned from cpu
     assert cells["s_other_cuda"].recorded_durations == recorded["other/cuda"]
 
     recorded["other/cuda"]["test_b.py::test_x"] = 51.0  # 1.51 -> 2
     (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
-    assert {c.target_name: c.shard_count for c in config.load(ws / "matrix.yaml", ws).cells()}["s_other_cuda"] == 2
+    assert {c.target_name: c.targets[0].shard_count for c in config.load(ws / "matrix.yaml", ws).cells()}["s_other_cuda"] == 2
 
 
 def test_durations_file_is_read_only_with_shard_seconds(tmp_path):
@@ -166,7 +166,7 @@ def test_durations_file_is_read_only_with_shard_seconds(tmp_path):
     (ws / "s" / "test_durations.json").write_text("not json, and nobody reads it")
     matrix = config.load(ws / "matrix.yaml", ws)
     assert matrix.suites[0].shard_seconds is None and matrix.suites[0].recorded == {}
-    assert {c.target_name: c.shard_count for c in matrix.cells()} == {"s_base_cpu": 1, "s_base_cuda": 2, "s_other_cpu": 1, "s_other_cuda": 2}
+    assert {c.target_name: c.targets[0].shard_count for c in matrix.cells()} == {"s_base_cpu": 1, "s_base_cuda": 2, "s_other_cpu": 1, "s_other_cuda": 2}
 
 
 def test_directory_is_normalized(tmp_path):
@@ -238,7 +238,7 @@ BAD = [
     (
         "unknown nested key in a suite",
         SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard: 2\n",
-        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, variants"],
+        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, granularity, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, variants"],
     ),
     (
         "unknown nested key in a device",
@@ -565,7 +565,7 @@ def test_malformed_durations_file_is_a_matrix_problem(tmp_path, text, expected):
     # `durations`, which rewrites the file, reads it as nothing recorded.
     (suite,) = matrix.suites
     assert suite.recorded == {} and suite.durations_problem == expected[0].split(": ", 1)[1]
-    assert [c.shard_count for c in matrix.cells()] == [1]
+    assert [c.targets[0].shard_count for c in matrix.cells()] == [1]
 
 
 def test_malformed_durations_file_is_listed_with_the_other_problems_in_file_order(tmp_path):

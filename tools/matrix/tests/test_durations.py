@@ -377,7 +377,7 @@ def ws(tmp_path) -> Path:
 
 
 def shard_counts(ws: Path) -> dict[str, int]:
-    return {c.label: c.shard_count for c in config.load(ws / "matrix.yaml", ws).cells()}
+    return {c.label: c.targets[0].shard_count for c in config.load(ws / "matrix.yaml", ws).cells()}
 
 
 def cell_block(ws: Path, suite: str, name: str) -> str:

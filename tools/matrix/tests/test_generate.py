@@ -98,7 +98,7 @@ def evaluate(text: str) -> list[tuple[str, dict]]:
     env = {
         "load": lambda *labels: None,
         "glob": lambda include, exclude=(): ("glob", tuple(include), tuple(exclude)),
-        **{k: rule(k) for k in ("package", "filegroup", "matrix_cell", "py_test", "test_suite")},
+        **{k: rule(k) for k in ("package", "filegroup", "matrix_cell", "matrix_generated_files_test", "py_library", "py_test", "test_suite")},
         "exports_files": exports_files,
     }
     exec(compile(text, "BUILD.bazel", "exec"), env)  # noqa: S102 (our own generated file)
@@ -302,10 +302,8 @@ def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
 # --- the cell's argument protocol: defs.bzl writes it, runtime/cell_config.py's parser reads it ------
 
 
-def _targets_made_by_defs_bzl(cells_by_package: dict[str, list[dict]]) -> list[tuple[str, dict, dict]]:
-    """(package, matrix_cell kwargs, py_test kwargs) for each cell, evaluated by the real defs.bzl."""
-    made: list[dict] = []
-    package = [""]
+def _defs_bzl(made: list[tuple[str, dict]], package: list[str]) -> dict:
+    """The real defs.bzl's functions, run as Python with a `native` that records (kind, kwargs)."""
 
     class Native:
         @staticmethod
@@ -314,20 +312,36 @@ def _targets_made_by_defs_bzl(cells_by_package: dict[str, list[dict]]) -> list[t
 
         @staticmethod
         def py_test(**kwargs):
-            made.append(kwargs)
+            made.append(("py_test", kwargs))
+
+        @staticmethod
+        def test_suite(**kwargs):
+            made.append(("test_suite", kwargs))
 
     class Json:
         @staticmethod
         def encode(value):
             return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    env = {"native": Native, "json": Json}
+    def fail(message):
+        raise AssertionError(f"defs.bzl fail(): {message}")
+
+    env = {"native": Native, "json": Json, "fail": fail}
     exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
+    return env
+
+
+def _targets_made_by_defs_bzl(cells_by_package: dict[str, list[dict]]) -> list[tuple[str, dict, dict]]:
+    """(package, matrix_cell kwargs, py_test kwargs) for each py_test of each cell, evaluated by the real defs.bzl."""
+    made: list[tuple[str, dict]] = []
+    package = [""]
+    defs = _defs_bzl(made, package)
     out = []
     for package[0], cells in cells_by_package.items():
         for cell in cells:
-            env["matrix_cell"](**cell)
-            out.append((package[0], cell, made[-1]))
+            before = len(made)
+            defs["matrix_cell"](**cell)
+            out += [(package[0], cell, kwargs) for kind, kwargs in made[before:] if kind == "py_test"]
     return out
 
 
@@ -347,15 +361,13 @@ def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
     _shard_by_seconds(ws, RECORDED)
     rendered = generate.render(load(ws))
     by_package = {path.rsplit("/", 1)[0]: list(cells_of(text).values()) for path, text in rendered.items() if "/" in path}
-    tiny = DEFS.parents[1] / "remote" / "tiny_suite" / "BUILD.bazel"
-    by_package["tools/remote/tiny_suite"] = list(cells_of(tiny.read_text()).values())
     targets = _targets_made_by_defs_bzl(by_package)
-    assert {t["name"] for _, _, t in targets} >= ALL_CELLS | {"tiny_base_cpu"}
+    assert {t["name"] for _, _, t in targets} == ALL_CELLS
     written: set[str] = set()
     for package, cell, target in targets:
         parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here
         assert (parsed.suite, parsed.variant, parsed.device) == (cell["suite"], cell["variant"], cell["device"])
-        assert (parsed.suite_dir, parsed.target) == (package, f"//{package}:{cell['name']}")
+        assert (parsed.suite_dir, parsed.target) == (package, f"//{package}:{target['name']}")
         assert parsed.requires_gpu == ("requires-gpu" in cell["tags"])
         assert parsed.test_files == tuple(cell["test_files"])
         written |= _flags(target["args"])
@@ -388,10 +400,9 @@ def test_root_test_suites_per_variant_device_and_suite(ws):
         "suite_s": ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda"],
         "suite_t": ["//nested/t:t_base_cpu"],
     }
-    (check,) = [kw for kind, kw in calls if kind == "py_test"]
-    assert check["name"] == generate.CHECK_TARGET
-    assert check["args"] == ["--workspace", ".", "generate", "--check"]
-    assert check["data"] == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files"]
+    (check,) = [kw for kind, kw in calls if kind == "matrix_generated_files_test"]
+    assert check == {"name": generate.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
+    assert not [kind for kind, _ in calls if kind == "py_test"]  # every test target comes from defs.bzl
     assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel"]}) in calls
 
 

@@ -47,8 +47,8 @@ def test_every_collected_field_travels_from_metadata_to_record() -> None:
                         log_tail="tail")  # fmt: skip
     digest = outputs.digest([{"nodeid": "x.py::t", "metadata": {"matrix": result.to_metadata()}}], {})
     assert digest["fields"] == list(outputs.DIGEST_FIELDS)
-    cell = SimpleNamespace(suite=SimpleNamespace(name="s"), variant=SimpleNamespace(name="v"), device=SimpleNamespace(name="d"), label="//s:t")
-    (record,) = collect._records_from_rows(digest["tests"], cell, 2)  # type: ignore[arg-type]
+    target = SimpleNamespace(cell=SimpleNamespace(suite=SimpleNamespace(name="s"), variant=SimpleNamespace(name="v"), device=SimpleNamespace(name="d")), label="//s:t")
+    (record,) = collect._records_from_rows(digest["tests"], target, 2)  # type: ignore[arg-type]
     assert record == Record("s", "x.py::t", "v", "d", statuses.XFAILED, 1.5, "m", "E", True, "//s:t", 2, expectation="x.py", log_tail="tail")
     for name in COLLECTED_FIELDS:
         default = next(f.default for f in fields(Record) if f.name == name)
@@ -56,9 +56,9 @@ def test_every_collected_field_travels_from_metadata_to_record() -> None:
 
 
 def test_an_older_writers_row_gets_the_record_defaults() -> None:
-    cell = SimpleNamespace(suite=SimpleNamespace(name="s"), variant=SimpleNamespace(name="v"), device=SimpleNamespace(name="d"), label="//s:t")
+    target = SimpleNamespace(cell=SimpleNamespace(suite=SimpleNamespace(name="s"), variant=SimpleNamespace(name="v"), device=SimpleNamespace(name="d")), label="//s:t")
     row = ["x.py::t", statuses.PASSED, 1, None, None, None, None, None]
-    (record,) = collect._records_from_rows([row], cell, 0)  # type: ignore[arg-type]
+    (record,) = collect._records_from_rows([row], target, 0)  # type: ignore[arg-type]
     assert record == Record("s", "x.py::t", "v", "d", statuses.PASSED, 1.0, target="//s:t", shard=0)
     assert type(record.duration_s) is float
 

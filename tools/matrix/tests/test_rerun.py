@@ -78,7 +78,7 @@ def args(**kw) -> argparse.Namespace:
 
 
 def labels(groups) -> dict[tuple[str, ...], list[str]]:
-    return {filters: [c.label for c in cells] for filters, cells in groups.items()}
+    return {filters: list(labels) for filters, labels in groups.items()}
 
 
 # --- plan ------------------------------------------------------------------------------------------

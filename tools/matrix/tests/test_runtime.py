@@ -446,7 +446,8 @@ def test_unloadable_variant_writes_outputs_that_say_why(cells):
     assert run.returncode == 1, run.explain()
     _outputs_exist(run)
     assert run.problems == [
-        "//syn:bad_impl: variant impl 'faults.no_such_module:Nope': cannot import 'faults.no_such_module': No module named 'faults.no_such_module'"
+        "//syn:bad_impl: variant impl 'faults.no_such_module:Nope': cannot import 'faults.no_such_module': No module named 'faults.no_such_module' "
+        "(is the module in the srcs of the variant's `library` in matrix.yaml?)"
     ]
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,6 +106,11 @@ class Variant:
         return wrapper
 
 
+def scratch_dir() -> str:
+    """Where variants write files: under TEST_TMPDIR when Bazel runs the test."""
+    return tempfile.mkdtemp(prefix="variant-", dir=os.environ.get("TEST_TMPDIR"))
+
+
 def load_variant_class(impl: str) -> type[Variant]:
     """Import `package.module:ClassName` and check it is a Variant subclass."""
     module_name, _, class_name = impl.partition(":")
@@ -112,7 +119,12 @@ def load_variant_class(impl: str) -> type[Variant]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise VariantLoadError(f"variant impl {impl!r}: cannot import {module_name!r}: {e}") from None
+        # Under Bazel the module reaches the cell only through the variant's library (matrix.yaml
+        # `library`, or the one generate writes): a missing file there is the usual cause.
+        raise VariantLoadError(
+            f"variant impl {impl!r}: cannot import {module_name!r}: {e} "
+            "(is the module in the srcs of the variant's `library` in matrix.yaml?)"
+        ) from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Variant)):
         raise VariantLoadError(f"variant impl {impl!r}: {module_name}.{class_name} is not a tools.matrix.variants.Variant subclass")

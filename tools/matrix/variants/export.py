@@ -5,10 +5,9 @@ from __future__ import annotations
 import inspect
 import io
 import os
-import tempfile
 from typing import Any
 
-from tools.matrix.variants import Call, Variant
+from tools.matrix.variants import Call, Variant, scratch_dir
 
 EXPORT = "torch.export.export"
 
@@ -17,11 +16,6 @@ def _bound(call: Call) -> inspect.BoundArguments:
     bound = inspect.signature(call.fn).bind(*call.args, **call.kwargs)
     bound.apply_defaults()
     return bound
-
-
-def scratch_dir() -> str:
-    """Where variants write files: under TEST_TMPDIR when Bazel runs the test."""
-    return tempfile.mkdtemp(prefix="variant-", dir=os.environ.get("TEST_TMPDIR"))
 
 
 class CppSerdes(Variant):

@@ -7,8 +7,7 @@ import os
 import zipfile
 from typing import Any
 
-from tools.matrix.variants import Call, Variant
-from tools.matrix.variants.export import scratch_dir
+from tools.matrix.variants import Call, Variant, scratch_dir
 
 IMPORTER = "torch.package.PackageImporter"
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import tools.matrix
-from tools.matrix import config
+from tools.matrix import config, variant_library
 from tools.matrix.tests.fixtures.toolws import run_cli, write_workspace
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
@@ -593,3 +593,226 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
     with pytest.raises(config.MatrixError) as info:
         config.load(ws / "matrix.yaml", ws)
     assert info.value.problems == [f"matrix.yaml:1:1: the file is {config.MAX_BYTES + len(VALID) + 3} bytes; matrix.yaml may have at most {config.MAX_BYTES} (1 MiB)"]
+
+
+# --- variant libraries (variant_library.py) and granularity ------------------------------------------
+
+PLUGIN_HEAD = """\
+devices:
+  cpu: {}
+variants:
+  base:
+    impl: tools.matrix.variants.base:Base
+    description: plain
+  mine:
+    impl: %s
+    description: mine
+%ssuites:
+  s:
+    variants: [base, mine]
+    devices: [cpu]
+"""  # the plug-in variant's impl is on line 8, its `library` (when given) on line 10
+PLUGIN = "from tools.matrix.variants import Variant\n\n\nclass Mine(Variant):\n    entry_points = ()\n"
+SUITE_FILE = {"s/test_a.py": "def test_x():\n    pass\n"}
+
+
+def plugin_workspace(tmp_path: Path, impl: str, library: str | None, files: dict[str, str]) -> Path:
+    ws = tmp_path / "ws"
+    for name, text in {**SUITE_FILE, **files}.items():
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(text)
+    (ws / "matrix.yaml").write_text(PLUGIN_HEAD % (impl, f"    library: {library}\n" if library is not None else ""))
+    return ws
+
+
+BAD_LIBRARIES = [
+    (
+        "plug-in module in a directory with a BUILD file, no library",
+        "proj.variants:Mine", None, {"proj/variants.py": PLUGIN, "proj/BUILD.bazel": ""},
+        ["matrix.yaml:8:5: variants.mine.impl: module proj/variants.py is in Bazel package //proj: name the py_library that provides it, "
+         "`library: //proj:<target>`, or move the module out of that package"],
+    ),
+    (
+        "plug-in module in a nested directory below a BUILD file",
+        "proj.sub.variants:Mine", None, {"proj/sub/variants.py": PLUGIN, "proj/BUILD": ""},
+        ["matrix.yaml:8:5: variants.mine.impl: module proj/sub/variants.py is in Bazel package //proj: name the py_library that provides it, "
+         "`library: //proj:<target>`, or move the module out of that package"],
+    ),
+    (
+        "plug-in module in a suite's directory",
+        "s.variants:Mine", None, {"s/variants.py": PLUGIN},
+        ["matrix.yaml:8:5: variants.mine.impl: module s/variants.py is in Bazel package //s (a suite directory: generate writes its BUILD.bazel): "
+         "name the py_library that provides it, `library: //s:<target>`, or move the module out of that package"],
+    ),
+    (
+        "library that is not a label",
+        "proj.variants:Mine", "proj:lib", {"proj/variants.py": PLUGIN},
+        ["matrix.yaml:10:5: variants.mine.library: 'proj:lib' is not a label of this workspace: use //package:target"],
+    ),
+    (
+        "library of an external repository",
+        "proj.variants:Mine", "'@other//proj:lib'", {"proj/variants.py": PLUGIN},
+        ["matrix.yaml:10:5: variants.mine.library: '@other//proj:lib' is not a label of this workspace: use //package:target"],
+    ),
+    (
+        "library in a package that does not exist",
+        "proj.variants:Mine", "//nope:x", {"proj/variants.py": PLUGIN},
+        ["matrix.yaml:10:5: variants.mine.library: '//nope:x': there is no package //nope (no nope/BUILD.bazel or nope/BUILD)"],
+    ),
+    (
+        "library whose package does not own the module",
+        "proj.variants:Mine", "//other:lib", {"proj/variants.py": PLUGIN, "proj/BUILD.bazel": "", "other/BUILD.bazel": ""},
+        ["matrix.yaml:10:5: variants.mine.library: '//other:lib' cannot provide 'proj.variants': its file proj/variants.py is in package //proj, not //other"],
+    ),
+    (
+        "library for a module in no package but the root",
+        "proj.variants:Mine", "//other:lib", {"proj/variants.py": PLUGIN, "other/BUILD.bazel": ""},
+        ["matrix.yaml:10:5: variants.mine.library: '//other:lib' cannot provide 'proj.variants': its file proj/variants.py is in package //, not //other"],
+    ),
+    (
+        "library in the root package",
+        "proj.variants:Mine", "//:x", {"proj/variants.py": PLUGIN},
+        ["matrix.yaml:10:5: variants.mine.library: '//:x' is in the root package, whose BUILD.bazel generate writes: leave `library` out to have "
+         "generate write the library, or put yours in a package of its own"],
+    ),
+    (
+        "library in a suite's package",
+        "proj.variants:Mine", "//s:lib", {"proj/variants.py": PLUGIN},
+        ["matrix.yaml:10:5: variants.mine.library: '//s:lib' is in a suite's package, whose BUILD.bazel generate writes: put the library in a package of its own"],
+    ),
+    (
+        "generated library named like the root test_suite of a variant",
+        "variant_base.variants:Mine", None, {"variant_base/variants.py": PLUGIN},
+        ["matrix.yaml:8:5: the library generate writes for 'variant_base.variants:Mine', //:variant_base, would have the name of the test suite of "
+         "variant 'base'; rename the module's directory or give the variant a `library`"],
+    ),
+    (
+        "generated library of a top-level module named like the root test_suite of a suite",
+        "suite_s:Mine", None, {"suite_s.py": PLUGIN},
+        ["matrix.yaml:8:5: the library generate writes for 'suite_s:Mine', //:suite_s, would have the name of the test suite of suite 's'; "
+         "rename the module's directory or give the variant a `library`"],
+    ),
+    (
+        "generated library named like the generated-files check",
+        "generated_files_test:Mine", None, {"generated_files_test.py": PLUGIN},
+        ["matrix.yaml:8:5: the library generate writes for 'generated_files_test:Mine', //:generated_files_test, would have the name of "
+         "the generated-files check; rename the module's directory or give the variant a `library`"],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("impl", "library", "files", "expected"), [pytest.param(*case[1:], id=case[0]) for case in BAD_LIBRARIES])
+def test_bad_variant_library(tmp_path, impl, library, files, expected):
+    ws = plugin_workspace(tmp_path, impl, library, files)
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == expected
+
+
+def test_two_plugin_directories_one_library_name_apart(tmp_path):
+    """`proj.py` and `proj/x.py` would both be //:proj: the second variant is told."""
+    ws = plugin_workspace(tmp_path, "proj:Mine", None, {"proj.py": PLUGIN, "proj_dir/x.py": ""})
+    text = (ws / "matrix.yaml").read_text().replace("suites:\n", "  again:\n    impl: proj.x:Mine\n    description: again\nsuites:\n")
+    (ws / "matrix.yaml").write_text(text)
+    (ws / "proj").mkdir()
+    (ws / "proj" / "x.py").write_text(PLUGIN)
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == [
+        "matrix.yaml:11:5: the library generate writes for 'proj.x:Mine', //:proj, would have the name of the library of variant 'mine'; "
+        "rename the module's directory or give the variant a `library`"
+    ]
+
+
+def test_cli_refuses_a_bad_library_with_exit_2_and_writes_nothing(tmp_path):
+    ws = plugin_workspace(tmp_path, "proj.variants:Mine", "//other:lib", {"proj/variants.py": PLUGIN, "proj/BUILD.bazel": "", "other/BUILD.bazel": ""})
+    before = sorted(p.relative_to(ws) for p in ws.rglob("*"))
+    out = run_cli(ws, "generate")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "matrix.yaml:10:5: variants.mine.library: '//other:lib' cannot provide 'proj.variants': its file proj/variants.py is in package //proj, not //other",
+        "error: 1 problem(s) in matrix.yaml; fix them and run the command again",
+    ]
+    assert out.stdout == ""
+    assert sorted(p.relative_to(ws) for p in ws.rglob("*")) == before  # no BUILD.bazel written anywhere
+
+
+def test_variant_libraries(tmp_path):
+    ws = plugin_workspace(tmp_path, "proj.variants:Mine", None, {"proj/variants.py": PLUGIN, "proj/sub/helpers.py": "from tools.matrix.variants.export import Retrace\n"})
+    text = (ws / "matrix.yaml").read_text().replace(
+        "suites:\n",
+        "  top:\n    impl: my_variant:Mine\n    description: one file\n"
+        "  declared:\n    impl: lib.variants:Mine\n    description: declared\n    library: //lib\n"
+        "  exported:\n    impl: tools.matrix.variants.export:Retrace\n    description: built-in\n"
+        "suites:\n",
+    )
+    (ws / "matrix.yaml").write_text(text)
+    for name in ("my_variant.py", "lib/variants.py"):
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(PLUGIN)
+    (ws / "lib" / "BUILD.bazel").write_text("")
+    variants = {v.name: v for v in config.load(ws / "matrix.yaml", ws).variants}
+    assert {n: (v.library, v.generated_library) for n, v in variants.items()} == {
+        "base": ("//tools/matrix:variants_base", None),
+        "mine": ("//:proj", variant_library.GeneratedLibrary("proj", "proj/**/*.py", ("//tools/matrix:runtime", "//tools/matrix:variants_export"))),
+        "top": ("//:my_variant", variant_library.GeneratedLibrary("my_variant", "my_variant.py", ("//tools/matrix:runtime",))),
+        "declared": ("//lib:lib", None),  # `//lib` as Bazel reads it
+        "exported": ("//tools/matrix:variants_export", None),
+    }
+
+
+def test_in_runfiles_a_declared_library_is_taken_as_written(tmp_path):
+    """//:generated_files_test's runfiles hold no BUILD file of the library's package."""
+    ws = plugin_workspace(tmp_path, "proj.variants:Mine", "//proj:lib", {"proj/variants.py": PLUGIN})
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == ["matrix.yaml:10:5: variants.mine.library: '//proj:lib': there is no package //proj (no proj/BUILD.bazel or proj/BUILD)"]
+    matrix = config.load(ws / "matrix.yaml", ws, packages_visible=False)
+    assert [(v.name, v.library, v.generated_library) for v in matrix.variants] == [("base", "//tools/matrix:variants_base", None), ("mine", "//proj:lib", None)]
+
+
+FILE_SUITE = SUITE_HEAD + "    variants: [base]\n    devices: [cpu, cuda]\n    granularity: file\n"  # granularity on line 16
+
+
+def test_granularity_file_gives_one_target_per_test_file(tmp_path):
+    suite = FILE_SUITE + "    shards: {cuda: 2}\n    tests: ['test_*.py', 'sub/test_*.py']\n"
+    ws = make_workspace(tmp_path, suite, files=("s/test_a.py", "s/sub/test_b.py", "s/conftest.py"))
+    matrix = config.load(ws / "matrix.yaml", ws)
+    assert matrix.suites[0].granularity == "file"
+    cpu, cuda = matrix.cells()
+    assert [(t.name, t.label, t.test_files, t.shard_count) for t in cuda.targets] == [
+        ("s_base_cuda/sub/test_b", "//s:s_base_cuda/sub/test_b", ("sub/test_b.py",), 2),
+        ("s_base_cuda/test_a", "//s:s_base_cuda/test_a", ("test_a.py",), 2),
+    ]
+    assert cpu.label == "//s:s_base_cpu"  # the test_suite of the cell's targets
+    assert [t.label for t in matrix.targets()] == ["//s:s_base_cpu/sub/test_b", "//s:s_base_cpu/test_a", "//s:s_base_cuda/sub/test_b", "//s:s_base_cuda/test_a"]
+    assert cpu.target_of("sub/test_b.py::TestK::test_y[1]").label == "//s:s_base_cpu/sub/test_b"
+    assert cpu.target_of("test_a.py").label == "//s:s_base_cpu/test_a"
+    assert cpu.target_of("gone.py::test_z").label == "//s:s_base_cpu/sub/test_b"  # no such file: the cell's first target
+    # The default: one target per cell, holding every file.
+    (tmp_path / "cell").mkdir()
+    ws = make_workspace(tmp_path / "cell", suite.replace("    granularity: file\n", ""), files=("s/test_a.py", "s/sub/test_b.py"))
+    whole = config.load(ws / "matrix.yaml", ws).cells()[0]
+    assert [(t.name, t.label, t.test_files) for t in whole.targets] == [("s_base_cpu", "//s:s_base_cpu", ("sub/test_b.py", "test_a.py"))]
+    assert whole.target_of("test_a.py::test_x") is whole.targets[0]
+
+
+def test_granularity_file_plans_shards_per_file_from_that_files_durations(tmp_path):
+    ws = make_workspace(tmp_path, FILE_SUITE.replace("devices: [cpu, cuda]", "devices: [cpu]") + "    shard_seconds: 10\n", files=("s/test_a.py", "s/test_b.py"))
+    recorded = {"base/cpu": {"test_a.py::test_x": 25.0, "test_a.py::test_y": 5.0, "test_b.py::test_x": 4.0}}
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
+    (cell,) = config.load(ws / "matrix.yaml", ws).cells()
+    a, b = cell.targets
+    assert (a.name, a.recorded_durations, a.shard_count) == ("s_base_cpu/test_a", {"test_a.py::test_x": 25.0, "test_a.py::test_y": 5.0}, 3)
+    assert (b.name, b.recorded_durations, b.shard_count) == ("s_base_cpu/test_b", {"test_b.py::test_x": 4.0}, 1)
+
+
+def test_granularity_file_refuses_a_file_beside_a_directory_of_its_name(tmp_path):
+    problems = problems_of(tmp_path, FILE_SUITE + "    tests: ['test_a.py', 'test_a/test_b.py']\n", files=("s/test_a.py", "s/test_a/test_b.py"))
+    assert problems == ["matrix.yaml:16:5: granularity file: s/test_a.py and s/test_a/test_b.py would give one target inside another's name; rename one"]
+
+
+def test_granularity_must_be_cell_or_file(tmp_path):
+    assert problems_of(tmp_path, FILE_SUITE.replace("granularity: file", "granularity: test")) == [
+        "matrix.yaml:16:5: suites.s.granularity: 'test' is not one of ['cell', 'file']"
+    ]

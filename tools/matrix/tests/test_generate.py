@@ -548,3 +548,202 @@ def test_write_refuses_before_writing_any_file(ws, tmp_path_factory):
     ]
     assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
     assert outside.read_text() == "# someone else's\n"
+
+
+# --- variant libraries: what the cells depend on, and the plug-in library generate writes ------------
+
+
+def libraries_of(text: str) -> dict[str, dict]:
+    return {kw["name"]: kw for kind, kw in evaluate(text) if kind == "py_library"}
+
+
+def check_data(text: str) -> list[str]:
+    (check,) = [kw for kind, kw in evaluate(text) if kind == "matrix_generated_files_test"]
+    return check["data"]
+
+
+def test_cells_depend_on_their_variants_library(ws):
+    files = generate.render(load(ws))
+    cells = {**cells_of(files["s/BUILD.bazel"]), **cells_of(files["nested/t/BUILD.bazel"])}
+    assert {name: cell["variant_library"] for name, cell in cells.items()} == {
+        "s_base_cpu": "//tools/matrix:variants_base", "s_base_cuda": "//tools/matrix:variants_base", "t_base_cpu": "//tools/matrix:variants_base",
+        "s_other_cpu": "//:pkg", "s_other_cuda": "//:pkg",
+    }  # fmt: skip
+
+
+def test_root_build_writes_the_library_of_a_plugin_directory(ws):
+    """pkg/mod.py beside matrix.yaml, no BUILD file in pkg/: generate writes //:pkg with every .py of
+    pkg/ and the built-in variant libraries any of them imports."""
+    root = generate.render(load(ws))["BUILD.bazel"]
+    assert libraries_of(root) == {"pkg": {"name": "pkg", "srcs": ("glob", ("pkg/**/*.py",), ()), "deps": ["//tools/matrix:runtime"]}}
+    assert "# The code of plug-in variant(s) other (matrix.yaml): a dependency of exactly their cells.\npy_library(\n" in root
+    (ws / "pkg" / "sub").mkdir()
+    (ws / "pkg" / "sub" / "helpers.py").write_text("from tools.matrix.variants.export import Retrace\nimport tools.matrix.variants.package\n")
+    (ws / "pkg" / "broken.py").write_text("def (:\n")  # unparsable, and not the impl: not the generator's business
+    assert libraries_of(generate.render(load(ws))["BUILD.bazel"])["pkg"]["deps"] == [
+        "//tools/matrix:runtime", "//tools/matrix:variants_export", "//tools/matrix:variants_package",
+    ]  # fmt: skip
+    # The Variant API (tools.matrix.variants itself) is in the runtime: no library of its own.
+    (ws / "pkg" / "sub" / "helpers.py").write_text("from tools.matrix.variants import Call, Variant\n")
+    assert libraries_of(generate.render(load(ws))["BUILD.bazel"])["pkg"]["deps"] == ["//tools/matrix:runtime"]
+
+
+def test_root_build_writes_the_library_of_a_single_module(ws):
+    _with_expectations(ws, "impl: pkg.mod:Other", "impl: my_variant:Other")
+    (ws / "my_variant.py").write_text(PKG_MOD.replace("from tools.matrix.variants import Variant", "from tools.matrix.variants.export import Retrace as Variant"))
+    files = generate.render(load(ws))
+    assert libraries_of(files["BUILD.bazel"]) == {
+        "my_variant": {"name": "my_variant", "srcs": ["my_variant.py"], "deps": ["//tools/matrix:runtime", "//tools/matrix:variants_export"]}
+    }
+    assert cells_of(files["s/BUILD.bazel"])["s_other_cpu"]["variant_library"] == "//:my_variant"
+    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":my_variant"]
+
+
+def test_a_declared_library_is_used_as_written_and_nothing_is_generated(ws):
+    _with_expectations(ws, "    impl: pkg.mod:Other\n", "    impl: pkg.mod:Other\n    library: //pkg:variants\n")
+    (ws / "pkg" / "BUILD.bazel").write_text("py_library(name = 'variants', srcs = ['mod.py'])\n")
+    files = generate.render(load(ws))
+    assert libraries_of(files["BUILD.bazel"]) == {}
+    assert {cells_of(files["s/BUILD.bazel"])[n]["variant_library"] for n in ("s_other_cpu", "s_other_cuda")} == {"//pkg:variants"}
+    # The check target reads the plug-in's files from its runfiles: the declared library is in its data.
+    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", "//pkg:variants"]
+
+
+def test_two_variants_of_one_plugin_directory_share_its_library(ws):
+    _with_expectations(ws, "suites:\n", "  third:\n    impl: pkg.other:Third\n    description: third\nsuites:\n")
+    _with_expectations(ws, "    variants: [base, other]\n", "    variants: [base, other, third]\n")
+    (ws / "pkg" / "other.py").write_text(PKG_MOD.replace("Other", "Third"))
+    files = generate.render(load(ws))
+    assert list(libraries_of(files["BUILD.bazel"])) == ["pkg"]
+    assert "# The code of plug-in variant(s) other, third (matrix.yaml)" in files["BUILD.bazel"]
+    assert cells_of(files["s/BUILD.bazel"])["s_third_cpu"]["variant_library"] == "//:pkg"
+    assert check_data(files["BUILD.bazel"]).count(":pkg") == 1
+
+
+def test_editing_the_plugin_module_changes_no_generated_file(ws):
+    """Its edits rerun its cells through Bazel's dependency on //:pkg, not through the BUILD text."""
+    before = generate.render(load(ws))
+    (ws / "pkg" / "mod.py").write_text(PKG_MOD + "\n# a new comment\n")
+    (ws / "pkg" / "new_helper.py").write_text("X = 1\n")
+    assert generate.render(load(ws)) == before
+
+
+def test_cli_generate_check_in_runfiles_takes_a_declared_library_as_written(ws):
+    """//:generated_files_test runs `generate --check --runfiles` in its runfiles, which hold the
+    library's files but not its package's BUILD file."""
+    _with_expectations(ws, "    impl: pkg.mod:Other\n", "    impl: pkg.mod:Other\n    library: //pkg:variants\n")
+    (ws / "pkg" / "BUILD.bazel").write_text("py_library(name = 'variants', srcs = ['mod.py'])\n")
+    assert cli(ws, "generate").returncode == 0
+    (ws / "pkg" / "BUILD.bazel").unlink()
+    assert cli(ws, "generate", "--check").returncode == 2
+    current = cli(ws, "generate", "--check", "--runfiles")
+    assert (current.returncode, current.stdout, current.stderr) == (0, "generated files are up to date (3 files)\n", "")
+
+
+# --- granularity: file ----------------------------------------------------------------------------------
+
+
+def _by_file(ws: Path) -> None:
+    _with_expectations(ws, "    shards: {cuda: 2}\n", "    shards: {cuda: 2}\n    granularity: file\n")
+
+
+def test_granularity_file_is_passed_to_the_cell_with_shard_counts_per_file(ws):
+    _by_file(ws)
+    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
+    assert {name: cell["granularity"] for name, cell in s.items()} == dict.fromkeys(s, "file")
+    assert [s[n].get("shard_counts") for n in ("s_base_cpu", "s_base_cuda")] == [None, {"test_a.py": 2, "test_b.py": 2}]
+    assert not [name for name, cell in s.items() if "shard_count" in cell]  # the cell's count says nothing here
+    assert s["s_base_cpu"]["test_files"] == ["test_a.py", "test_b.py"]
+    t = cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"]
+    assert "granularity" not in t and t["shard_count"] == 3
+
+
+def test_granularity_file_with_shard_seconds_shards_only_the_long_files(ws):
+    _by_file(ws)
+    # base/cpu: test_a.py 20 s (2 shards), test_b.py 10 s (1); other/cuda: test_a.py 8 s, test_b.py 8 s (1 each).
+    _shard_by_seconds(ws, RECORDED)
+    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
+    assert {name: (cell.get("shard_counts"), cell.get("durations")) for name, cell in s.items()} == {
+        "s_base_cpu": ({"test_a.py": 2}, "test_durations.json"),
+        "s_base_cuda": ({"test_a.py": 2}, "test_durations.json"),  # never ran on a GPU: planned from cpu
+        "s_other_cpu": (None, None),
+        "s_other_cuda": (None, None),
+    }
+    assert "        \"test_a.py\": 2,\n" in generate.render(load(ws))["s/BUILD.bazel"]  # an int, not a string
+
+
+def test_granularity_file_root_test_suites_name_the_cells(ws):
+    """`//:variant_base` holds the cell's test_suite, which holds its per-file targets."""
+    _by_file(ws)
+    before = generate.render(load(ws))
+    calls = evaluate(before["BUILD.bazel"])
+    suites = {kw["name"]: kw["tests"] for kind, kw in calls if kind == "test_suite"}
+    assert suites["variant_other"] == ["//s:s_other_cpu", "//s:s_other_cuda"]
+    assert suites["suite_s"] == ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda"]
+
+
+def _made_by_defs_bzl(package: str, cell: dict) -> list[tuple[str, dict]]:
+    made: list[tuple[str, dict]] = []
+    _defs_bzl(made, [package])["matrix_cell"](**cell)
+    return made
+
+
+def test_defs_bzl_makes_one_py_test_per_file_and_a_test_suite_of_the_cells_name(ws):
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    _by_file(ws)
+    _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs two GPUs\n            test_a.py::test_z: flaky\n")
+    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cuda"]
+    made = _made_by_defs_bzl("s", cell)
+    assert [(kind, kw["name"]) for kind, kw in made] == [("py_test", "s_base_cuda/test_a"), ("py_test", "s_base_cuda/test_b"), ("test_suite", "s_base_cuda")]
+    (_, a), (_, b), (_, group) = made
+    assert group == {"name": "s_base_cuda", "tests": [":s_base_cuda/test_a", ":s_base_cuda/test_b"], "tags": []}
+    for target, file in ((a, "test_a.py"), (b, "test_b.py")):
+        assert [arg for arg in target["args"] if arg.startswith(("--test-file", "--target"))] == [f"--target=//s:{target['name']}", f"--test-file={file}"]
+        parsed = cell_config.parse_args(target["args"], {})
+        assert (parsed.test_files, parsed.target) == ((file,), f"//s:{target['name']}")
+        assert target["data"] == [file, "conftest.py"]
+        assert target["deps"] == ["//tools/matrix:runtime", "//tools/matrix:variants_base"]
+        assert (target["shard_count"], target["tags"], target["size"]) == (2, cell["tags"], "large")
+        assert target["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    # Each file's target holds only the expectations naming that file: editing one reruns only it.
+    expectations = [json.loads(t["env"]["MATRIX_EXPECTATIONS"].replace("$$", "$")) for t in (a, b)]
+    assert expectations == [
+        {"skip": {"test_a.py::test_z": "flaky"}, "xfail": {"test_a.py::test_x": 'broken: "quoted" \\ back $HOME é\ttab'}},
+        {"skip": {"test_b.py": "needs two GPUs"}, "xfail": {}},
+    ]
+
+
+def test_defs_bzl_gives_durations_only_to_the_sharded_files(ws):
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    _by_file(ws)
+    _shard_by_seconds(ws, RECORDED)
+    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cpu"]
+    made = {kw["name"]: kw for kind, kw in _made_by_defs_bzl("s", cell) if kind == "py_test"}
+    a, b = made["s_base_cpu/test_a"], made["s_base_cpu/test_b"]
+    assert (a["shard_count"], b["shard_count"]) == (2, 1)
+    assert [arg for arg in a["args"] if "durations" in arg] == ["--durations=s/test_durations.json"]
+    assert a["data"] == ["test_a.py", "conftest.py", "test_durations.json"]
+    assert not [arg for arg in b["args"] if "durations" in arg] and b["data"] == ["test_b.py", "conftest.py"]
+
+
+def test_defs_bzl_keeps_only_manual_on_the_cells_test_suite(ws):
+    """A test_suite's tags filter the tests it holds: any tag but `manual` would drop them all."""
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    _by_file(ws)
+    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_other_cuda"]
+    cell = {**cell, "tags": [*cell["tags"], "manual"]}
+    made = _made_by_defs_bzl("s", cell)
+    (group,) = [kw for kind, kw in made if kind == "test_suite"]
+    assert group["tags"] == ["manual"]
+    assert {tuple(kw["tags"]) for kind, kw in made if kind == "py_test"} == {("suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive", "manual")}
+    assert {tuple(kw["deps"]) for kind, kw in made if kind == "py_test"} == {("//tools/matrix:runtime", "//:pkg")}
+
+
+def test_granularity_file_editing_one_files_entry_changes_one_line_of_one_cell(ws):
+    _by_file(ws)
+    before = generate.render(load(ws))
+    _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs 2 GPUs\n")
+    assert changed_cells(before, generate.render(load(ws))) == {"s_base_cuda"}

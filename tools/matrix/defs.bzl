@@ -59,6 +59,7 @@ def matrix_cell(
         _matrix_test(
             name = target,
             test_files = [f],
+            sibling_files = [s for s in test_files if s != f],
             xfail = {k: v for k, v in xfail.items() if k.split("::")[0] == f},
             skip = {k: v for k, v in skip.items() if k.split("::")[0] == f},
             shard_count = shard_counts.get(f, 1),
@@ -88,7 +89,8 @@ def _matrix_test(
         default_device,
         pytest_args,
         env,
-        tags):
+        tags,
+        sibling_files = []):
     """One py_test. Everything the run needs travels in args/env, so nothing reads matrix.yaml at
     test time and editing one cell's expectations changes only that cell's cache key. The args are
     the protocol of runtime/cell_config.py's parser (checked by tests/test_generate.py).
@@ -102,6 +104,7 @@ def _matrix_test(
         "--target=//" + native.package_name() + ":" + name,
         "--test-timeout-s=" + str(test_timeout_s),
     ]
+    args += ["--sibling-file=" + f for f in sibling_files]
     args += ["--applies-to=" + entry for entry in applies_to]
     if default_device:
         args.append("--default-device")

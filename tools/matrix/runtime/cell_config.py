@@ -21,6 +21,7 @@ class CellConfig:
     target: str = ""
     applies_to: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
+    sibling_files: tuple[str, ...] = ()  # the cell's other test files, run by other targets (granularity: file)
     test_timeout_s: float = 120.0
     default_device: bool = False
     requires_gpu: bool = False  # the device's matrix.yaml requires_gpu (the target's requires-gpu tag)
@@ -43,7 +44,7 @@ class CellConfig:
         if not raw:
             return None
         data = json.loads(raw)
-        for key in ("applies_to", "test_files", "done", "pytest_args"):
+        for key in ("applies_to", "test_files", "sibling_files", "done", "pytest_args"):
             data[key] = tuple(data[key])
         return cls(**data)
 
@@ -61,6 +62,7 @@ class CellArgs:
     test_files: tuple[str, ...]
     target: str = ""
     applies_to: tuple[str, ...] = ()
+    sibling_files: tuple[str, ...] = ()
     test_timeout_s: float = 120.0
     default_device: bool = False
     requires_gpu: bool = False
@@ -80,6 +82,7 @@ class CellArgs:
         if self.requires_gpu:
             argv.append("--requires-gpu")
         argv += [f"--test-file={f}" for f in self.test_files]
+        argv += [f"--sibling-file={f}" for f in self.sibling_files]
         argv += [f"--pytest-arg={a}" for a in self.pytest_args]
         if self.durations:
             argv.append(f"--durations={self.durations}")
@@ -98,6 +101,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default="")
     parser.add_argument("--applies-to", action="append", default=[])
     parser.add_argument("--test-file", action="append", default=[], required=True)
+    # Names only (their contents are other targets' inputs): a --test_filter naming one of these
+    # files selects nothing here without being a typo.
+    parser.add_argument("--sibling-file", action="append", default=[])
     parser.add_argument("--test-timeout-s", type=float, default=120.0)
     parser.add_argument("--default-device", action="store_true")
     parser.add_argument("--requires-gpu", action="store_true")
@@ -119,6 +125,7 @@ def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
         target=args.target,
         applies_to=tuple(args.applies_to),
         test_files=tuple(args.test_file),
+        sibling_files=tuple(args.sibling_file),
         test_timeout_s=args.test_timeout_s,
         default_device=args.default_device,
         requires_gpu=args.requires_gpu,

@@ -132,7 +132,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 _event(event="unmatched", kind=kind, entry=entry)
     patterns = selection.parse_filter(cell.test_filter)
     chosen = selection.select(all_ids, patterns)
-    if patterns and not chosen:  # decided before sharding: every shard sees the whole cell
+    # Decided before sharding: every shard sees the whole target.
+    if patterns and not chosen and selection.decidable_here(patterns, cell.sibling_files):
         _event(event="filter_unmatched", filter=cell.test_filter, near=selection.near_matches(patterns, all_ids))
     recorded = _recorded_durations(cell) if cell.total_shards > 1 else None
     chosen = set(selection.shard(chosen, cell.shard_index, cell.total_shards, recorded)) - set(cell.done)

@@ -40,6 +40,20 @@ def select(nodeids: list[str], patterns: list[str]) -> list[str]:
     return [n for n in nodeids if any(matches_filter(n, p) for p in patterns)]
 
 
+def decidable_here(patterns: list[str], sibling_files: tuple[str, ...]) -> bool:
+    """Whether a filter that selects nothing of this target's files selects nothing of the cell:
+    always for a whole cell; for one file's target (granularity: file), only when every pattern
+    names a file (`test_x.py::...`) that is not another target's. A bare name or a glob may be
+    another file's test, whose contents this target does not have."""
+    if not sibling_files:
+        return True
+    for pattern in patterns:
+        file = pattern.split("::", 1)[0]
+        if not file.endswith(".py") or _GLOB_CHARS & set(file) or file in sibling_files:
+            return False
+    return True
+
+
 def near_matches(patterns: list[str], nodeids: list[str], limit: int = 5) -> list[str]:
     """The node ids closest to what a filter that matched nothing may have meant (a typo'd name, a
     renamed file), by any spelling the filter accepts."""

@@ -42,6 +42,13 @@ MANY = [
     "test_many.py::TestCaseStyle::test_three", "test_more.py::test_alpha", "test_more.py::test_epsilon",
 ]  # fmt: skip
 MANY_FILES = ("test_many.py", "test_more.py")
+# --test_filter seen by the test_many.py target of a per-file cell -> the problem it reports ("" for none).
+SIBLING_FILTERS = {
+    "other_file": ("test_more.py::test_epsilon", ""),  # the other target's test: not this one's business
+    "bare_name": ("test_epsilon", ""),  # may be the other file's: undecidable here, so not a failure
+    "file_typo": ("test_mroe.py::test_epsilon", "--test_filter 'test_mroe.py::test_epsilon' matches no test of //syn:cell/test_many (in any shard)"),
+    "own_file_typo": ("test_many.py::test_bta", "--test_filter 'test_many.py::test_bta' matches no test of //syn:cell/test_many (in any shard)"),
+}
 
 ROBUST = {
     "test_robust_broken.py": statuses.ERROR,  # fails to import; runs first
@@ -186,6 +193,11 @@ CELLS: dict[str, Cell] = {
     # A filter that selects nothing fails the cell, in every shard; one that matches a test of another
     # shard does not fail this one.
     "filter_typo": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta"}),
+    # One file's target of a `granularity: file` cell: test_more.py is another target's file.
+    **{
+        f"filter_sibling_{name}": Cell("runtime", ("test_many.py",), env={"TESTBRIDGE_TEST_ONLY": pattern}, target="//syn:cell/test_many", args=("--sibling-file=test_more.py",))
+        for name, (pattern, _problem) in SIBLING_FILTERS.items()
+    },
     "filter_typo_shard_1": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta", **_shard_env(1, 2)}),
     **{
         f"filter_one_shard_{i}": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_more.py::test_epsilon", **_shard_env(i, 2)})
@@ -402,6 +414,34 @@ def test_filter_matching_nothing_fails_the_cell_with_near_matches(cells, name):
         problem
     )
     assert f"[matrix] ERROR: {problem}" in run.output
+
+
+@uses(*(f"filter_sibling_{name}" for name in SIBLING_FILTERS))
+@pytest.mark.parametrize("name", SIBLING_FILTERS)
+def test_filter_in_one_files_target_fails_only_when_it_can_match_nothing_in_the_cell(cells, name):
+    """granularity: file: a filter naming another target's file (or a bare name, which may be that
+    file's) selects nothing here and passes; one naming this file or no file of the cell fails."""
+    run = cells[f"filter_sibling_{name}"]
+    pattern, problem = SIBLING_FILTERS[name]
+    assert run.tests == {}, run.explain()
+    assert [p.split("; did you mean")[0] for p in run.problems] == ([problem] if problem else [])
+    assert run.returncode == (1 if problem else 0), run.explain()
+
+
+@pytest.mark.parametrize(
+    ("patterns", "siblings", "decidable"),
+    [
+        (["test_bta"], (), True),  # a whole cell sees every file
+        (["test_more.py::test_x"], ("test_more.py",), False),
+        (["test_x"], ("test_more.py",), False),
+        (["test_*.py::test_x"], ("test_more.py",), False),
+        (["test_typo.py::test_x"], ("test_more.py",), True),
+        (["test_typo.py::test_x", "test_more.py::test_y"], ("test_more.py",), False),
+        (["test_typo.py"], ("test_more.py",), True),
+    ],
+)
+def test_decidable_here(patterns, siblings, decidable):
+    assert selection.decidable_here(patterns, siblings) is decidable
 
 
 @uses("filter_one_shard_0", "filter_one_shard_1")

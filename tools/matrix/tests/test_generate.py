@@ -353,37 +353,40 @@ PARSER_FLAGS = {o for a in cell_config.parser()._actions for o in a.option_strin
 
 
 def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
-    """Every generated cell of a matrix using every feature (durations, default_device, pytest_args,
-    applies_to, requires_gpu) plus the hand-written tiny_suite cells: defs.bzl's args parse, say what the
-    cell is, and together use every flag of the parser (a flag only one side has fails); CellArgs too."""
+    """Every generated target of a matrix using every feature (durations, default_device, pytest_args,
+    applies_to, requires_gpu, granularity: file): defs.bzl's args parse, say what the target is, and
+    together use every flag of the parser (a flag only one side has fails); CellArgs too."""
     if DEFS is None:
         pytest.skip("defs.bzl is not reachable from here")
     _shard_by_seconds(ws, RECORDED)
+    _with_expectations(ws, "    shard_seconds: 10\n", "    shard_seconds: 10\n    granularity: file\n")
     rendered = generate.render(load(ws))
     by_package = {path.rsplit("/", 1)[0]: list(cells_of(text).values()) for path, text in rendered.items() if "/" in path}
     targets = _targets_made_by_defs_bzl(by_package)
-    assert {t["name"] for _, _, t in targets} == ALL_CELLS
+    per_file = {f"{cell}/{stem}" for cell in ALL_CELLS - {"t_base_cpu"} for stem in ("test_a", "test_b")}
+    assert {t["name"] for _, _, t in targets} == per_file | {"t_base_cpu"}
     written: set[str] = set()
     for package, cell, target in targets:
         parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here
         assert (parsed.suite, parsed.variant, parsed.device) == (cell["suite"], cell["variant"], cell["device"])
         assert (parsed.suite_dir, parsed.target) == (package, f"//{package}:{target['name']}")
         assert parsed.requires_gpu == ("requires-gpu" in cell["tags"])
-        assert parsed.test_files == tuple(cell["test_files"])
+        assert set(parsed.test_files) | set(parsed.sibling_files) == set(cell["test_files"])
+        assert parsed.test_files == (tuple(cell["test_files"]) if cell.get("granularity", "cell") == "cell" else (target["name"].rsplit("/", 1)[1] + ".py",))
         written |= _flags(target["args"])
     assert written == PARSER_FLAGS
 
     every = cell_config.CellArgs(
         suite="s", suite_dir="d/s", variant="v", variant_impl="m:V", device="rocm", test_files=("t.py", "u.py"),
         target="//d/s:s_v_rocm", applies_to=("torch.export.export",), test_timeout_s=2.5, default_device=True,
-        requires_gpu=True, durations="d/s/test_durations.json", pytest_args=("-p", "no:logging"),
+        requires_gpu=True, durations="d/s/test_durations.json", pytest_args=("-p", "no:logging"), sibling_files=("w.py",),
     )  # fmt: skip
     assert _flags(every.to_argv()) == PARSER_FLAGS
     parsed = cell_config.parse_args(every.to_argv(), {})
     assert (parsed.suite, parsed.suite_dir, parsed.variant, parsed.variant_impl, parsed.device) == ("s", "d/s", "v", "m:V", "rocm")
     assert (parsed.test_files, parsed.target, parsed.applies_to) == (("t.py", "u.py"), "//d/s:s_v_rocm", ("torch.export.export",))
     assert (parsed.test_timeout_s, parsed.default_device, parsed.requires_gpu) == (2.5, True, True)
-    assert (parsed.durations_file, parsed.pytest_args) == ("d/s/test_durations.json", ("-p", "no:logging"))
+    assert (parsed.durations_file, parsed.pytest_args, parsed.sibling_files) == ("d/s/test_durations.json", ("-p", "no:logging"), ("w.py",))
 
 
 # --- the root BUILD ----------------------------------------------------------------------------------

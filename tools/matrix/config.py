@@ -90,14 +90,14 @@ class Suite:
     recorded: durations.Recorded = field(default_factory=dict, compare=False, hash=False)
     durations_problem: str = ""  # why test_durations.json is unreadable (see Matrix.plan_problems)
     pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
-    granularity: str = "cell"  # GRANULARITIES: one target per cell, or per (cell, test file)
+    granularity: str = "cell"  # GRANULARITIES: "cell", one target per cell; "file", one per (cell, test file) (Cell.targets)
 
     @property
     def durations_file(self) -> str:
         return f"{self.directory}/{durations.FILE_NAME}"
 
 
-GRANULARITIES = ("cell", "file")
+GRANULARITIES = ("cell", "file")  # matrix.schema.json's enum for suites.*.granularity
 
 
 def test_file_of(test_id: str) -> str:

@@ -32,7 +32,8 @@ def matrix_cell(
     The cell depends on the runtime core and on `variant_library` only: editing another variant
     reruns none of its targets.
     """
-    common = dict(
+    # What every py_test of the cell shares (read by _matrix_test).
+    cell = dict(
         suite = suite,
         variant = variant,
         variant_impl = variant_impl,
@@ -49,7 +50,7 @@ def matrix_cell(
         tags = tags,
     )
     if granularity == "cell":
-        _matrix_test(name = name, test_files = test_files, xfail = xfail, skip = skip, shard_count = shard_count, **common)
+        _matrix_test(name, cell, test_files, [], xfail, skip, shard_count)
         return
     if granularity != "file":
         fail("granularity must be \"cell\" or \"file\", got %r" % granularity)
@@ -57,72 +58,54 @@ def matrix_cell(
     for f in test_files:
         target = name + "/" + (f[:-len(".py")] if f.endswith(".py") else f)
         _matrix_test(
-            name = target,
+            target,
+            cell,
             test_files = [f],
             sibling_files = [s for s in test_files if s != f],
             xfail = {k: v for k, v in xfail.items() if k.split("::")[0] == f},
             skip = {k: v for k, v in skip.items() if k.split("::")[0] == f},
             shard_count = shard_counts.get(f, 1),
-            **common
         )
         tests.append(":" + target)
 
     # A test_suite's tags filter its tests; only `manual` is kept, so that `//...` skips a manual cell.
     native.test_suite(name = name, tests = tests, tags = [t for t in tags if t == "manual"])
 
-def _matrix_test(
-        name,
-        suite,
-        variant,
-        variant_impl,
-        variant_library,
-        device,
-        test_files,
-        data,
-        applies_to,
-        xfail,
-        skip,
-        durations,
-        shard_count,
-        size,
-        test_timeout_s,
-        default_device,
-        pytest_args,
-        env,
-        tags,
-        sibling_files = []):
-    """One py_test. Everything the run needs travels in args/env, so nothing reads matrix.yaml at
-    test time and editing one cell's expectations changes only that cell's cache key. The args are
-    the protocol of runtime/cell_config.py's parser (checked by tests/test_generate.py).
+def _matrix_test(name, cell, test_files, sibling_files, xfail, skip, shard_count):
+    """One py_test of `cell` (matrix_cell's shared arguments). Everything the run needs travels in
+    args/env, so nothing reads matrix.yaml at test time and editing one cell's expectations changes
+    only that cell's cache key. The args are the protocol of runtime/cell_config.py's parser
+    (checked by tests/test_generate.py).
     """
     args = [
-        "--suite=" + suite,
-        "--variant=" + variant,
-        "--variant-impl=" + variant_impl,
-        "--device=" + device,
+        "--suite=" + cell["suite"],
+        "--variant=" + cell["variant"],
+        "--variant-impl=" + cell["variant_impl"],
+        "--device=" + cell["device"],
         "--suite-dir=" + native.package_name(),
         "--target=//" + native.package_name() + ":" + name,
-        "--test-timeout-s=" + str(test_timeout_s),
+        "--test-timeout-s=" + str(cell["test_timeout_s"]),
     ]
     args += ["--sibling-file=" + f for f in sibling_files]
-    args += ["--applies-to=" + entry for entry in applies_to]
-    if default_device:
+    args += ["--applies-to=" + entry for entry in cell["applies_to"]]
+    if cell["default_device"]:
         args.append("--default-device")
 
     # The tag is the one answer to "is this device a GPU" (config.Cell.tags, from requires_gpu; .bazelrc
     # filters on it): the runtime fails fast when the device's backend is absent.
-    if "requires-gpu" in tags:
+    if "requires-gpu" in cell["tags"]:
         args.append("--requires-gpu")
     args += ["--test-file=" + f for f in test_files]
 
     # Checked by the generator (tools/matrix/pytest_args.py): options only, no spaces, quotes or $.
-    args += ["--pytest-arg=" + a for a in pytest_args]
+    args += ["--pytest-arg=" + a for a in cell["pytest_args"]]
 
     # Recorded durations plan the shards (tools/matrix/durations.py); only sharded targets read them,
     # so refreshing the file reruns only those.
-    if durations and shard_count > 1:
-        args.append("--durations=" + native.package_name() + "/" + durations)
-        data = data + [durations]
+    data = cell["data"]
+    if cell["durations"] and shard_count > 1:
+        args.append("--durations=" + native.package_name() + "/" + cell["durations"])
+        data = data + [cell["durations"]]
 
     # Reasons are free text: env values are not shell-tokenized, only `$` needs escaping.
     expectations = json.encode({"skip": skip, "xfail": xfail}).replace("$", "$$")
@@ -131,12 +114,12 @@ def _matrix_test(
         srcs = ["//tools/matrix:runtime/cell_main.py"],
         main = "//tools/matrix:runtime/cell_main.py",
         args = args,
-        env = dict(env, MATRIX_EXPECTATIONS = expectations),
+        env = dict(cell["env"], MATRIX_EXPECTATIONS = expectations),
         data = test_files + data,
-        deps = ["//tools/matrix:runtime", variant_library],
+        deps = ["//tools/matrix:runtime", cell["variant_library"]],
         shard_count = shard_count,
-        size = size,
-        tags = tags,
+        size = cell["size"],
+        tags = cell["tags"],
         python_version = "PY3",
         srcs_version = "PY3",
     )

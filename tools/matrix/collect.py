@@ -546,7 +546,7 @@ def collect(
                 shard, tail = None, ""
                 status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
             found[key].append(Record(suite=cell.suite.name, test=t, variant=cell.variant.name, device=cell.device.name, status=status,
-                                     message=message, error_type=status, target=target.label, shard=shard, log_tail=tail))  # fmt: skip
+                                     message=message, error_type=status, target=(why.target if why else target).label, shard=shard, log_tail=tail))  # fmt: skip
     # A broken shard no record speaks for (tests unknown, or another shard spoke for the target): never silent.
     collected.problems += [f"{b.target.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
     for records in found.values():

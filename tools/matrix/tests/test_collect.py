@@ -365,3 +365,156 @@ def test_log_tail_of_a_huge_log_reads_only_its_end(tmp_path):
         f.write("\n".join(f"line {i}" for i in range(100)) + "\nSegmentation fault\n")
     tail = collect_mod._log_tail(log)
     assert tail.startswith("line 0\n") and tail.endswith("line 99\nSegmentation fault")  # the cut first line dropped
+
+
+# --- granularity: file: one target per (cell, test file) ----------------------------------------------
+
+BY_FILE = """\
+devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base: {impl: pkg.mod:Base, description: plain}
+  other: {impl: pkg.mod:Other, description: other}
+suites:
+  s:
+    granularity: file
+    variants: [base, other]
+    devices: [cpu, cuda]
+    shards: {cpu: 2}
+  u:
+    granularity: file
+    variants: [base]
+    devices: [cpu]
+"""
+P, Q = "test_p.py::test_p", "test_q.py::test_q"
+
+
+def file_meta(target: str, shard: int = 0, total: int = 1) -> dict:
+    """The metadata cell_main writes for a file's target (`//s:s_base_cpu/test_a`)."""
+    cell = target.split(":")[1].split("/")[0]
+    suite, variant, device = cell.split("_")
+    return {**metadata(f"//{suite}:{cell}", shard, total), "target": target}
+
+
+@pytest.fixture
+def by_file(tmp_path) -> config.Matrix:
+    ws = write_workspace(tmp_path / "ws", BY_FILE, ("s/test_a.py", "s/test_b.py", "u/test_p.py", "u/test_q.py"))
+    return config.load(ws / "matrix.yaml", ws)
+
+
+@pytest.fixture
+def file_logs(tmp_path) -> Path:
+    """Testlogs laid out as Bazel lays out `<cell>/<file>` targets: <testlogs>/s/s_base_cpu/test_a/shard_1_of_2/."""
+    logs = tmp_path / "bazel-testlogs"
+
+    def target_dir(name: str, shard: int | None = None, total: int = 2) -> Path:
+        d = logs / name.split(":")[0].strip("/") / name.split(":")[1]
+        d = d / f"shard_{shard}_of_{total}" if shard is not None else d
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    # s_base_cpu/test_a: two shards, each its report.json.
+    for shard, tests in ((1, [entry(A, statuses.PASSED, duration=1.5)]), (2, [entry(B, statuses.FAILED, "AssertionError: 1 != 2", "AssertionError")])):
+        d = target_dir("//s:s_base_cpu/test_a", shard)
+        (d / "test.outputs").mkdir()
+        (d / "test.outputs" / "report.json").write_bytes(report_json(tests, file_meta("//s:s_base_cpu/test_a", shard - 1, 2)))
+    # s_base_cpu/test_b: both shards died leaving only their logs.
+    for shard in (1, 2):
+        (target_dir("//s:s_base_cpu/test_b", shard) / "test.log").write_text(f"running test_b.py (shard {shard})\nSegmentation fault (core dumped)\n")
+    # s_other_cpu/test_a ran (JUnit XML only); s_other_cpu/test_b never ran.
+    d = target_dir("//s:s_other_cpu/test_a", 1)
+    (d / "test.xml").write_bytes(outputs.junit_xml([entry(A, statuses.PASSED), entry(B, statuses.XPASSED, expectation="test_a.py")], file_meta("//s:s_other_cpu/test_a", 0, 2)))
+    # s_other_cuda (one shard): test_a died (Bazel's own test.xml), test_b ran.
+    d = target_dir("//s:s_other_cuda/test_a")
+    (d / "test.xml").write_text(BAZEL_OWN_XML.replace("s/s_other_cuda", "s/s_other_cuda/test_a"))
+    (d / "test.log").write_text("Fatal Python error: Aborted\n")
+    d = target_dir("//s:s_other_cuda/test_b")
+    (d / "test.outputs").mkdir()
+    (d / "test.outputs" / "report.json").write_bytes(report_json([entry(C, statuses.PASSED)], file_meta("//s:s_other_cuda/test_b")))
+    # s_base_cuda: nothing at all. u_base_cpu: test_q died, test_p never ran: no test of suite u is known.
+    (target_dir("//u:u_base_cpu/test_q") / "test.log").write_text("Killed\n")
+    return logs
+
+
+def test_granularity_file_records_name_the_files_target(by_file, file_logs):
+    records = by_key(collect(by_file, file_logs, run_id="r").records)
+    s_keys = {(v, d, t) for v in ("base", "other") for d in ("cpu", "cuda") for t in (A, B, C)}
+    assert set(records) == s_keys | {("base", "cpu", NO_RESULTS)}
+    got = {k: (r.status, r.target, r.shard) for k, r in records.items() if k != ("base", "cpu", NO_RESULTS) or r.suite == "s"}
+    assert {k: v for k, v in got.items() if k[:2] == ("base", "cpu")} == {
+        ("base", "cpu", A): (statuses.PASSED, "//s:s_base_cpu/test_a", 0),
+        ("base", "cpu", B): (statuses.FAILED, "//s:s_base_cpu/test_a", 1),
+        ("base", "cpu", C): (statuses.CRASHED, "//s:s_base_cpu/test_b", 0),  # the target's first broken shard speaks for its tests
+    }
+    assert {k: v for k, v in got.items() if k[:2] == ("other", "cpu")} == {
+        ("other", "cpu", A): (statuses.PASSED, "//s:s_other_cpu/test_a", 0),
+        ("other", "cpu", B): (statuses.XPASSED, "//s:s_other_cpu/test_a", 0),
+        ("other", "cpu", C): (statuses.NOT_RUN, "//s:s_other_cpu/test_b", None),  # its file's target never ran
+    }
+    assert {k: v for k, v in got.items() if k[:2] == ("base", "cuda")} == {
+        (("base", "cuda", t)): (statuses.NOT_RUN, f"//s:s_base_cuda/{t.split('.py')[0]}", None) for t in (A, B, C)
+    }
+    # A crashed target speaks for its own file's tests only.
+    assert {k: v for k, v in got.items() if k[:2] == ("other", "cuda")} == {
+        ("other", "cuda", A): (statuses.CRASHED, "//s:s_other_cuda/test_a", 0),
+        ("other", "cuda", B): (statuses.CRASHED, "//s:s_other_cuda/test_a", 0),
+        ("other", "cuda", C): (statuses.PASSED, "//s:s_other_cuda/test_b", 0),
+    }
+    assert records["other", "cuda", A].log_tail == "Fatal Python error: Aborted"
+    assert records["base", "cpu", C].log_tail == "running test_b.py (shard 1)\nSegmentation fault (core dumped)"
+    # The second dead shard of s_base_cpu/test_b is said, never silent.
+    assert collect(by_file, file_logs).problems == ["//s:s_base_cpu/test_b: shard 2 died without writing a report or test.xml; see its test.log"]
+
+
+def test_granularity_file_fill_missing_false_names_each_dead_target(by_file, file_logs):
+    collected = collect(by_file, file_logs, fill_missing=False)
+    assert sorted((r.variant, r.device, r.test, r.target) for r in collected.records) == [
+        ("base", "cpu", B, "//s:s_base_cpu/test_a"),
+        ("base", "cpu", A, "//s:s_base_cpu/test_a"),
+        ("other", "cpu", B, "//s:s_other_cpu/test_a"),
+        ("other", "cpu", A, "//s:s_other_cpu/test_a"),
+        ("other", "cuda", C, "//s:s_other_cuda/test_b"),
+    ]
+    assert collected.problems == [
+        "//s:s_base_cpu/test_b: shard 1 died without writing a report or test.xml; see its test.log",
+        "//s:s_base_cpu/test_b: shard 2 died without writing a report or test.xml; see its test.log",
+        "//s:s_other_cuda/test_a: shard 1 died without writing a report or test.xml; see its test.log",
+        "//u:u_base_cpu/test_q: shard 1 died without writing a report or test.xml; see its test.log",
+    ]
+
+
+def test_granularity_file_a_suite_with_no_known_test_is_one_record_of_the_broken_target(by_file, file_logs):
+    """Suite u: test_q's target died, test_p's never ran, no test id is known: one placeholder, and
+    the target it names is the one whose crash it carries."""
+    (placeholder,) = [r for r in collect(by_file, file_logs).records if r.suite == "u"]
+    assert (placeholder.test, placeholder.status, placeholder.shard, placeholder.log_tail) == (NO_RESULTS, statuses.CRASHED, 0, "Killed")
+    assert placeholder.target == "//u:u_base_cpu/test_q"
+
+
+def test_granularity_file_bep_is_read_per_target(by_file, file_logs, tmp_path):
+    bep = tmp_path / "bep.json"
+    bep.write_text(bep_lines(
+        test_result("//s:s_base_cpu/test_a", 1, 1, cached=True),
+        test_result("//s:s_base_cpu/test_a", 2, 1, status="FAILED"),
+        test_result("//s:s_base_cpu/test_a", 2, 2, status="FAILED"),
+        test_result("//s:s_other_cuda/test_b", 1, 1, cached=True),
+        summary("//s:s_base_cpu/test_a", "FAILED"),
+    ))  # fmt: skip
+    collected = collect(by_file, file_logs, bep=bep)
+    records = by_key(collected.records)
+    assert {label: result.overall for label, result in collected.bazel.items()} == {"//s:s_base_cpu/test_a": "FAILED", "//s:s_other_cuda/test_b": ""}
+    assert [(records[k].cached, records[k].attempts) for k in (("base", "cpu", A), ("base", "cpu", B), ("other", "cuda", C), ("other", "cuda", A))] == [
+        (True, 1), (False, 2), (True, 1), (False, 1),
+    ]  # fmt: skip
+
+
+def test_shard_dirs_of_a_files_target(by_file, file_logs):
+    cell = next(c for c in by_file.cells() if c.target_name == "s_base_cpu")
+    a, b = cell.targets
+    assert collect_mod.shard_dirs(file_logs, a) == [(0, file_logs / "s/s_base_cpu/test_a/shard_1_of_2"), (1, file_logs / "s/s_base_cpu/test_a/shard_2_of_2")]
+    (file_logs / "s/s_base_cpu/test_a/shard_2_of_2/test.outputs/report.json").unlink()
+    assert [shard for shard, _ in collect_mod.shard_dirs(file_logs, b)] == [0, 1]
+    never = next(c for c in by_file.cells() if c.target_name == "s_base_cuda").targets[0]
+    assert collect_mod.shard_dirs(file_logs, never) == [(0, file_logs / "s/s_base_cuda/test_a")]  # the plan's layout: one shard

@@ -132,7 +132,8 @@ def root_build(matrix: Matrix) -> str:
             f"# The code of plug-in variant(s) {users} (matrix.yaml): a dependency of exactly their cells.\n"
             f"py_library(\n    name = {_s(name)},\n"
             + (f"    srcs = glob([{_s(library.srcs)}]),\n" if "*" in library.srcs else f"    srcs = [{_s(library.srcs)}],\n")
-            + f"    deps = {_list(library.deps)},\n)\n"
+            + f"    deps = {_list(library.deps)},\n"
+            + '    visibility = ["//visibility:public"],  # the cells are in the suites\' packages\n)\n'
         )
     for prefix, groups in (("variant", by_variant), ("device", by_device), ("suite", by_suite)):
         for name in sorted(groups):

@@ -578,7 +578,7 @@ def test_root_build_writes_the_library_of_a_plugin_directory(ws):
     """pkg/mod.py beside matrix.yaml, no BUILD file in pkg/: generate writes //:pkg with every .py of
     pkg/ and the built-in variant libraries any of them imports."""
     root = generate.render(load(ws))["BUILD.bazel"]
-    assert libraries_of(root) == {"pkg": {"name": "pkg", "srcs": ("glob", ("pkg/**/*.py",), ()), "deps": ["//tools/matrix:runtime"]}}
+    assert libraries_of(root) == {"pkg": {"name": "pkg", "srcs": ("glob", ("pkg/**/*.py",), ()), "deps": ["//tools/matrix:runtime"], "visibility": ["//visibility:public"]}}
     assert "# The code of plug-in variant(s) other (matrix.yaml): a dependency of exactly their cells.\npy_library(\n" in root
     (ws / "pkg" / "sub").mkdir()
     (ws / "pkg" / "sub" / "helpers.py").write_text("from tools.matrix.variants.export import Retrace\nimport tools.matrix.variants.package\n")
@@ -596,7 +596,8 @@ def test_root_build_writes_the_library_of_a_single_module(ws):
     (ws / "my_variant.py").write_text(PKG_MOD.replace("from tools.matrix.variants import Variant", "from tools.matrix.variants.export import Retrace as Variant"))
     files = generate.render(load(ws))
     assert libraries_of(files["BUILD.bazel"]) == {
-        "my_variant": {"name": "my_variant", "srcs": ["my_variant.py"], "deps": ["//tools/matrix:runtime", "//tools/matrix:variants_export"]}
+        "my_variant": {"name": "my_variant", "srcs": ["my_variant.py"], "deps": ["//tools/matrix:runtime", "//tools/matrix:variants_export"],
+                       "visibility": ["//visibility:public"]}
     }
     assert cells_of(files["s/BUILD.bazel"])["s_other_cpu"]["variant_library"] == "//:my_variant"
     assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":my_variant"]

@@ -263,3 +263,43 @@ def test_an_unexpected_exception_writes_the_traceback_to_a_file_and_exits_70(ws,
     text = crash.read_text()
     assert "argv: " in text and "'list'" in text
     assert text.rstrip().endswith("TypeError: 'NoneType' object is not callable") and 'cli.py", line' in text
+
+
+# --- granularity: file through the commands that speak of targets -------------------------------------
+
+
+def test_durations_and_list_per_file_target(tmp_path):
+    """`durations` re-plans and prints each file's target (shards per file), `list` counts them."""
+    ws = toolws.write_workspace(tmp_path / "by_file", MATRIX.replace("    shard_seconds: 60\n", "    shard_seconds: 60\n    granularity: file\n"),
+                                ("s/test_a.py", "s/test_b.py", "t/test_c.py"), "def test_x():\n    pass\n")  # fmt: skip
+    assert cli(ws, "generate").returncode == 0
+
+    def rec(test: str, seconds: float) -> Record:
+        return Record(suite="s", test=test, variant="base", device="cpu", status=statuses.PASSED, duration_s=seconds, target=f"//s:s_base_cpu/{test[:6]}")
+
+    toolws.write_compat(ws / "reports" / COMPAT_JSON, [rec("test_a.py::test_x", 80.0), rec("test_a.py::test_y", 20.0), rec("test_b.py::test_x", 30.0)])
+    out = cli(ws, "durations")
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.splitlines() == [
+        "//s:s_base_cpu/test_a: 100 s recorded, 1 -> 2 shard(s)",
+        "//s:s_base_cpu/test_b: 30 s recorded, 1 shard(s)",
+        "//s:s_base_cuda/test_a: 100 s recorded, 1 -> 2 shard(s)",  # never ran on a GPU: planned from cpu
+        "//s:s_base_cuda/test_b: 30 s recorded, 1 shard(s)",
+        "//s:s_retrace_cpu/test_a: 0 s recorded, 1 shard(s)",
+        "//s:s_retrace_cpu/test_b: 0 s recorded, 1 shard(s)",
+        "//s:s_retrace_cuda/test_a: 0 s recorded, 1 shard(s)",
+        "//s:s_retrace_cuda/test_b: 0 s recorded, 1 shard(s)",
+        "wrote 1 file(s): s/BUILD.bazel",
+    ]
+    build = (ws / "s" / "BUILD.bazel").read_text()
+    assert build.count('    shard_counts = {\n        "test_a.py": 2,\n    },\n') == 2  # s_base_cpu, s_base_cuda
+    assert cli(ws, "generate", "--check").returncode == 0
+
+    listed = cli(ws, "list", "--suite", "s", "--variant", "base")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert [line.split()[:4] for line in listed.stdout.splitlines()] == [
+        ["cell", "targets", "shards", "xfail"],
+        ["//s:s_base_cpu", "2", "3", "0"],
+        ["//s:s_base_cuda", "2", "3", "0"],
+        ["2", "cell(s)"],
+    ]

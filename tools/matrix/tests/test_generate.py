@@ -635,6 +635,9 @@ def test_editing_the_plugin_module_changes_no_generated_file(ws):
 def test_cli_generate_check_in_runfiles_takes_a_declared_library_as_written(ws):
     """//:generated_files_test runs `generate --check --runfiles` in its runfiles, which hold the
     library's files but not its package's BUILD file."""
+    assert cli(ws, "generate").returncode == 0
+    undeclared = cli(ws, "generate", "--check", "--runfiles")  # the generated //:pkg: the same library there
+    assert (undeclared.returncode, undeclared.stdout) == (0, "generated files are up to date (3 files)\n")
     _with_expectations(ws, "    impl: pkg.mod:Other\n", "    impl: pkg.mod:Other\n    library: //pkg:variants\n")
     (ws / "pkg" / "BUILD.bazel").write_text("py_library(name = 'variants', srcs = ['mod.py'])\n")
     assert cli(ws, "generate").returncode == 0
@@ -706,6 +709,7 @@ def test_defs_bzl_makes_one_py_test_per_file_and_a_test_suite_of_the_cells_name(
         assert [arg for arg in target["args"] if arg.startswith(("--test-file", "--target"))] == [f"--target=//s:{target['name']}", f"--test-file={file}"]
         parsed = cell_config.parse_args(target["args"], {})
         assert (parsed.test_files, parsed.target) == ((file,), f"//s:{target['name']}")
+        assert parsed.sibling_files == tuple({"test_a.py", "test_b.py"} - {file})  # names only: no data, no cache key of theirs
         assert target["data"] == [file, "conftest.py"]
         assert target["deps"] == ["//tools/matrix:runtime", "//tools/matrix:variants_base"]
         assert (target["shard_count"], target["tags"], target["size"]) == (2, cell["tags"], "large")

@@ -493,10 +493,13 @@ def collect(
     run_id: str = "",
     cells: list[Cell] | None = None,
     fill_missing: bool = True,
+    labels: set[str] | None = None,
 ) -> Collected:
     """Records for `cells` (default: the whole matrix). With fill_missing, every test any cell of a
     suite reported gets a record in every cell of that suite (`not_run` when the cell never ran;
-    `crashed` / `error` with the reason when the shard that should have run it left no usable results)."""
+    `crashed` / `error` with the reason when the shard that should have run it left no usable results).
+    With `labels`, only the targets named there are read (a cell's label names all its targets): a
+    rerun of one file's target must not re-stamp the other targets' old testlogs as fresh results."""
     testlogs = Path(testlogs)
     cells = matrix.cells() if cells is None else cells
     collected = Collected(records=[])
@@ -507,6 +510,8 @@ def collect(
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
         for target in cell.targets:
+            if labels is not None and target.label not in labels and cell.label not in labels:
+                continue
             shards = shard_dirs(testlogs, target)
             if bep:
                 newest[target.label] = _newest_mtime([d for _s, d in shards])

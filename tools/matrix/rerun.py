@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tools.matrix import bazel, last_report, statuses
-from tools.matrix.collect import collect
+from tools.matrix.collect import NO_RESULTS, collect
 from tools.matrix.config import Cell, Matrix
 from tools.matrix.errors import ReportError
 from tools.matrix.filters import RERUN_FAILED, record_matches, selected_cells
@@ -37,15 +37,23 @@ def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None
     if wanted:
         if previous is None:
             raise NoReport("--failed/--xpassed need a previous report; run `make report` first")
-        by_target: dict[str, set[str]] = defaultdict(set)
+        by_key = {(c.suite.name, c.variant.name, c.device.name): c for c in cells}
+        tests: dict[str, set[str] | None] = {}  # label -> test filters; None: the whole target
+        cell_of: dict[str, Cell] = {}
         for record in previous:
-            if record.status in wanted and record_matches(record, args):
-                by_target[record.target].add(filter_pattern(record.test))
-        for cell in cells:
-            # The cell's own label too: a report from before the suite's granularity changed.
-            for label in dict.fromkeys([t.label for t in cell.targets] + [cell.label]):
-                if by_target.get(label):
-                    groups[tuple(sorted(by_target[label]))][label] = cell
+            cell = by_key.get((record.suite, record.variant, record.device))
+            if cell is None or record.status not in wanted or not record_matches(record, args):
+                continue
+            if record.test == NO_RESULTS:  # no test known: the target it names (or the cell), unfiltered
+                label = record.target if record.target in {t.label for t in cell.targets} else cell.label
+                tests[label] = None
+            else:  # the target that runs the test today, whatever the report's granularity was
+                label = cell.target_of(record.test).label
+                if tests.get(label, set()) is not None:
+                    tests.setdefault(label, set()).add(filter_pattern(record.test))  # type: ignore[union-attr]
+            cell_of[label] = cell
+        for label, filters in tests.items():
+            groups[tuple(sorted(filters or ()))][label] = cell_of[label]
     else:
         # Whole targets: GPU cells only when --device names them (like `bazel test //...`, which
         # leaves them out); with --failed/--xpassed the last report decides.
@@ -101,7 +109,7 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     for command, labels in zip(planned, (groups[k] for k in sorted(groups))):
         cells = list({id(c): c for c in labels.values()}.values())
         bep = Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])
-        collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, cells=cells, fill_missing=previous is None)
+        collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, cells=cells, fill_missing=previous is None, labels=set(labels))
         fresh += collected.records
         problems += collected.problems
         run.torch_version = run.torch_version or collected.torch_version

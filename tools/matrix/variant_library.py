@@ -99,9 +99,10 @@ def resolve(module: str, library: str | None, workspace: Path, generated_package
     if file is None:
         return Resolved()  # impl_check says the module is missing
     package = owning_package(file, workspace, generated_packages)
+    if package in generated_packages:
+        return Resolved(problem=f"module {file} is in suite directory {package}, whose BUILD.bazel generate writes: move the module out of it")
     if package:
-        suite = " (a suite directory: generate writes its BUILD.bazel)" if package in generated_packages else ""
-        return Resolved(problem=f"module {file} is in Bazel package //{package}{suite}: name the py_library that provides it, "
+        return Resolved(problem=f"module {file} is in Bazel package //{package}: name the py_library that provides it, "
                                 f"`library: //{package}:<target>`, or move the module out of that package")  # fmt: skip
     top = file.split("/")[0]
     if "/" in file:

@@ -641,8 +641,7 @@ BAD_LIBRARIES = [
     (
         "plug-in module in a suite's directory",
         "s.variants:Mine", None, {"s/variants.py": PLUGIN},
-        ["matrix.yaml:8:5: variants.mine.impl: module s/variants.py is in Bazel package //s (a suite directory: generate writes its BUILD.bazel): "
-         "name the py_library that provides it, `library: //s:<target>`, or move the module out of that package"],
+        ["matrix.yaml:8:5: variants.mine.impl: module s/variants.py is in suite directory s, whose BUILD.bazel generate writes: move the module out of it"],
     ),
     (
         "library that is not a label",

@@ -12,6 +12,7 @@ import pytest
 
 from tools.matrix import config, last_report, statuses
 from tools.matrix import rerun as rerun_mod
+from tools.matrix.collect import NO_RESULTS
 from tools.matrix.errors import UserError
 from tools.matrix.records import Record
 from tools.matrix.runtime import outputs
@@ -263,6 +264,19 @@ def by_file(tmp_path) -> config.Matrix:
     return config.load(ws / "matrix.yaml", ws)
 
 
+def test_plan_a_placeholder_record_reruns_its_target_without_a_filter(matrix, by_file):
+    """A cell whose target died before any test was known has one placeholder record (collect.NO_RESULTS):
+    its target reruns whole; the placeholder text is no test filter."""
+    dead = Record(suite="s", test=NO_RESULTS, variant="other", device="cpu", status=statuses.CRASHED, target="//s:s_other_cpu")
+    assert labels(plan(matrix, args(failed=True, variant=["other"]), [dead])) == {(): ["//s:s_other_cpu"]}
+    dead_file = Record(suite="s", test=NO_RESULTS, variant="other", device="cpu", status=statuses.CRASHED, target="//s:s_other_cpu/test_b")
+    failed = rec("s", "other", "cpu", T1, statuses.FAILED)
+    assert labels(plan(by_file, args(failed=True, variant=["other"]), [dead_file, *per_file([failed])])) == {
+        (): ["//s:s_other_cpu/test_b"],
+        (T1,): ["//s:s_other_cpu/test_a"],
+    }
+
+
 def per_file(records: list[Record]) -> list[Record]:
     """The records as a report of the per-file targets holds them: each names its file's target."""
     for r in records:
@@ -293,18 +307,19 @@ def test_commands_per_file_targets(by_file):
     ]  # in the order of the sorted filter sets
 
 
-def test_plan_a_report_from_before_the_granularity_change_reruns_the_cell(by_file):
-    """Records naming the cell's label (written when the suite ran as one target per cell): the
-    label now selects the cell's test_suite, whose file targets run the tests they have."""
+def test_plan_a_report_from_before_the_granularity_change_reruns_each_test_in_its_files_target(by_file):
+    """Records naming the cell's label (written when the suite ran as one target per cell): each
+    test reruns in the target that runs it today, its file's."""
     assert labels(plan(by_file, args(failed=True, suite=["s"], device=["cpu"]), previous())) == {
-        (T1, T3): ["//s:s_base_cpu"],
-        (T2,): ["//s:s_other_cpu"],
+        (T1,): ["//s:s_base_cpu/test_a"],
+        (T3,): ["//s:s_base_cpu/test_b"],
+        (T2,): ["//s:s_other_cpu/test_a"],
     }
-    # Both kinds in one report (a rerun merged into the old one): each label with its own tests.
+    # Both kinds in one report (a rerun merged into the old one): grouped by file target all the same.
     mixed = previous() + per_file([rec("s", "base", "cpu", T4, statuses.FAILED, run_id="new")])
     assert labels(plan(by_file, args(failed=True, suite=["s"], variant=["base"], device=["cpu"]), mixed)) == {
-        (T1, T3): ["//s:s_base_cpu"],
-        (T4,): ["//s:s_base_cpu/test_b"],
+        (T1,): ["//s:s_base_cpu/test_a"],
+        (T4, T3): ["//s:s_base_cpu/test_b"],  # sorted: test_four < test_three[x]
     }
 
 
@@ -334,8 +349,6 @@ def _report_json(target: str, results: dict[str, str]) -> str:
     return json.dumps(outputs.json_report(tests, meta, time.time(), 0, "s"))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (#15 core): rerun() collects every target of the cell, so the records of "
-                   "test_b's target, which did not run again, are re-stamped with the rerun's run_id")
 def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by_file, monkeypatch, capfd):
     """A real `rerun --failed` through a stand-in `bazel` that rewrites the testlogs of the targets it
     is asked to test: test_a's target reruns T1; test_b's target did not run again, so its tests keep
@@ -369,8 +382,6 @@ def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by
     }
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (#15 core): plan() keys the report's records by their target label, so records "
-                   "naming per-file targets that no longer exist are dropped: 'nothing to rerun' though tests failed")
 def test_plan_a_report_from_before_going_back_to_one_target_per_cell(matrix):
     """The suite ran with granularity: file and is back to one target per cell: its failures rerun in the cell's target."""
     assert labels(plan(matrix, args(failed=True, suite=["s"]), per_file(previous()))) == {

@@ -365,6 +365,8 @@ def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
     targets = _targets_made_by_defs_bzl(by_package)
     per_file = {f"{cell}/{stem}" for cell in ALL_CELLS - {"t_base_cpu"} for stem in ("test_a", "test_b")}
     assert {t["name"] for _, _, t in targets} == per_file | {"t_base_cpu"}
+    # The names defs.bzl gives are the ones the collector and rerun use (config.Target).
+    assert {(p, t["name"], t["shard_count"]) for p, _, t in targets} == {(t.cell.suite.directory, t.name, t.shard_count) for t in load(ws).targets()}
     written: set[str] = set()
     for package, cell, target in targets:
         parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 import zipfile
 from pathlib import Path
 from typing import NoReturn
+
+from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 900
@@ -98,30 +99,6 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def project_pyenv() -> Path:
-    """This build's @pyenv repository: the scratch workspace reuses it (nothing is pip-installed)."""
-    frozen = Path(os.environ["RUNFILES_DIR"]) / "pyenv" / "frozen_requirements.txt"
-    return frozen.resolve().parent
-
-
-def scratch_workspace(source: Path, root: Path, pyenv: Path) -> Path:
-    ws = root / "ws"
-    ws.mkdir()
-    for name in ("WORKSPACE", "requirements.txt", ".bazelignore"):
-        shutil.copy2(source / name, ws / name)
-    ignore = shutil.ignore_patterns("__pycache__", "tests", "remote", "drill", "bazel-*")
-    shutil.copytree(source / "tools", ws / "tools", ignore=ignore, symlinks=True)
-    shutil.copytree(source / "tools" / "bazel" / "remote", ws / "tools" / "bazel" / "remote")  # a toolchain, not the remote test
-    for suite in (HERE / "suites").iterdir():
-        shutil.copytree(suite, ws / suite.name, ignore=shutil.ignore_patterns("__pycache__"))
-    (ws / "matrix.yaml").write_text(MATRIX_YAML)
-    # The project's settings, plus a private output base and this build's Python environment.
-    rc = (source / ".bazelrc").read_text().replace("try-import %workspace%/user.bazelrc", "")
-    rc += f"\nstartup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\nbuild --override_repository=pyenv={pyenv}\n"
-    (ws / ".bazelrc").write_text(rc)
-    return ws
-
-
 def run(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[int, str]:
     print(f"$ {' '.join(argv)}", flush=True)
     started = time.monotonic()
@@ -158,12 +135,13 @@ def check_statuses(records: dict[tuple[str, str, str], dict], corrupted: tuple[s
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:fault_drill`"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNFILES_", "PYTHON", "JAVA_RUNFILES", "BUILD_", "TEST_"))}
-    env["HOME"] = pwd.getpwuid(os.geteuid()).pw_dir
+    env = nested_env()
     pyenv = project_pyenv()
     python = str(pyenv / "venv" / "bin" / "python3")
     root = Path(tempfile.mkdtemp(prefix="matrix-drill-"))
-    ws = scratch_workspace(source, root, pyenv)
+    # Its own output base: `report` runs a plain `bazel test` in the workspace.
+    own_output_base = f"startup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\n"
+    ws = scratch_workspace(source, root / "ws", pyenv, MATRIX_YAML, sorted((HERE / "suites").iterdir()), own_output_base)
     cli = [python, str(ws / "tools" / "matrix" / "cli.py"), "--workspace", str(ws)]
     try:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")

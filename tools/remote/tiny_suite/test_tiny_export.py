@@ -1,6 +1,6 @@
-"""Two tiny torch.export tests: the slice //tools/remote:integration_test runs on its workers by
-default (a real matrix cell takes minutes on a small machine). They run through the same
-matrix_cell macro and runtime as every cell, so a worker needs exactly what a real cell needs."""
+"""Two tiny torch.export tests: the suite of the workspace //tools/remote:integration_test builds and
+runs on its workers (a real matrix cell takes minutes on a small machine). Its cells are generated
+like every cell, so a worker needs exactly what a real cell needs."""
 
 import torch
 from torch.export import export

@@ -3,6 +3,7 @@
     bazel run //bench:bench                                # bench_generate, bench_report, then this (--skip tools)
     bazel run //bench:bench -- --quick                     # the same on a small slice
     <pyenv>/venv/bin/python3 bench/bench_matrix.py [--quick] [--targets //:device_cpu] [--output-base /tmp/bench_ob]
+    bazel run //bench:bench -- --granularity export_tests=cell,file   # cold at both granularities, edits at file
 
 What it measures, all in one run so that the ratios are taken side by side on the same (noisy) machine:
 
@@ -16,8 +17,24 @@ What it measures, all in one run so that the ratios are taken side by side on th
    first torch.export start-up, and the sum of the test durations (plain: the plugin's journal;
    Bazel: the shards' report.json).
 2. noop: `bazel test <targets>` again, nothing changed.
+   With `--granularity SUITE=cell,file` the cold Bazel run is taken once per setting (export_tests
+   one target per cell, then one per test file), each against the same plain run; the last setting
+   stays for the steps below.
+2b. variant edit: append a comment to tools/matrix/variants/package.py in the copy, `bazel test
+   <targets>`: the targets that executed vs those whose variant's impl lives in that module.
+2c. runtime edit: the same with tools/matrix/runtime/verdict.py (the core every cell depends on),
+   checked without running the tests (`--check_tests_up_to_date`): the targets it leaves out of date
+   vs all of them.
+2d. test-file edit: append a comment to one test file (--edit-test-file, default
+   export_tests/test_dtypes.py; its suite is switched to `granularity: file` in the copy unless it
+   already is), `bazel test <targets>`: the targets and tests that executed vs that file's targets,
+   and the wall time vs plain pytest running only that file under the same variants (one process
+   per variant, --jobs at a time).
+   Before each edit step, an untimed `bazel test <targets>` re-runs what earlier edits left out of
+   date (restoring a file is one more change for Bazel's action cache).
 3. incremental: add one skip entry to one variant's expectations (in a copy of the workspace),
-   regenerate, `bazel test <targets>`: which targets ran (they must be exactly that variant's).
+   regenerate, `bazel test <targets>`: which targets ran (they must be exactly those running that test:
+   the variant's cells, or that file's targets under `granularity: file`).
 4. rerun: plant one failure (remove a real xfail entry, or add an xfail for a passing test = xpassed),
    run that variant's targets, `report --no-run`, `rerun --failed`: tests rerun vs tests failing.
 5. tools: bench_generate.measure and bench_report.run_once at their sizes.
@@ -62,7 +79,10 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_TARGETS = ("//:device_cpu",)
 QUICK_TARGETS = ("//package_tests/...", "//dynamo_tests/...")  # their cuda cells are excluded by .bazelrc
-SKIPPABLE = ("plain", "noop", "incremental", "rerun", "tools")
+SKIPPABLE = ("plain", "noop", "variant_edit", "runtime_edit", "file_edit", "incremental", "rerun", "tools")
+VARIANT_MODULE_EDIT = "tools/matrix/variants/package.py"  # a built-in variant module (from_directory, from_bytes)
+RUNTIME_EDIT = "tools/matrix/runtime/verdict.py"  # part of //tools/matrix:runtime, which every cell depends on
+DEFAULT_EDIT_TEST_FILE = "export_tests/test_dtypes.py"
 SIZE_TIMEOUT_S = {"small": 60, "medium": 300, "large": 900, "enormous": 3600}  # Bazel's defaults
 COPY_MARKER = ".bench_matrix_copy"
 # Bazel commands that take build options (and so --symlink_prefix); query-like ones take only the repo flags.
@@ -358,18 +378,69 @@ class MatrixEdit:
         new = edit_yaml(old, edit)
         path.write_text(new)
         self.diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "a/matrix.yaml", "b/matrix.yaml"))
-        out = subprocess.run([self.python, str(self.workspace / "tools/matrix/cli.py"), "--workspace", str(self.workspace), "generate"],
-                             cwd=self.workspace, env=self.env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        if out.returncode != 0:
-            raise RuntimeError(f"generate failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
-        m = re.search(r"wrote \d+ file\(s\): (.*)", out.stdout)
-        return m.group(1).split(", ") if m else []
+        return regenerate(self.workspace, self.python, self.env)
 
     def __exit__(self, *exc: Any) -> None:
         for p, data in self.saved.items():
             target = self.workspace / p
             if not target.exists() or target.read_bytes() != data:
                 target.write_bytes(data)
+
+
+def regenerate(workspace: Path, python: str, env: dict[str, str]) -> list[str]:
+    """`generate` with the workspace's CLI; the generated files it changed."""
+    out = subprocess.run([python, str(workspace / "tools/matrix/cli.py"), "--workspace", str(workspace), "generate"],
+                         cwd=workspace, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"generate failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+    m = re.search(r"wrote \d+ file\(s\): (.*)", out.stdout)
+    return m.group(1).split(", ") if m else []
+
+
+@contextlib.contextmanager
+def appended_comment(path: Path, text: str = "bench_matrix: a change Bazel must notice"):
+    """`path` with one comment line appended (a new digest, the same code); restored afterwards."""
+    saved = path.read_bytes()
+    path.write_bytes(saved + (b"" if saved.endswith(b"\n") or not saved else b"\n") + f"# {text}\n".encode())
+    try:
+        yield
+    finally:
+        path.write_bytes(saved)
+
+
+def impl_module_path(impl: str) -> str:
+    """The workspace-relative file of a variant's impl (`pkg.mod:Class` -> `pkg/mod.py`)."""
+    return impl.split(":", 1)[0].replace(".", "/") + ".py"
+
+
+def parse_granularity(specs: list[str]) -> list[dict[str, str]]:
+    """`--granularity SUITE=G[,G...]` (repeatable) -> the settings of the cold runs, in order: the k-th
+    holds each named suite's k-th value (its last one when it lists fewer). ValueError on bad input."""
+    from tools.matrix.config import GRANULARITIES
+
+    per_suite: dict[str, list[str]] = {}
+    for spec in specs:
+        suite, sep, values = spec.partition("=")
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not suite.strip() or not choices:
+            raise ValueError(f"{spec!r}: expected SUITE=G[,G...] with G one of {', '.join(GRANULARITIES)}")
+        bad = [v for v in choices if v not in GRANULARITIES]
+        if bad:
+            raise ValueError(f"{spec!r}: {', '.join(bad)} is not one of {', '.join(GRANULARITIES)}")
+        if suite.strip() in per_suite:
+            raise ValueError(f"{spec!r}: suite {suite.strip()} given twice (list its settings in one option: {suite.strip()}=cell,file)")
+        per_suite[suite.strip()] = choices
+    runs = max((len(v) for v in per_suite.values()), default=0)
+    return [{suite: values[min(k, len(values) - 1)] for suite, values in per_suite.items()} for k in range(runs)]
+
+
+def set_granularity(suite: str, granularity: str):
+    def edit(doc: Any) -> None:
+        if suite not in (doc.get("suites") or {}):
+            raise ValueError(f"matrix.yaml has no suite {suite!r}")
+        doc["suites"][suite]["granularity"] = granularity
+
+    return edit
 
 
 def edit_yaml(text: str, edit: Callable[[Any], None]) -> str:
@@ -435,17 +506,24 @@ def remove_entry(suite: str, variant: str, device: str, nodeid: str):
 # Cells: reports, plain processes.
 
 
-def cell_reports(testlogs: Path, cells: list) -> dict[tuple[str, int], dict[str, Any]]:
-    """(label, shard) -> report.json, read the way the collector reads it."""
+def cell_reports(testlogs: Path, targets: list) -> dict[tuple[str, int], dict[str, Any]]:
+    """(target label, shard) -> report.json of config.Targets' shards, read the way the collector reads it."""
     from tools.matrix.collect import read_cell_report, shard_dirs
 
     out = {}
-    for cell in cells:
-        for shard, shard_dir in shard_dirs(testlogs, cell):
+    for target in targets:
+        for shard, shard_dir in shard_dirs(testlogs, target):
             report = read_cell_report(shard_dir)
             if report is not None:
-                out[(cell.label, shard)] = report
+                out[(target.label, shard)] = report
     return out
+
+
+def whole_cell(cell):
+    """The cell as one target running all its files (what plain pytest runs), whatever its granularity."""
+    from tools.matrix.config import Target
+
+    return Target(cell, cell.target_name, tuple(f for t in cell.targets for f in t.test_files))
 
 
 def tests_of(reports: dict[tuple[str, int], dict[str, Any]], label: str | None = None) -> list[dict[str, Any]]:
@@ -464,7 +542,7 @@ def restarts(reports: dict[tuple[str, int], dict[str, Any]]) -> int:
 
 @dataclass
 class PlainProcess:
-    """One matrix cell run whole by one plain pytest process."""
+    """One matrix target (a whole cell, or one file of it) run by one plain pytest process."""
 
     label: str
     journal: Any  # tools.matrix.runtime.journal.Journal: the descriptor the child appends to
@@ -482,17 +560,18 @@ class PlainProcess:
         return self.timed_out or self.rc not in (0, 1, 5) or not self.started
 
 
-def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
-    """What defs.bzl's matrix_cell gives the py_test (args, env), plus Bazel's test protocol
-    variables, for the whole cell: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
+def plain_argv_env(target, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """What defs.bzl's matrix_cell gives the py_test of a config.Target (args, env), plus Bazel's test
+    protocol variables, for all its files in one process: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
     from tools.matrix.runtime.cell_config import CellArgs
 
+    cell = target.cell
     suite, variant, device = cell.suite, cell.variant, cell.device
     args = CellArgs(
         suite=suite.name, suite_dir=suite.directory, variant=variant.name, variant_impl=variant.impl, device=device.name,
-        test_files=tuple(f[len(suite.directory) + 1 :] for f in suite.test_files), target=cell.label,
+        test_files=tuple(target.test_files), target=target.label,
         applies_to=tuple(variant.applies_to), test_timeout_s=suite.test_timeout_s, default_device=suite.default_device,
-        requires_gpu=device.requires_gpu,
+        requires_gpu=device.requires_gpu, pytest_args=tuple(suite.pytest_args),
     ).to_argv()  # fmt: skip
     scrub = (
         "TEST_",
@@ -510,7 +589,7 @@ def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
     (tmp / "tmpdir").mkdir(parents=True, exist_ok=True)
     env.update(dict(device.env))
     env.update(
-        MATRIX_EXPECTATIONS=json.dumps({"skip": dict(cell.expectations.skip), "xfail": dict(cell.expectations.xfail)}),
+        MATRIX_EXPECTATIONS=json.dumps({"skip": target_entries(target, "skip"), "xfail": target_entries(target, "xfail")}),
         TEST_TMPDIR=str(tmp / "tmpdir"), HOME=str(tmp / "tmpdir"),
         TEST_UNDECLARED_OUTPUTS_DIR=str(tmp / "out"), XML_OUTPUT_FILE=str(tmp / "test.xml"),
         TEST_PREMATURE_EXIT_FILE=str(tmp / "premature_exit"), TEST_SHARD_STATUS_FILE=str(tmp / "shard_status"),
@@ -519,15 +598,26 @@ def plain_argv_env(cell, tmp: Path) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def plain_command(cell, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Any]:
-    """The pytest child cell_main would start for the whole cell: (argv, env, journal). The command is
+def target_entries(target, kind: str) -> dict[str, str]:
+    """The cell's `kind` (xfail/skip) entries as defs.bzl gives them to the target: all of them for a
+    target running the whole cell, those naming its file for one file's target."""
+    from tools.matrix.config import test_file_of
+
+    entries = dict(getattr(target.cell.expectations, kind))
+    if len(target.cell.targets) == 1 or target.name == target.cell.target_name:
+        return entries
+    return {k: v for k, v in entries.items() if test_file_of(k) in target.test_files}
+
+
+def plain_command(target, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Any]:
+    """The pytest child cell_main would start for all of a target's files: (argv, env, journal). The command is
     cell_main.pytest_command with `python` as the interpreter (cell_main's sys.executable); the
     environment is cell_main.child_env as it would be computed inside the test (the test's
     environment, cwd = the workspace); the journal is a journal.Journal whose descriptor the child
     must inherit (pass_fds), as under cell_main."""
     from tools.matrix.runtime import cell_config, cell_main, journal
 
-    args, env = plain_argv_env(cell, tmp)
+    args, env = plain_argv_env(target, tmp)
     events = journal.Journal(str(tmp))
     config = replace(cell_config.parse_args(args, env), journal=str(events.fd))
     scratch = tempfile.mkdtemp(prefix="cell-", dir=env["TEST_TMPDIR"])
@@ -547,17 +637,18 @@ def read_journal(proc: PlainProcess) -> None:
     proc.journal.close()
 
 
-def run_plain(cells: list, workspace: Path, python: str, jobs: int, root: Path, deadline: float) -> tuple[float, list[PlainProcess]]:
-    """Every cell, whole, as one plain pytest process with the matrix plugin, `jobs` at a time in the
-    order of `cells`, from the workspace root (what Bazel's runfiles root looks like to the test).
-    Returns (wall, processes)."""
+def run_plain(targets: list, workspace: Path, python: str, jobs: int, root: Path, deadline: float) -> tuple[float, list[PlainProcess]]:
+    """Every config.Target (whole_cell(cell) for a cell) as one plain pytest process with the matrix
+    plugin, `jobs` at a time in the order of `targets`, from the workspace root (what Bazel's runfiles
+    root looks like to the test). Returns (wall, processes)."""
     work = []
-    for cell in cells:
-        tmp = root / cell.target_name
-        argv, env, journal = plain_command(cell, python, workspace, tmp)
-        # Bazel gives each shard its size's timeout; the whole cell gets as many, doubled.
-        limit_s = SIZE_TIMEOUT_S.get(cell.suite.size, 900) * cell.shard_count * 2
-        work.append((argv, env, tmp, limit_s, PlainProcess(cell.label, journal)))
+    for target in targets:
+        tmp = root / target.name
+        tmp.mkdir(parents=True, exist_ok=True)
+        argv, env, journal = plain_command(target, python, workspace, tmp)
+        # Bazel gives each shard its size's timeout; the whole target gets as many, doubled.
+        limit_s = SIZE_TIMEOUT_S.get(target.cell.suite.size, 900) * target.shard_count * 2
+        work.append((argv, env, tmp, limit_s, PlainProcess(target.label, journal)))
 
     def one(argv: list[str], env: dict[str, str], tmp: Path, limit_s: float, proc: PlainProcess) -> PlainProcess:
         limit = min(limit_s, max(deadline - time.time(), 1))
@@ -647,6 +738,21 @@ class Results:
             log("\nnot measured:")
             for m in self.not_measured:
                 log(f"  - {m}")
+
+
+@dataclass
+class ColdRun:
+    """One cold `bazel test` of a round, at one granularity setting."""
+
+    setting: str  # `export_tests=file`, or "" for matrix.yaml as it is
+    run: BazelRun
+    targets: int  # py_tests among the targets
+    shards: int
+    load: str
+
+
+def describe(setting: dict[str, str]) -> str:
+    return ", ".join(f"{suite}={g}" for suite, g in setting.items())
 
 
 def fmt_s(s: float) -> str:
@@ -744,6 +850,10 @@ class Benchmark:
         from tools.matrix import config
 
         self.matrix = config.load(self.copy / "matrix.yaml", self.copy)
+        self.granularity_origin: dict[str, str] = {}
+        self.granularity_runs = a.granularity_runs
+        if self.granularity_runs:  # the first setting from the start: the warm-up's loading and analysis use it
+            self.set_granularities(self.granularity_runs[0], "--granularity")
         self.targets = [
             t for spec in (a.targets or (QUICK_TARGETS if a.quick else DEFAULT_TARGETS)) for t in re.split(r"[,\s]+", spec) if t
         ]
@@ -757,14 +867,46 @@ class Benchmark:
             raise RuntimeError(f"bazel query failed; see {run.log}")
         labels = sorted({line.strip() for line in run.output.splitlines() if line.startswith("//")})
         wanted = set(labels)
-        self.cells = [c for c in self.matrix.cells() if c.label in wanted]  # matrix.yaml order: the plain side's order
-        matrix_labels = {c.label for c in self.cells}
+        # matrix.yaml order: the plain side's order. A cell is in when Bazel runs any of its py_tests.
+        self.cell_targets = [t for t in self.matrix.targets() if t.label in wanted]
+        self.cells = list({id(t.cell): t.cell for t in self.cell_targets}.values())
+        matrix_labels = {t.label for t in self.cell_targets}
         self.other_tests = [lab for lab in labels if lab not in matrix_labels]
-        shards = sum(c.shard_count for c in self.cells)
-        log(f"  targets {' '.join(self.targets)}: {len(self.cells)} matrix cells ({shards} shards)"
+        shards = sum(t.shard_count for t in self.cell_targets)
+        log(f"  targets {' '.join(self.targets)}: {len(self.cells)} matrix cells, {len(self.cell_targets)} py_tests ({shards} shards); "
+            f"granularity {self.granularity_note()}"
             + (f", plus {len(self.other_tests)} other tests (run by Bazel only): {', '.join(self.other_tests)}" if self.other_tests else ""))  # fmt: skip
         if not self.cells:
             raise RuntimeError(f"{self.targets} select no matrix cell")
+
+    def granularity_note(self) -> str:
+        """Each selected suite's granularity and who set it (matrix.yaml, --granularity, or the file-edit step)."""
+        suites = list(dict.fromkeys(c.suite for c in self.cells)) if getattr(self, "cells", None) else list(self.matrix.suites)
+        return ", ".join(f"{s.name}={s.granularity} ({self.granularity_origin.get(s.name, 'matrix.yaml')})" for s in suites)
+
+    def set_granularities(self, wanted: dict[str, str], origin: str) -> bool:
+        """Set suites' granularity in the copy's matrix.yaml (kept for the rest of the run), regenerate,
+        reload the matrix; True when anything changed (the caller resolves the targets again)."""
+        from tools.matrix import config
+
+        current = {s.name: s.granularity for s in self.matrix.suites}
+        unknown = sorted(set(wanted) - set(current))
+        if unknown:
+            raise RuntimeError(f"--granularity: matrix.yaml has no suite {', '.join(unknown)} (suites: {', '.join(current)})")
+        changes = {s: g for s, g in wanted.items() if current[s] != g}
+        self.granularity_origin.update({s: origin for s in changes})
+        if not changes:
+            return False
+        path = self.copy / "matrix.yaml"
+        text = path.read_text()
+        for suite, g in changes.items():
+            text = edit_yaml(text, set_granularity(suite, g))
+        path.write_text(text)
+        changed = regenerate(self.copy, self.python, self.tool_env)
+        self.matrix = config.load(self.copy / "matrix.yaml", self.copy)
+        log(f"  granularity {', '.join(f'{s}={g}' for s, g in changes.items())} set in the copy's matrix.yaml ({origin}); "
+            f"regenerated {len(changed)} file(s)")
+        return True
 
     # -- 1. cold ------------------------------------------------------------------------------------
 
@@ -785,24 +927,33 @@ class Benchmark:
             "bazel build --nobuild; then per round bazel clean + shutdown",
         )
         cells = len(self.cells)
-        shards = sum(c.shard_count for c in self.cells)
         jobs = self.args.jobs
-        rounds: list[tuple[BazelRun, float | None, list[PlainProcess], str]] = []
+        settings = self.granularity_runs or [{}]
+        rounds: list[tuple[list[ColdRun], float | None, list[PlainProcess], str]] = []
         for i in range(self.args.rounds):
             if i and not self.budget_ok(f"cold round {i + 1}", 120):
                 break
-            # Bazel first: its testlogs of the last round are what the later steps read.
-            load0 = os.getloadavg()[0]
-            cold = self.cold_bazel(i)
-            wall, procs = None, []
+            # Bazel first: its testlogs of the last round (and last setting) are what the later steps read.
+            colds: list[ColdRun] = []
+            for k, setting in enumerate(settings):
+                if k and not self.budget_ok(f"cold round {i + 1}, {describe(setting)}", 120):
+                    break
+                if setting and self.set_granularities(setting, "--granularity"):
+                    self.resolve_cells()
+                load0 = os.getloadavg()[0]
+                run = self.cold_bazel(i, k if len(settings) > 1 else None)
+                colds.append(ColdRun(describe(setting), run, len(self.cell_targets), sum(t.shard_count for t in self.cell_targets),
+                                     f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))  # fmt: skip
+            wall, procs, load0 = None, [], os.getloadavg()[0]
             if "plain" not in self.args.skip and self.budget_ok(f"cold plain pytest, round {i + 1}"):
                 log(f"\n  plain pytest, round {i + 1}: {cells} processes (one per cell), {jobs} at a time, python {self.python}")
-                wall, procs = run_plain(self.cells, self.copy, self.python, jobs, self.logs / f"plain{i + 1}", self.deadline)
+                wall, procs = run_plain([whole_cell(c) for c in self.cells], self.copy, self.python, jobs, self.logs / f"plain{i + 1}", self.deadline)
                 log(f"  -> {wall:.1f}s")
-            rounds.append((cold, wall, procs, f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))
+            rounds.append((colds, wall, procs, f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))
         if "plain" in self.args.skip:
             r.missing("cold plain pytest (--skip plain)")
-        cold = rounds[-1][0]
+        cold = rounds[-1][0][-1].run
+        shards = sum(t.shard_count for t in self.cell_targets)
         self.cold_run = cold
         self.cold_failed = (
             {lab for lab, res in read_bep(self.bep_cold).items() if res.overall and res.overall not in ("PASSED", "FLAKY")}
@@ -810,29 +961,36 @@ class Benchmark:
             else set()
         )
         self.testlogs = self.bazel.info("bazel-testlogs")
-        self.bazel_reports = cell_reports(self.testlogs, self.cells)
+        self.bazel_reports = cell_reports(self.testlogs, self.cell_targets)
         bazel_tests = tests_of(self.bazel_reports)
-        for i, (b, wall, procs, load) in enumerate(rounds):
-            ex = b.executed
+        ratios: dict[str, list[float]] = {}
+        for i, (colds, wall, procs, plain_load) in enumerate(rounds):
             tag = f"round {i + 1}: " if len(rounds) > 1 else ""
-            r.add(f"cold {tag}bazel test ({cells} cells, {shards} shards)", fmt_s(b.wall_s),
-                  (f"exit {b.rc}; executed {ex[0]}/{ex[1]} targets" if ex else f"exit {b.rc}") + ("; TIMED OUT" if b.timed_out else "") + f"; {load}")  # fmt: skip
+            for c in colds:
+                b, ex = c.run, c.run.executed
+                setting = f" [{c.setting}]" if c.setting else ""
+                r.add(f"cold {tag}bazel test{setting} ({cells} cells, {c.targets} py_tests, {c.shards} shards)", fmt_s(b.wall_s),
+                      (f"exit {b.rc}; executed {ex[0]}/{ex[1]} targets" if ex else f"exit {b.rc}") + ("; TIMED OUT" if b.timed_out else "") + f"; {c.load}")  # fmt: skip
             if wall is not None:
                 died = [p for p in procs if p.died]
                 r.add(
                     f"cold {tag}plain pytest ({len(procs)} processes, {jobs} at a time)",
                     fmt_s(wall),
-                    f"{sum(len(p.tests) for p in procs)} tests (bazel, last round: {len(bazel_tests)})"
+                    f"{sum(len(p.tests) for p in procs)} tests (bazel, last run: {len(bazel_tests)}); {plain_load}"
                     + (f"; {len(died)} died: {', '.join(p.label for p in died)}" if died else ""),
                 )
-                r.add(f"cold {tag}ratio bazel / plain", f"{b.wall_s / wall:.2f}x", f"bazel {b.wall_s - wall:+.1f} s")
-        ratios = [b.wall_s / w for b, w, _, _ in rounds if w]
-        if len(ratios) > 1:
-            r.add("cold ratio bazel / plain, median of rounds", f"{statistics.median(ratios):.2f}x", "  ".join(f"{x:.2f}x" for x in ratios))
-        r.add("  bazel processes (last round)", "", cold.processes)
+                for c in colds:
+                    setting = f" [{c.setting}]" if c.setting else ""
+                    r.add(f"cold {tag}ratio bazel{setting} / plain", f"{c.run.wall_s / wall:.2f}x", f"bazel {c.run.wall_s - wall:+.1f} s")
+                    ratios.setdefault(c.setting, []).append(c.run.wall_s / wall)
+        for setting, values in ratios.items():
+            if len(values) > 1:
+                r.add(f"cold ratio bazel{f' [{setting}]' if setting else ''} / plain, median of rounds", f"{statistics.median(values):.2f}x",
+                      "  ".join(f"{x:.2f}x" for x in values))  # fmt: skip
+        r.add("  bazel processes (last run)", "", cold.processes)
         if self.cold_failed:
             r.add("  targets failing in the cold run", str(len(self.cold_failed)), ", ".join(sorted(self.cold_failed)))
-        missing = [f"{c.label} shard {s + 1}" for c in self.cells for s in range(c.shard_count) if (c.label, s) not in self.bazel_reports]
+        missing = [f"{t.label} shard {s + 1}" for t in self.cell_targets for s in range(t.shard_count) if (t.label, s) not in self.bazel_reports]
         if missing:
             log(f"  note: no report.json for {len(missing)} shard(s): {', '.join(missing[:8])}")
         _, plain_wall, procs, _ = rounds[-1]
@@ -880,14 +1038,15 @@ class Benchmark:
             r.add("  " + row[0], row[1], row[2])
             log(f"    {row[0]:<50} {row[1]:>9}  {row[2]}")
 
-    def cold_bazel(self, i: int) -> BazelRun:
+    def cold_bazel(self, i: int, setting: int | None = None) -> BazelRun:
         external = self.output_base / "external" / "pyenv"
         before = external.stat().st_mtime if external.exists() else None
         self.bazel.run("clean", "clean", timeout=600, echo=False)
         self.bazel.shutdown()  # the cold run includes the server's start
-        self.bep_cold = self.logs / f"bep_cold{i + 1}.json"
+        name = f"cold{i + 1}" + (f"_setting{setting + 1}" if setting is not None else "")
+        self.bep_cold = self.logs / f"bep_{name}.json"
         cold = self.bazel.run(
-            f"cold{i + 1}", "test", "--keep_going", f"--build_event_json_file={self.bep_cold}", *self.targets, timeout=max(self.left(), 60)
+            name, "test", "--keep_going", f"--build_event_json_file={self.bep_cold}", *self.targets, timeout=max(self.left(), 60)
         )
         after = external.stat().st_mtime if external.exists() else None
         if self.pyenv is None and before != after:
@@ -917,20 +1076,138 @@ class Benchmark:
             self.results.add("  targets executed", str(len(executed)), f"{len(executed & self.cold_failed)} failed in the cold run (Bazel never caches a failed test)"
                              + (f"; {len(others)} others: {', '.join(sorted(others))}" if others else "; no other"))  # fmt: skip
 
+    # -- 2b-2d. edits of one source file -------------------------------------------------------------
+
+    def settle(self, before: str) -> None:
+        """An untimed `bazel test <targets>`: re-run what earlier edits left out of date, so that the
+        next measurement sees only its own edit (restoring a file is one more change for Bazel)."""
+        bep = self.logs / f"bep_settle_{re.sub(r'[^a-z]+', '_', before)}.json"
+        run = self.bazel.run(f"settle_{before}", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets,
+                             timeout=max(self.left(), 60), echo=False)  # fmt: skip
+        executed = self.executed_targets(bep)
+        log(f"  settle before {before}: {len(executed)} target(s) re-run in {run.wall_s:.1f}s (untimed)")
+
+    def edit_verdict(self, executed: set[str], expected: set[str]) -> str:
+        """`executed` vs `expected`, leaving out targets that failed in the cold run (never cached)."""
+        cacheable = executed - (self.cold_failed - expected)
+        extra = executed - cacheable
+        verdict = "exactly the expected ones" if cacheable == expected else (
+            f"DIFFERENT: {len(cacheable - expected)} unexpected ({', '.join(sorted(cacheable - expected)[:6])}), "
+            f"{len(expected - cacheable)} missing ({', '.join(sorted(expected - cacheable)[:6])})")  # fmt: skip
+        return verdict + (f"; plus {len(extra)} that failed before (never cached)" if extra else "")
+
+    def variant_edit(self) -> None:
+        log(f"\n== 2b. variant edit: a comment appended to {VARIANT_MODULE_EDIT} ==")
+        users = [t for t in self.cell_targets if impl_module_path(t.cell.variant.impl) == VARIANT_MODULE_EDIT]
+        if not users:
+            self.results.missing(f"variant edit: no target among {' '.join(self.targets)} uses a variant from {VARIANT_MODULE_EDIT}")
+            return
+        expected = {t.label for t in users}
+        variants = sorted({t.cell.variant.name for t in users})
+        self.settle("variant_edit")
+        bep = self.logs / "bep_variant_edit.json"
+        load0 = os.getloadavg()[0]
+        with appended_comment(self.copy / VARIANT_MODULE_EDIT):
+            run = self.bazel.run("variant_edit", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets,
+                                 timeout=max(self.left(), 60))  # fmt: skip
+        log(f"  {VARIANT_MODULE_EDIT} restored")
+        executed = self.executed_targets(bep)
+        self.results.add(f"variant edit: {VARIANT_MODULE_EDIT} (variants {', '.join(variants)})", fmt_s(run.wall_s),
+                         f"bazel test {' '.join(self.targets)}, exit {run.rc}; load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}")  # fmt: skip
+        self.results.add("  targets executed vs expected", f"{len(executed)} vs {len(expected)}",
+                         f"expected: the {len(expected)} of {len(self.cell_targets)} py_tests whose variant's impl is in that module; "
+                         f"{self.edit_verdict(executed, expected)}")  # fmt: skip
+
+    def runtime_edit(self) -> None:
+        log(f"\n== 2c. runtime edit: a comment appended to {RUNTIME_EDIT} (checked with --check_tests_up_to_date, not run) ==")
+        expected = {t.label for t in self.cell_targets}
+        self.settle("runtime_edit")
+        before = self.out_of_date_targets("runtime_check_before")  # the same check unedited: it must find none
+        with appended_comment(self.copy / RUNTIME_EDIT):
+            out_of_date = self.out_of_date_targets("runtime_edit")
+        log(f"  {RUNTIME_EDIT} restored")
+        self.results.add(f"runtime edit: {RUNTIME_EDIT}: targets out of date vs all", f"{len(out_of_date)} vs {len(expected)}",
+                         f"bazel test --check_tests_up_to_date (tests not run); {self.edit_verdict(out_of_date, expected)}; "
+                         f"the same check before the edit: {len(before)} out of date")  # fmt: skip
+
+    def out_of_date_targets(self, name: str) -> set[str]:
+        """The test targets that `bazel test --check_tests_up_to_date <targets>` reports as not up to
+        date (each one `ERROR: action 'Testing //...' is not up-to-date`; nothing runs)."""
+        run = self.bazel.run(name, "test", "--keep_going", "--check_tests_up_to_date", *self.targets, timeout=max(self.left(), 60), echo=False)
+        found = set(re.findall(r"action 'Testing (//[^\s']+)[^']*' is not up-to-date", run.output))
+        if run.rc not in (0, 1, 3) or (run.rc != 0 and not found):  # 1/3: build/tests failed = some were out of date
+            raise RuntimeError(f"bazel test --check_tests_up_to_date exit {run.rc} without naming what is out of date; see {run.log}")
+        return found
+
+    def file_edit(self) -> None:
+        wanted = self.args.edit_test_file
+        suites = {c.suite.name: c.suite for c in self.cells}
+        suite = next((s for s in suites.values() if wanted in s.test_files), None)
+        if suite is None:  # e.g. --quick: the first test file of the first suite among the targets
+            suite = next(iter(suites.values()))
+            log(f"  note: {wanted} is no test file of {', '.join(suites)}; using {suite.test_files[0]}")
+            wanted = suite.test_files[0]
+        log(f"\n== 2d. test-file edit: a comment appended to {wanted} ==")
+        switched = suite.granularity != "file"
+        if switched:
+            self.set_granularities({suite.name: "file"}, "set by the file-edit step")
+            self.resolve_cells()
+            suite = next(c.suite for c in self.cells if c.suite.name == suite.name)
+        log(f"  granularity {self.granularity_note()}")
+        file = wanted[len(suite.directory) + 1 :]
+        mine = [t for t in self.cell_targets if t.cell.suite.name == suite.name and file in t.test_files]
+        expected = {t.label for t in mine}
+        self.settle("file_edit")  # after a switch: every new per-file target runs here once
+        if switched:  # the later steps read the reports of the targets as they are now
+            self.bazel_reports = cell_reports(self.testlogs, self.cell_targets)
+        bep = self.logs / "bep_file_edit.json"
+        load0 = os.getloadavg()[0]
+        with appended_comment(self.copy / wanted):
+            run = self.bazel.run("file_edit", "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets,
+                                 timeout=max(self.left(), 60))  # fmt: skip
+            bazel_load = f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+            executed = self.executed_targets(bep)
+            reports = cell_reports(self.testlogs, [t for t in self.cell_targets if t.label in executed])
+            tests = tests_of(reports)
+            others = sorted({t["nodeid"].split("::", 1)[0] for t in tests} - {file})
+            plain_wall, procs, plain_load = None, [], ""
+            if "plain" not in self.args.skip:
+                load0 = os.getloadavg()[0]
+                log(f"\n  plain pytest of {wanted} under {len(mine)} variant(s)/device(s): one process each, {self.args.jobs} at a time")
+                plain_wall, procs = run_plain(mine, self.copy, self.python, self.args.jobs, self.logs / "plain_file_edit", self.deadline)
+                plain_load = f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+                log(f"  -> {plain_wall:.1f}s")
+        log(f"  {wanted} restored")
+        r = self.results
+        r.add(f"file edit: {wanted} (granularity file: {self.granularity_origin.get(suite.name, 'matrix.yaml')})", fmt_s(run.wall_s),
+              f"bazel test {' '.join(self.targets)}, exit {run.rc}; {bazel_load}")  # fmt: skip
+        r.add("  targets executed vs expected", f"{len(executed)} vs {len(expected)}",
+              f"expected: {file}'s py_test under each of the {len(mine)} variant/device cells; {self.edit_verdict(executed, expected)}")
+        r.add("  tests executed (report.json of those targets)", str(len(tests)),
+              f"all from {file}" if not others else f"ALSO FROM {', '.join(others)}")
+        if plain_wall is not None:
+            died = [p for p in procs if p.died]
+            r.add(f"  plain pytest of {file} ({len(procs)} processes, {self.args.jobs} at a time)", fmt_s(plain_wall),
+                  f"{sum(len(p.tests) for p in procs)} tests; {plain_load}" + (f"; {len(died)} died" if died else ""))  # fmt: skip
+            r.add("  file edit ratio bazel / plain", f"{run.wall_s / plain_wall:.2f}x", f"bazel {run.wall_s - plain_wall:+.1f} s (goal <= 1.5x)")
+        else:
+            r.missing("file edit: plain pytest side (--skip plain)")
+
     # -- 3. incremental -----------------------------------------------------------------------------
 
     def variants_by_cost(self, with_base: bool = False) -> list[tuple[str, str]]:
         """(suite, variant) among the targets (non-base unless with_base), cheapest first (by the cold run's durations)."""
         cost: dict[tuple[str, str], float] = {}
-        for c in self.cells:
-            if c.variant.name == "base" and not with_base:
+        for t in self.cell_targets:
+            if t.cell.variant.name == "base" and not with_base:
                 continue
-            key = (c.suite.name, c.variant.name)
-            cost[key] = cost.get(key, 0.0) + sum_durations(tests_of(self.bazel_reports, c.label))
+            key = (t.cell.suite.name, t.cell.variant.name)
+            cost[key] = cost.get(key, 0.0) + sum_durations(tests_of(self.bazel_reports, t.label))
         return sorted(cost, key=lambda k: (cost[k], k))
 
     def expected_labels(self, suite: str, variant: str) -> set[str]:
-        return {c.label for c in self.cells if c.suite.name == suite and c.variant.name == variant}
+        """The py_tests (target labels) of that suite and variant among the targets."""
+        return {t.label for t in self.cell_targets if t.cell.suite.name == suite and t.cell.variant.name == variant}
 
     def incremental(self) -> None:
         log("\n== 3. incremental: one skip entry added to one variant's expectations ==")
@@ -941,7 +1218,8 @@ class Benchmark:
             return
         suite, variant, nodeid = choice
         self.incremental_variant = (suite, variant)
-        expected = self.expected_labels(suite, variant)
+        # The targets that run that test, one per device (the whole cell's, or its file's under `granularity: file`).
+        expected = {c.target_of(nodeid).label for c in self.cells if (c.suite.name, c.variant.name) == (suite, variant)}
         with MatrixEdit(self.copy, self.python, self.tool_env) as edit:
             changed = edit.change(add_entry(suite, variant, "skip", nodeid, "bench_matrix: incremental-build probe"))
             log(edit.diff.rstrip())
@@ -955,7 +1233,7 @@ class Benchmark:
         ex = run.executed
         # A target that failed before runs again anyway (failures are never cached): not caused by the edit.
         cacheable = executed - (self.cold_failed - expected)
-        verdict = "exactly that variant's" if cacheable == expected else f"DIFFERENT: expected {sorted(expected)}, got {sorted(cacheable)}"
+        verdict = "exactly the targets running that test" if cacheable == expected else f"DIFFERENT: expected {sorted(expected)}, got {sorted(cacheable)}"
         self.results.add(f"incremental: one skip added to {suite}/{variant}", fmt_s(run.wall_s),
                          (f"executed {ex[0]} out of {ex[1]} tests" if ex else f"exit {run.rc}") + f"; skip {nodeid}")  # fmt: skip
         self.results.add("  targets executed", str(len(executed)), f"{', '.join(sorted(cacheable)) or '(none)'}: {verdict}"
@@ -1021,7 +1299,7 @@ class Benchmark:
             failing = {(r.target, r.test) for r in records if r.status in wanted}
             ns = argparse.Namespace(suite=[], variant=[], device=[], tests=[], failed=True, xpassed="--xpassed" in flags)
             groups = matrix_rerun.plan(self.matrix_now(), ns, records)
-            planned_cells = [c for cells in groups.values() for c in cells]
+            planned = {label for labels in groups.values() for label in labels}  # the targets rerun may run
             log(f"  report: {len(failing)} failing test(s) ({', '.join(sorted(wanted))}) in {len({t for t, _ in failing})} target(s)")
             t = time.monotonic()
             rr = subprocess.run([self.python, str(self.copy / "tools/matrix/cli.py"), "--workspace", str(self.copy), "rerun", *flags, "--out", str(out_dir)],
@@ -1034,7 +1312,7 @@ class Benchmark:
             beps = sorted(out_dir.glob("bep.*.json"))
             ran_targets = {lab for b in beps for lab, res in read_bep(b).items() if res.cached and not all(res.cached.values())}
             # Only what the rerun executed: a target it did not run still holds the planted run's report.
-            after = cell_reports(self.testlogs, [c for c in planned_cells if c.label in ran_targets])
+            after = cell_reports(self.testlogs, [t for t in self.matrix_now().targets() if t.label in planned & ran_targets])
             rerun_tests = {(lab, t["nodeid"]) for (lab, _s), rep_ in after.items() for t in rep_.get("tests", [])}
         log("  matrix.yaml and BUILD files of the copy restored")
         execs = re.findall(r"Executed (\d+) out of (\d+) tests?", rr.stdout + rr.stderr)
@@ -1100,9 +1378,10 @@ class Benchmark:
     def transform(self) -> None:
         log("\n== 6. per variant: transform cost per test, relative to base (cold run's report.json) ==")
         per: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        for c in self.cells:
+        for target in self.cell_targets:
+            c = target.cell
             tests = per.setdefault((c.suite.name, c.variant.name), {})
-            for t in tests_of(self.bazel_reports, c.label):
+            for t in tests_of(self.bazel_reports, target.label):
                 tests[(c.device.name, t["nodeid"])] = t["metadata"]["matrix"]
         if not per:
             self.results.missing("transform: no report.json from the cold run")
@@ -1151,7 +1430,13 @@ class Benchmark:
                 self.results.missing("noop, incremental, rerun, transform: they need the cold run")
             else:
                 self.step("noop", self.noop)
-                self.step("incremental", self.incremental)
+                self.step("variant_edit", self.variant_edit)
+                self.step("runtime_edit", self.runtime_edit)
+                self.step("file_edit", self.file_edit)
+                if any(s not in self.args.skip for s in ("variant_edit", "runtime_edit", "file_edit")):
+                    self.step("incremental", lambda: (self.settle("incremental"), self.incremental()))
+                else:
+                    self.step("incremental", self.incremental)
                 self.step("rerun", self.rerun)
                 self.step("transform", self.transform)
             self.step("tools", self.tools)
@@ -1213,9 +1498,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="repetitions of the start-up probes (default 3)")
     p.add_argument("--skip", action="append", default=[], choices=SKIPPABLE, help="leave a measurement out (repeatable)")
     p.add_argument(
+        "--granularity",
+        action="append",
+        default=[],
+        metavar="SUITE=G[,G...]",
+        help="set a suite's granularity (cell|file) in the copy before the cold run (repeatable); with several values, one cold "
+        "Bazel run per value against the same plain run, the last one kept for the later steps (e.g. export_tests=cell,file)",
+    )
+    p.add_argument(
+        "--edit-test-file",
+        default=DEFAULT_EDIT_TEST_FILE,
+        help=f"the test file the file-edit step appends a comment to (default {DEFAULT_EDIT_TEST_FILE}; its suite is set to "
+        "granularity: file in the copy unless it already is)",
+    )
+    p.add_argument(
         "--budget-min", type=float, default=None, help="stop starting measurements after this many minutes (default 240, --quick 90)"
     )
     args = p.parse_args(argv)
+    try:
+        args.granularity_runs = parse_granularity(args.granularity)
+    except ValueError as e:
+        p.error(f"--granularity {e}")
     if args.rounds is None:
         args.rounds = 2 if args.quick else 1
     args.rounds = max(1, args.rounds)

@@ -71,3 +71,62 @@ def test_bench_matrix_adds_and_removes_an_expectation():
     removed = bench_matrix.edit_yaml(added, bench_matrix.remove_entry("s", "base", "cpu", "test_a.py::test_x"))
     assert removed == MATRIX  # every level the entry emptied goes
 
+
+
+def test_bench_matrix_granularity_option_lists_the_cold_runs_settings():
+    import bench_matrix
+
+    args = bench_matrix.parse_args(["--granularity", "export_tests=cell,file", "--granularity", "package_tests=file"])
+    assert args.granularity_runs == [
+        {"export_tests": "cell", "package_tests": "file"},
+        {"export_tests": "file", "package_tests": "file"},  # a suite with fewer values keeps its last
+    ]
+    assert bench_matrix.parse_args([]).granularity_runs == []
+    assert bench_matrix.parse_args([]).edit_test_file == "export_tests/test_dtypes.py"
+
+
+def test_bench_matrix_granularity_option_refuses_what_is_not_a_setting():
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bench_matrix.py"), "--granularity", "export_tests=row"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        "bench_matrix.py: error: --granularity 'export_tests=row': row is not one of cell, file"
+    )
+    import bench_matrix
+
+    for bad, why in [
+        ("export_tests", "'export_tests': expected SUITE=G[,G...] with G one of cell, file"),
+        ("=file", "'=file': expected SUITE=G[,G...] with G one of cell, file"),
+    ]:
+        try:
+            bench_matrix.parse_granularity([bad])
+        except ValueError as e:
+            assert str(e) == why
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+
+
+def test_bench_matrix_sets_a_suites_granularity_keeping_comments():
+    import bench_matrix
+
+    text = bench_matrix.edit_yaml(MATRIX, bench_matrix.set_granularity("s", "file"))
+    assert text == MATRIX.replace("    devices: [cpu]\n", "    devices: [cpu]\n    granularity: file\n")
+    assert bench_matrix.edit_yaml(text, bench_matrix.set_granularity("s", "cell")) == text.replace("granularity: file", "granularity: cell")
+
+
+def test_bench_matrix_appends_a_comment_and_restores_the_file(tmp_path):
+    import bench_matrix
+
+    source = tmp_path / "variants.py"
+    source.write_bytes(b"class V:\n    pass")  # no final newline: the comment still gets its own line
+    with bench_matrix.appended_comment(source, "probe"):
+        assert source.read_bytes() == b"class V:\n    pass\n# probe\n"
+    assert source.read_bytes() == b"class V:\n    pass"
+
+
+def test_bench_matrix_finds_a_variants_module_file():
+    import bench_matrix
+
+    assert bench_matrix.impl_module_path("tools.matrix.variants.package:FromBytes") == bench_matrix.VARIANT_MODULE_EDIT
+    assert bench_matrix.impl_module_path("my_project.variants:MyVariant") == "my_project/variants.py"

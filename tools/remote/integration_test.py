@@ -123,7 +123,7 @@ class Services(contextlib.ExitStack):
     def start(self, name: str, cmd: list[str], stop_signal: int = signal.SIGTERM) -> tuple[subprocess.Popen, Path]:
         log = self.root / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root)
         self.callback(self._stop, proc, stop_signal)
         return proc, log
 
@@ -153,6 +153,7 @@ def start_postgres(services: Services) -> str:
         as_owner + [str(bindir / "initdb"), "-D", str(data), "-U", "bgd", "--auth=trust", "--no-sync"],
         check=True,
         stdout=subprocess.DEVNULL,
+        cwd=data,  # its user cannot enter this process's directory (the runfiles, below /root)
     )
     server = [*as_owner, str(bindir / "postgres"), "-D", str(data), "-k", str(data), "-c", "fsync=off"]
     proc, log = services.start(

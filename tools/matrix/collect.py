@@ -509,6 +509,7 @@ def collect(
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
+        filters: set[str] = set()  # the --test_filter of each shard read
         for target in cell.targets:
             if labels is not None and target.label not in labels and cell.label not in labels:
                 continue
@@ -522,8 +523,14 @@ def collect(
                 found[key] += result.records
                 collected.torch_version = collected.torch_version or result.meta.get("torch_version")
                 collected.problems += [f"{target.label}: {p}" for p in result.meta.get("problems", [])]
+                filters.add(str(result.meta.get("test_filter") or ""))
                 if result.broken:
                     broken.setdefault(key, []).append(result.broken)
+        # A file's target cannot tell a bare test name that is another file's from a typo, so it
+        # passes with no test (runtime/selection.decidable_here); the cell as a whole can tell.
+        if len(cell.targets) > 1 and len(filters) == 1 and "" not in filters and not found[key] and key not in broken:
+            collected.problems.append(f"{cell.label}: --test_filter {next(iter(filters))!r} matches no test of any of its "
+                                      f"{len(cell.targets)} file targets; check its spelling")  # fmt: skip
     if bep:
         collected.bazel, collected.notes = _fresh_bep(read_bep(bep, collected.problems), Path(bep), newest)
     bazel = collected.bazel

@@ -518,3 +518,20 @@ def test_shard_dirs_of_a_files_target(by_file, file_logs):
     assert [shard for shard, _ in collect_mod.shard_dirs(file_logs, b)] == [0, 1]
     never = next(c for c in by_file.cells() if c.target_name == "s_base_cuda").targets[0]
     assert collect_mod.shard_dirs(file_logs, never) == [(0, file_logs / "s/s_base_cuda/test_a")]  # the plan's layout: one shard
+
+
+@pytest.mark.parametrize(("matched", "problems"), [
+    ((), ["//u:u_base_cpu: --test_filter 'test_qq' matches no test of any of its 2 file targets; check its spelling"]),
+    (("test_q",), []),  # the other file's target had it
+])  # fmt: skip
+def test_granularity_file_a_filter_no_file_target_matched_is_a_problem_of_the_cell(by_file, tmp_path, matched, problems):
+    """Each file's target passes with 0 tests for a bare name it lacks (it may be another file's); when
+    every file target of the cell ran with the filter and none had it, the cell says so."""
+    logs = tmp_path / "bazel-testlogs"
+    for name in ("test_p", "test_q"):
+        d = logs / "u" / "u_base_cpu" / name / "test.outputs"
+        d.mkdir(parents=True)
+        tests = [entry(Q, statuses.PASSED)] if name in matched else []
+        d.joinpath("report.json").write_bytes(report_json(tests, {**file_meta(f"//u:u_base_cpu/{name}"), "test_filter": "test_qq"}))
+    cells = [c for c in by_file.cells() if c.suite.name == "u"]
+    assert collect(by_file, logs, cells=cells, fill_missing=False).problems == problems

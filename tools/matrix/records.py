@@ -31,6 +31,10 @@ class MatrixResult:
     subtests_run: int | None = None
     subtests_failed: int | None = None
     log_tail: str | None = field(default=None, metadata=_COLLECTED)  # None: "" once collected
+    # The differential check (runtime/transform_check.py) over the test's calls: "passed",
+    # "skipped: <reason>", "failed: <mismatch>", "off: <reason>"; None: nothing was checked.
+    transform_check: str | None = field(default=None, metadata=_COLLECTED)
+    check_s: float | None = None  # time in the differential check (apart from transform_s); None: nothing was checked
 
     def to_metadata(self) -> dict[str, Any]:
         """metadata["matrix"] of report.json."""
@@ -38,7 +42,7 @@ class MatrixResult:
 
 
 # Fields a writer leaves out rather than writing null (the rest are written even when None).
-_OMITTED_WHEN_NONE = frozenset({"subtests_run", "subtests_failed", "log_tail"})
+_OMITTED_WHEN_NONE = frozenset({"subtests_run", "subtests_failed", "log_tail", "transform_check", "check_s"})
 COLLECTED_FIELDS = tuple(f.name for f in fields(MatrixResult) if f.metadata.get("collected"))
 
 
@@ -60,6 +64,7 @@ class Record:
     run_id: str = ""  # which collection run produced this record (reruns merge by this)
     expectation: str | None = None  # the xfail/skip entry that applied, if any
     log_tail: str = ""  # for crashed / not_run cells: the end of the target's log
+    transform_check: str | None = None  # the variant's differential check (records.MatrixResult.transform_check)
 
     @property
     def key(self) -> tuple[str, str, str, str]:

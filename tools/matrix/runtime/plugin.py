@@ -355,6 +355,8 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
             expectation=decided.expectation,
             subtests_run=decided.subtests_run,
             subtests_failed=decided.subtests_failed,
+            transform_check=_STATE.ledger.transform_check(),
+            check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
         ).to_metadata(),
     }
     _event(event="result", test=entry)

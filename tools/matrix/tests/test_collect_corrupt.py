@@ -30,7 +30,7 @@ CASES = {
     "zip_empty": "test.outputs/outputs.zip: not a readable zip file (BadZipFile: File is not a zip file)",
     "json_invalid": "test.outputs/outputs.zip: matrix_results.json: invalid JSON (JSONDecodeError: Unterminated string starting at",
     "report_invalid": "test.outputs/report.json: invalid JSON (JSONDecodeError: Unterminated string",
-    "row_short": "test.outputs/outputs.zip: matrix_results.json: test 2 has 7 values, 'fields' names 8",
+    "row_short": f"test.outputs/outputs.zip: matrix_results.json: test 2 has {len(outputs.DIGEST_FIELDS) - 1} values, 'fields' names {len(outputs.DIGEST_FIELDS)}",
     "tests_not_list": "test.outputs/outputs.zip: matrix_results.json: 'tests' is dict, not a list",
     "row_not_list": "test.outputs/outputs.zip: matrix_results.json: test 1 is 'test_a.py::test_one', not a list",
     "status_unknown": "test.outputs/outputs.zip: matrix_results.json: test 3 ('test_b.py::test_three'): status 'exploded' is not one of passed,",

@@ -6,6 +6,10 @@ each call's arguments (`before`) and/or result (`after`). The runtime installs i
 process; the base test is unaware. A transform never falls back to the untransformed object: when it
 raises, the test fails with a `VariantTransformError` that the report keeps apart from assertion
 failures.
+
+A variant whose `after` returns a transformed program (`checks_numerics = True`) is also checked:
+on the call's own inputs the transformed program must compute what the untransformed one computes
+(tools/matrix/runtime/transform_check.py); a difference fails the test with VariantNumericsMismatch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ class VariantTransformError(Exception):
     """The variant's own transformation failed (not the API under test, not the test's assertion).
 
     Not a RuntimeError: a test expecting the API's own RuntimeError must not pass on the variant's failure."""
+
+
+class VariantNumericsMismatch(VariantTransformError):
+    """The differential check: on the call's inputs the transformed program computes something else
+    than the untransformed one (the message names the output leaf and the difference)."""
+
+
+# Set (to the reason) to turn the differential check off for the whole test process.
+TRANSFORM_CHECK_OFF_ENV = "MATRIX_TRANSFORM_CHECK_OFF"
+
+
+# What the differential check runs: (untransformed program, transformed program, example args,
+# example kwargs, more objects whose tensors the runs must leave as they were).
+CheckedPrograms = tuple[Any, Any, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]
 
 
 class VariantLoadError(Exception):
@@ -54,19 +72,32 @@ class TransformLedger:
     seconds: float = 0.0
     calls: int = 0
     entries: list[str] = field(default_factory=list)
+    check_s: float = 0.0  # time in the differential check (not part of `seconds`)
+    checks: list[Any] = field(default_factory=list)  # one transform_check.Outcome per checked call
 
     def reset(self) -> None:
-        self.seconds, self.calls, self.entries = 0.0, 0, []
+        self.seconds, self.calls, self.entries, self.check_s, self.checks = 0.0, 0, [], 0.0, []
+
+    def transform_check(self) -> str | None:
+        """The test's transform_check: "passed", "skipped: why", "failed: what", "off: why"; None if nothing was checked."""
+        from tools.matrix.runtime.transform_check import summarize
+
+        return summarize(self.checks)
 
 
 class Variant:
     """Base class. Subclasses set `entry_points` and override `before` and/or `after`."""
 
     entry_points: tuple[str, ...] = ()
+    # True: `after` returns a transformed program, which the differential check compares with the
+    # untransformed one on the call's inputs (`check_programs` says what to run).
+    checks_numerics: bool = False
 
-    def __init__(self, name: str, ledger: TransformLedger | None = None):
+    def __init__(self, name: str, ledger: TransformLedger | None = None, check_off: str | None = None):
         self.name = name
         self.ledger = ledger or TransformLedger()
+        # Why the differential check is off for this process (None: on).
+        self.check_off = check_off if check_off is not None else (os.environ.get(TRANSFORM_CHECK_OFF_ENV) or None)
 
     def before(self, call: Call) -> Call:
         """Change the call's arguments (e.g. force strict=True). Default: unchanged."""
@@ -75,6 +106,35 @@ class Variant:
     def after(self, call: Call, result: Any) -> Any:
         """Transform the entry point's result. Default: unchanged."""
         return result
+
+    def check_programs(self, call: Call, result: Any, transformed: Any) -> CheckedPrograms:
+        """What the differential check of this call runs (see CheckedPrograms)."""
+        raise NotImplementedError(f"{type(self).__name__} sets checks_numerics but does not say which programs to compare")
+
+    def check_result(self, call: Call, result: Any, transformed: Any) -> None:
+        """The differential check of one wrapped call, after `after` (a variant whose programs come
+        into being later, e.g. when a returned function is called, overrides this and calls `check`)."""
+        self.check(call.entry, lambda: self.check_programs(call, result, transformed))
+
+    def check(self, entry: str, programs: Callable[[], CheckedPrograms]) -> None:
+        """Run the differential check on what `programs()` returns (see check_programs); record its
+        outcome in the ledger; raise VariantNumericsMismatch when the programs compute different things."""
+        from tools.matrix.runtime import transform_check
+
+        if self.check_off:
+            self.ledger.checks.append(transform_check.Outcome(transform_check.OFF, self.check_off))
+            return
+        start = time.perf_counter()
+        try:
+            original, transformed, args, kwargs, state = programs()
+        except Exception as e:  # noqa: BLE001 - not knowing what to run is no verdict on the transform
+            outcome = transform_check.Outcome(transform_check.SKIPPED, f"no programs to compare ({type(e).__name__}: {e})"[:500])
+        else:
+            outcome = transform_check.compare(original, transformed, args, kwargs, state)
+        self.ledger.check_s += time.perf_counter() - start
+        self.ledger.checks.append(outcome)
+        if outcome.verdict == transform_check.FAILED:
+            raise VariantNumericsMismatch(f"variant {self.name!r} changed what the result of {entry} computes: {outcome.detail}")
 
     @contextmanager
     def transforming(self, entry: str) -> Iterator[None]:
@@ -99,7 +159,10 @@ class Variant:
                 call = self.before(call)
             result = call.invoke()  # the API's own errors propagate untouched: tests may expect them
             with self.transforming(entry):
-                return self.after(call, result)
+                transformed = self.after(call, result)
+            if self.checks_numerics:
+                self.check_result(call, result, transformed)
+            return transformed
 
         wrapper.__matrix_variant__ = self.name  # type: ignore[attr-defined]
         wrapper.__matrix_original__ = original  # type: ignore[attr-defined]

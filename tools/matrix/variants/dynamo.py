@@ -12,18 +12,28 @@ DYNAMO_EXPORT = "torch._dynamo.export"
 
 
 class _ExportResultVariant(Variant):
-    """Transforms the ExportResult that the function returned by torch._dynamo.export produces."""
+    """Transforms the ExportResult that the function returned by torch._dynamo.export produces.
+
+    The differential check runs when that function is called: the program is its GraphModule, before
+    and after `transform_graph`, run on the inputs the function was called with."""
 
     entry_points = (DYNAMO_EXPORT,)
+    checks_numerics = True
 
     def after(self, call: Call, result: Any) -> Any:
         @functools.wraps(result)
         def export_and_transform(*args: Any, **kwargs: Any) -> Any:
             exported = result(*args, **kwargs)
             with self.transforming(call.entry):
-                return exported._replace(graph_module=self.transform_graph(call, exported.graph_module, args, kwargs))
+                transformed = self.transform_graph(call, exported.graph_module, args, kwargs)
+            if self.checks_numerics:
+                self.check(call.entry, lambda: (exported.graph_module, transformed, args, kwargs, ()))
+            return exported._replace(graph_module=transformed)
 
         return export_and_transform
+
+    def check_result(self, call: Call, result: Any, transformed: Any) -> None:
+        """Nothing to check yet: the programs exist once the returned function is called."""
 
     def transform_graph(self, call: Call, graph_module: Any, args: tuple, kwargs: dict) -> Any:
         """`call` is the torch._dynamo.export(...) call (its options); args/kwargs the example inputs."""

@@ -7,7 +7,7 @@ import io
 import os
 from typing import Any
 
-from tools.matrix.variants import Call, Variant, scratch_dir
+from tools.matrix.variants import Call, CheckedPrograms, Variant, scratch_dir
 
 EXPORT = "torch.export.export"
 
@@ -18,10 +18,21 @@ def _bound(call: Call) -> inspect.BoundArguments:
     return bound
 
 
-class CppSerdes(Variant):
-    """Serialize, deserialize and re-serialize through the C++ implementation, then deserialize."""
+class _ProgramVariant(Variant):
+    """Returns another ExportedProgram; the differential check runs both programs' `.module()` on the
+    export call's example inputs (`args`, `kwargs`)."""
 
     entry_points = (EXPORT,)
+    checks_numerics = True
+
+    def check_programs(self, call: Call, result: Any, transformed: Any) -> CheckedPrograms:
+        bound = _bound(call)
+        args, kwargs = bound.arguments.get("args") or (), bound.arguments.get("kwargs") or {}
+        return result.module(), transformed.module(), tuple(args), dict(kwargs), (result, transformed)
+
+
+class CppSerdes(_ProgramVariant):
+    """Serialize, deserialize and re-serialize through the C++ implementation, then deserialize."""
 
     def after(self, call: Call, result: Any) -> Any:
         import torch
@@ -36,10 +47,8 @@ class CppSerdes(Variant):
         return deserialize(SerializedArtifact(reserialized, artifact.state_dict, artifact.constants, artifact.example_inputs))
 
 
-class Retrace(Variant):
+class Retrace(_ProgramVariant):
     """Export the exported program's `.module()` again with the same inputs, shapes and options."""
-
-    entry_points = (EXPORT,)
 
     def after(self, call: Call, result: Any) -> Any:
         bound = _bound(call)
@@ -47,10 +56,8 @@ class Retrace(Variant):
         return call.fn(*bound.args, **bound.kwargs)
 
 
-class Package(Variant):
+class Package(_ProgramVariant):
     """Write the program into a .pt2 package archive on disk and load it back."""
-
-    entry_points = (EXPORT,)
 
     def after(self, call: Call, result: Any) -> Any:
         from torch.export.pt2_archive._package import load_pt2, package_pt2
@@ -63,10 +70,8 @@ class Package(Variant):
         return loaded["model"]
 
 
-class Serdes(Variant):
+class Serdes(_ProgramVariant):
     """torch.export.save / torch.export.load round trip (in memory)."""
-
-    entry_points = (EXPORT,)
 
     def after(self, call: Call, result: Any) -> Any:
         import torch
@@ -78,7 +83,10 @@ class Serdes(Variant):
 
 
 class Strict(Variant):
-    """Trace with strict=True (TorchDynamo) instead of the default non-strict tracing."""
+    """Trace with strict=True (TorchDynamo) instead of the default non-strict tracing.
+
+    Not differentially checked: it returns the only program there is (checking it would mean a
+    second, non-strict export, which is the base variant's job)."""
 
     entry_points = (EXPORT,)
 
@@ -91,10 +99,8 @@ class Strict(Variant):
         return Call(call.entry, call.fn, bound.args, bound.kwargs)
 
 
-class RunDecomp(Variant):
+class RunDecomp(_ProgramVariant):
     """Return `ep.run_decompositions()` (the default core ATen decomposition table)."""
-
-    entry_points = (EXPORT,)
 
     def after(self, call: Call, result: Any) -> Any:
         return result.run_decompositions()

@@ -13,7 +13,11 @@ IMPORTER = "torch.package.PackageImporter"
 
 
 class _ImporterVariant(Variant):
-    """Replaces PackageImporter with a subclass whose constructor argument is transformed first."""
+    """Replaces PackageImporter with a subclass whose constructor argument is transformed first.
+
+    Not differentially checked (checks_numerics stays False): the result is an importer, not a
+    program, and there are no example inputs: what the test loads from it, and calls with what, is
+    the test's own business."""
 
     entry_points = (IMPORTER,)
 

@@ -1,0 +1,295 @@
+"""The differential check of a transforming variant: on the inputs of the call the variant wrapped,
+does the transformed program compute what the untransformed one computes?
+
+`compare` runs the untransformed program twice (under two RNG seeds) and the transformed one once
+(under the first seed), each on a fresh deep copy of the call's inputs, with gradients off, and
+compares the outputs, the inputs' tensors after the call and the buffers both programs have (in-place
+updates are part of what a program computes): pytree structure, then per leaf dtype, shape, device
+and values (torch.testing.assert_close's default tolerances by dtype, exact for integers and bool,
+NaN equal to NaN). The state the test sees afterwards is put back: the RNG states, grad mode, and
+the values of every parameter, buffer and tensor constant of the programs.
+
+Different seeds, not the same one twice: a random op (torch.rand in forward) gives the same values
+under the same seed, so only a second seed shows that the outputs depend on the RNG; and a
+decomposition may consume the RNG differently, so such programs are `skipped`, never compared.
+Anything that makes the answer unknowable is `skipped` with its reason, never `passed`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+PASSED, SKIPPED, FAILED, OFF = "passed", "skipped", "failed", "off"
+SEEDS = (1234, 98765)
+# Where a call_function target may come from without side effects the test could observe.
+_PURE_MODULES = ("torch", "operator", "math", "builtins", "_operator")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One call's check: `verdict` is PASSED, SKIPPED, FAILED or OFF; `detail` the reason or mismatch."""
+
+    verdict: str
+    detail: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return f"{self.verdict}: {self.detail}" if self.detail else self.verdict
+
+
+def summarize(outcomes: Sequence[Outcome]) -> str | None:
+    """A test's transform_check from its calls' outcomes: failed > skipped > off > passed; None: no call checked."""
+    for verdict in (FAILED, SKIPPED, OFF, PASSED):
+        hits = [o for o in outcomes if o.verdict == verdict]
+        if hits:
+            of = f" ({len(hits)} of {len(outcomes)} calls)" if len(outcomes) > 1 and verdict != PASSED else ""
+            return hits[0].summary() + of
+    return None
+
+
+class _Skip(Exception):
+    """The check cannot decide; the message is the reason."""
+
+
+class Mismatch(Exception):
+    """The transformed program computes something else; the message names the leaf and the difference."""
+
+
+def compare(
+    original: Callable[..., Any], transformed: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], state: Sequence[Any] = ()
+) -> Outcome:
+    """Check `transformed(*args, **kwargs)` against `original(*args, **kwargs)`. `state`: more objects
+    (modules, ExportedPrograms, tensors) whose tensors the runs may change and the test will see again."""
+    import torch
+
+    start = time.perf_counter()
+
+    def done(verdict: str, detail: str = "") -> Outcome:
+        return Outcome(verdict, detail, time.perf_counter() - start)
+
+    try:
+        _refuse_uncomparable(torch, original, transformed, (args, kwargs))
+        with _preserved(torch, [original, transformed, *state]) as restore, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = _run(torch, original, args, kwargs, SEEDS[0], restore, "the untransformed program")
+            again = _run(torch, original, args, kwargs, SEEDS[1], restore, "the untransformed program")
+            try:
+                _compare_results(torch, first, again)
+            except Mismatch as e:
+                raise _Skip(f"the untransformed program's results depend on the RNG or vary between runs ({e})") from None
+            try:
+                second = _run(torch, transformed, args, kwargs, SEEDS[0], restore, "the transformed program")
+            except _Skip as e:  # the untransformed program ran on these inputs: failing now is the transform's doing
+                raise Mismatch(str(e).replace("cannot be compared: ", "", 1)) from None
+            _compare_results(torch, first, second)
+    except _Skip as e:
+        return done(SKIPPED, str(e))
+    except Mismatch as e:
+        return done(FAILED, str(e))
+    except Exception as e:  # noqa: BLE001 - a fault of the check itself must never fail the test
+        return done(SKIPPED, f"the check itself failed ({type(e).__name__}: {e})"[:500])
+    return done(PASSED)
+
+
+def _refuse_uncomparable(torch: Any, original: Any, transformed: Any, inputs: Any) -> None:
+    from torch.utils import _pytree as pytree
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    if _get_current_dispatch_mode() is not None:
+        raise _Skip(f"a dispatch mode ({type(_get_current_dispatch_mode()).__name__}) is active at the call")
+    for leaf in pytree.tree_leaves(inputs):
+        if isinstance(leaf, torch.Tensor) and (leaf.is_meta or type(leaf).__name__ == "FakeTensor"):
+            raise _Skip("the call's inputs are fake or meta tensors (no values to compare)")
+    for program in (original, transformed):
+        impure = _python_callable(torch, program)
+        if impure:
+            raise _Skip(f"the program calls the Python function {impure} (side effects the test could see)")
+
+
+def _python_callable(torch: Any, program: Any) -> str | None:
+    """The name of a plain Python function a graph of `program` calls, if any (its side effects would
+    happen once per run of the check)."""
+    if not isinstance(program, torch.nn.Module):
+        return None
+    for module in program.modules():
+        graph = getattr(module, "graph", None)
+        if not isinstance(graph, torch.fx.Graph):
+            continue
+        for node in graph.nodes:
+            if node.op != "call_function":
+                continue
+            target = node.target
+            if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)):
+                continue
+            where = getattr(target, "__module__", None) or type(target).__module__ or ""
+            if where.split(".")[0] not in _PURE_MODULES:
+                return f"{where}.{getattr(target, '__qualname__', target)}"
+    return None
+
+
+def _state_tensors(torch: Any, objects: Sequence[Any]) -> list[Any]:
+    from torch.export import ExportedProgram
+
+    found: dict[int, Any] = {}
+    for obj in objects:
+        if isinstance(obj, torch.Tensor):
+            found[id(obj)] = obj
+        elif isinstance(obj, ExportedProgram):
+            for value in (*obj.state_dict.values(), *obj.constants.values()):
+                if isinstance(value, torch.Tensor):
+                    found[id(value)] = value
+        elif isinstance(obj, torch.nn.Module):
+            for module in obj.modules():
+                for value in (*module._parameters.values(), *module._buffers.values(), *vars(module).values()):
+                    if isinstance(value, torch.Tensor):
+                        found[id(value)] = value
+    return list(found.values())
+
+
+@contextmanager
+def _preserved(torch: Any, objects: Sequence[Any]) -> Iterator[Callable[[], None]]:
+    """Yields `restore` (puts the programs' tensors back, called before each run); on exit restores
+    them, the RNG states and grad mode."""
+    saved = [(t, t.detach().clone()) for t in _state_tensors(torch, objects) if not t.is_meta]
+    grad = torch.is_grad_enabled()
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+    def restore() -> None:
+        for tensor, value in saved:
+            with torch.inference_mode() if tensor.is_inference() else torch.no_grad():
+                if tensor.shape == value.shape and tensor.dtype == value.dtype:
+                    tensor.copy_(value)
+                else:  # resized in place: give it back its old storage's copy
+                    tensor.set_(value.clone())
+
+    try:
+        yield restore
+    finally:
+        restore()
+        torch.set_grad_enabled(grad)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _run(
+    torch: Any, program: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], seed: int, restore: Callable[[], None], what: str
+) -> Any:
+    """(outputs, the inputs after the call, the program's buffers after the call) of one run on
+    fresh copies of the inputs (the programs' tensors put back first)."""
+    try:
+        args, kwargs = copy.deepcopy((tuple(args), dict(kwargs)))
+    except Exception as e:  # noqa: BLE001
+        raise _Skip(f"the call's inputs cannot be deep-copied ({type(e).__name__}: {e})"[:300]) from None
+    restore()
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+    try:
+        with torch.no_grad():
+            outputs = program(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise _Skip(f"cannot be compared: {what} raised {type(e).__name__}: {_first_line(str(e))}"[:500]) from None
+    buffers = {name: b.detach().clone() for name, b in program.named_buffers()} if isinstance(program, torch.nn.Module) else {}
+    return outputs, (args, kwargs), buffers
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _compare_results(torch: Any, expected: Any, actual: Any) -> None:
+    """Raise Mismatch naming the first leaf where `actual` differs from `expected`."""
+    from torch.utils import _pytree as pytree
+
+    (out_e, inputs_e, buffers_e), (out_a, inputs_a, buffers_a) = expected, actual
+    leaves_e, spec_e = pytree.tree_flatten_with_path(out_e)
+    leaves_a, spec_a = pytree.tree_flatten_with_path(out_a)
+    if spec_e != spec_a:
+        raise Mismatch(f"the outputs' structure differs: {_short(spec_a)} instead of {_short(spec_e)}")
+    for (path, e), (_, a) in zip(leaves_e, leaves_a):
+        _compare_leaf(torch, f"output{pytree.keystr(path)}", e, a)
+    # In-place updates of the inputs are part of what the program computes.
+    for (path, e), (_, a) in zip(pytree.tree_flatten_with_path(inputs_e)[0], pytree.tree_flatten_with_path(inputs_a)[0]):
+        if isinstance(e, torch.Tensor):
+            _compare_leaf(torch, f"input{pytree.keystr(path)} after the call", e, a)
+    # So are buffer updates (BatchNorm's running stats): compared by name where both programs have it.
+    for name in buffers_e.keys() & buffers_a.keys():
+        _compare_leaf(torch, f"buffer {name} after the call", buffers_e[name], buffers_a[name])
+
+
+def _short(spec: Any) -> str:
+    text = str(spec).replace("\n", " ")
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _compare_leaf(torch: Any, name: str, expected: Any, actual: Any) -> None:
+    if isinstance(expected, torch.Tensor) != isinstance(actual, torch.Tensor):
+        raise Mismatch(f"{name}: {type(actual).__name__} instead of {type(expected).__name__}")
+    if not isinstance(expected, torch.Tensor):
+        _compare_scalar(name, expected, actual)
+        return
+    for what in ("dtype", "shape", "layout"):
+        if getattr(expected, what) != getattr(actual, what):
+            raise Mismatch(f"{name}: {what} {getattr(actual, what)} instead of {getattr(expected, what)}")
+    if expected.device.type != actual.device.type:
+        raise Mismatch(f"{name}: device {actual.device} instead of {expected.device}")
+    try:
+        torch.testing.assert_close(actual, expected, equal_nan=True, check_device=False)
+    except AssertionError:
+        raise Mismatch(f"{name}: {_difference(torch, expected, actual)}") from None
+    except Exception as e:  # noqa: BLE001 - e.g. a tensor subclass assert_close does not know
+        raise _Skip(f"{name} cannot be compared ({type(e).__name__}: {_first_line(str(e))})"[:300]) from None
+
+
+def _difference(torch: Any, expected: Any, actual: Any) -> str:
+    """Max absolute / relative difference, and where (NaN against a number counts as infinite)."""
+    e, a = expected.detach().cpu(), actual.detach().cpu()
+    if e.is_sparse or a.is_sparse:
+        e, a = e.to_dense(), a.to_dense()
+    wide = torch.complex128 if e.is_complex() else torch.float64
+    e, a = e.to(wide), a.to(wide)
+    diff = (a - e).abs()
+    both_nan = torch.isnan(e) & torch.isnan(a)
+    diff = torch.where(both_nan, torch.zeros_like(diff), torch.nan_to_num(diff, nan=math.inf))
+    rel = torch.where(diff == 0, torch.zeros_like(diff), diff / e.abs())
+    index = int(diff.argmax()) if diff.numel() else 0
+    at = tuple(int(i) for i in torch.unravel_index(torch.tensor(index), e.shape)) if e.dim() else ()
+    exact = "" if expected.is_floating_point() or expected.is_complex() else " (exact comparison for integer and bool)"
+    return (
+        f"max abs difference {float(diff.max()):.6g} at index {list(at)} "
+        f"({_item(actual, at)} instead of {_item(expected, at)}), max rel difference {float(rel.max()):.6g}{exact}"
+    )
+
+
+def _item(tensor: Any, at: tuple[int, ...]) -> str:
+    value = tensor.detach().cpu()
+    value = value.to_dense() if value.is_sparse else value
+    return f"{value[at].item():.6g}" if value.is_floating_point() else str(value[at].item())
+
+
+def _compare_scalar(name: str, expected: Any, actual: Any) -> None:
+    if type(expected) is not type(actual):
+        raise Mismatch(f"{name}: {type(actual).__name__} {actual!r:.80} instead of {type(expected).__name__} {expected!r:.80}")
+    if isinstance(expected, float):
+        if not (
+            expected == actual
+            or math.isclose(expected, actual, rel_tol=1.3e-6, abs_tol=1e-5)
+            or (math.isnan(expected) and math.isnan(actual))
+        ):
+            raise Mismatch(f"{name}: {actual!r} instead of {expected!r}")
+        return
+    try:
+        equal = bool(expected == actual)
+    except Exception:  # noqa: BLE001 - an object without a usable ==: nothing to compare
+        return
+    if not equal and isinstance(expected, (int, bool, str, bytes, complex, type(None))):
+        raise Mismatch(f"{name}: {actual!r:.80} instead of {expected!r:.80}")

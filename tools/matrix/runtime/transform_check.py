@@ -2,12 +2,13 @@
 does the transformed program compute what the untransformed one computes?
 
 `compare` runs the untransformed program twice (under two RNG seeds) and the transformed one once
-(under the first seed), each on a fresh deep copy of the call's inputs, with gradients off, and
-compares the outputs, the inputs' tensors after the call and the buffers both programs have (in-place
-updates are part of what a program computes): pytree structure, then per leaf dtype, shape, device
-and values (torch.testing.assert_close's default tolerances by dtype, exact for integers and bool,
-NaN equal to NaN). The state the test sees afterwards is put back: the RNG states, grad mode, and
-the values of every parameter, buffer and tensor constant of the programs.
+(under the first seed), each on a fresh deep copy of the call's inputs, with gradients off. It
+compares the parameters and buffers both programs have (by name) before the runs, then the outputs,
+the inputs' tensors after the call and those buffers after it (in-place updates are part of what a
+program computes): pytree structure, then per leaf dtype, shape, device and values
+(torch.testing.assert_close's default tolerances by dtype, exact for integers and bool, NaN equal to
+NaN). The state the test sees afterwards is put back: the RNG states, grad mode, and the values of
+every parameter, buffer and tensor constant of the programs.
 
 Different seeds, not the same one twice: a random op (torch.rand in forward) gives the same values
 under the same seed, so only a second seed shows that the outputs depend on the RNG; and a
@@ -78,6 +79,7 @@ def compare(
         _refuse_uncomparable(torch, original, transformed, (args, kwargs))
         with _preserved(torch, [original, transformed, *state]) as restore, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            _compare_state(torch, original, transformed)
             first = _run(torch, original, args, kwargs, SEEDS[0], restore, "the untransformed program")
             again = _run(torch, original, args, kwargs, SEEDS[1], restore, "the untransformed program")
             try:
@@ -224,6 +226,16 @@ def _compare_results(torch: Any, expected: Any, actual: Any) -> None:
     # So are buffer updates (BatchNorm's running stats): compared by name where both programs have it.
     for name in buffers_e.keys() & buffers_a.keys():
         _compare_leaf(torch, f"buffer {name} after the call", buffers_e[name], buffers_a[name])
+
+
+def _compare_state(torch: Any, original: Any, transformed: Any) -> None:
+    """The parameters and buffers both programs have (by name) hold the same values before any run."""
+    if not (isinstance(original, torch.nn.Module) and isinstance(transformed, torch.nn.Module)):
+        return
+    for kind, named in (("parameter", "named_parameters"), ("buffer", "named_buffers")):
+        mine, theirs = dict(getattr(original, named)()), dict(getattr(transformed, named)())
+        for name in sorted(mine.keys() & theirs.keys()):
+            _compare_leaf(torch, f"{kind} {name} before the call", mine[name].detach(), theirs[name].detach())
 
 
 def _short(spec: Any) -> str:

@@ -851,6 +851,7 @@ class Benchmark:
 
         self.matrix = config.load(self.copy / "matrix.yaml", self.copy)
         self.granularity_origin: dict[str, str] = {}
+        self.yaml_granularity = {s.name: s.granularity for s in self.matrix.suites}
         self.granularity_runs = a.granularity_runs
         if self.granularity_runs:  # the first setting from the start: the warm-up's loading and analysis use it
             self.set_granularities(self.granularity_runs[0], "--granularity")
@@ -894,7 +895,8 @@ class Benchmark:
         if unknown:
             raise RuntimeError(f"--granularity: matrix.yaml has no suite {', '.join(unknown)} (suites: {', '.join(current)})")
         changes = {s: g for s, g in wanted.items() if current[s] != g}
-        self.granularity_origin.update({s: origin for s in changes})
+        # Back to matrix.yaml's own setting (e.g. the last of `--granularity export_tests=cell,file`): say so.
+        self.granularity_origin.update({s: "matrix.yaml" if g == self.yaml_granularity[s] else origin for s, g in changes.items()})
         if not changes:
             return False
         path = self.copy / "matrix.yaml"

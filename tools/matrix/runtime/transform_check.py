@@ -200,6 +200,10 @@ def _run(
             outputs = program(*args, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise _Skip(f"cannot be compared: {what} raised {type(e).__name__}: {_first_line(str(e))}"[:500]) from None
+    from torch.utils import _pytree as pytree
+
+    # Copies: an output may alias a buffer, which `restore` puts back before the next run.
+    outputs = pytree.tree_map(lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v, outputs)
     buffers = {name: b.detach().clone() for name, b in program.named_buffers()} if isinstance(program, torch.nn.Module) else {}
     return outputs, (args, kwargs), buffers
 

@@ -207,6 +207,23 @@ def test_a_lost_buffer_update_is_caught_and_the_buffers_put_back():
     assert original.seen.item() == 0 and transformed.seen.item() == 0
 
 
+class _ReturnsItsBuffer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("last", torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last.copy_(x)
+        return self.last  # aliases the buffer that is put back between runs
+
+
+def test_an_output_aliasing_a_buffer_is_compared_as_it_was_returned():
+    assert _check(_ReturnsItsBuffer(), _ReturnsItsBuffer(), torch.ones(3)).summary() == "passed"
+    transformed = _ReturnsItsBuffer()
+    transformed.forward = lambda x: x.clone()  # same values, no buffer update
+    assert _check(_ReturnsItsBuffer(), transformed, torch.ones(3)).detail.startswith("buffer last after the call: max abs difference 1 ")
+
+
 def test_undecidable_is_skipped_with_the_reason():
     def broken(x: torch.Tensor) -> torch.Tensor:
         raise ValueError("data-dependent")

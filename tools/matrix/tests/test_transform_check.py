@@ -240,6 +240,29 @@ def test_undecidable_is_skipped_with_the_reason():
     )
 
 
+_SEEN: list[int] = []
+
+
+def _note_call(x: torch.Tensor) -> torch.Tensor:
+    _SEEN.append(1)  # a side effect the test could count
+    return x
+
+
+torch.fx.wrap("_note_call")
+
+
+class _CallsPython(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _note_call(x) + 1
+
+
+def test_a_graph_calling_a_python_function_is_not_run():
+    graph_module = torch.fx.symbolic_trace(_CallsPython())
+    outcome = _check(graph_module, graph_module, torch.ones(2))
+    assert outcome.summary() == f"skipped: the program calls the Python function {__name__}._note_call (side effects the test could see)"
+    assert _SEEN == []
+
+
 def test_a_transformed_program_that_raises_where_the_original_ran_fails():
     def broken(x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("lost an op")

@@ -9,6 +9,7 @@ check and the built-in variants in this process.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -284,6 +285,19 @@ def test_state_rng_and_grad_mode_are_put_back():
     assert torch.equal(torch.rand(2), expected)
     for name, value in module.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+class _Warns(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        warnings.warn("from forward", UserWarning, stacklevel=1)
+        return x
+
+
+def test_the_runs_add_no_warning_the_test_could_see():
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert _check(_Warns(), _Warns(), torch.ones(1)).summary() == "passed"
+    assert seen == []
 
 
 def test_summary_over_a_tests_calls():

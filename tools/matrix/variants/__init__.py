@@ -19,6 +19,7 @@ import importlib
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -126,7 +127,9 @@ class Variant:
             return
         start = time.perf_counter()
         try:
-            original, transformed, args, kwargs, state = programs()
+            with warnings.catch_warnings():  # what the test sees must not gain warnings (-W error, pytest.warns)
+                warnings.simplefilter("ignore")
+                original, transformed, args, kwargs, state = programs()
         except Exception as e:  # noqa: BLE001 - not knowing what to run is no verdict on the transform
             outcome = transform_check.Outcome(transform_check.SKIPPED, f"no programs to compare ({type(e).__name__}: {e})"[:500])
         else:

@@ -63,6 +63,7 @@ class Variant:
     applies_to: tuple[str, ...] = ()  # empty: every entry point the class supports
     library: str = ""  # the Bazel label of the py_library holding impl's module (variant_library.py)
     generated_library: variant_library.GeneratedLibrary | None = None  # when generate writes that library
+    transform_check_off: str = ""  # matrix.yaml transform_check.disabled: why its cells skip the differential check
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Suite:
     durations_problem: str = ""  # why test_durations.json is unreadable (see Matrix.plan_problems)
     pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
     granularity: str = "cell"  # GRANULARITIES: "cell", one target per cell; "file", one per (cell, test file) (Cell.targets)
+    transform_check_off: str = ""  # matrix.yaml transform_check.disabled: why its cells skip the differential check
 
     @property
     def durations_file(self) -> str:
@@ -123,6 +125,13 @@ class Cell:
     @property
     def label(self) -> str:
         return f"//{self.suite.directory}:{self.target_name}"
+
+    @property
+    def transform_check_off(self) -> str:
+        """Why the cell's differential check is off ("": on): the variant's reason, else the suite's."""
+        if self.variant.transform_check_off:
+            return f"variants.{self.variant.name}: {self.variant.transform_check_off}"
+        return f"suites.{self.suite.name}: {self.suite.transform_check_off}" if self.suite.transform_check_off else ""
 
     @cached_property
     def recorded_durations(self) -> dict[str, float]:
@@ -608,6 +617,7 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 durations_problem=recorded.problem,
                 pytest_args=tuple(s.get("pytest_args", ())),
                 granularity=s.get("granularity", "cell"),
+                transform_check_off=(s.get("transform_check") or {}).get("disabled", ""),
             )
         )
     expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
@@ -625,7 +635,8 @@ def _variants(data: dict[str, Any], workspace: Path, problems: _Problems, packag
         resolved = variant_library.resolve(module, v.get("library"), workspace, suite_directories, packages_visible) if module else variant_library.Resolved()
         if resolved.problem:
             problems.add(("variants", name, resolved.problem_key), f"variants.{name}.{resolved.problem_key}: {resolved.problem}")
-        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated))
+        check_off = (v.get("transform_check") or {}).get("disabled", "")
+        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated, check_off))
     return tuple(variants)
 
 

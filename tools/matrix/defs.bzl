@@ -21,6 +21,7 @@ def matrix_cell(
         test_timeout_s = 120,
         default_device = False,
         pytest_args = [],
+        transform_check_off = "",
         env = {},
         tags = []):
     """The py_tests running `test_files` under one variant on one device (one matrix cell).
@@ -46,6 +47,7 @@ def matrix_cell(
         test_timeout_s = test_timeout_s,
         default_device = default_device,
         pytest_args = pytest_args,
+        transform_check_off = transform_check_off,
         env = env,
         tags = tags,
     )
@@ -109,12 +111,18 @@ def _matrix_test(name, cell, test_files, sibling_files, xfail, skip, shard_count
 
     # Reasons are free text: env values are not shell-tokenized, only `$` needs escaping.
     expectations = json.encode({"skip": skip, "xfail": xfail}).replace("$", "$$")
+    env = dict(cell["env"], MATRIX_EXPECTATIONS = expectations)
+
+    # matrix.yaml transform_check.disabled: the variants read it (tools/matrix/variants/__init__.py,
+    # TRANSFORM_CHECK_OFF_ENV) and record `off: <reason>` instead of running the differential check.
+    if cell["transform_check_off"]:
+        env["MATRIX_TRANSFORM_CHECK_OFF"] = cell["transform_check_off"].replace("$", "$$")
     native.py_test(
         name = name,
         srcs = ["//tools/matrix:runtime/cell_main.py"],
         main = "//tools/matrix:runtime/cell_main.py",
         args = args,
-        env = dict(cell["env"], MATRIX_EXPECTATIONS = expectations),
+        env = env,
         data = test_files + data,
         deps = ["//tools/matrix:runtime", cell["variant_library"]],
         shard_count = shard_count,

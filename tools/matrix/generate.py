@@ -85,6 +85,8 @@ def cell_rule(cell: Cell) -> str:
         lines.append("    default_device = True,")
     if suite.pytest_args:
         lines.append(f"    pytest_args = {_list(suite.pytest_args)},")
+    if cell.transform_check_off:
+        lines.append(f"    transform_check_off = {_s(cell.transform_check_off)},")
     if device.env:
         lines.append(f"    env = {_dict(device.env)},")
     lines.append(f"    tags = {_list(cell.tags)},")

@@ -14,6 +14,7 @@ from tools.matrix import config, generate
 from tools.matrix.runtime import cell_config
 from tools.matrix.tests.fixtures.toolws import run_cli as cli
 from tools.matrix.tests.fixtures.toolws import write_workspace
+from tools.matrix.variants import TRANSFORM_CHECK_OFF_ENV
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
 # defs.bzl is not a runfile of these tests; under Bazel the package's symlinks lead to the source tree.
@@ -298,6 +299,25 @@ def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
     assert not [a for a in single["args"] if "durations" in a]
     assert single["data"] == ["test_a.py", "test_b.py", "conftest.py"]
     assert [a for a in made["s_other_cuda"]["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
+
+def test_transform_check_off_reaches_the_cells_env(ws):
+    """matrix.yaml `transform_check: {disabled: reason}` (a variant's wins over its suite's) becomes the
+    env variable the variants read; cells without it get none."""
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    text = MATRIX.replace("    applies_to: [torch.export.export]\n", "    applies_to: [torch.export.export]\n    transform_check: {disabled: compared by hand}\n")
+    text = text.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: costs $5 a run}\n")
+    (ws / "matrix.yaml").write_text(text)
+    rendered = generate.render(load(ws))
+    by_package = {p: list(cells_of(rendered[f"{p}/BUILD.bazel"]).values()) for p in ("s", "nested/t")}
+    made = {target["name"]: target for _, _, target in _targets_made_by_defs_bzl(by_package)}
+    assert made["s_other_cpu"]["env"][TRANSFORM_CHECK_OFF_ENV] == "variants.other: compared by hand"
+    assert made["t_base_cpu"]["env"][TRANSFORM_CHECK_OFF_ENV] == "suites.t: costs $$5 a run"  # Bazel expands `$`
+    assert TRANSFORM_CHECK_OFF_ENV not in made["s_base_cpu"]["env"]
+    (ws / "matrix.yaml").write_text(MATRIX.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: ' '}\n"))
+    with pytest.raises(config.MatrixError, match="transform_check"):
+        load(ws)
+
 
 # --- the cell's argument protocol: defs.bzl writes it, runtime/cell_config.py's parser reads it ------
 

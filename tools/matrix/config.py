@@ -526,12 +526,12 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 problems.add(at, f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
             if "$" in value:
                 problems.add(at, f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
-    variants = _variants(data, workspace, problems, packages_visible)
+    every_directory = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
+    variants = _variants(data, workspace, every_directory, problems, packages_visible)
     device_names = [d.name for d in devices]
     variant_names = [v.name for v in variants]
     suites = []
     directories: dict[str, str] = {}  # directory -> suite
-    every_directory = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
     for name, s in data["suites"].items():
         if name in invalid_suites:  # already reported by the schema
             continue
@@ -626,9 +626,8 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
     return matrix
 
 
-def _variants(data: dict[str, Any], workspace: Path, problems: _Problems, packages_visible: bool) -> tuple[Variant, ...]:
+def _variants(data: dict[str, Any], workspace: Path, suite_directories: set[str], problems: _Problems, packages_visible: bool) -> tuple[Variant, ...]:
     """The variants, each with the Bazel library its cells depend on (variant_library.py)."""
-    suite_directories = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
     variants = []
     for name, v in data["variants"].items():
         module = v["impl"].partition(":")[0]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.matrix import durations, impl_check
+from tools.matrix import durations, impl_check, variant_library
 from tools.matrix.config import Cell, Matrix, MatrixError, relative
 
 REGENERATE = "bazel run //tools:matrix -- generate"
@@ -117,7 +117,7 @@ def root_build(matrix: Matrix) -> str:
         by_suite[cell.suite.name].append(cell.label)
     suite_files = [f"//{s.directory}:{SUITE_FILES}" for s in matrix.suites]
     generated = {v.generated_library.name: v.generated_library for v in matrix.variants if v.generated_library}
-    declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith("//tools/matrix:")})
+    declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith(variant_library.BUILTIN_LABEL_PREFIX)})
     parts = [
         HEADER,
         'load("//tools/matrix:defs.bzl", "matrix_generated_files_test")\n',

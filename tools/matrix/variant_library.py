@@ -29,9 +29,12 @@ MAX_SCANNED_FILES = 1_000  # a plug-in directory's .py files read for their impo
 LABEL = re.compile(r"//(?P<package>[A-Za-z0-9/._@-]*)(?::(?P<name>[A-Za-z0-9_./+=,@~-]+))?")
 
 
+BUILTIN_LABEL_PREFIX = "//tools/matrix:variants_"
+
+
 def builtin_label(module: str) -> str:
     """`tools.matrix.variants.export` -> `//tools/matrix:variants_export` (tools/matrix/BUILD.bazel)."""
-    return "//tools/matrix:variants_" + module[len(BUILTIN_PREFIX) :]
+    return BUILTIN_LABEL_PREFIX + module[len(BUILTIN_PREFIX) :]
 
 
 @dataclass(frozen=True)

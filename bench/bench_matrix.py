@@ -50,6 +50,7 @@ restored after each edit, and the benchmark's Bazel server is shut down at the e
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import contextlib
 import difflib
@@ -1388,7 +1389,7 @@ class Benchmark:
     # -- 6. transform -------------------------------------------------------------------------------
 
     def transform(self) -> None:
-        log("\n== 6. per variant: transform cost per test, relative to base (cold run's report.json) ==")
+        log("\n== 6. per variant: transform and differential-check cost per test, relative to base (cold run's report.json) ==")
         per: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for target in self.cell_targets:
             c = target.cell
@@ -1398,7 +1399,8 @@ class Benchmark:
         if not per:
             self.results.missing("transform: no report.json from the cold run")
             return
-        header = f"{'suite':<14} {'variant':<16} {'tests':>6} {'mean test s':>12} {'mean transform s':>17} {'test vs base':>13} {'transform / base test':>22}"
+        header = (f"{'suite':<14} {'variant':<16} {'tests':>6} {'mean test s':>12} {'mean transform s':>17} {'test vs base':>13} "
+                  f"{'transform / base test':>22} {'mean check s':>13}  differential check (all tests)")  # fmt: skip
         log(header)
         self.results.add("transform per test (passed in both; ratios to the suite's base)", "", "")
         for (suite, variant), tests in sorted(per.items(), key=lambda kv: (kv[0][0], kv[0][1] != "base", kv[0][1])):
@@ -1409,14 +1411,18 @@ class Benchmark:
                 continue
             mean_d = statistics.mean(float(tests[k].get("duration_s") or 0) for k in common)
             mean_t = statistics.mean(float(tests[k].get("transform_s") or 0) for k in common)
+            mean_c = statistics.mean(float(tests[k].get("check_s") or 0) for k in common)  # runtime/transform_check.py
+            verdicts = collections.Counter(str(m.get("transform_check") or "none").split(":", 1)[0].split(" (", 1)[0] for m in tests.values())
+            checked = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
             mean_base = statistics.mean(float(base[k].get("duration_s") or 0) for k in common)
             ratio = mean_d / mean_base if mean_base else float("nan")
             share = mean_t / mean_base if mean_base else float("nan")
-            log(f"{suite:<14} {variant:<16} {len(common):>6} {mean_d:>12.4f} {mean_t:>17.4f} {ratio:>12.2f}x {share:>21.2f}x")
+            log(f"{suite:<14} {variant:<16} {len(common):>6} {mean_d:>12.4f} {mean_t:>17.4f} {ratio:>12.2f}x {share:>21.2f}x {mean_c:>13.4f}  {checked}")
             self.results.add(
                 f"  {suite}/{variant}",
                 f"{ratio:.2f}x",
-                f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test",
+                f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test, "
+                f"check {mean_c * 1000:.1f} ms/test; check verdicts: {checked}",
             )
 
     # -- driver -------------------------------------------------------------------------------------

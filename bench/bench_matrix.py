@@ -590,24 +590,13 @@ def plain_argv_env(target, tmp: Path) -> tuple[list[str], dict[str, str]]:
     (tmp / "tmpdir").mkdir(parents=True, exist_ok=True)
     env.update(dict(device.env))
     env.update(
-        MATRIX_EXPECTATIONS=json.dumps({"skip": target_entries(target, "skip"), "xfail": target_entries(target, "xfail")}),
+        MATRIX_EXPECTATIONS=json.dumps({"skip": dict(target.expectations.skip), "xfail": dict(target.expectations.xfail)}),
         TEST_TMPDIR=str(tmp / "tmpdir"), HOME=str(tmp / "tmpdir"),
         TEST_UNDECLARED_OUTPUTS_DIR=str(tmp / "out"), XML_OUTPUT_FILE=str(tmp / "test.xml"),
         TEST_PREMATURE_EXIT_FILE=str(tmp / "premature_exit"), TEST_SHARD_STATUS_FILE=str(tmp / "shard_status"),
         PYTHONDONTWRITEBYTECODE="1",
     )  # fmt: skip
     return args, env
-
-
-def target_entries(target, kind: str) -> dict[str, str]:
-    """The cell's `kind` (xfail/skip) entries as defs.bzl gives them to the target: all of them for a
-    target running the whole cell, those naming its file for one file's target."""
-    from tools.matrix.config import test_file_of
-
-    entries = dict(getattr(target.cell.expectations, kind))
-    if len(target.cell.targets) == 1 or target.name == target.cell.target_name:
-        return entries
-    return {k: v for k, v in entries.items() if test_file_of(k) in target.test_files}
 
 
 def plain_command(target, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Any]:

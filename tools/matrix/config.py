@@ -165,8 +165,8 @@ class Cell:
 @dataclass(frozen=True)
 class Target:
     """One py_test of a cell: the whole cell, or one test file of it (`granularity: file`, named
-    `<cell>/<file without .py>`). Shards are per target; defs.bzl gives each target the
-    expectations that name its file, so editing one file's tests or entries reruns only its targets."""
+    `<cell>/<file without .py>`). Shards and expectations are per target, so editing one file's tests
+    or entries reruns only its targets."""
 
     cell: Cell
     name: str
@@ -188,6 +188,13 @@ class Target:
         """Fixed by `shards`, or planned from the recorded durations with `shard_seconds`."""
         fixed = dict(self.cell.suite.shards).get(self.cell.device.name, 1)
         return shard_plan.cell_shard_count(fixed, self.cell.suite.shard_seconds, self.recorded_durations)
+
+    @cached_property
+    def expectations(self) -> Expectations:
+        """The cell's entries that name this target's files, as defs.bzl hands them to it (checked by
+        tests/test_generate.py): an entry matching no test of a target fails that target."""
+        xfail, skip = self.cell.expectations.xfail, self.cell.expectations.skip
+        return Expectations(tuple(e for e in xfail if self._mine(e[0])), tuple(e for e in skip if self._mine(e[0])))
 
 
 @dataclass(frozen=True)

@@ -385,8 +385,11 @@ def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
     targets = _targets_made_by_defs_bzl(by_package)
     per_file = {f"{cell}/{stem}" for cell in ALL_CELLS - {"t_base_cpu"} for stem in ("test_a", "test_b")}
     assert {t["name"] for _, _, t in targets} == per_file | {"t_base_cpu"}
-    # The names defs.bzl gives are the ones the collector and rerun use (config.Target).
+    # The names, shard counts and expectations defs.bzl gives are config.Target's (the collector, rerun, bench).
     assert {(p, t["name"], t["shard_count"]) for p, _, t in targets} == {(t.cell.suite.directory, t.name, t.shard_count) for t in load(ws).targets()}
+    for t in load(ws).targets():
+        (made,) = [m for p, _, m in targets if (p, m["name"]) == (t.cell.suite.directory, t.name)]
+        assert json.loads(made["env"]["MATRIX_EXPECTATIONS"].replace("$$", "$")) == {"skip": dict(t.expectations.skip), "xfail": dict(t.expectations.xfail)}
     written: set[str] = set()
     for package, cell, target in targets:
         parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here

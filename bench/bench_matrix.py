@@ -409,9 +409,11 @@ def appended_comment(path: Path, text: str = "bench_matrix: a change Bazel must 
         path.write_bytes(saved)
 
 
-def impl_module_path(impl: str) -> str:
-    """The workspace-relative file of a variant's impl (`pkg.mod:Class` -> `pkg/mod.py`)."""
-    return impl.split(":", 1)[0].replace(".", "/") + ".py"
+def impl_module_path(impl: str, workspace: Path) -> str | None:
+    """The workspace-relative file of a variant's impl (`pkg.mod:Class` -> `pkg/mod.py`), as generate finds it."""
+    from tools.matrix.variant_library import module_file
+
+    return module_file(impl.split(":", 1)[0], workspace)
 
 
 def parse_granularity(specs: list[str]) -> list[dict[str, str]]:
@@ -1091,7 +1093,7 @@ class Benchmark:
 
     def variant_edit(self) -> None:
         log(f"\n== 2b. variant edit: a comment appended to {VARIANT_MODULE_EDIT} ==")
-        users = [t for t in self.cell_targets if impl_module_path(t.cell.variant.impl) == VARIANT_MODULE_EDIT]
+        users = [t for t in self.cell_targets if impl_module_path(t.cell.variant.impl, self.copy) == VARIANT_MODULE_EDIT]
         if not users:
             self.results.missing(f"variant edit: no target among {' '.join(self.targets)} uses a variant from {VARIANT_MODULE_EDIT}")
             return

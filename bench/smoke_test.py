@@ -125,8 +125,12 @@ def test_bench_matrix_appends_a_comment_and_restores_the_file(tmp_path):
     assert source.read_bytes() == b"class V:\n    pass"
 
 
-def test_bench_matrix_finds_a_variants_module_file():
+def test_bench_matrix_finds_a_variants_module_file(tmp_path):
     import bench_matrix
 
-    assert bench_matrix.impl_module_path("tools.matrix.variants.package:FromBytes") == bench_matrix.VARIANT_MODULE_EDIT
-    assert bench_matrix.impl_module_path("my_project.variants:MyVariant") == "my_project/variants.py"
+    (tmp_path / "tools/matrix/variants").mkdir(parents=True)
+    (tmp_path / "tools/matrix/variants/package.py").write_text("")
+    (tmp_path / "my_project").mkdir()
+    (tmp_path / "my_project/variants.py").write_text("")
+    assert bench_matrix.impl_module_path("tools.matrix.variants.package:FromBytes", tmp_path) == bench_matrix.VARIANT_MODULE_EDIT
+    assert bench_matrix.impl_module_path("my_project.variants:MyVariant", tmp_path) == "my_project/variants.py"

@@ -18,7 +18,8 @@ class MatrixResult:
     collector's row -> Record mapping all derive from these fields, in this order.
 
     A field whose value is None is left out of metadata["matrix"]: subtests_* are written only by the
-    plugin (which ran the test), log_tail only by cell_main (which saw the process die)."""
+    plugin (which ran the test); log_tail by the plugin for a failure (its traceback) or by cell_main
+    (which saw the process die)."""
 
     status: str = field(metadata=_COLLECTED)  # one of tools.matrix.statuses.ALL
     duration_s: float = field(default=0.0, metadata=_COLLECTED)
@@ -30,11 +31,14 @@ class MatrixResult:
     expectation: str | None = field(default=None, metadata=_COLLECTED)
     subtests_run: int | None = None
     subtests_failed: int | None = None
-    log_tail: str | None = field(default=None, metadata=_COLLECTED)  # None: "" once collected
+    # The end of what explains the failure: the traceback (plugin, statuses.KEEPS_EVIDENCE) or the
+    # dead process's output (cell_main). None: "" once collected.
+    log_tail: str | None = field(default=None, metadata=_COLLECTED)
     # The differential check (runtime/transform_check.py) over the test's calls: "passed",
     # "skipped: <reason>", "failed: <mismatch>", "off: <reason>"; None: nothing was checked.
     transform_check: str | None = field(default=None, metadata=_COLLECTED)
     check_s: float | None = None  # time in the differential check (apart from transform_s); None: nothing was checked
+    evidence_s: float | None = None  # time spent keeping evidence (runtime/evidence.py); None: no transform recorded any
 
     def to_metadata(self) -> dict[str, Any]:
         """metadata["matrix"] of report.json."""
@@ -42,7 +46,7 @@ class MatrixResult:
 
 
 # Fields a writer leaves out rather than writing null (the rest are written even when None).
-_OMITTED_WHEN_NONE = frozenset({"subtests_run", "subtests_failed", "log_tail", "transform_check", "check_s"})
+_OMITTED_WHEN_NONE = frozenset({"subtests_run", "subtests_failed", "log_tail", "transform_check", "check_s", "evidence_s"})
 COLLECTED_FIELDS = tuple(f.name for f in fields(MatrixResult) if f.metadata.get("collected"))
 
 
@@ -63,8 +67,11 @@ class Record:
     cached: bool = False  # the result came from Bazel's cache
     run_id: str = ""  # which collection run produced this record (reruns merge by this)
     expectation: str | None = None  # the xfail/skip entry that applied, if any
-    log_tail: str = ""  # for crashed / not_run cells: the end of the target's log
+    log_tail: str = ""  # the end of the traceback (a failure) or of the target's log (crashed, not_run)
     transform_check: str | None = None  # the variant's differential check (records.MatrixResult.transform_check)
+    # What the variant's transform made of the test's programs, for a record in statuses.KEEPS_EVIDENCE
+    # (the collector reads it from the target's outputs: collect.read_evidence); None: none kept.
+    evidence: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:

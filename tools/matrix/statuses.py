@@ -20,6 +20,9 @@ UNEXPECTED = frozenset({FAILED, XPASSED, ERROR, CRASHED, TIMEOUT})
 FAILING = frozenset({FAILED, ERROR, CRASHED, TIMEOUT})
 # A failure message worth grouping by signature (xfailed: the known breakages, counted apart).
 FAILURE_MESSAGE = FAILING | {XFAILED}
+# Worth a maintainer's look: a test ending in one of these keeps its evidence (the program before and
+# after the variant's transform, runtime/evidence.py) and its traceback's tail (log_tail).
+KEEPS_EVIDENCE = FAILURE_MESSAGE
 # As expected: a change from one of these to FAILING is a regression in a baseline comparison.
 ON_TRACK = frozenset({PASSED, XFAILED})
 # Nothing to look at: a test whose every cell is one of these stays out of compat.md's grids.

@@ -33,6 +33,7 @@ class CellConfig:
     durations_file: str = ""  # recorded durations that plan the shards (empty: round-robin)
     journal: str = ""  # the inherited descriptor (a number) the plugin appends JSON-line events to (journal.py)
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
+    evidence_dir: str = ""  # where the plugin writes evidence (runtime/evidence.py); "": none
     pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args)
 
     def to_env(self) -> str:

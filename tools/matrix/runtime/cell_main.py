@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
 
 from tools.matrix import statuses  # noqa: E402
 from tools.matrix.records import MatrixResult  # noqa: E402
-from tools.matrix.runtime import journal, outputs, selection, verdict  # noqa: E402
+from tools.matrix.runtime import evidence, journal, outputs, selection, verdict  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
@@ -314,10 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     premature = environ.get("TEST_PREMATURE_EXIT_FILE")
     _touch(premature)
     scratch = tempfile.mkdtemp(prefix="cell-", dir=environ.get("TEST_TMPDIR"))
+    out_dir = environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or scratch
+    cell = replace(cell, evidence_dir=os.path.join(out_dir, evidence.EVIDENCE_DIR))
     try:
         tests, session, problems = run_cell(cell, scratch, environ.get("TEST_TMPDIR"))
     except Exception:  # a bug here must still leave outputs that say what happened
         tests, session, problems = [], {"restarts": 0}, [f"cell_main failed:\n{traceback.format_exc()}"]
+    # Only a test that went wrong keeps evidence (one that passed in a process that died before it
+    # could remove its own still has some).
+    evidence.prune(cell.evidence_dir, {evidence.test_key(t["nodeid"]) for t in tests if outputs.status_of(t) in statuses.KEEPS_EVIDENCE})
     if cell.shard_index > 0:  # every shard imports every file: a file's own record is shard 0's to report
         tests = [t for t in tests if "::" in t["nodeid"]]
     tests.sort(key=lambda t: t["nodeid"])
@@ -337,7 +342,6 @@ def main(argv: list[str] | None = None) -> int:
         "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6),
         "problems": problems,
     }
-    out_dir = environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or scratch
     os.makedirs(out_dir, exist_ok=True)
     outputs.write_outputs(out_dir, tests, metadata, started, exitcode, cell.suite_dir)
     if environ.get("XML_OUTPUT_FILE"):

@@ -29,6 +29,8 @@ _ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) 
 # OUTPUT_CAP / 2 characters in the report; the full output is in the target's log.
 OUTPUT_CAP = 64 * 1024
 _CAPPED_FIELDS = ("stdout", "stderr", "longrepr")
+# Of a failure's traceback, what its record keeps as log_tail (records.MatrixResult).
+TRACEBACK_TAIL_CHARS = 4000
 
 
 def cut(text: str, cap: int = OUTPUT_CAP) -> str:
@@ -90,13 +92,29 @@ def write_outputs(out_dir: str, tests: list[dict[str, Any]], metadata: dict[str,
     write_json(os.path.join(out_dir, DIGEST_NAME), digest(tests, metadata), indent=None)
 
 
-def _text(test: dict[str, Any]) -> str:
-    """The longest failure text pytest-json-report kept (traceback), or the one-line message."""
+def failure_text(test: dict[str, Any]) -> str:
+    """The failure text pytest-json-report kept for a test (its traceback), "" when none."""
     for stage in ("call", "setup", "teardown"):
         longrepr = (test.get(stage) or {}).get("longrepr")
         if longrepr:
             return str(longrepr)
-    return test["metadata"]["matrix"].get("log_tail") or test["metadata"]["matrix"]["message"]
+    return ""
+
+
+def tail(text: str, chars: int = TRACEBACK_TAIL_CHARS) -> str | None:
+    """The end of `text` (from a line start, saying how much was cut); None for no text."""
+    if not text:
+        return None
+    if len(text) <= chars:
+        return text
+    end = text[len(text) - chars :]
+    end = end[end.find("\n") + 1 :] if "\n" in end[:200] else end
+    return f"... {len(text) - len(end)} characters cut ...\n{end}"
+
+
+def _text(test: dict[str, Any]) -> str:
+    """The traceback, or the dead process's output, or the one-line message."""
+    return failure_text(test) or test["metadata"]["matrix"].get("log_tail") or test["metadata"]["matrix"]["message"]
 
 
 def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:

@@ -20,8 +20,9 @@ import pytest
 
 from tools.matrix import durations, statuses
 from tools.matrix.records import MatrixResult
-from tools.matrix.runtime import journal, selection, verdict
+from tools.matrix.runtime import journal, outputs, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
+from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
 from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
 
@@ -73,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if cell.default_device:
         torch.set_default_device(cell.device)
+    _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
     try:
         variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger)
         _STATE.installed = install(variant, cell.applies_to)
@@ -197,6 +199,7 @@ def _on_timeout(nodeid: str, seconds: float) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     assert _STATE is not None
     _STATE.ledger.reset()
+    _STATE.ledger.evidence.start(item.nodeid)
     _event(event="start", nodeid=item.nodeid)
     timer = threading.Timer(_STATE.cell.test_timeout_s, _on_timeout, args=(item.nodeid, _STATE.cell.test_timeout_s))
     timer.daemon = True
@@ -342,6 +345,9 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
     decided = verdict.decide(test.facts())
     json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
     entry = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
+    keep = decided.status in statuses.KEEPS_EVIDENCE
+    evidence = _STATE.ledger.evidence
+    evidence.finish(keep)
     entry["metadata"] = {
         **entry.get("metadata", {}),
         "matrix": MatrixResult(
@@ -357,6 +363,8 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
             subtests_failed=decided.subtests_failed,
             transform_check=_STATE.ledger.transform_check(),
             check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
+            log_tail=outputs.tail(outputs.failure_text(entry)) if keep else None,
+            evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
         ).to_metadata(),
     }
     _event(event="result", test=entry)

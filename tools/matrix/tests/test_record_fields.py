@@ -13,7 +13,7 @@ from tools.matrix.records import COLLECTED_FIELDS, MatrixResult, Record
 from tools.matrix.report.json_report import SCHEMA_PATH
 from tools.matrix.runtime import cell_main, outputs
 
-_JSON = {"str": "string", "float": "number", "int": "integer", "bool": "boolean"}
+_JSON = {"str": "string", "float": "number", "int": "integer", "bool": "boolean", "dict[str, Any]": "object"}
 
 
 def _schema_type(annotation: str) -> str | list[str]:

@@ -10,6 +10,9 @@ failures.
 A variant whose `after` returns a transformed program (`checks_numerics = True`) is also checked:
 on the call's own inputs the transformed program must compute what the untransformed one computes
 (tools/matrix/runtime/transform_check.py); a difference fails the test with VariantNumericsMismatch.
+Each such transform also leaves evidence for the report (tools/matrix/runtime/evidence.py): the
+program before and after it as text, what it serialized (`keep_payload`) and the check's outcome,
+kept only when the test fails, xfails or crashes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from tools.matrix.runtime.evidence import Recorder
 
 
 class VariantTransformError(Exception):
@@ -68,13 +73,14 @@ class Call:
 
 @dataclass
 class TransformLedger:
-    """Time spent in transforms, reset per test by the runtime."""
+    """What the variant did during one test (time, calls, checks, evidence), reset per test by the runtime."""
 
     seconds: float = 0.0
     calls: int = 0
     entries: list[str] = field(default_factory=list)
     check_s: float = 0.0  # time in the differential check (not part of `seconds`)
     checks: list[Any] = field(default_factory=list)  # one transform_check.Outcome per checked call
+    evidence: Recorder = field(default_factory=lambda: Recorder(None))  # the plugin's, in a matrix cell
 
     def reset(self) -> None:
         self.seconds, self.calls, self.entries, self.check_s, self.checks = 0.0, 0, [], 0.0, []
@@ -124,6 +130,7 @@ class Variant:
 
         if self.check_off:
             self.ledger.checks.append(transform_check.Outcome(transform_check.OFF, self.check_off))
+            self.ledger.evidence.checked(self.ledger.checks[-1].summary(), 0.0)
             return
         start = time.perf_counter()
         try:
@@ -136,19 +143,39 @@ class Variant:
             outcome = transform_check.compare(original, transformed, args, kwargs, state)
         self.ledger.check_s += time.perf_counter() - start
         self.ledger.checks.append(outcome)
+        self.ledger.evidence.checked(outcome.summary(), time.perf_counter() - start)
         if outcome.verdict == transform_check.FAILED:
             raise VariantNumericsMismatch(f"variant {self.name!r} changed what the result of {entry} computes: {outcome.detail}")
 
+    def keep_payload(self, name: str, data: bytes | str, what: str) -> None:
+        """Keep what this transform serialized as evidence (`name`: a file name, e.g. "program.pt2";
+        `what`: what it is). Call it as soon as the bytes exist: a crash later keeps them."""
+        self.ledger.evidence.payload(name, data, what)
+
+    def evidence_program(self, result: Any) -> Any | None:
+        """The program `after` transforms, for the evidence (None: there is none at the call, e.g. a
+        variant whose programs come into being later; it passes them to `transforming` then)."""
+        return result if self.checks_numerics else None
+
     @contextmanager
-    def transforming(self, entry: str) -> Iterator[None]:
-        """Time a transform and turn its failure into a VariantTransformError."""
+    def transforming(self, entry: str, program: Any | None = None) -> Iterator[Callable[[Any], None]]:
+        """Time a transform and turn its failure into a VariantTransformError. With `program` (what
+        it transforms) it also records evidence: the text of `program` now, and of the transformed
+        program when the block passes it to the function this yields."""
+        evidence = self.ledger.evidence
+        evidence_s = evidence.seconds
         start = time.perf_counter()
+        if program is not None:
+            evidence.begin(entry, program)
         try:
-            yield
+            yield evidence.transformed if program is not None else _ignore
         except Exception as e:
-            raise VariantTransformError(f"variant {self.name!r} failed to transform the result of {entry}: {type(e).__name__}: {e}") from e
+            message = f"variant {self.name!r} failed to transform the result of {entry}: {type(e).__name__}: {e}"
+            if program is not None:
+                evidence.failed(message)
+            raise VariantTransformError(message) from e
         finally:
-            self.ledger.seconds += time.perf_counter() - start
+            self.ledger.seconds += time.perf_counter() - start - (evidence.seconds - evidence_s)  # the evidence's time is its own
             self.ledger.calls += 1
             self.ledger.entries.append(entry)
 
@@ -161,8 +188,9 @@ class Variant:
             with self.transforming(entry):
                 call = self.before(call)
             result = call.invoke()  # the API's own errors propagate untouched: tests may expect them
-            with self.transforming(entry):
+            with self.transforming(entry, program=self.evidence_program(result)) as transformed_into:
                 transformed = self.after(call, result)
+                transformed_into(transformed)
             if self.checks_numerics:
                 self.check_result(call, result, transformed)
             return transformed
@@ -170,6 +198,10 @@ class Variant:
         wrapper.__matrix_variant__ = self.name  # type: ignore[attr-defined]
         wrapper.__matrix_original__ = original  # type: ignore[attr-defined]
         return wrapper
+
+
+def _ignore(program: Any) -> None:
+    """What `transforming` yields when it records no evidence."""
 
 
 def scratch_dir() -> str:

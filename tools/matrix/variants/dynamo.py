@@ -24,8 +24,9 @@ class _ExportResultVariant(Variant):
         @functools.wraps(result)
         def export_and_transform(*args: Any, **kwargs: Any) -> Any:
             exported = result(*args, **kwargs)
-            with self.transforming(call.entry):
+            with self.transforming(call.entry, program=exported.graph_module) as transformed_into:
                 transformed = self.transform_graph(call, exported.graph_module, args, kwargs)
+                transformed_into(transformed)
             if self.checks_numerics:
                 self.check(call.entry, lambda: (exported.graph_module, transformed, args, kwargs, ()))
             return exported._replace(graph_module=transformed)
@@ -34,6 +35,10 @@ class _ExportResultVariant(Variant):
 
     def check_result(self, call: Call, result: Any, transformed: Any) -> None:
         """Nothing to check yet: the programs exist once the returned function is called."""
+
+    def evidence_program(self, result: Any) -> None:
+        """None: the program exists once the returned function is called (export_and_transform)."""
+        return None
 
     def transform_graph(self, call: Call, graph_module: Any, args: tuple, kwargs: dict) -> Any:
         """`call` is the torch._dynamo.export(...) call (its options); args/kwargs the example inputs."""
@@ -51,6 +56,7 @@ class DynamoPackage(_ExportResultVariant):
             exporter.extern(["torch", "torch.**", "builtins", "math", "operator", "sympy", "sympy.**"])
             exporter.intern("**", allow_empty=True)
             exporter.save_pickle("graph", "module.pkl", graph_module)
+        self.keep_payload("package.zip", buffer.getvalue(), "the torch.package archive holding the pickled GraphModule")
         buffer.seek(0)
         return PackageImporter(buffer).load_pickle("graph", "module.pkl")
 

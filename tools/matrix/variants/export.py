@@ -40,10 +40,12 @@ class CppSerdes(_ProgramVariant):
 
         artifact = serialize(result)
         payload = artifact.exported_program
+        self.keep_payload("exported_program.json", payload, "the program serialized by Python (torch._export.serde.serialize)")
         cpp_program = torch._C._export.deserialize_exported_program(payload.decode() if isinstance(payload, bytes) else payload)
         reserialized = torch._C._export.serialize_exported_program(cpp_program)
         if isinstance(reserialized, str):
             reserialized = reserialized.encode()
+        self.keep_payload("cpp_reserialized.json", reserialized, "the program deserialized and serialized again by C++")
         return deserialize(SerializedArtifact(reserialized, artifact.state_dict, artifact.constants, artifact.example_inputs))
 
 
@@ -64,6 +66,8 @@ class Package(_ProgramVariant):
 
         path = os.path.join(scratch_dir(), "program.pt2")
         package_pt2(path, exported_programs={"model": result})
+        with open(path, "rb") as archive:
+            self.keep_payload("program.pt2", archive.read(), "the .pt2 package archive written by package_pt2")
         loaded = load_pt2(path).exported_programs
         if list(loaded) != ["model"]:
             raise ValueError(f"the archive holds programs {sorted(loaded)}, expected ['model']")
@@ -78,6 +82,7 @@ class Serdes(_ProgramVariant):
 
         buffer = io.BytesIO()
         torch.export.save(result, buffer)
+        self.keep_payload("saved.pt2", buffer.getvalue(), "the archive written by torch.export.save")
         buffer.seek(0)
         return torch.export.load(buffer)
 

@@ -8,7 +8,9 @@ starts a new child for the tests not yet run; a file whose import kills the chil
 `crashed` and left out of the next child. The journal and the child's session are out of the
 tests' reach (see journal.py, _Child). At the end it always writes the JSON report and its digest
 (to TEST_UNDECLARED_OUTPUTS_DIR) and JUnit XML (to XML_OUTPUT_FILE), with `problems` saying why
-when no test could run, and exits non-zero when anything unexpected happened."""
+when no test could run, and exits non-zero when anything unexpected happened. The evidence the
+plugin keeps for failing tests (runtime/evidence.py) goes to TEST_UNDECLARED_OUTPUTS_DIR too; this
+process removes any left for a test whose final status keeps none."""
 
 from __future__ import annotations
 

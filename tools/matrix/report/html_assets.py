@@ -49,6 +49,22 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 #panel dd { margin: 0; word-break: break-word; white-space: pre-wrap; }
 #panel pre, #panel code { font: 12px/1.4 ui-monospace, monospace; background: #f6f8fa; padding: 6px; margin: 0; white-space: pre-wrap; word-break: break-all; display: block; }
 #p-close { position: absolute; top: 8px; right: 10px; font-size: 16px; }
+#panel.wide { width: min(980px, 100vw); }
+#panel h4 { font-size: 13px; margin: 10px 0 4px; word-break: break-all; }
+#panel h5 { font-size: 12px; margin: 6px 0 2px; color: #57606a; }
+.ev-call { border-top: 1px solid #d0d7de; padding-top: 4px; margin-top: 8px; }
+.ev-call p, #p-ev p { margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
+.ev-where, .ev-note { color: #57606a; }
+.ev-problem { color: #82071e; }
+.ev-payloads { margin: 4px 0; padding-left: 18px; }
+.ev-payloads li { word-break: break-word; }
+#panel .ev-diff { padding: 4px 0; }
+.ev-diff span { display: block; min-height: 1.4em; padding: 0 6px; }
+.dl-head { font-weight: 600; color: #57606a; }
+.dl-hunk { color: #8250df; background: #f6f0ff; }
+.dl-del { color: #82071e; background: #ffebe9; }
+.dl-add { color: #116329; background: #dafbe1; }
+.ev-toggle { margin: 4px 0; font-size: 12px; }
 """
 
 # Data is only ever written with textContent / title / value / dataset, never innerHTML.
@@ -226,6 +242,7 @@ SCRIPT = r"""
       ["variant", D.variants[D.cols[COL[i]][0]]], ["device", D.devices[D.cols[COL[i]][1]]], ["status", st],
       ["error type", D.str[val(i, "et")] || "—"],
       ["transform failed", TF[i] ? "yes: the variant's transform raised, not the test's assertion" : "no"],
+      ["transform check", D.str[val(i, "chk")] || "—"],
       ["duration", (MS[i] / 1000).toFixed(3) + " s"], ["target", D.targets[val(i, "tgt")][0]],
       ["expectation", D.str[val(i, "exp")] || "—"], ["attempts", String(val(i, "att"))], ["cached", val(i, "cached") ? "yes" : "no"],
       ["shard", val(i, "shard") < 0 ? "—" : String(val(i, "shard"))], ["run id", D.str[val(i, "rid")] || D.run.run_id],
@@ -238,8 +255,46 @@ SCRIPT = r"""
     $("p-log").textContent = D.str[val(i, "log")];
     $("p-log-wrap").hidden = !D.str[val(i, "log")];
     $("p-cmd").textContent = rerun(i);
+    evidence(i);
     $("panel").hidden = false;
     lastRange = ""; render();
+  }
+  // ---- the record's evidence (report/evidence.py made every line; this only lays them out)
+  const EV = D.ev, ET = D.evText, SHOW = "show the full texts", HIDE = "hide the full texts";
+  const KIND = { "h": "dl-head", "@": "dl-hunk", "-": "dl-del", "+": "dl-add", " ": "dl-same" };
+  function evidence(i) {
+    const ev = EV[i], box = $("p-ev");
+    $("panel").classList.toggle("wide", !!ev);
+    $("p-ev-wrap").hidden = !ev;
+    box.replaceChildren();
+    if (!ev) return;
+    box.append(el("p", "ev-where", ev.where));
+    if (ev.problem) box.append(el("p", "ev-problem", "The evidence could not be read whole: " + ev.problem));
+    for (const c of ev.calls) {
+      const sec = el("section", "ev-call");
+      sec.dataset.call = String(c.n);
+      sec.append(el("h4", null, "Call " + c.n + " of " + ev.calls.length + ": " + c.entry), el("p", "ev-check", c.check));
+      for (const note of [c.note, ...c.cuts]) if (note) sec.append(el("p", "ev-note", note));
+      if (c.error) sec.append(el("pre", "ev-error", c.error));
+      if (c.diff.length) {
+        const pre = el("pre", "ev-diff");
+        c.diff.forEach((line, k) => pre.append(el("span", KIND[c.kinds[k]] || "dl-same", line)));
+        sec.append(pre);
+      }
+      if (c.payloads.length) {
+        const ul = el("ul", "ev-payloads");
+        for (const [line, cmd] of c.payloads) { const li = el("li", null, line); if (cmd) li.append(el("code", "ev-get", cmd)); ul.append(li); }
+        sec.append(ul);
+      }
+      const full = el("div", "ev-full"), toggle = el("button", "ev-toggle", SHOW);
+      full.hidden = true; toggle.type = "button";
+      full.append(el("h5", null, "before"), el("pre", "ev-before", ET[c.before]));
+      if (c.after >= 0) full.append(el("h5", null, "after"), el("pre", "ev-after", ET[c.after]));
+      toggle.addEventListener("click", () => { full.hidden = !full.hidden; toggle.textContent = full.hidden ? SHOW : HIDE; });
+      sec.append(toggle, full);
+      box.append(sec);
+    }
+    if (ev.notKept) box.append(el("p", "ev-note", ev.notKept));
   }
   rowsEl.addEventListener("click", (ev) => {
     const cell = ev.target.closest(".c");
@@ -285,8 +340,9 @@ BODY = """<header>
 <dl id="p-fields"></dl>
 <h3>Message</h3>
 <pre id="p-message"></pre>
-<div id="p-log-wrap" hidden><h3>Log tail</h3><pre id="p-log"></pre></div>
 <h3>Rerun <button type="button" id="p-copy">copy</button></h3>
 <code id="p-cmd"></code>
+<div id="p-ev-wrap" hidden><h3>What the transform changed</h3><div id="p-ev"></div></div>
+<div id="p-log-wrap" hidden><h3>Log tail</h3><pre id="p-log"></pre></div>
 </aside>
 """

@@ -21,6 +21,7 @@ from tools.matrix.report.commands import (
     label_for,
     target_part,
 )
+from tools.matrix.report.evidence import EvidenceView, evidence_view
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
 from tools.matrix.report.summary import COLUMNS, Prepared, prepare, variant_order
@@ -54,10 +55,10 @@ def _shown(value: Any) -> Any:
 # cell shares one), so records carry one index into a deduplicated table of these.
 _DETAIL = attrgetter(
     "variant", "device", "status", "transform_failed", "message", "error_type", "expectation", "log_tail",
-    "run_id", "suite", "target", "attempts", "cached", "shard",
+    "run_id", "suite", "target", "attempts", "cached", "shard", "transform_check",
 )
 # Field order of each entry of data["det"] (a flat list, DETAIL_FIELDS ints per entry); the script reads it.
-DETAIL_FIELDS = ("col", "st", "tf", "msg", "et", "exp", "log", "rid", "tgt", "att", "cached", "shard")
+DETAIL_FIELDS = ("col", "st", "tf", "msg", "et", "exp", "log", "rid", "tgt", "att", "cached", "shard", "chk")
 
 
 def _durations_ms(ordered: Sequence[Record]) -> list[int]:
@@ -65,6 +66,32 @@ def _durations_ms(ordered: Sequence[Record]) -> list[int]:
         return [round(d * 1000) for d in map(attrgetter("duration_s"), ordered)]
     except (OverflowError, ValueError):  # inf / nan: no JSON for them
         return [round(d * 1000) if isfinite(d) else 0 for d in map(attrgetter("duration_s"), ordered)]
+
+
+def _evidence_data(ordered: Sequence[Record]) -> dict[str, Any]:
+    """data["ev"]: record index -> its evidence as report/evidence.py shows it, only for records that
+    have some; data["evText"]: the program texts they refer to by index (a test's `before` is the same
+    under every variant: kept once)."""
+    texts: dict[str, int] = {}
+    ev: dict[str, Any] = {}
+    for i, record in enumerate(ordered):
+        if record.evidence:
+            view = evidence_view(record)
+            assert view is not None
+            ev[str(i)] = _evidence_json(view, texts)
+    return {"ev": ev, "evText": list(texts)}
+
+
+def _evidence_json(view: EvidenceView, texts: dict[str, int]) -> dict[str, Any]:
+    """The page's form of an EvidenceView (its strings are visible already; texts interned)."""
+    calls = [
+        {"n": c.number, "entry": c.entry, "check": c.check, "note": c.note, "diff": c.diff, "kinds": c.kinds, "error": c.error,
+         "cuts": c.cuts, "before": texts.setdefault(c.before, len(texts)),
+         "after": -1 if c.after is None else texts.setdefault(c.after, len(texts)),
+         "payloads": [[p.line, p.command] for p in c.payloads]}
+        for c in view.calls
+    ]
+    return {"where": view.where, "problem": view.problem, "notKept": view.not_kept, "calls": calls}
 
 
 def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None) -> dict[str, Any]:
@@ -97,13 +124,13 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     intern = strings.setdefault  # intern(s, len(strings)) -> index, adding s if new
     targets: dict[str, int] = {}
     flat: list[int] = []
-    for variant, device, status, tf, msg, et, exp, log, rid, suite, target, att, cached, shard in details:
+    for variant, device, status, tf, msg, et, exp, log, rid, suite, target, att, cached, shard, chk in details:
         label = label_for(suite, variant, device, target)
         flat += (
             col_i[(variant, device)], st_i[status], 1 if tf else 0,
             intern(msg, len(strings)), intern(et or "", len(strings)), intern(exp or "", len(strings)),
             intern(log, len(strings)), intern(rid, len(strings)), targets.setdefault(label, len(targets)),
-            att, 1 if cached else 0, -1 if shard is None else shard,
+            att, 1 if cached else 0, -1 if shard is None else shard, intern(chk or "", len(strings)),
         )
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),
@@ -124,6 +151,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "rec": {"det": det, "ms": _durations_ms(ordered)},
         "changes": None,
         "baseline": None,
+        **_evidence_data(ordered),
     }
     if baseline is not None:
         index = {r.key: i for i, r in enumerate(ordered)}

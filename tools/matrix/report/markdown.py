@@ -10,6 +10,7 @@ from operator import attrgetter
 from tools.matrix import statuses
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report.baseline import Change, Comparison
+from tools.matrix.report.evidence import CallView, evidence_view, with_evidence
 from tools.matrix.report.signatures import failure_causes, first_message
 from tools.matrix.report.summary import (
     COLUMNS,
@@ -38,6 +39,9 @@ SYMBOLS = {
 TRANSFORM_MARK = "⚙"  # appended when the variant's transform raised, as opposed to the test's assertion
 MAX_MESSAGE = 240
 MAX_ROWS = 200  # per list-like section; compat.json and compat.html always have everything
+# "What the transform changed": cells shown, calls shown per cell, diff lines shown per call.
+MAX_EVIDENCE_CELLS, MAX_EVIDENCE_CALLS, MAX_DIFF_LINES = 20, 3, 40
+MAX_CHECK = 500
 
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _BACKTICKS = re.compile(r"`+")
@@ -167,6 +171,60 @@ def _causes(records: Sequence[Record]) -> list[str]:
     return lines + table(["#", "count", "of which xfailed", "kind", "signature", "variants", "suites", "example"], rows, "rrr")
 
 
+def _fenced(lines: Sequence[str], info: str = "") -> list[str]:
+    """A fenced code block no line of `lines` can close (its fence is longer than any backtick run)."""
+    longest = max((len(m) for line in lines for m in _BACKTICKS.findall(line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, *lines, fence]
+
+
+def _evidence_call(call: CallView, of: int) -> list[str]:
+    check = call.check if len(call.check) <= MAX_CHECK else call.check[: MAX_CHECK - 1] + "…"
+    lines = [f"Call {call.number} of {of}: {code(call.entry)} · {code(check)}", ""]
+    for note in [call.note, *call.cuts]:
+        if note:
+            lines += [f"*{escape(note)}*", ""]
+    if call.error:
+        lines += [*_fenced(call.error.split("\n"), "text"), ""]
+    if call.diff:
+        shown = call.diff[:MAX_DIFF_LINES]
+        lines += [*_fenced(shown, "diff"), ""]
+        if len(call.diff) > len(shown):
+            lines += [f"… {len(call.diff) - len(shown)} more diff lines: compat.html has the whole diff and both texts.", ""]
+    for p in call.payloads:
+        get = f" · {code(p.command)}" if p.command else ""
+        lines.append(f"- payload {code(p.file)}: {escape(p.about)}{get}")
+    return lines + [""] if call.payloads else lines
+
+
+def _evidence(records: Sequence[Record]) -> list[str]:
+    """Per cell with evidence (unexpected first, then xfailed): what its variant's transform changed."""
+    cells = with_evidence(records)
+    if not cells:
+        return []
+    lines = [f"## What the transform changed ({len(cells)})", "",
+             ("Cells that failed, crashed or xfailed under a transforming variant keep, per call it transformed, the program "
+              "before and after the transform (a unified diff), the differential check's outcome and what the transform "
+              f"serialized (the payload, with the command that gets it). Unexpected results first; here at most "
+              f"{MAX_EVIDENCE_CALLS} calls a cell and {MAX_DIFF_LINES} diff lines a call: compat.html has everything "
+              "(click the cell).")]
+    for r in cells[:MAX_EVIDENCE_CELLS]:
+        view = evidence_view(r)
+        assert view is not None
+        lines += ["", f"### {r.status} · {escape(r.variant)}/{escape(r.device)} · {escape(r.suite)} {code(r.test)}", ""]
+        if view.problem:
+            lines += [f"**The evidence could not be read whole:** {escape(view.problem)}", ""]
+        for call in view.calls[:MAX_EVIDENCE_CALLS]:
+            lines += _evidence_call(call, len(view.calls))
+        hidden = len(view.calls) - min(len(view.calls), MAX_EVIDENCE_CALLS)
+        for note in [f"{hidden} more calls in compat.html." if hidden else "", view.not_kept]:
+            if note:
+                lines += [escape(note), ""]
+        if lines[-1] == "":
+            lines.pop()
+    return lines + _more(len(cells), min(len(cells), MAX_EVIDENCE_CELLS), " cells with evidence")
+
+
 def _legend() -> str:
     names = " · ".join(f"{sym} {status}" for status, sym in SYMBOLS.items())
     return f"Legend: {names} · {TRANSFORM_MARK} after a symbol: the variant's transform raised (not the test's assertion) · empty: no such cell."
@@ -227,4 +285,7 @@ def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline
     if baseline is not None:
         parts.append(_changes(baseline))
     parts += [_unexpected(ordered), _stale_xfails(ordered), _causes(ordered), _grids(ordered)]
+    evidence = _evidence(ordered)
+    if evidence:
+        parts.append(evidence)
     return "\n\n".join("\n".join(p) for p in parts) + "\n"

@@ -9,6 +9,7 @@ from typing import TypeVar
 from tools.matrix import statuses
 from tools.matrix.records import Record
 from tools.matrix.report.baseline import Comparison
+from tools.matrix.report.evidence import failing_with_evidence
 from tools.matrix.report.signatures import first_message
 from tools.matrix.report.summary import (
     COLUMNS,
@@ -95,4 +96,8 @@ def terminal_summary(records: Sequence[Record], comparison: Comparison | None = 
         out += _listing(f"Unexpected results ({len(bad)}):", bad, lambda r: _line(r, f"{r.status}{' (transform)' if r.transform_failed else ''}"))
     else:
         out.append("No unexpected results.")
+    kept, failing = failing_with_evidence(records)
+    if kept:
+        out.append(f"Evidence: {kept} of {failing} failing cells kept what their variant's transform changed: "
+                   "compat.md, \"What the transform changed\", or click the cell in compat.html.")
     return "\n".join(out) + "\n"

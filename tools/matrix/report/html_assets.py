@@ -49,7 +49,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 #panel dd { margin: 0; word-break: break-word; white-space: pre-wrap; }
 #panel pre, #panel code { font: 12px/1.4 ui-monospace, monospace; background: #f6f8fa; padding: 6px; margin: 0; white-space: pre-wrap; word-break: break-all; display: block; }
 #p-close { position: absolute; top: 8px; right: 10px; font-size: 16px; }
-#panel.wide { width: min(980px, 100vw); }
+#panel.wide { width: min(760px, 100vw); }  /* wider for diffs, still short of the heatmap's first columns */
 #panel h4 { font-size: 13px; margin: 10px 0 4px; word-break: break-all; }
 #panel h5 { font-size: 12px; margin: 6px 0 2px; color: #57606a; }
 .ev-call { border-top: 1px solid #d0d7de; padding-top: 4px; margin-top: 8px; }

@@ -16,10 +16,9 @@ from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import SCHEMA_PATH, load_json, render_html, render_markdown, terminal_summary, write_reports
 from tools.matrix.report.evidence import UNCHANGED, UNFINISHED, evidence_view, fetch_command
 from tools.matrix.report.markdown import MAX_DIFF_LINES, MAX_EVIDENCE_CELLS
-from tools.matrix.tests.fixtures.evidence_records import BIDI, BREAKOUT, RELU_LINE, SIGMOID_LINE, evidence_records
+from tools.matrix.tests.fixtures.evidence_records import BIDI, BREAKOUT, RELU_LINE, SIGMOID_LINE, TEST, evidence_records
 
 RUN = RunInfo(run_id="ev-run", created="2026-12-04T03:00:00Z", torch_version="2.13.0")
-TEST = "test_models.py::test_relu_times_two"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """compat.html in real headless Chromium (Debian's chromium + chromedriver, driven by selenium):
 heatmap rows, filters, hostile names rendered as text with no script run, the cell panel's rerun command,
-and lazy rendering of a large report."""
+lazy rendering of a large report, and a failing cell's evidence (the diff of its program before/after the
+variant's transform, from real torch programs: fixtures/evidence_records.py)."""
 
 from __future__ import annotations
 
@@ -275,3 +276,118 @@ def test_empty_report_loads(driver, tmp_path):
     open_report(driver, write_reports([], RUN, tmp_path)[2])
     assert driver.find_element(By.ID, "count").text == "showing 0 of 0 tests"
     assert driver.find_element(By.ID, "empty").is_displayed()
+
+
+# ---------------------------------------------------------------- the evidence of a failing cell
+
+
+@pytest.fixture(scope="module")
+def evidence_recs() -> list[Record]:
+    from tools.matrix.tests.fixtures.evidence_records import evidence_records
+
+    return evidence_records()
+
+
+@pytest.fixture(scope="module")
+def evidence_report(evidence_recs, tmp_path_factory) -> Path:
+    return write_reports(evidence_recs, RUN, tmp_path_factory.mktemp("evidence"))[2]
+
+
+def click_cell(driver, test: str, col: str) -> None:
+    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#rows .row") if r.find_element(By.CSS_SELECTOR, ".t").get_attribute("textContent") == test)
+    row.find_element(By.CSS_SELECTOR, f".c[data-col='{col}']").click()
+
+
+def panel_fields(driver) -> dict[str, str]:
+    panel = driver.find_element(By.ID, "panel")
+    return dict(zip([e.get_attribute("textContent") for e in panel.find_elements(By.TAG_NAME, "dt")],
+                    [e.get_attribute("textContent") for e in panel.find_elements(By.TAG_NAME, "dd")]))
+
+
+def test_clicking_a_failing_cell_shows_the_diff_the_check_and_the_payload(driver, evidence_report, evidence_recs):
+    from tools.matrix.tests.fixtures.evidence_records import RELU_LINE, SIGMOID_LINE, TEST
+
+    swap = next(r for r in evidence_recs if r.variant == "swap" and r.test == TEST)
+    call = swap.evidence["calls"][0]
+    open_report(driver, evidence_report)
+    assert not driver.find_element(By.ID, "p-ev-wrap").is_displayed()
+    click_cell(driver, TEST, "swap · cpu")
+    assert driver.find_element(By.ID, "p-ev-wrap").is_displayed()
+    assert "wide" in driver.find_element(By.ID, "panel").get_attribute("class")
+    assert panel_fields(driver)["transform check"] == swap.transform_check == call["check"]
+    assert driver.find_element(By.ID, "p-log").get_attribute("textContent") == swap.log_tail
+    (section,) = driver.find_elements(By.CSS_SELECTOR, "#p-ev .ev-call")
+    assert section.find_element(By.TAG_NAME, "h4").text == "Call 1 of 1: torch.export.export"
+    assert section.find_element(By.CSS_SELECTOR, ".ev-check").text == "check: " + call["check"]
+    # the diff: the removed relu line and the added sigmoid line, each coloured by its class
+    (removed,) = section.find_elements(By.CSS_SELECTOR, ".ev-diff .dl-del")
+    (added,) = section.find_elements(By.CSS_SELECTOR, ".ev-diff .dl-add")
+    assert removed.get_attribute("textContent") == "-" + RELU_LINE and "aten.relu.default" in removed.text
+    assert added.get_attribute("textContent") == "+" + SIGMOID_LINE and "aten.sigmoid.default" in added.text
+    context = section.find_elements(By.CSS_SELECTOR, ".ev-diff .dl-same")
+    assert len(context) == 6
+    colours = {e.value_of_css_property("background-color") for e in (removed, added, context[0])}
+    assert len(colours) == 3
+    assert [e.get_attribute("textContent") for e in section.find_elements(By.CSS_SELECTOR, ".ev-diff .dl-head")] == ["--- before swap", "+++ after swap"]
+    # the payload and how to get it
+    (payload,) = section.find_elements(By.CSS_SELECTOR, ".ev-payloads li")
+    size = call["payloads"][0]["bytes"]
+    get = f"unzip -p {swap.evidence['outputs']} {swap.evidence['dir']}/call-1-saved.pt2 > call-1-saved.pt2"
+    assert payload.get_attribute("textContent") == f"call-1-saved.pt2: the archive written by torch.export.save, {size:,} of {size:,} bytes kept{get}"
+    assert payload.find_element(By.CSS_SELECTOR, "code.ev-get").text == get
+    # the full texts, on demand
+    full, toggle = section.find_element(By.CSS_SELECTOR, ".ev-full"), section.find_element(By.CSS_SELECTOR, ".ev-toggle")
+    assert not full.is_displayed() and toggle.text == "show the full texts"
+    toggle.click()
+    assert full.is_displayed() and toggle.text == "hide the full texts"
+    assert full.find_element(By.CSS_SELECTOR, ".ev-before").get_attribute("textContent") == call["before"]
+    assert full.find_element(By.CSS_SELECTOR, ".ev-after").get_attribute("textContent") == call["after"]
+    toggle.click()
+    assert not full.is_displayed()
+
+    click_cell(driver, TEST, "base · cpu")  # passed: no evidence, the panel narrows again
+    assert not driver.find_element(By.ID, "p-ev-wrap").is_displayed()
+    assert "wide" not in driver.find_element(By.ID, "panel").get_attribute("class")
+    assert driver.find_elements(By.CSS_SELECTOR, "#p-ev .ev-call") == []
+
+
+def test_a_crashed_and_an_unchanged_cell_say_what_their_evidence_is(driver, evidence_report):
+    from tools.matrix.tests.fixtures.evidence_records import TEST
+
+    open_report(driver, evidence_report)
+    click_cell(driver, "test_models.py::test_crash", "crash · cpu")
+    section = driver.find_element(By.CSS_SELECTOR, "#p-ev .ev-call")
+    assert [e.text for e in section.find_elements(By.CSS_SELECTOR, ".ev-note")] == ["the transform did not finish: there is no program after it"]
+    assert section.find_elements(By.CSS_SELECTOR, ".ev-diff") == [] and section.find_element(By.CSS_SELECTOR, ".ev-check").text == "check: did not run"
+    assert len(section.find_elements(By.CSS_SELECTOR, ".ev-payloads li")) == 1
+    section.find_element(By.CSS_SELECTOR, ".ev-toggle").click()
+    assert "aten.relu.default" in section.find_element(By.CSS_SELECTOR, ".ev-before").text
+    assert section.find_elements(By.CSS_SELECTOR, ".ev-after") == []
+
+    click_cell(driver, TEST, "nudge · cpu")
+    section = driver.find_element(By.CSS_SELECTOR, "#p-ev .ev-call")
+    assert [e.text for e in section.find_elements(By.CSS_SELECTOR, ".ev-note")] == ["the program text is unchanged"]
+    assert section.find_element(By.CSS_SELECTOR, ".ev-check").text.startswith("check: failed: parameter l.weight before the call: max abs difference 0.5")
+
+
+def test_hostile_evidence_is_shown_as_text_and_runs_no_script(driver, evidence_report, tmp_path):
+    from tools.matrix.tests.fixtures.evidence_records import BREAKOUT
+
+    evil_test = "test_evil.py::test_\\u202e\\u2066[" + BREAKOUT + "]"
+    html = evidence_report.read_text(encoding="utf-8")
+    start = html.index('<meta http-equiv="Content-Security-Policy"')
+    no_csp = tmp_path / "no_csp.html"  # escaping alone must keep scripts out
+    no_csp.write_text(html[:start] + html[html.index(">", start) + 1:], encoding="utf-8")
+    for path in (evidence_report, no_csp):
+        open_report(driver, path)
+        click_cell(driver, evil_test, "swap · cpu")
+        section = driver.find_element(By.CSS_SELECTOR, "#p-ev .ev-call")
+        assert section.find_element(By.TAG_NAME, "h4").get_attribute("textContent") == "Call 1 of 1: torch.export.export\\u202e\\u2066"
+        assert section.find_element(By.CSS_SELECTOR, ".ev-check").get_attribute("textContent") == f"check: failed: {BREAKOUT}\\u202e\\u2066"
+        added = [e.get_attribute("textContent") for e in section.find_elements(By.CSS_SELECTOR, ".ev-diff .dl-add")]
+        assert added == [f'+            evil = {BREAKOUT} <img src=x onerror="window.__pwned=1"> \\u202e\\u2066x', "+```", "+~~~"]
+        section.find_element(By.CSS_SELECTOR, ".ev-toggle").click()
+        assert BREAKOUT in section.find_element(By.CSS_SELECTOR, ".ev-after").get_attribute("textContent")
+        assert section.find_element(By.CSS_SELECTOR, ".ev-payloads li").get_attribute("textContent").startswith(f"call-1-x.pt2: {BREAKOUT}\\u202e\\u2066")
+        assert driver.execute_script("return typeof window.__pwned") == "undefined"
+        assert driver.find_elements(By.TAG_NAME, "img") == []

@@ -13,6 +13,10 @@ JSON or XML, a digest of the wrong shape, a member too large to read) makes that
 records whose message names the file and what is wrong; a shard that ran but reported no tests gets
 `error` records with its cell's own problems as the reason. Files are read whole into memory by name,
 each at most MAX_OUTPUT_BYTES; nothing is extracted.
+
+A record whose status keeps evidence (statuses.KEEPS_EVIDENCE) gets the evidence its test left in the
+shard's outputs (runtime/evidence.py), checked field by field: a test writes into those outputs itself,
+so evidence that is not what the writer writes becomes a `problem` of that record's evidence alone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import math
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -33,6 +38,7 @@ from typing import Any
 from tools.matrix import statuses
 from tools.matrix.config import Cell, Matrix, Target
 from tools.matrix.records import MatrixResult, Record
+from tools.matrix.runtime.evidence import EVIDENCE_DIR, FORMAT, MAX_CALLS, CallEvidence, Payload, index_member, test_key
 from tools.matrix.runtime.outputs import DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
 LOG_TAIL_CHARS = 4000
@@ -170,32 +176,46 @@ def shard_dirs(testlogs: Path, target: Target) -> list[tuple[int, Path]]:
     return [(i, base / f"shard_{i + 1}_of_{total}") for i in range(total)]
 
 
-def _read_bounded(path: Path) -> bytes:
+def _read_bounded(path: Path, limit: int = MAX_OUTPUT_BYTES) -> bytes:
     size = path.stat().st_size
-    if size > MAX_OUTPUT_BYTES:
-        raise Unreadable(path, f"{size:,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte limit; not read")
+    if size > limit:
+        raise Unreadable(path, f"{size:,} bytes, over the {limit:,}-byte limit; not read")
     return path.read_bytes()
 
 
-def _read_member(archive: Path, name: str) -> bytes | None:
-    """Member `name` of the zip, read into memory by name (nothing is extracted), at most MAX_OUTPUT_BYTES."""
+# What zipfile raises for a corrupt archive or member.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError)
+
+
+def _not_a_zip(archive: Path, e: Exception) -> Unreadable:
+    return Unreadable(archive, f"not a readable zip file ({type(e).__name__}: {e})")
+
+
+def _read_member(archive: Path, name: str, limit: int = MAX_OUTPUT_BYTES) -> bytes | None:
+    """Member `name` of the zip, read into memory by name (nothing is extracted), at most `limit` bytes."""
     try:
         with zipfile.ZipFile(archive) as z:
-            try:
-                info = z.getinfo(name)
-            except KeyError:
-                return None
-            if info.file_size > MAX_OUTPUT_BYTES:
-                raise Unreadable(archive, f"{name} is {info.file_size:,} bytes uncompressed ({info.compress_size:,} compressed), "
-                                          f"over the {MAX_OUTPUT_BYTES:,}-byte limit; not read")  # fmt: skip
-            # zipfile stops at the declared size and then checks the CRC, so a member whose header
-            # understates its size fails here; read(limit + 1) bounds it even so.
-            with z.open(info) as f:
-                data = f.read(MAX_OUTPUT_BYTES + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as e:
-        raise Unreadable(archive, f"not a readable zip file ({type(e).__name__}: {e})") from None
-    if len(data) > MAX_OUTPUT_BYTES:
-        raise Unreadable(archive, f"{name} is over the {MAX_OUTPUT_BYTES:,}-byte limit uncompressed; not read")
+            return _member_bytes(z, archive, name, limit)
+    except _ZIP_ERRORS as e:
+        raise _not_a_zip(archive, e) from None
+
+
+def _member_bytes(z: zipfile.ZipFile, archive: Path, name: str, limit: int) -> bytes | None:
+    """Member `name` of the open zip `z` (None: not there), at most `limit` bytes: Unreadable over it;
+    one of _ZIP_ERRORS when the member is corrupt."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        return None
+    if info.file_size > limit:
+        raise Unreadable(archive, f"{name} is {info.file_size:,} bytes uncompressed ({info.compress_size:,} compressed), "
+                                  f"over the {limit:,}-byte limit; not read")  # fmt: skip
+    # zipfile stops at the declared size and then checks the CRC, so a member whose header
+    # understates its size fails here; read(limit + 1) bounds it even so.
+    with z.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise Unreadable(archive, f"{name} is over the {limit:,}-byte limit uncompressed; not read")
     return data
 
 
@@ -428,6 +448,7 @@ class _Shard:
     records: list[Record] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     broken: _Broken | None = None
+    outputs_usable: bool = True  # False: its outputs could not be read, so neither can its evidence
 
 
 DIED = "died without writing a report or test.xml"
@@ -469,7 +490,180 @@ def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> 
         what = f"{e.path.relative_to(testlogs) if e.path.is_relative_to(testlogs) else e.path}: {e.what}"
     except Exception as e:  # noqa: BLE001 - a bug met on one odd shard must not cost the whole report
         what = f"{shard_dir.relative_to(testlogs) if shard_dir.is_relative_to(testlogs) else shard_dir}: could not be read ({type(e).__name__}: {e})"
-    return broken(statuses.ERROR, f"unusable test outputs: {what}")
+    unusable = broken(statuses.ERROR, f"unusable test outputs: {what}")
+    unusable.outputs_usable = False
+    return unusable
+
+
+# --- evidence (runtime/evidence.py) -------------------------------------------------------------
+
+# Largest evidence.json read; larger is refused unread. The writer stays well under it: MAX_CALLS calls
+# of two TEXT_CAP-character texts and two 4000-character lines, each character at most 6 bytes of JSON.
+EVIDENCE_MAX_BYTES = 8 * 1024 * 1024
+# The payload file names evidence.Recorder writes (call-<n>-<_safe_name>): one path component, never "..".
+_PAYLOAD_FILE = re.compile(r"call-[0-9]+-[A-Za-z0-9._-]{1,80}")
+_EVIDENCE_TYPES = {"str": {str}, "int": {int}, "float": {int, float}, "None": {_NONE}}
+_VALUE_NAMES = {str: "a string", float: "a number", int: "an integer", _NONE: "null"}
+
+
+def _json_types(annotation: str) -> frozenset[type]:
+    """The JSON value types of a field annotated `annotation` ("str | None"): the dataclass is the format."""
+    return frozenset().union(*(_EVIDENCE_TYPES[part] for part in annotation.split(" | ")))
+
+
+_CALL_TYPES = {f.name: _json_types(str(f.type)) for f in fields(CallEvidence) if f.name != "payloads"}
+_CALL_FIELDS = tuple(f.name for f in fields(CallEvidence))
+_PAYLOAD_TYPES = {f.name: _json_types(str(f.type)) for f in fields(Payload)}
+
+
+class _BadEvidence(Exception):
+    """What is wrong with an evidence.json's content."""
+
+
+def _check_value(value: Any, allowed: frozenset[type], where: str) -> None:
+    kind = type(value)  # not isinstance: true/false are not integers here
+    if kind not in allowed:
+        wanted = [name for t, name in _VALUE_NAMES.items() if t in allowed and not (t is int and float in allowed)]
+        raise _BadEvidence(f"{where} is {value!r:.80}, not {' or '.join(wanted)}")
+    if kind in (int, float) and not (math.isfinite(value) and value >= 0):
+        raise _BadEvidence(f"{where} is {value!r}, not a finite number >= 0")
+
+
+def _fields_of(value: Any, types: dict[str, frozenset[type]], where: str) -> dict[str, Any]:
+    """`value`'s fields named in `types`, each checked (unknown keys are dropped)."""
+    if type(value) is not dict:
+        raise _BadEvidence(f"{where} is a JSON {type(value).__name__}, not an object")
+    missing = [name for name in types if name not in value]
+    if missing:
+        raise _BadEvidence(f"{where} lacks {', '.join(missing)}")
+    for name, allowed in types.items():
+        _check_value(value[name], allowed, f"{where}.{name}")
+    return {name: value[name] for name in types}
+
+
+def _evidence_calls(doc: Any, nodeid: str, has_file: Callable[[str], bool]) -> tuple[list[dict[str, Any]], int]:
+    """(calls, calls_not_kept) of an evidence.json's content, as compat.schema.json's evidence has them."""
+    if type(doc) is not dict:
+        raise _BadEvidence(f"a JSON {type(doc).__name__}, not an evidence object")
+    if type(doc.get("format")) is not int or doc["format"] != FORMAT:
+        raise _BadEvidence(f"format {doc.get('format')!r:.40}, not {FORMAT}")
+    if doc.get("nodeid") != nodeid:
+        raise _BadEvidence(f"the evidence of {doc.get('nodeid')!r:.200}, not of this test")
+    calls = doc.get("calls")
+    if type(calls) is not list:
+        raise _BadEvidence(f"calls is {calls!r:.80}, not a list")
+    if len(calls) > MAX_CALLS:
+        raise _BadEvidence(f"{len(calls)} calls, more than the {MAX_CALLS} a test keeps")
+    _check_value(doc.get("calls_not_kept"), frozenset({int}), "calls_not_kept")
+    out = []
+    for i, call in enumerate(calls, 1):
+        checked = _fields_of(call, _CALL_TYPES, f"call {i}")
+        payloads = call.get("payloads")
+        if type(payloads) is not list:
+            raise _BadEvidence(f"call {i}.payloads is {payloads!r:.80}, not a list")
+        kept = []
+        for j, payload in enumerate(payloads, 1):
+            p = _fields_of(payload, _PAYLOAD_TYPES, f"call {i} payload {j}")
+            if not _PAYLOAD_FILE.fullmatch(p["file"]):
+                raise _BadEvidence(f"call {i} payload {j}: file {p['file']!r:.120} is not a payload file name (call-<n>-<name>)")
+            if p["kept"] and not has_file(p["file"]):
+                raise _BadEvidence(f"call {i} payload {j}: {p['file']} is not in the outputs")
+            kept.append(p)
+        out.append({name: kept if name == "payloads" else checked[name] for name in _CALL_FIELDS})
+    return out, doc["calls_not_kept"]
+
+
+def _unusable(source: Path, nodeid: str, problem: str) -> dict[str, Any]:
+    """The evidence of a record whose evidence.json was there but could not be used: `problem` says why."""
+    return {"outputs": str(source), "dir": f"{EVIDENCE_DIR}/{test_key(nodeid)}", "calls": [], "calls_not_kept": 0, "problem": problem}
+
+
+def _evidence_of(record: Record, source: Path, read: Callable[[], bytes | None], has_file: Callable[[str], bool],
+                 shown: Callable[[Path], str]) -> dict[str, Any] | None:  # fmt: skip
+    """The evidence of `record` in the outputs `source` (None: it kept none); `read()` gives its
+    evidence.json (raising Unreadable); `has_file(name)` says whether a file of its directory is there."""
+    try:
+        data = read()
+        if data is None:
+            return None
+        try:
+            calls, not_kept = _evidence_calls(json.loads(data), record.test, has_file)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise _BadEvidence(f"invalid JSON ({type(e).__name__}: {e})") from None
+    except Unreadable as e:
+        return _unusable(source, record.test, f"{shown(e.path)}: {e.what}")
+    except _BadEvidence as e:
+        return _unusable(source, record.test, f"{shown(source)}: {index_member(record.test)}: {e}")
+    return {"outputs": str(source), "dir": f"{EVIDENCE_DIR}/{test_key(record.test)}", "calls": calls, "calls_not_kept": not_kept}
+
+
+def _attach_evidence(testlogs: Path, shard_dir: Path, records: list[Record]) -> None:
+    try:
+        read_evidence(testlogs, shard_dir, records)
+    except Exception as e:  # noqa: BLE001 - a bug met on one odd shard's evidence must not cost the report
+        where = shard_dir.relative_to(testlogs) if shard_dir.is_relative_to(testlogs) else shard_dir
+        for record in records:
+            if record.evidence is None:  # not reached, or kept none: which one is unknown
+                problem = f"{where}: the evidence could not be read ({type(e).__name__}: {e})"
+                record.evidence = _unusable(shard_dir / "test.outputs", record.test, problem)
+
+
+def read_evidence(testlogs: Path, shard_dir: Path, records: list[Record]) -> None:
+    """Set the `evidence` of each of `records` (one shard's) that its test left in the shard's outputs:
+    the unzipped test.outputs/ directory, else outputs.zip, opened once for all of them."""
+    outputs = shard_dir / "test.outputs"
+    archive = outputs / "outputs.zip"
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
+
+    in_zip = []
+    for record in records:
+        member = index_member(record.test)
+        folder = outputs / member.rpartition("/")[0]
+        if not os.path.lexists(outputs / member):
+            in_zip.append(record)
+            continue
+
+        def read(path: Path = outputs / member) -> bytes:
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):  # a link or a FIFO a test left there: never followed
+                    raise Unreadable(path, "not a regular file; not read")
+                return _read_bounded(path, EVIDENCE_MAX_BYTES)
+            except OSError as e:  # e.g. a test made it unreadable
+                raise Unreadable(path, f"not readable ({type(e).__name__}: {e})") from None
+
+        def in_folder(name: str, folder: Path = folder) -> bool:
+            try:
+                return stat.S_ISREG(os.lstat(folder / name).st_mode)
+            except OSError:
+                return False
+
+        record.evidence = _evidence_of(record, outputs, read, in_folder, shown)
+    if not in_zip or not archive.is_file():
+        return
+    try:
+        z = zipfile.ZipFile(archive)
+    except _ZIP_ERRORS as e:
+        problem = f"{shown(archive)}: {_not_a_zip(archive, e).what}"
+        for record in in_zip:
+            record.evidence = _unusable(archive, record.test, problem)
+        return
+    with z:
+        names = set(z.namelist())
+        for record in in_zip:
+            member = index_member(record.test)
+
+            def read(member: str = member) -> bytes | None:
+                try:
+                    return _member_bytes(z, archive, member, EVIDENCE_MAX_BYTES)
+                except _ZIP_ERRORS as e:
+                    raise Unreadable(archive, f"{member}: not readable ({type(e).__name__}: {e})") from None
+
+            def in_archive(name: str, folder: str = member.rpartition("/")[0]) -> bool:
+                return f"{folder}/{name}" in names
+
+            record.evidence = _evidence_of(record, archive, read, in_archive, shown)
 
 
 def _fresh_bep(bazel: dict[str, BazelResult], bep: Path, newest: dict[str, float]) -> tuple[dict[str, BazelResult], list[str]]:
@@ -506,6 +700,7 @@ def collect(
     found: dict[tuple[str, str, str], list[Record]] = {}
     broken: dict[tuple[str, str, str], list[_Broken]] = {}  # shards that ran but left no usable results
     newest: dict[str, float] = {}  # label -> newest output mtime (is the BEP about these testlogs?)
+    readable: dict[tuple[str, int], Path] = {}  # (label, shard) -> the shard's directory, when its outputs could be read
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key] = []
@@ -520,6 +715,8 @@ def collect(
                 result = _read_shard(testlogs, shard_dir, target, shard)
                 if result is None:
                     continue
+                if result.outputs_usable:
+                    readable[target.label, shard] = shard_dir
                 found[key] += result.records
                 collected.torch_version = collected.torch_version or result.meta.get("torch_version")
                 collected.problems += [f"{target.label}: {p}" for p in result.meta.get("problems", [])]
@@ -561,6 +758,8 @@ def collect(
                                      message=message, error_type=status, target=(why.target if why else target).label, shard=shard, log_tail=tail))  # fmt: skip
     # A broken shard no record speaks for (tests unknown, or another shard spoke for the target): never silent.
     collected.problems += [f"{b.target.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
+    keeping: dict[tuple[str, int], list[Record]] = {}  # per shard, its records whose status keeps evidence
+    keeps = statuses.KEEPS_EVIDENCE
     for records in found.values():
         for record in records:
             record.run_id = run_id
@@ -568,7 +767,12 @@ def collect(
             if result and record.shard is not None:
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)
+            if record.status in keeps and record.shard is not None:
+                keeping.setdefault((record.target, record.shard), []).append(record)
         collected.records += records
+    for shard_key, records in keeping.items():
+        if shard_key in readable:
+            _attach_evidence(testlogs, readable[shard_key], records)
     # In Record.key order: stable one-field passes, least significant first (faster than a 4-tuple key).
     for name in ("device", "variant", "test", "suite"):
         collected.records.sort(key=attrgetter(name))

@@ -56,11 +56,14 @@ def escape(text: str) -> str:
     return text
 
 
-def code(text: str, limit: int | None = None) -> str:
-    """A code span safe inside a table cell (GFM unescapes `\\|` there even inside code)."""
+def code(text: str, limit: int | None = None, in_table: bool = True) -> str:
+    """A code span safe inside a table cell (GFM unescapes `\\|` there even inside code); outside a table
+    (`in_table=False`) a pipe stays as it is, so a command copied from it runs as written."""
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
-    text = _NEWLINES.sub(" ↵ ", visible(text)).replace("|", "\\|")
+    text = _NEWLINES.sub(" ↵ ", visible(text))
+    if in_table:
+        text = text.replace("|", "\\|")
     if not text.strip():
         return ""
     fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
@@ -180,7 +183,7 @@ def _fenced(lines: Sequence[str], info: str = "") -> list[str]:
 
 def _evidence_call(call: CallView, of: int) -> list[str]:
     check = call.check if len(call.check) <= MAX_CHECK else call.check[: MAX_CHECK - 1] + "…"
-    lines = [f"Call {call.number} of {of}: {code(call.entry)} · {code(check)}", ""]
+    lines = [f"Call {call.number} of {of}: {code(call.entry, in_table=False)} · {code(check, in_table=False)}", ""]
     for note in [call.note, *call.cuts]:
         if note:
             lines += [f"*{escape(note)}*", ""]
@@ -192,8 +195,8 @@ def _evidence_call(call: CallView, of: int) -> list[str]:
         if len(call.diff) > len(shown):
             lines += [f"… {len(call.diff) - len(shown)} more diff lines: compat.html has the whole diff and both texts.", ""]
     for p in call.payloads:
-        get = f" · {code(p.command)}" if p.command else ""
-        lines.append(f"- payload {code(p.file)}: {escape(p.about)}{get}")
+        get = f" · {code(p.command, in_table=False)}" if p.command else ""
+        lines.append(f"- payload {code(p.file, in_table=False)}: {escape(p.about)}{get}")
     return lines + [""] if call.payloads else lines
 
 

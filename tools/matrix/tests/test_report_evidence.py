@@ -109,6 +109,11 @@ def test_fetch_command_quotes_paths_and_a_payload_not_kept_has_none():
         "2 more calls of this test not kept (past the runtime's limit per test)",
     ]
     assert evidence_view(replace(rec, evidence=None)) is None
+    # outside a table a pipe in a command stays as it is: the command runs as copied
+    piped = replace(rec, evidence={**rec.evidence, "outputs": "logs/a|b/outputs.zip",
+                                   "calls": [{**rec.evidence["calls"][0], "payloads": [{"file": "call-1-p", "what": "w", "bytes": 1, "kept": 1, "cut": ""}]}]})
+    assert "- payload `call-1-p`: w, 1 of 1 bytes kept · `unzip -p 'logs/a|b/outputs.zip' matrix_evidence/k/call-1-p > call-1-p`" in md_evidence(
+        render_markdown([piped], RUN))
 
 
 # ---------------------------------------------------------------- compat.md

@@ -39,6 +39,7 @@ TEXT_CAP = 64 * 1024  # characters of one program's text
 PAYLOAD_CAP = 1024 * 1024  # bytes of one payload file
 MAX_CALLS = 8  # calls of one test kept; more are counted in `calls_not_kept`
 BUDGET = 64 * 1024 * 1024  # bytes of evidence one target shard keeps before it stops keeping payloads
+_MEMBER_HEADERS = 30 + 46 + 20  # bytes of a zip member's local and central headers, and a zip64 extra field
 # Source-location comments torch puts in a program's text: they differ between the original and a
 # deserialized program without saying anything about what it computes.
 _NOISE = re.compile(r"^\s*# (File: .*|No stacktrace found for following nodes)$")
@@ -81,23 +82,26 @@ def program_text(program: Any) -> str:
 
 
 def bound_payload(data: bytes, cap: int = PAYLOAD_CAP) -> tuple[bytes, str]:
-    """(what of `data` to keep, what was cut: "" when nothing). A zip archive over `cap` keeps its
-    smallest members that fit (the program's JSON, not its weights) as a smaller valid archive."""
+    """(what of `data` to keep, what was cut: "" when nothing). A zip archive over `cap` keeps, as a
+    smaller valid archive, its JSON members (the program, not its weights), then its smallest others
+    that fit."""
     if len(data) <= cap:
         return data, ""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = sorted(archive.infolist(), key=lambda m: (m.file_size, m.filename))
+            members = sorted(archive.infolist(), key=lambda m: (not m.filename.endswith(".json"), m.file_size, m.filename))
             out, kept, left = io.BytesIO(), 0, []
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as smaller:
                 for member in members:
-                    if kept + member.file_size <= cap * 3 // 4:  # room for the archive's own overhead
+                    # Its local and central headers (with name and extra field twice) count too.
+                    size = member.file_size + _MEMBER_HEADERS + 2 * (len(member.filename.encode()) + len(member.extra))
+                    if kept + size <= cap * 3 // 4:  # room for compression's worst case
                         smaller.writestr(member, archive.read(member))
-                        kept += member.file_size
+                        kept += size
                     else:
                         left.append(member)
         if out.tell() <= cap:
-            named = ", ".join(f"{m.filename} ({m.file_size:,} bytes)" for m in left[-3:][::-1])
+            named = ", ".join(f"{m.filename} ({m.file_size:,} bytes)" for m in sorted(left, key=lambda m: -m.file_size)[:3])
             more = f" and {len(left) - 3} more" if len(left) > 3 else ""
             return (
                 out.getvalue(),

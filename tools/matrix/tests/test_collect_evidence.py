@@ -39,9 +39,14 @@ IMPLS = {
     "base": "tools.matrix.variants.base:Base",
     "swap": "synvariants.mistranslating:SwapReluForSigmoid",
     "crash": "synvariants.mistranslating:CrashAfterSerializing",
+    "expected": "synvariants.mistranslating:SwapReluForSigmoid",  # its breakage listed as an xfail
 }
+XFAIL = {EXPORTS: "relu becomes sigmoid"}
 CELLS = {
-    name: Cell(SUITE, (FILE,), variant=name, impl=impl, applies_to=(EXPORT,) if name != "base" else ()) for name, impl in IMPLS.items()
+    name: Cell(
+        SUITE, (FILE,), variant=name, impl=impl, applies_to=(EXPORT,) if name != "base" else (), xfail=XFAIL if name == "expected" else {}
+    )
+    for name, impl in IMPLS.items()
 }
 MATRIX = (
     "devices:\n  cpu: {}\nvariants:\n"
@@ -66,6 +71,7 @@ def runs(tmp_path_factory) -> dict[str, CellRun]:
     assert out["swap"].statuses == {EXPORTS: statuses.FAILED, PLAIN: statuses.PASSED}, out["swap"].explain()
     assert out["crash"].statuses == {EXPORTS: statuses.CRASHED, PLAIN: statuses.PASSED}, out["crash"].explain()
     assert out["base"].statuses == {EXPORTS: statuses.PASSED, PLAIN: statuses.PASSED}, out["base"].explain()
+    assert out["expected"].statuses == {EXPORTS: statuses.XFAILED, PLAIN: statuses.PASSED}, out["expected"].explain()
     return out
 
 
@@ -156,6 +162,16 @@ def test_a_failing_record_carries_the_programs_before_and_after_and_the_payload(
         assert not [n for n in z.namelist() if n.startswith(evidence.EVIDENCE_DIR)]
 
 
+def test_an_xfailed_record_keeps_its_evidence_too(runs, matrix, tmp_path):
+    records = by_key(collect(matrix, lay_out(runs, tmp_path / "bazel-testlogs")).records)
+    expected, swap = records["expected", EXPORTS], records["swap", EXPORTS]
+    assert (expected.status, expected.expectation) == (statuses.XFAILED, EXPORTS)
+    (call,) = expected.evidence["calls"]
+    assert "problem" not in expected.evidence
+    assert (call["before"], call["after"]) == (swap.evidence["calls"][0]["before"], swap.evidence["calls"][0]["after"])
+    assert call["check"].startswith("failed: output: max abs difference ")
+
+
 def test_a_crashed_record_keeps_the_program_before_and_the_payload(runs, matrix, tmp_path):
     testlogs = lay_out(runs, tmp_path / "bazel-testlogs")
     crashed = by_key(collect(matrix, testlogs).records)["crash", EXPORTS]
@@ -214,8 +230,8 @@ def test_only_the_shards_with_failing_records_are_opened_again_for_evidence(runs
     )
     collect(matrix, testlogs)
     # Once for the results; once more for the evidence, only where a record keeps evidence.
-    assert sorted(opened) == sorted([f"{SUITE}_{v}_cpu" for v in ("base", "swap", "swap", "crash", "crash")])
-    assert sorted(asked) == [(f"{SUITE}_crash_cpu", [EXPORTS]), (f"{SUITE}_swap_cpu", [EXPORTS])]
+    assert sorted(opened) == sorted([f"{SUITE}_{v}_cpu" for v in ("base", "swap", "swap", "crash", "crash", "expected", "expected")])
+    assert sorted(asked) == [(f"{SUITE}_{v}_cpu", [EXPORTS]) for v in ("crash", "expected", "swap")]
 
 
 # --- broken or hostile evidence --------------------------------------------------------------------

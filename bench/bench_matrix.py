@@ -68,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -510,16 +511,35 @@ def remove_entry(suite: str, variant: str, device: str, nodeid: str):
 
 
 def cell_reports(testlogs: Path, targets: list) -> dict[tuple[str, int], dict[str, Any]]:
-    """(target label, shard) -> report.json of config.Targets' shards, read the way the collector reads it."""
+    """(target label, shard) -> report.json of config.Targets' shards, read the way the collector reads it.
+    Each test also gets `evidence_kept` (bench only): whether the shard's outputs hold its evidence."""
     from tools.matrix.collect import read_cell_report, shard_dirs
+    from tools.matrix.runtime.evidence import index_member
 
     out = {}
     for target in targets:
         for shard, shard_dir in shard_dirs(testlogs, target):
             report = read_cell_report(shard_dir)
             if report is not None:
+                kept = evidence_indexes(shard_dir)
+                for test in report.get("tests", []):
+                    test["evidence_kept"] = index_member(test["nodeid"]) in kept
                 out[(target.label, shard)] = report
     return out
+
+
+def evidence_indexes(shard_dir: Path) -> set[str]:
+    """The evidence.json files (runtime/evidence.py) a shard kept: members of test.outputs/outputs.zip,
+    or files of an unzipped test.outputs/, relative to it."""
+    from tools.matrix.runtime.evidence import EVIDENCE_DIR, INDEX
+
+    outputs = shard_dir / "test.outputs"
+    found = {p.relative_to(outputs).as_posix() for p in (outputs / EVIDENCE_DIR).glob(f"*/{INDEX}")}
+    archive = outputs / "outputs.zip"
+    if archive.is_file():
+        with contextlib.suppress(OSError, zipfile.BadZipFile), zipfile.ZipFile(archive) as z:
+            found.update(n for n in z.namelist() if n.startswith(f"{EVIDENCE_DIR}/") and n.endswith(f"/{INDEX}"))
+    return found
 
 
 def whole_cell(cell):
@@ -702,6 +722,74 @@ def startup_probe(python: str, repeat: int, env: dict[str, str]) -> dict[str, fl
         "second_export_s": mean(i["second_export_s"] for i in inner),
         "import_torch_min_s": min(imp), "import_torch_max_s": max(imp),
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 6's table: per variant, what a test costs (from the shards' report.json).
+
+VARIANT_COST_HEADER = (
+    f"{'suite':<14} {'variant':<16} {'tests':>6} {'mean test s':>12} {'mean transform s':>17} {'test vs base':>13} "
+    f"{'transform / base test':>22} {'mean check s':>13} {'mean evidence s':>16} {'kept evidence':>14}  differential check (all tests)"
+)
+
+
+@dataclass
+class VariantCost:
+    """One variant of one suite. The means are over the tests that passed both here and under the
+    suite's base; `kept_evidence` and `verdicts` count all of the variant's tests."""
+
+    suite: str
+    variant: str
+    tests: int  # passed here and under base
+    mean_test_s: float = 0.0
+    mean_transform_s: float = 0.0
+    ratio: float = float("nan")  # mean test time / the same tests' mean under base
+    share: float = float("nan")  # mean transform time / the same tests' mean under base
+    mean_check_s: float = 0.0  # runtime/transform_check.py (check_s)
+    mean_evidence_s: float = 0.0  # recording evidence, kept or not (runtime/evidence.py, evidence_s)
+    kept_evidence: int = 0  # tests whose evidence the shard's outputs hold (failed, xfailed, crashed, ...)
+    verdicts: str = ""  # "3 failed, 40 passed, 2 none"
+
+    def line(self) -> str:
+        if not self.tests:
+            return f"{self.suite:<14} {self.variant:<16} {0:>6}  (no test passed in both this variant and base); kept evidence: {self.kept_evidence}"
+        return (
+            f"{self.suite:<14} {self.variant:<16} {self.tests:>6} {self.mean_test_s:>12.4f} {self.mean_transform_s:>17.4f} "
+            f"{self.ratio:>12.2f}x {self.share:>21.2f}x {self.mean_check_s:>13.4f} {self.mean_evidence_s:>16.4f} {self.kept_evidence:>14}  {self.verdicts}"
+        )
+
+    def note(self) -> str:
+        return (
+            f"{self.tests} tests; mean {self.mean_test_s * 1000:.1f} ms/test, transform {self.mean_transform_s * 1000:.1f} ms/test = "
+            f"{self.share:.2f}x base test, check {self.mean_check_s * 1000:.1f} ms/test, evidence {self.mean_evidence_s * 1000:.1f} ms/test "
+            f"({self.kept_evidence} tests kept it); check verdicts: {self.verdicts}"
+        )
+
+
+def _mean(matrix: dict[Any, dict[str, Any]], keys: list[Any], name: str) -> float:
+    """The mean of a metadata.matrix field over `keys` (absent or None: 0)."""
+    return statistics.mean(float(matrix[k].get(name) or 0) for k in keys)
+
+
+def variant_costs(per: dict[tuple[str, str], dict[Any, dict[str, Any]]]) -> list[VariantCost]:
+    """(suite, variant) -> {(device, nodeid): report.json test (with cell_reports' evidence_kept)}:
+    one VariantCost each, base first within a suite."""
+    costs = []
+    for (suite, variant), tests in sorted(per.items(), key=lambda kv: (kv[0][0], kv[0][1] != "base", kv[0][1])):
+        matrix = {k: t["metadata"]["matrix"] for k, t in tests.items()}
+        base = {k: t["metadata"]["matrix"] for k, t in per.get((suite, "base"), {}).items()}
+        common = [k for k, m in matrix.items() if m["status"] == "passed" and base.get(k, {}).get("status") == "passed"]
+        cost = VariantCost(suite, variant, len(common), kept_evidence=sum(bool(t.get("evidence_kept")) for t in tests.values()))
+        verdicts = collections.Counter(str(m.get("transform_check") or "none").split(":", 1)[0].split(" (", 1)[0] for m in matrix.values())
+        cost.verdicts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+        if common:
+            cost.mean_test_s, cost.mean_transform_s = _mean(matrix, common, "duration_s"), _mean(matrix, common, "transform_s")
+            cost.mean_check_s, cost.mean_evidence_s = _mean(matrix, common, "check_s"), _mean(matrix, common, "evidence_s")
+            mean_base = _mean(base, common, "duration_s")
+            if mean_base:
+                cost.ratio, cost.share = cost.mean_test_s / mean_base, cost.mean_transform_s / mean_base
+        costs.append(cost)
+    return costs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1380,41 +1468,22 @@ class Benchmark:
     # -- 6. transform -------------------------------------------------------------------------------
 
     def transform(self) -> None:
-        log("\n== 6. per variant: transform and differential-check cost per test, relative to base (cold run's report.json) ==")
-        per: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        log("\n== 6. per variant: transform, differential-check and evidence cost per test, relative to base (cold run's report.json) ==")
+        per: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
         for target in self.cell_targets:
             c = target.cell
             tests = per.setdefault((c.suite.name, c.variant.name), {})
             for t in tests_of(self.bazel_reports, target.label):
-                tests[(c.device.name, t["nodeid"])] = t["metadata"]["matrix"]
+                tests[(c.device.name, t["nodeid"])] = t
         if not per:
             self.results.missing("transform: no report.json from the cold run")
             return
-        header = (f"{'suite':<14} {'variant':<16} {'tests':>6} {'mean test s':>12} {'mean transform s':>17} {'test vs base':>13} "
-                  f"{'transform / base test':>22} {'mean check s':>13}  differential check (all tests)")  # fmt: skip
-        log(header)
+        log(VARIANT_COST_HEADER)
         self.results.add("transform per test (passed in both; ratios to the suite's base)", "", "")
-        for (suite, variant), tests in sorted(per.items(), key=lambda kv: (kv[0][0], kv[0][1] != "base", kv[0][1])):
-            base = per.get((suite, "base"), {})
-            common = [k for k, m in tests.items() if m["status"] == "passed" and base.get(k, {}).get("status") == "passed"]
-            if not common:
-                log(f"{suite:<14} {variant:<16} {0:>6}  (no test passed in both this variant and base)")
-                continue
-            mean_d = statistics.mean(float(tests[k].get("duration_s") or 0) for k in common)
-            mean_t = statistics.mean(float(tests[k].get("transform_s") or 0) for k in common)
-            mean_c = statistics.mean(float(tests[k].get("check_s") or 0) for k in common)  # runtime/transform_check.py
-            verdicts = collections.Counter(str(m.get("transform_check") or "none").split(":", 1)[0].split(" (", 1)[0] for m in tests.values())
-            checked = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-            mean_base = statistics.mean(float(base[k].get("duration_s") or 0) for k in common)
-            ratio = mean_d / mean_base if mean_base else float("nan")
-            share = mean_t / mean_base if mean_base else float("nan")
-            log(f"{suite:<14} {variant:<16} {len(common):>6} {mean_d:>12.4f} {mean_t:>17.4f} {ratio:>12.2f}x {share:>21.2f}x {mean_c:>13.4f}  {checked}")
-            self.results.add(
-                f"  {suite}/{variant}",
-                f"{ratio:.2f}x",
-                f"{len(common)} tests; mean {mean_d * 1000:.1f} ms/test, transform {mean_t * 1000:.1f} ms/test = {share:.2f}x base test, "
-                f"check {mean_c * 1000:.1f} ms/test; check verdicts: {checked}",
-            )
+        for cost in variant_costs(per):
+            log(cost.line())
+            if cost.tests:
+                self.results.add(f"  {cost.suite}/{cost.variant}", f"{cost.ratio:.2f}x", cost.note())
 
     # -- driver -------------------------------------------------------------------------------------
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -134,3 +138,49 @@ def test_bench_matrix_finds_a_variants_module_file(tmp_path):
     (tmp_path / "my_project/variants.py").write_text("")
     assert bench_matrix.impl_module_path("tools.matrix.variants.package:FromBytes", tmp_path) == bench_matrix.VARIANT_MODULE_EDIT
     assert bench_matrix.impl_module_path("my_project.variants:MyVariant", tmp_path) == "my_project/variants.py"
+
+
+def _test(nodeid: str, status: str, duration_s: float, kept: bool = False, **matrix: Any) -> dict[str, Any]:
+    return {"nodeid": nodeid, "evidence_kept": kept, "metadata": {"matrix": {"status": status, "duration_s": duration_s, **matrix}}}
+
+
+def test_bench_matrix_variant_table_has_the_evidence_cost_and_the_tests_that_kept_it():
+    import bench_matrix
+
+    per = {
+        ("s", "base"): {("cpu", "t.py::a"): _test("t.py::a", "passed", 0.1), ("cpu", "t.py::b"): _test("t.py::b", "passed", 0.3)},
+        ("s", "serdes"): {
+            ("cpu", "t.py::a"): _test("t.py::a", "passed", 0.2, transform_s=0.05, check_s=0.01, evidence_s=0.002, transform_check="passed"),
+            ("cpu", "t.py::b"): _test("t.py::b", "passed", 0.4, transform_s=0.07, check_s=0.03, evidence_s=0.004, transform_check="passed"),
+            ("cpu", "t.py::c"): _test("t.py::c", "failed", 0.5, kept=True, evidence_s=0.5, transform_check="failed: output: max abs difference 1"),
+            ("cpu", "t.py::d"): _test("t.py::d", "crashed", 0.0, kept=True),
+        },
+    }
+    base, serdes = bench_matrix.variant_costs(per)
+    assert (base.variant, base.tests, base.kept_evidence, base.mean_evidence_s, base.verdicts) == ("base", 2, 0, 0.0, "2 none")
+    assert (serdes.tests, serdes.kept_evidence, serdes.verdicts) == (2, 2, "1 failed, 1 none, 2 passed")
+    assert serdes.mean_evidence_s == pytest.approx(0.003)  # the tests that passed in both, like the other means
+    assert (serdes.mean_check_s, serdes.ratio) == (pytest.approx(0.02), pytest.approx(1.5))
+    header = bench_matrix.VARIANT_COST_HEADER.split()
+    assert header[header.index("check") + 2 : header.index("check") + 7] == ["mean", "evidence", "s", "kept", "evidence"]
+    line = serdes.line().split()
+    assert line[:3] == ["s", "serdes", "2"] and line[8:10] == ["0.0030", "2"], line
+    assert "evidence 3.0 ms/test (2 tests kept it)" in serdes.note()
+
+
+def test_bench_matrix_finds_the_evidence_a_shard_kept_zipped_or_not(tmp_path):
+    import bench_matrix
+
+    from tools.matrix.runtime.evidence import index_member
+
+    zipped, unzipped = tmp_path / "shard_1_of_2" / "test.outputs", tmp_path / "shard_2_of_2" / "test.outputs"
+    zipped.mkdir(parents=True)
+    with zipfile.ZipFile(zipped / "outputs.zip", "w") as z:
+        z.writestr(index_member("t.py::a"), "{}")
+        z.writestr(index_member("t.py::a").replace("evidence.json", "call-1-saved.pt2"), b"")
+        z.writestr("report.json", "{}")
+    (unzipped / index_member("t.py::b")).parent.mkdir(parents=True)
+    (unzipped / index_member("t.py::b")).write_text("{}")
+    assert bench_matrix.evidence_indexes(zipped.parent) == {index_member("t.py::a")}
+    assert bench_matrix.evidence_indexes(unzipped.parent) == {index_member("t.py::b")}
+    assert bench_matrix.evidence_indexes(tmp_path / "no_such_shard") == set()

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -114,6 +118,31 @@ def test_fetch_command_quotes_paths_and_a_payload_not_kept_has_none():
                                    "calls": [{**rec.evidence["calls"][0], "payloads": [{"file": "call-1-p", "what": "w", "bytes": 1, "kept": 1, "cut": ""}]}]})
     assert "- payload `call-1-p`: w, 1 of 1 bytes kept · `unzip -p 'logs/a|b/outputs.zip' matrix_evidence/k/call-1-p > call-1-p`" in md_evidence(
         render_markdown([piped], RUN))
+
+
+@pytest.mark.skipif(shutil.which("unzip") is None, reason="needs unzip")
+def test_the_shown_commands_get_the_payload_out_of_a_zip_and_a_directory(tmp_path):
+    """Run as a person would: the command compat.md shows, in a shell; the path it shows, opened."""
+    data = bytes(range(256)) * 40
+    outputs = tmp_path / "bazel-testlogs" / "a dir; $(x)" / "test.outputs"
+    outputs.mkdir(parents=True)
+    with zipfile.ZipFile(outputs / "outputs.zip", "w") as z:
+        z.writestr("matrix_evidence/k/call-1-saved.pt2", data)
+    (outputs / "matrix_evidence" / "k").mkdir(parents=True)
+    (outputs / "matrix_evidence" / "k" / "call-1-saved.pt2").write_bytes(data)
+    call = {"entry": "e", "before": "a\n", "before_cut": 0, "after": "b\n", "after_cut": 0, "error": None, "check": "passed", "check_s": 0.0,
+            "payloads": [{"file": "call-1-saved.pt2", "what": "w", "bytes": len(data), "kept": len(data), "cut": ""}]}
+    for where in (outputs / "outputs.zip", outputs):
+        rec = Record("s", "t.py::test", "v", "cpu", statuses.FAILED,
+                     evidence={"outputs": str(where), "dir": "matrix_evidence/k", "calls_not_kept": 0, "calls": [call]})
+        (line,) = [line for line in md_evidence(render_markdown([rec], RUN)) if line.startswith("- payload ")]
+        shown = line.split(" · `", 1)[1].removesuffix("`")
+        assert shown == evidence_view(rec).calls[0].payloads[0].command
+        if where.suffix == ".zip":
+            subprocess.run(shown, shell=True, cwd=tmp_path, check=True)
+            assert (tmp_path / "call-1-saved.pt2").read_bytes() == data
+        else:
+            assert Path(shown).read_bytes() == data
 
 
 # ---------------------------------------------------------------- compat.md

@@ -11,6 +11,8 @@ suites/) with its own output base, reusing this build's @pyenv so nothing is ins
    importing a test file, a failing subtest, an expected crash) and drill_healthy, under two
    variants; every test must have the status plain pytest would give it (crashes and hangs: their
    own status), with 0 results lost.
+   A test that segfaults after its export was transformed keeps that evidence (the program before
+   and after) in its record; passing tests keep none.
 2. One cell's outputs.zip is truncated; `report --no-run` must still write the report, with only
    that cell's records turned into `error`.
 3. A --test_filter that matches nothing must fail the cell, naming the near match.
@@ -47,6 +49,7 @@ EXPECTED = {
     ("drill_faults", "test_faults.py::test_i_junk_journal"): "passed",
     ("drill_faults", "test_faults.py::test_j_loud"): "passed",
     ("drill_faults", "test_faults.py::test_k_xfail_crash"): "xfailed",
+    ("drill_faults", "test_faults.py::test_l_export_then_segfault"): "crashed",
     ("drill_faults", "test_faults.py::test_z_ok_last"): "passed",
     ("drill_faults", "test_import_segfault.py"): "crashed",
     ("drill_faults", "test_import_error.py"): "error",
@@ -132,6 +135,22 @@ def check_statuses(records: dict[tuple[str, str, str], dict], corrupted: tuple[s
     return lost, wrong
 
 
+def check_evidence(records: dict[tuple[str, str, str], dict]) -> list[str]:
+    """A test that crashed after its export was transformed keeps the evidence (the program before
+    and after, the check's verdict) through a real segfault, Bazel's outputs.zip and the collector;
+    a passing test and the untransformed base variant keep none."""
+    wrong = []
+    crashed = records[("drill_faults", "test_faults.py::test_l_export_then_segfault", "retrace")]
+    calls = (crashed.get("evidence") or {}).get("calls") or [{}]
+    call = calls[0]
+    if not ("aten.relu.default" in (call.get("before") or "") and "aten.relu.default" in (call.get("after") or "") and call.get("check") == "passed"):
+        wrong.append(f"the crashed retrace record lost its evidence: {json.dumps(crashed.get('evidence'))[:600]}")
+    for key in (("drill_faults", "test_faults.py::test_l_export_then_segfault", "base"), ("drill_faults", "test_zz_healthy.py::test_export_add", "retrace")):
+        if records[key].get("evidence") is not None:
+            wrong.append(f"{key} should keep no evidence: {json.dumps(records[key]['evidence'])[:300]}")
+    return wrong
+
+
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:fault_drill`"))
@@ -164,6 +183,7 @@ def main() -> int:
                     size = sum(i.file_size for i in z.infolist() if i.filename == "report.json")
                 if size > 2_000_000:
                     wrong.append(f"{name} {variant}: report.json is {size} bytes: captured output is not capped")
+        wrong += check_evidence(records)
         print(f"\n1. report: {len(records)} records, {sum(len(VARIANTS) for _ in EXPECTED)} expected, {lost} lost, {len(wrong)} wrong; loud test: {[r['status'] for r in loud]}")
         for (suite, test, variant), r in sorted(records.items()):
             if suite == "drill_faults" and variant == "base":
@@ -193,7 +213,7 @@ def main() -> int:
             fail(f"--test_filter=test_on (a typo of test_one) should fail the cell naming test_one; exit {rc}:\n{out[-3000:]}")
         print("3. --test_filter=test_on: the cell failed, naming test_one")
         print(f"\nfault_drill: PASS in {time.monotonic() - started:.0f}s: {len(EXPECTED) * len(VARIANTS)} results, 0 lost; "
-              f"12 fault kinds, 1 corrupted output, 1 mistyped filter")  # fmt: skip
+              f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
         subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)

@@ -60,5 +60,18 @@ def test_k_xfail_crash():
     ctypes.string_at(0)  # an expected crash: listed as xfail in the drill's matrix.yaml
 
 
+def test_l_export_then_segfault():
+    """Under retrace the export is transformed (evidence: the program before and after), then the
+    process dies: the crashed record must still carry that evidence."""
+    import torch
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x) * 2
+
+    torch.export.export(M(), (torch.ones(2),))
+    ctypes.string_at(0)  # SIGSEGV
+
+
 def test_z_ok_last():
     assert "still" + " here"

@@ -597,6 +597,25 @@ def _evidence_of(record: Record, source: Path, read: Callable[[], bytes | None],
     return {"outputs": str(source), "dir": f"{EVIDENCE_DIR}/{test_key(record.test)}", "calls": calls, "calls_not_kept": not_kept}
 
 
+# Program text all records of one report carry at most (compat.json and compat.html hold it): past
+# it, a record's evidence says where to read it instead. Unexpected records are served first.
+EVIDENCE_REPORT_CHARS = 32 * 1024 * 1024
+
+
+def _bound_evidence(records: list[Record]) -> None:
+    used = 0
+    for record in sorted(records, key=lambda r: (r.status not in statuses.UNEXPECTED, r.key)):
+        evidence = record.evidence
+        if not evidence or not evidence["calls"]:
+            continue
+        size = sum(len(c["before"]) + len(c["after"] or "") for c in evidence["calls"])
+        used += size
+        if used > EVIDENCE_REPORT_CHARS:
+            problem = (f"not included: this report already holds {EVIDENCE_REPORT_CHARS:,} characters of evidence; "
+                       f"the {size:,} of this test are in {evidence['outputs']}, {evidence['dir']}/")  # fmt: skip
+            record.evidence = {**evidence, "calls": [], "calls_not_kept": evidence["calls_not_kept"] + len(evidence["calls"]), "problem": problem}
+
+
 def _attach_evidence(testlogs: Path, shard_dir: Path, records: list[Record]) -> None:
     try:
         read_evidence(testlogs, shard_dir, records)
@@ -773,6 +792,7 @@ def collect(
     for shard_key, records in keeping.items():
         if shard_key in readable:
             _attach_evidence(testlogs, readable[shard_key], records)
+    _bound_evidence([r for records in keeping.values() for r in records])
     # In Record.key order: stable one-field passes, least significant first (faster than a 4-tuple key).
     for name in ("device", "variant", "test", "suite"):
         collected.records.sort(key=attrgetter(name))

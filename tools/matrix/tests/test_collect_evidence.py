@@ -394,3 +394,23 @@ def test_the_size_limit_is_above_what_the_writer_can_write():
     # Every character of the writer's bounded texts at its longest JSON form (\u0000: 6 bytes).
     most = evidence.MAX_CALLS * (2 * (evidence.TEXT_CAP + 100) + 2 * 4000) * 6
     assert most < EVIDENCE_MAX_BYTES
+
+
+def test_a_reports_evidence_is_bounded_unexpected_records_first(runs, matrix, tmp_path, monkeypatch):
+    """Past EVIDENCE_REPORT_CHARS of program text in one report, a record's evidence says where to read
+    it instead; the failed record is served before the xfailed one (its sort key comes later)."""
+    testlogs = lay_out(runs, tmp_path / "bazel-testlogs")
+    clean = by_key(collect(matrix, testlogs).records)
+    one = sum(len(c["before"]) + len(c["after"] or "") for c in clean["swap", EXPORTS].evidence["calls"])
+    crash = len(clean["crash", EXPORTS].evidence["calls"][0]["before"])
+    monkeypatch.setattr(collect_mod, "EVIDENCE_REPORT_CHARS", one + crash)  # the two unexpected records, not the xfailed one
+    records = by_key(collect(matrix, testlogs).records)
+    assert records["swap", EXPORTS].evidence == clean["swap", EXPORTS].evidence
+    assert records["crash", EXPORTS].evidence == clean["crash", EXPORTS].evidence
+    bounded = records["expected", EXPORTS].evidence
+    assert (bounded["calls"], bounded["calls_not_kept"]) == ([], 1)
+    assert bounded["problem"] == (
+        f"not included: this report already holds {one + crash:,} characters of evidence; "
+        f"the {one:,} of this test are in {zip_of(testlogs, 'expected')}, {DIR}/"
+    )
+    assert records["expected", EXPORTS].status == statuses.XFAILED

@@ -23,6 +23,8 @@ from tools.matrix import statuses
 from tools.matrix.runtime import evidence, outputs
 from tools.matrix.runtime.evidence import BUDGET, EVIDENCE_DIR, MAX_CALLS, PAYLOAD_CAP, TEXT_CAP, Recorder, program_text
 from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, CellPool, CellRun, uses
+from tools.matrix.variants import Call, TransformLedger, VariantTransformError
+from tools.matrix.variants.export import Serdes
 
 PROGRAMS, CRASHES, DYNAMO = "test_programs.py", "test_crashes.py", "test_dynamo.py"
 RELU, OWN_ASSERTION, LISTED_XFAIL, NO_EXPORT, WIDE = (f"{PROGRAMS}::{name}" for name in (
@@ -392,3 +394,30 @@ def test_an_archive_of_thousands_of_members_stays_a_valid_archive():
         assert cut.startswith(
             f"an archive of {len(data):,} bytes: kept {len(smaller.namelist())} of {len(whole.namelist())} members; left out "
         )
+
+
+class _FailsToLoad(Serdes):
+    """Serializes (the payload is kept), then cannot load the archive back."""
+
+    def after(self, call: Call, result: Any) -> Any:
+        buffer = io.BytesIO()
+        torch.export.save(result, buffer)
+        self.keep_payload("saved.pt2", buffer.getvalue(), "the archive written by torch.export.save")
+        raise ValueError("cannot read the archive back")
+
+
+def test_a_transform_that_raises_keeps_its_error_and_what_it_serialized(tmp_path: Path):
+    recorder = Recorder(str(tmp_path))
+    export = _FailsToLoad("fails_to_load", TransformLedger(evidence=recorder)).wrap(EXPORT, torch.export.export)
+    recorder.start("t.py::test_raises")
+    with pytest.raises(VariantTransformError) as raised:
+        export(torch.nn.Linear(2, 2), (torch.ones(1, 2),))
+    found = json.loads((tmp_path / key("t.py::test_raises") / "evidence.json").read_text())
+    (call,) = found["calls"]
+    assert str(raised.value) == (
+        "variant 'fails_to_load' failed to transform the result of torch.export.export: ValueError: cannot read the archive back"
+    )
+    assert (call["error"], call["after"], call["check"]) == (str(raised.value), None, None)
+    assert "torch.ops.aten.linear.default(input, p_weight, p_bias)" in call["before"]
+    data = (tmp_path / key("t.py::test_raises") / "call-1-saved.pt2").read_bytes()
+    assert call["payloads"] == [{**SAVED, "bytes": len(data), "kept": len(data)}]

@@ -418,6 +418,6 @@ def test_a_transform_that_raises_keeps_its_error_and_what_it_serialized(tmp_path
         "variant 'fails_to_load' failed to transform the result of torch.export.export: ValueError: cannot read the archive back"
     )
     assert (call["error"], call["after"], call["check"]) == (str(raised.value), None, None)
-    assert "torch.ops.aten.linear.default(input, p_weight, p_bias)" in call["before"]
+    assert "torch.ops.aten.linear.default(input_1, p_weight, p_bias)" in call["before"]
     data = (tmp_path / key("t.py::test_raises") / "call-1-saved.pt2").read_bytes()
     assert call["payloads"] == [{**SAVED, "bytes": len(data), "kept": len(data)}]

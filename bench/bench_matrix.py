@@ -38,8 +38,9 @@ What it measures, all in one run so that the ratios are taken side by side on th
 4. rerun: plant one failure (remove a real xfail entry, or add an xfail for a passing test = xpassed),
    run that variant's targets, `report --no-run`, `rerun --failed`: tests rerun vs tests failing.
 5. tools: bench_generate.measure and bench_report.run_once at their sizes.
-6. transform: per variant, the mean transform time and test duration per test, relative to base
-   (from the Bazel cold run's report.json).
+6. transform: per variant, the mean transform time, differential check time, evidence time and test
+   duration per test, relative to base, and how many tests kept evidence (from the Bazel cold run's
+   report.json and outputs).
 
 Prints tables; never asserts. Every Bazel command uses the benchmark's own output base (never the
 workspace's default one) with --symlink_prefix=/, and runs in a copy of the workspace, so the

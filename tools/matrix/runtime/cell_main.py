@@ -358,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     for t in unexpected:
         m = t["metadata"]["matrix"]
         print(f"[matrix] {m['status'].upper()}: {t['nodeid']}: {m['message']}")
+        if os.path.isdir(os.path.join(cell.evidence_dir, evidence.test_key(t["nodeid"]))):
+            print(f"[matrix]   what the variant's transform changed: {evidence.index_member(t['nodeid'])} in this target's "
+                  "test.outputs (`bazel run //tools:matrix -- report --no-run` shows it)")  # fmt: skip
     for problem in problems:
         print(f"[matrix] ERROR: {problem}")
     if premature and os.path.exists(premature):

@@ -132,6 +132,10 @@ def test_a_mistranslated_program_keeps_both_texts_the_check_and_a_loadable_paylo
         "tools.matrix.variants.VariantNumericsMismatch: variant 'swap' changed what the result of torch.export.export computes: "
     )
     assert re.fullmatch(r".*tools/matrix/variants/__init__\.py:\d+: VariantNumericsMismatch", where), where
+    # Someone reading `bazel test` output learns that the evidence is there, and where.
+    hint = (f"[matrix]   what the variant's transform changed: {evidence.index_member(RELU)} in this target's test.outputs "
+            "(`bazel run //tools:matrix -- report --no-run` shows it)")  # fmt: skip
+    assert hint in run.output.splitlines(), run.output[-3000:]
 
 
 @uses("serdes")
@@ -165,6 +169,7 @@ def test_the_base_variant_never_writes_evidence(cells):
     }, run.explain()  # fmt: skip
     assert kept(run) == []
     assert not any("evidence_s" in run.matrix(n) for n in run.tests)
+    assert "what the variant's transform changed" not in run.output
 
 
 @uses("crash")

@@ -36,6 +36,8 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .c.dim { opacity: .18; }
 .tf { background-image: repeating-linear-gradient(45deg, #0003 0 3px, transparent 3px 7px); }
 .chg { box-shadow: inset 0 0 0 2px #0969da; }
+.c.ev { border-bottom: 4px solid #1f2328; }
+.sw.ev { border-bottom: 4px solid #1f2328; }
 .c.sel { outline: 2px solid #000; outline-offset: -2px; }
 .s-passed { background-color: #4ac26b; } .s-xfailed { background-color: #e3c26b; } .s-failed { background-color: #e5534b; color: #fff; }
 .s-xpassed { background-color: #a371f7; color: #fff; } .s-skipped { background-color: #d0d7de; } .s-error { background-color: #bf3989; color: #fff; }
@@ -133,6 +135,7 @@ SCRIPT = r"""
   const tfl = el("span"); tfl.append(el("span", "sw tf"), D.transformMark + " the variant's transform raised (not the test's assertion)");
   $("legend").append(tfl);
   if (D.changes) { const cl = el("span"); cl.append(el("span", "sw chg"), "changed since baseline"); $("legend").append(cl); }
+  if (Object.keys(D.ev).length) { const evl = el("span"); evl.id = "legend-ev"; evl.append(el("span", "sw ev"), "evidence kept: click to see what the transform changed"); $("legend").append(evl); }
 
   // ---- filtering
   let rowLower = null, strLower = null;
@@ -212,13 +215,14 @@ SCRIPT = r"""
         let cls = "c s-" + st;
         if (TF[i]) cls += " tf";
         if (CHG.has(i)) cls += " chg";
+        if (D.ev[i] !== undefined) cls += " ev";
         if (!statusOn[ST[i]]) cls += " dim";
         if (i === selected) cls += " sel";
         const cell = el("div", cls, (D.symbols[st] || "?") + (TF[i] && st !== "passed" ? D.transformMark : ""));
         cell.dataset.i = String(i);
         cell.dataset.status = st;
         cell.dataset.col = colLabel(c);
-        cell.title = colLabel(c) + ": " + st + (TF[i] ? " (transform failed)" : "");
+        cell.title = colLabel(c) + ": " + st + (TF[i] ? " (transform failed)" : "") + (D.ev[i] !== undefined ? " · evidence kept" : "");
         row.append(cell);
       }
       frag.append(row);

@@ -15,6 +15,7 @@ import pytest
 from tools.matrix import statuses
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import rerun_command, write_reports
+from tools.matrix.report.text import visible
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -310,6 +311,11 @@ def test_clicking_a_failing_cell_shows_the_diff_the_check_and_the_payload(driver
     swap = next(r for r in evidence_recs if r.variant == "swap" and r.test == TEST)
     call = swap.evidence["calls"][0]
     open_report(driver, evidence_report)
+    # The heatmap marks exactly the cells that kept evidence, and the legend says what the mark means.
+    marked = {(c.find_element(By.XPATH, "..").find_element(By.CSS_SELECTOR, ".t").get_attribute("textContent"), c.get_attribute("data-col"))
+              for c in driver.find_elements(By.CSS_SELECTOR, "#rows .c.ev")}  # fmt: skip
+    assert marked == {(visible(r.test), f"{r.variant} · {r.device}") for r in evidence_recs if r.evidence}
+    assert driver.find_element(By.ID, "legend-ev").text == "evidence kept: click to see what the transform changed"
     assert not driver.find_element(By.ID, "p-ev-wrap").is_displayed()
     click_cell(driver, TEST, "swap · cpu")
     assert driver.find_element(By.ID, "p-ev-wrap").is_displayed()

@@ -22,7 +22,7 @@ import torch
 from tools.matrix import statuses
 from tools.matrix.runtime import evidence, outputs
 from tools.matrix.runtime.evidence import BUDGET, EVIDENCE_DIR, MAX_CALLS, PAYLOAD_CAP, TEXT_CAP, Recorder, program_text
-from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, CellPool, CellRun, uses
+from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, CellRun, pool_fixture, uses
 from tools.matrix.variants import Call, TransformLedger, VariantTransformError
 from tools.matrix.variants.export import Serdes
 
@@ -48,12 +48,7 @@ CELLS: dict[str, Cell] = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cells(request, tmp_path_factory):
-    pool = CellPool(CELLS, tmp_path_factory.mktemp("evidence"))
-    pool.start(CellPool.needed(request))
-    yield pool
-    pool.close()
+cells = pool_fixture(CELLS, "evidence")
 
 
 def kept(run: CellRun) -> list[str]:

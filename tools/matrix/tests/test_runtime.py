@@ -20,7 +20,7 @@ import pytest
 
 from tools.matrix import durations, statuses
 from tools.matrix.runtime import outputs, selection
-from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
+from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
 
 # --- the synthetic suites' tests ---------------------------------------------------------------
 
@@ -217,12 +217,7 @@ CELLS: dict[str, Cell] = {
 }
 
 
-@pytest.fixture(scope="module")
-def cells(request, tmp_path_factory):
-    pool = CellPool(CELLS, tmp_path_factory.mktemp("runtime"))
-    pool.start(CellPool.needed(request))
-    yield pool
-    pool.close()
+cells = pool_fixture(CELLS, "runtime")
 
 
 def junit_cases(run) -> dict[str, object]:

@@ -25,7 +25,7 @@ import pytest
 from tools.matrix import statuses
 from tools.matrix.runtime import current_variant, verdict
 from tools.matrix.runtime.verdict import Expectation, Facts, Phase, Subtest, Verdict
-from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
+from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
 
 SUITE = "unittest_style"
 SEMANTICS, SETUP_MODULE, TORCH, CRASH, ENV = (
@@ -109,12 +109,7 @@ def _plain_pytest(root: Path, out: Path) -> dict[str, list[dict[str, object]]]:
     return json.loads(out.read_text())
 
 
-@pytest.fixture(scope="module")
-def cells(request, tmp_path_factory):
-    pool = CellPool(CELLS, tmp_path_factory.mktemp("statuses"))
-    pool.start(CellPool.needed(request))
-    yield pool
-    pool.close()
+cells = pool_fixture(CELLS, "statuses")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import torch
 
 from tools.matrix import statuses
 from tools.matrix.runtime import transform_check
-from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, uses
+from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
 from tools.matrix.variants import TRANSFORM_CHECK_OFF_ENV, TransformLedger, Variant, VariantNumericsMismatch, VariantTransformError
 from tools.matrix.variants.dynamo import DynamoPackage, DynamoReexport
 from tools.matrix.variants.export import CppSerdes, Package, Retrace, RunDecomp, Serdes, Strict
@@ -38,12 +38,7 @@ CELLS: dict[str, Cell] = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cells(request, tmp_path_factory):
-    pool = CellPool(CELLS, tmp_path_factory.mktemp("transform_check"))
-    pool.start(CellPool.needed(request))
-    yield pool
-    pool.close()
+cells = pool_fixture(CELLS, "transform_check")
 
 
 # --- through cell_main: what the record says --------------------------------------------------

@@ -17,7 +17,7 @@ import yaml
 
 from tools.matrix import statuses
 from tools.matrix.runtime import install as install_mod
-from tools.matrix.tests.fixtures.cellrun import FIXTURES, REPO, Cell, CellPool, uses
+from tools.matrix.tests.fixtures.cellrun import FIXTURES, REPO, Cell, pool_fixture, uses
 from tools.matrix.variants import Call, TransformLedger, Variant, VariantLoadError, VariantTransformError, load_variant_class
 
 EXPORT, DYNAMO, IMPORTER = "torch.export.export", "torch._dynamo.export", "torch.package.PackageImporter"
@@ -81,12 +81,7 @@ CELLS: dict[str, Cell] = {
 }
 
 
-@pytest.fixture(scope="module")
-def cells(request, tmp_path_factory):
-    pool = CellPool(CELLS, tmp_path_factory.mktemp("variants"))
-    pool.start(CellPool.needed(request))
-    yield pool
-    pool.close()
+cells = pool_fixture(CELLS, "variants")
 
 
 def nodeids(file: str) -> list[str]:

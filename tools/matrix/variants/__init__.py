@@ -141,9 +141,10 @@ class Variant:
             outcome = transform_check.Outcome(transform_check.SKIPPED, f"no programs to compare ({type(e).__name__}: {e})"[:500])
         else:
             outcome = transform_check.compare(original, transformed, args, kwargs, state)
-        self.ledger.check_s += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.ledger.check_s += elapsed
         self.ledger.checks.append(outcome)
-        self.ledger.evidence.checked(outcome.summary(), time.perf_counter() - start)
+        self.ledger.evidence.checked(outcome.summary(), elapsed)
         if outcome.verdict == transform_check.FAILED:
             raise VariantNumericsMismatch(f"variant {self.name!r} changed what the result of {entry} computes: {outcome.detail}")
 

@@ -584,19 +584,11 @@ class PlainProcess:
         return self.timed_out or self.rc not in (0, 1, 5) or not self.started
 
 
-def plain_argv_env(target, tmp: Path) -> tuple[list[str], dict[str, str]]:
-    """What defs.bzl's matrix_cell gives the py_test of a config.Target (args, env), plus Bazel's test
-    protocol variables, for all its files in one process: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
-    from tools.matrix.runtime.cell_config import CellArgs
+def plain_env(target, tmp: Path) -> dict[str, str]:
+    """What defs.bzl's matrix_cell gives the py_test of a config.Target (its spec, the device's env), plus
+    Bazel's test protocol variables, for all its files in one process: no TEST_SHARD_INDEX / TEST_TOTAL_SHARDS."""
+    from tools.matrix.runtime.cell_config import SPEC_ENV
 
-    cell = target.cell
-    suite, variant, device = cell.suite, cell.variant, cell.device
-    args = CellArgs(
-        suite=suite.name, suite_dir=suite.directory, variant=variant.name, variant_impl=variant.impl, device=device.name,
-        test_files=tuple(target.test_files), target=target.label,
-        applies_to=tuple(variant.applies_to), test_timeout_s=suite.test_timeout_s, default_device=suite.default_device,
-        requires_gpu=device.requires_gpu, pytest_args=tuple(suite.pytest_args),
-    ).to_argv()  # fmt: skip
     scrub = (
         "TEST_",
         "TESTBRIDGE_",
@@ -611,15 +603,15 @@ def plain_argv_env(target, tmp: Path) -> tuple[list[str], dict[str, str]]:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(scrub)}
     (tmp / "tmpdir").mkdir(parents=True, exist_ok=True)
-    env.update(dict(device.env))
+    env.update(dict(target.cell.device.env))
     env.update(
-        MATRIX_EXPECTATIONS=json.dumps({"skip": dict(target.expectations.skip), "xfail": dict(target.expectations.xfail)}),
         TEST_TMPDIR=str(tmp / "tmpdir"), HOME=str(tmp / "tmpdir"),
         TEST_UNDECLARED_OUTPUTS_DIR=str(tmp / "out"), XML_OUTPUT_FILE=str(tmp / "test.xml"),
         TEST_PREMATURE_EXIT_FILE=str(tmp / "premature_exit"), TEST_SHARD_STATUS_FILE=str(tmp / "shard_status"),
         PYTHONDONTWRITEBYTECODE="1",
     )  # fmt: skip
-    return args, env
+    env[SPEC_ENV] = target.spec().to_json()
+    return env
 
 
 def plain_command(target, python: str, workspace: Path, tmp: Path) -> tuple[list[str], dict[str, str], Any]:
@@ -630,9 +622,9 @@ def plain_command(target, python: str, workspace: Path, tmp: Path) -> tuple[list
     must inherit (pass_fds), as under cell_main."""
     from tools.matrix.runtime import cell_config, cell_main, journal
 
-    args, env = plain_argv_env(target, tmp)
+    env = plain_env(target, tmp)
     events = journal.Journal(str(tmp))
-    config = replace(cell_config.parse_args(args, env), journal=str(events.fd))
+    config = replace(cell_config.CellConfig.from_bazel(env), journal=str(events.fd))
     scratch = tempfile.mkdtemp(prefix="cell-", dir=env["TEST_TMPDIR"])
     argv = cell_main.pytest_command(config)
     argv[0] = python

@@ -24,6 +24,7 @@ import jsonschema
 import yaml
 
 from tools.matrix import durations, pytest_args, shard_plan, variant_library
+from tools.matrix.runtime.cell_config import CellSpec
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
@@ -191,10 +192,34 @@ class Target:
 
     @cached_property
     def expectations(self) -> Expectations:
-        """The cell's entries that name this target's files, as defs.bzl hands them to it (checked by
-        tests/test_generate.py): an entry matching no test of a target fails that target."""
+        """The cell's entries that name this target's files: an entry matching no test of a target
+        fails that target, so each target gets only its own."""
         xfail, skip = self.cell.expectations.xfail, self.cell.expectations.skip
         return Expectations(tuple(e for e in xfail if self._mine(e[0])), tuple(e for e in skip if self._mine(e[0])))
+
+    def spec(self) -> CellSpec:
+        """Everything this target's run needs (runtime/cell_config.py): generate writes it, cell_main reads it."""
+        cell, suite = self.cell, self.cell.suite
+        sharded = suite.shard_seconds is not None and self.shard_count > 1  # only sharded targets read (and depend on) the durations
+        return CellSpec(
+            suite=suite.name,
+            suite_dir=suite.directory,
+            variant=cell.variant.name,
+            variant_impl=cell.variant.impl,
+            device=cell.device.name,
+            target=self.label,
+            test_files=self.test_files,
+            cell_files=tuple(f for t in cell.targets for f in t.test_files) if len(cell.targets) > 1 else (),
+            applies_to=cell.variant.applies_to,
+            test_timeout_s=suite.test_timeout_s,
+            default_device=suite.default_device,
+            requires_gpu=cell.device.requires_gpu,
+            xfail=dict(self.expectations.xfail),
+            skip=dict(self.expectations.skip),
+            durations_file=suite.durations_file if sharded else "",
+            pytest_args=suite.pytest_args,
+            transform_check_off=cell.transform_check_off,
+        )
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
 from tools.matrix import statuses  # noqa: E402
 from tools.matrix.records import MatrixResult  # noqa: E402
 from tools.matrix.runtime import evidence, journal, outputs, selection, verdict  # noqa: E402
-from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
+from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, CellSpecError  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
 TAIL_BYTES = 8192  # of the child's output, kept for the records of a crash or a timeout
@@ -308,10 +308,14 @@ def _touch(path: str | None) -> None:
         Path(path).touch()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     started = time.time()
     environ = dict(os.environ)
-    cell = parse_args(sys.argv[1:] if argv is None else argv, environ)
+    try:
+        cell = CellConfig.from_bazel(environ)
+    except CellSpecError as e:
+        print(f"[matrix] ERROR: this target's cell spec is unusable: {e}", flush=True)
+        return 2
     _touch(environ.get("TEST_SHARD_STATUS_FILE"))  # we implement sharding ourselves
     premature = environ.get("TEST_PREMATURE_EXIT_FILE")
     _touch(premature)

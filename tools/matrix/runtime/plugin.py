@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_default_device(cell.device)
     _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
     try:
-        variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger)
+        variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger, check_off=cell.transform_check_off)
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")

@@ -83,10 +83,9 @@ def test_refusals_are_matrix_problems_at_the_item(tmp_path):
     ]
 
 
-def test_cell_config_reads_them_from_the_target_args():
-    cell = cell_config.parse_args(
-        ["--suite=s", "--suite-dir=s", "--variant=base", "--variant-impl=x:Y", "--device=cpu", "--test-file=test_a.py", "--pytest-arg=-p", "--pytest-arg=no:logging"], {}
-    )
+def test_cell_config_reads_them_from_the_target_spec():
+    spec = cell_config.CellSpec(suite="s", suite_dir="s", variant="base", variant_impl="x:Y", device="cpu", test_files=("test_a.py",), pytest_args=("-p", "no:logging"))
+    cell = cell_config.CellConfig.from_bazel({cell_config.SPEC_ENV: spec.to_json()})
     assert cell.pytest_args == ("-p", "no:logging")
     assert cell_config.CellConfig.from_env({cell_config.ENV_KEY: cell.to_env()}) == cell
 
@@ -109,7 +108,7 @@ def test_a_real_cell_runs_pytest_with_the_suite_s_options(tmp_path):
     (tmp_path / "suites" / "logs" / "test_logs.py").write_text(LOG_TEST)
     cells = {
         "plain": Cell("logs", ("test_logs.py",)),
-        "no_logging": Cell("logs", ("test_logs.py",), args=("--pytest-arg=-p", "--pytest-arg=no:logging")),
+        "no_logging": Cell("logs", ("test_logs.py",), pytest_args=("-p", "no:logging")),
     }
     with ThreadPoolExecutor(2) as pool:
         runs = dict(zip(cells, pool.map(lambda n: run_cell(cells[n], tmp_path / "suites", tmp_path / "runs" / n), cells)))

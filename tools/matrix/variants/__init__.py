@@ -42,10 +42,6 @@ class VariantNumericsMismatch(VariantTransformError):
     than the untransformed one (the message names the output leaf and the difference)."""
 
 
-# Set (to the reason) to turn the differential check off for the whole test process.
-TRANSFORM_CHECK_OFF_ENV = "MATRIX_TRANSFORM_CHECK_OFF"
-
-
 # What the differential check runs: (untransformed program, transformed program, example args,
 # example kwargs, more objects whose tensors the runs must leave as they were).
 CheckedPrograms = tuple[Any, Any, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]
@@ -103,8 +99,8 @@ class Variant:
     def __init__(self, name: str, ledger: TransformLedger | None = None, check_off: str | None = None):
         self.name = name
         self.ledger = ledger or TransformLedger()
-        # Why the differential check is off for this process (None: on).
-        self.check_off = check_off if check_off is not None else (os.environ.get(TRANSFORM_CHECK_OFF_ENV) or None)
+        # Why the differential check is off for this process (None: on): the cell's transform_check_off.
+        self.check_off = check_off or None
 
     def before(self, call: Call) -> Call:
         """Change the call's arguments (e.g. force strict=True). Default: unchanged."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 import copy
 import difflib
 import glob
+import importlib.util
 import json
 import math
 import os
 import re
+import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tools.matrix import durations, pytest_args, shard_plan, variant_library
+from tools.matrix import bazel_names, durations, pytest_args, shard_plan, variant_library
 from tools.matrix.runtime.cell_config import CellSpec
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
@@ -31,12 +34,11 @@ SCHEMA_PATH = Path(__file__).with_name("matrix.schema.json")
 DEFAULT_TEST_GLOBS = ("test_*.py",)
 DEFAULT_TEST_TIMEOUT_S = 120.0
 MAX_BYTES = 1 << 20  # a real matrix.yaml is a few KiB; refuse to spend memory on more
-MAX_GLOB_ENTRIES = 100_000  # files and directories a `**` pattern may walk through
-# Bazel's label rules (https://bazel.build/concepts/labels), the documented sets: package names,
-# and target names (the suite's files are targets of its package). `$` is left out of the latter:
-# Bazel expands it in the `args` the file names travel in.
+MAX_GLOB_ENTRIES = 100_000  # files and directories the suite's glob may walk through
+# Bazel's label rules for package names (https://bazel.build/concepts/labels); file and target names:
+# bazel_names.py, as measured.
 PACKAGE_NAME = re.compile(r"[A-Za-z0-9/._@-]+")
-FILE_TARGET_NAME = re.compile(r"[A-Za-z0-9!%@^_\"#&'()*+,;<=>?\[\]{|}~/.-]+")
+MAX_NAMED = 5  # bad file names reported per suite (then a count)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -521,12 +523,14 @@ def _globs(workspace: Path, directory: str, patterns: list[str]) -> dict[str, in
     return dict(sorted(found.items()))
 
 
-def _glob_hazard(top: Path) -> str:
-    """Why a `**` pattern must not walk `top` (glob follows directory symlinks: a link back to an
-    ancestor recurses until the path is too long, duplicating every file, or forever with two
-    such links), or "" when it may. Walks without recursion, at most MAX_GLOB_ENTRIES entries."""
+def _package_tree(top: Path, subpackages: set[Path]) -> tuple[str, list[str]]:
+    """What the suite BUILD's glob("**") walks in `top`: (why it cannot, or ""; every file and
+    directory it reaches, relative to `top`). Like Bazel's glob it follows symlinks, skips
+    __pycache__ and .pytest_cache, and stops at subpackages (a directory with a BUILD file, or in
+    `subpackages`); a symlink back to an ancestor recurses until the path is too long, duplicating
+    every file, or forever with two such links. Walks without recursion, at most MAX_GLOB_ENTRIES entries."""
     stack: list[tuple[str, tuple[str, ...]]] = [(str(top), (os.path.realpath(top),))]
-    seen = 0
+    reached: list[str] = []
     while stack:
         path, ancestors = stack.pop()
         try:
@@ -534,16 +538,36 @@ def _glob_hazard(top: Path) -> str:
         except OSError:
             continue
         for entry in entries:
-            seen += 1
-            if seen > MAX_GLOB_ENTRIES:
-                return f"more than {MAX_GLOB_ENTRIES} files and directories under it; give patterns without **"
+            if entry.name in ("__pycache__", ".pytest_cache"):
+                continue
+            relative = os.path.relpath(entry.path, top).replace(os.sep, "/")
             if entry.is_dir():  # follows symlinks, as glob does
+                if Path(os.path.realpath(entry.path)) in subpackages or any(os.path.isfile(os.path.join(entry.path, b)) for b in ("BUILD", "BUILD.bazel")):
+                    continue
                 real = os.path.realpath(entry.path)
                 if real in ancestors:
-                    link = os.path.relpath(entry.path, top).replace(os.sep, "/")
-                    return f"the symlink {link!r} leads back to {os.path.relpath(real, top).replace(os.sep, '/')!r} above it (a loop); remove the link or give patterns without **"
+                    return f"the symlink {relative!r} leads back to {os.path.relpath(real, top).replace(os.sep, '/')!r} above it (a loop); remove the link", reached
                 stack.append((entry.path, ancestors + (real,)))
-    return ""
+            reached.append(relative)
+            if len(reached) > MAX_GLOB_ENTRIES:
+                return f"more than {MAX_GLOB_ENTRIES} files and directories under it; keep the suite's directory smaller", reached
+    return "", reached
+
+
+def _check_package_files(top: Path, directory: str, subpackages: set[Path], at: tuple, problems: _Problems) -> bool:
+    """Every path Bazel's glob of the suite's package reaches must be one Bazel takes (bazel_names.py):
+    one it refuses fails every target of the suite, or all of `bazel test //...`. False when the
+    directory cannot be walked at all."""
+    hazard, reached = _package_tree(top, subpackages)
+    if hazard:
+        problems.add(at, f"directory {directory!r} cannot be globbed by Bazel: {hazard}")
+        return False
+    bad = [(path, why) for path in reached if (why := bazel_names.package_file_problem(path))]
+    for path, why in bad[:MAX_NAMED]:
+        problems.add(at, f"{directory + '/' + path!r} {why}; rename it or move it out of the suite's directory")
+    if len(bad) > MAX_NAMED:
+        problems.add(at, f"{len(bad) - MAX_NAMED} more paths in {directory}/ that Bazel refuses (as above)")
+    return not bad
 
 
 def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, packages_visible: bool = True) -> Matrix:
@@ -558,6 +582,9 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 problems.add(at, f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
             if "$" in value:
                 problems.add(at, f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
+            if key.startswith("PYTEST_"):
+                problems.add(at, f"env {key}: pytest's own settings would change which tests run and how statuses are decided; "
+                                 "the runtime removes them from the tests' environment (use the suite's pytest_args)")  # fmt: skip
     every_directory = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
     variants = _variants(data, workspace, every_directory, problems, packages_visible)
     device_names = [d.name for d in devices]
@@ -598,19 +625,16 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
                 if _inside(workspace, os.path.join(directory, pattern)) is None or ".." in Path(pattern).parts:
                     problems.add(at + (key, i), f"pattern {pattern!r} leaves the suite directory")
                     escaping = True
-        if escaping:
-            continue
-        recursive = [(key, i) for key in ("tests", "data") for i, p in enumerate(patterns[key]) if "**" in p]
-        hazard = _glob_hazard(real) if recursive else ""
-        if hazard:
-            key, i = recursive[0]
-            problems.add(at + (key, i) if key in s else at, f"pattern {patterns[key][i]!r} cannot be expanded in {directory}/: {hazard}")
+        subpackages = {(workspace / d).resolve() for d in every_directory if d != directory}
+        if escaping or not _check_package_files(real, directory, subpackages, dir_at, problems):
             continue
         found = {key: _globs(workspace, directory, patterns[key]) for key in ("tests", "data")}
         for key, files in found.items():
             for file, i in files.items():
-                _check_file_name(file[len(directory) + 1 :], at + (key, i) if key in s else at, problems)
-                _check_same_package(workspace, directory, file, every_directory, at + (key, i) if key in s else at, problems)
+                where = at + (key, i) if key in s else at
+                if key == "tests" and (why := bazel_names.test_file_problem(file[len(directory) + 1 :])):
+                    problems.add(where, f"test file {file[len(directory) + 1 :]!r} {why}; rename it")
+                _check_same_package(workspace, directory, file, every_directory, where, problems)
         tests = list(found["tests"])
         if not tests:
             problems.add(at + ("tests",) if "tests" in s else at, f"no test file matches {patterns['tests']} in {directory}/")
@@ -618,7 +642,8 @@ def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspa
             for i, n in enumerate(names):
                 if n not in valid:
                     problems.add(at + (key, i), f"unknown {key[:-1]} {n!r}: {did_you_mean(n, valid)}")
-        for i, message in pytest_args.problems(s.get("pytest_args", [])):
+        plugin_problem = _plugin_problem(workspace, {*found["tests"], *found["data"]})
+        for i, message in pytest_args.problems(s.get("pytest_args", []), plugin_problem):
             problems.add(at + ("pytest_args", i), f"suites.{name}.pytest_args.{i}: {message}")
         shards = s.get("shards", 1)
         if "shards" in s and "shard_seconds" in s:
@@ -676,13 +701,24 @@ def relative(paths: tuple[str, ...], directory: str) -> tuple[str, ...]:
     return tuple(p[len(directory) + 1 :] for p in paths)
 
 
-def _check_file_name(name: str, where: tuple, problems: _Problems) -> None:
-    """A suite file becomes a target of the suite's package (and an argument of its targets)."""
-    if "$" in name:
-        problems.add(where, f"file {name!r}: Bazel expands '$' in target arguments (make variables); rename the file")
-    elif not FILE_TARGET_NAME.fullmatch(name):
-        bad = next(c for c in name if not FILE_TARGET_NAME.fullmatch(c))
-        problems.add(where, f"file {name!r}: Bazel does not allow {bad!r} in a file's label; rename the file (letters, digits and !%@^_\"#&'()*+,;<=>?[]{{|}}~/.- are allowed)")
+def _plugin_problem(workspace: Path, suite_files: set[str]) -> Callable[[str], str]:
+    """For `-p module`: why the tests could not import it ("" when they can). A cell's process sees the
+    Python environment and its own runfiles, of the workspace only the suite's files (tests:, data:)."""
+
+    def problem(module: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+            return "not a module name"
+        path = module.replace(".", "/")
+        if f"{path}.py" in suite_files or f"{path}/__init__.py" in suite_files:
+            return ""
+        top = module.split(".")[0]
+        spec = importlib.util.find_spec(top) if top not in sys.modules else sys.modules[top].__spec__  # finds, does not import
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is not None and not origin.is_relative_to(workspace.resolve()):
+            return ""
+        return "no such module in the Python environment or among the suite's files (tests:, data:), the only ones its tests can import"
+
+    return problem
 
 
 def _check_same_package(workspace: Path, directory: str, file: str, suite_directories: set[str], where: tuple, problems: _Problems) -> None:
@@ -710,6 +746,8 @@ def _check_unique_names(matrix: Matrix, problems: _Problems) -> None:
             for index, device in enumerate(suite.devices):
                 name = f"{suite.name}_{variant}_{device}"  # Cell.target_name
                 key, what = (suite.directory, name), f"variant {variant!r} on device {device!r} of suite {suite.name!r}"
+                if why := bazel_names.target_name_problem(name):
+                    problems.add(("suites", suite.name, "devices", index), f"target name {name!r} of {what} {why}; shorten the names")
                 if key in seen:
                     problems.add(("suites", suite.name, "devices", index), f"target name {name!r} of {what} is also the name of {seen[key]}; rename a variant or device")
                 seen.setdefault(key, what)

@@ -12,7 +12,8 @@ held each character (tools/matrix/drill/input_drill.py runs the accepted ones th
   may be at most 237 bytes. A target name with a non-ASCII character is refused by the sandbox
   (NO STATUS), one with "'" breaks the Python launcher Bazel writes (SyntaxError).
 - Test file names become target names (granularity: file) and parts of --test_filter, whose patterns
-  are separated by ',' (a file name holding one cannot be selected).
+  are separated by ',' (a file name holding one cannot be selected); pytest refuses a test file path
+  with '[' (it reads it as a parametrization).
 Everything else of printable ASCII works, given that no name travels through a target's `args`
 (Bazel splits those like a shell): runtime/cell_config.py's spec travels in the environment.
 """
@@ -59,4 +60,6 @@ def test_file_problem(path: str) -> str:
         return f"would name a target (granularity: file) that {problem}"
     if "," in path:
         return "has ',', which separates --test_filter patterns: its tests could not be selected or rerun"
+    if "[" in path:
+        return "has '[', which pytest refuses in the path of a test file it is given (\"path cannot contain [] parametrization\")"
     return ""

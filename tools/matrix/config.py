@@ -542,11 +542,11 @@ def _package_tree(top: Path, subpackages: set[Path]) -> tuple[str, list[str]]:
                 continue
             relative = os.path.relpath(entry.path, top).replace(os.sep, "/")
             if entry.is_dir():  # follows symlinks, as glob does
-                if Path(os.path.realpath(entry.path)) in subpackages or any(os.path.isfile(os.path.join(entry.path, b)) for b in ("BUILD", "BUILD.bazel")):
-                    continue
                 real = os.path.realpath(entry.path)
-                if real in ancestors:
+                if real in ancestors:  # Bazel refuses it even where the link leads to a package ("infinite symlink expansion")
                     return f"the symlink {relative!r} leads back to {os.path.relpath(real, top).replace(os.sep, '/')!r} above it (a loop); remove the link", reached
+                if Path(real) in subpackages or any(os.path.isfile(os.path.join(entry.path, b)) for b in ("BUILD", "BUILD.bazel")):
+                    continue
                 stack.append((entry.path, ancestors + (real,)))
             reached.append(relative)
             if len(reached) > MAX_GLOB_ENTRIES:

@@ -79,6 +79,7 @@ SETUP: dict[str, Callable[[Path, Path], None]] = {
     # Test files also name targets (granularity: file) and are selected by --test_filter.
     "test_file_with_quote": _extra_test_file("test_it's.py"),
     "test_file_with_comma": _extra_test_file("test_a,b.py"),
+    "test_file_with_bracket": _extra_test_file("test_[1].py"),
     "test_file_non_ascii": _extra_test_file("test_caf\u00e9.py"),
     "test_file_name_too_long": _extra_test_file("test_" + "x" * 240 + ".py"),
 }

@@ -26,7 +26,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tools.matrix import bazel_names, durations, pytest_args, shard_plan, variant_library
+from tools.matrix import bazel_names, durations, pytest_args, shard_plan, target_names, variant_library
 from tools.matrix.runtime.cell_config import CellSpec
 from tools.matrix.yaml_lines import Located, YamlProblem, decode, load_located
 
@@ -123,7 +123,7 @@ class Cell:
 
     @property
     def target_name(self) -> str:
-        return f"{self.suite.name}_{self.variant.name}_{self.device.name}"
+        return target_names.cell(self.suite.name, self.variant.name, self.device.name)
 
     @property
     def label(self) -> str:
@@ -144,7 +144,7 @@ class Cell:
     def targets(self) -> tuple[Target, ...]:
         """The py_tests that run the cell (see Target)."""
         if self.suite.granularity == "file":
-            return tuple(Target(self, f"{self.target_name}/{file[: -len('.py')] if file.endswith('.py') else file}", (file,))
+            return tuple(Target(self, target_names.file_target(self.target_name, file), (file,))
                          for file in relative(self.suite.test_files, self.suite.directory))  # fmt: skip
         return (Target(self, self.target_name, relative(self.suite.test_files, self.suite.directory)),)
 
@@ -735,25 +735,23 @@ def _check_same_package(workspace: Path, directory: str, file: str, suite_direct
 def _check_unique_names(matrix: Matrix, problems: _Problems) -> None:
     """Every generated target name once per package: `<suite>_<variant>_<device>` collides when
     names contain `_` (variant base_b on cpu vs variant base on b_cpu)."""
-    # Imported here: generate imports this module.
-    from tools.matrix.generate import CHECK_TARGET, SUITE_FILES
-
-    seen: dict[tuple[str, str], str] = {("", CHECK_TARGET): "the generated-files check"}
+    seen: dict[tuple[str, str], str] = {("", target_names.CHECK_TARGET): "the generated-files check"}
     for suite in matrix.suites:
-        seen[suite.directory, SUITE_FILES] = f"the file group of suite {suite.name!r}"
+        seen[suite.directory, target_names.SUITE_FILES] = f"the file group of suite {suite.name!r}"
     for suite in matrix.suites:  # not matrix.cells(): unknown variants and devices are reported elsewhere
         for variant in suite.variants:
             for index, device in enumerate(suite.devices):
-                name = f"{suite.name}_{variant}_{device}"  # Cell.target_name
+                name = target_names.cell(suite.name, variant, device)
                 key, what = (suite.directory, name), f"variant {variant!r} on device {device!r} of suite {suite.name!r}"
                 if why := bazel_names.target_name_problem(name):
                     problems.add(("suites", suite.name, "devices", index), f"target name {name!r} of {what} {why}; shorten the names")
                 if key in seen:
                     problems.add(("suites", suite.name, "devices", index), f"target name {name!r} of {what} is also the name of {seen[key]}; rename a variant or device")
                 seen.setdefault(key, what)
-    for prefix, names in (("variant", [v.name for v in matrix.variants]), ("device", [d.name for d in matrix.devices]), ("suite", [s.name for s in matrix.suites])):
-        for name in names:
-            key = ("", f"{prefix}_{name}")
+    members = {"variant": matrix.variants, "device": matrix.devices, "suite": matrix.suites}
+    for prefix in target_names.GROUPS:
+        for name in (m.name for m in members[prefix]):
+            key = ("", target_names.group(prefix, name))
             if key in seen:
                 problems.add((f"{prefix}s", name), f"test suite name {key[1]!r} is also the name of {seen[key]}; rename the {prefix}")
             seen.setdefault(key, f"the test suite of {prefix} {name!r}")

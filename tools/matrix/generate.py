@@ -12,7 +12,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from tools.matrix import durations, impl_check, variant_library
+from tools.matrix import durations, impl_check, target_names, variant_library
 from tools.matrix.config import Cell, Matrix, MatrixError, relative
 from tools.matrix.runtime.cell_config import CellSpec
 
@@ -21,8 +21,6 @@ HEADER = (
     f"# GENERATED FILE from matrix.yaml by `{REGENERATE}` -- do not edit: hand edits are overwritten.\n"
     f"# Regenerate with `{REGENERATE}`; `{REGENERATE} --check` (also run by `bazel test //...`) fails when stale.\n"
 )
-CHECK_TARGET = "generated_files_test"
-SUITE_FILES = "suite_files"
 
 
 def _s(value: str) -> str:
@@ -103,21 +101,18 @@ def suite_build(matrix: Matrix, suite_name: str, cells: list[Cell] | None = None
         'load("//tools/matrix:defs.bzl", "matrix_cell")\n',
         'package(default_visibility = ["//visibility:public"])\n',
         "# Every file of the suite, for the generated-files check at the root.\n"
-        f'filegroup(\n    name = "{SUITE_FILES}",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
+        f'filegroup(\n    name = "{target_names.SUITE_FILES}",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
         *(cell_rule(c) for c in cells),
     ]
     return "\n".join(parts)
 
 
 def root_build(matrix: Matrix) -> str:
-    by_variant: dict[str, list[str]] = defaultdict(list)
-    by_device: dict[str, list[str]] = defaultdict(list)
-    by_suite: dict[str, list[str]] = defaultdict(list)
+    groups: dict[str, list[str]] = defaultdict(list)  # root test_suite name -> the labels of its cells
     for cell in matrix.cells():
-        by_variant[cell.variant.name].append(cell.label)
-        by_device[cell.device.name].append(cell.label)
-        by_suite[cell.suite.name].append(cell.label)
-    suite_files = [f"//{s.directory}:{SUITE_FILES}" for s in matrix.suites]
+        for kind, member in zip(target_names.GROUPS, (cell.variant, cell.device, cell.suite)):
+            groups[target_names.group(kind, member.name)].append(cell.label)
+    suite_files = [f"//{s.directory}:{target_names.SUITE_FILES}" for s in matrix.suites]
     generated = {v.generated_library.name: v.generated_library for v in matrix.variants if v.generated_library}
     declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith(variant_library.BUILTIN_LABEL_PREFIX)})
     parts = [
@@ -126,7 +121,7 @@ def root_build(matrix: Matrix) -> str:
         'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
         "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
         "matrix_generated_files_test(\n"
-        f'    name = "{CHECK_TARGET}",\n'
+        f'    name = "{target_names.CHECK_TARGET}",\n'
         f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
         ")\n",
     ]
@@ -139,9 +134,8 @@ def root_build(matrix: Matrix) -> str:
             + f"    deps = {_list(library.deps)},\n"
             + '    visibility = ["//visibility:public"],  # the cells are in the suites\' packages\n)\n'
         )
-    for prefix, groups in (("variant", by_variant), ("device", by_device), ("suite", by_suite)):
-        for name in sorted(groups):
-            parts.append(f"test_suite(\n    name = {_s(f'{prefix}_{name}')},\n    tests = {_list(sorted(groups[name]))},\n)\n")
+    for name in sorted(groups, key=lambda n: (target_names.GROUPS.index(n.split("_", 1)[0]), n)):
+        parts.append(f"test_suite(\n    name = {_s(name)},\n    tests = {_list(sorted(groups[name]))},\n)\n")
     return "\n".join(parts)
 
 

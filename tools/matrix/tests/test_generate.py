@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tools.matrix
-from tools.matrix import config, generate
+from tools.matrix import config, generate, target_names
 from tools.matrix.runtime import cell_config
 from tools.matrix.tests.fixtures.toolws import run_cli as cli
 from tools.matrix.tests.fixtures.toolws import write_workspace
@@ -358,7 +358,7 @@ def test_root_test_suites_per_variant_device_and_suite(ws):
         "suite_t": ["//nested/t:t_base_cpu"],
     }
     (check,) = [kw for kind, kw in calls if kind == "matrix_generated_files_test"]
-    assert check == {"name": generate.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
+    assert check == {"name": target_names.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
     assert not [kind for kind, _ in calls if kind == "py_test"]  # every test target comes from defs.bzl
     assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel"]}) in calls
 

@@ -52,10 +52,13 @@ class MatrixError(Exception):
 
 @dataclass(frozen=True)
 class Device:
+    """One row of the device table (matrix.yaml devices): what every target of the device gets."""
+
     name: str
     tags: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    requires_gpu: bool = False
+    requires_gpu: bool = False  # the one answer to "is this device a GPU" (target_compatible_with, the runtime's check, rerun)
+    exec_properties: tuple[tuple[str, str], ...] = ()  # remote execution platform properties (e.g. route to GPU workers)
 
 
 @dataclass(frozen=True)
@@ -572,7 +575,8 @@ def _check_package_files(top: Path, directory: str, subpackages: set[Path], at: 
 
 def _build(data: dict[str, Any], invalid_suites: set[str], display: str, workspace: Path, problems: _Problems, packages_visible: bool = True) -> Matrix:
     devices = tuple(
-        Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)))
+        Device(name, tuple(d.get("tags", ())), tuple(sorted(d.get("env", {}).items())), bool(d.get("requires_gpu", False)),
+               tuple(sorted(d.get("exec_properties", {}).items())))  # fmt: skip
         for name, d in data["devices"].items()
     )
     for device in devices:

@@ -3,7 +3,7 @@
 
 _CELL_MAIN = "//tools/matrix:runtime/cell_main.py"
 
-def matrix_cell(name, library, spec, targets, data = [], durations = None, shard_counts = {}, size = "medium", env = {}, tags = []):
+def matrix_cell(name, library, spec, targets, data = [], durations = None, shard_counts = {}, size = "medium", env = {}, tags = [], exec_properties = {}, target_compatible_with = []):
     """The py_tests of one matrix cell (suite, variant, device), as generate planned them.
 
     `spec` holds the cell spec fields its targets share, `targets` each target's own (runtime/
@@ -13,6 +13,8 @@ def matrix_cell(name, library, spec, targets, data = [], durations = None, shard
     targets (granularity: file) also gets a test_suite of its name, so `name` selects the whole cell.
     Each target depends on the runtime core and on the variant's `library` only: editing another
     variant reruns none of its targets; sharded targets also read the recorded `durations`.
+    `exec_properties` and `target_compatible_with` come from the device's row of matrix.yaml's device
+    table: a GPU device's targets are compatible only with the `--config=gpu` platform.
     """
     for target, own in targets.items():
         target_spec = dict(spec)
@@ -28,6 +30,8 @@ def matrix_cell(name, library, spec, targets, data = [], durations = None, shard
             shard_count = shard_counts.get(target, 1),
             size = size,
             tags = tags,
+            exec_properties = exec_properties,
+            target_compatible_with = target_compatible_with,
             python_version = "PY3",
             srcs_version = "PY3",
         )

@@ -23,6 +23,9 @@ HEADER = (
 )
 
 
+GPU_CONSTRAINT = "//tools/bazel:gpu"  # the constraint of the `--config=gpu` platform (tools/bazel/BUILD.bazel)
+
+
 def _s(value: str) -> str:
     """A Starlark string literal."""
     if value.isprintable():  # the common case, without json's overhead
@@ -89,6 +92,10 @@ def cell_rule(cell: Cell) -> str:
     lines.append(f"    size = {_s(cell.suite.size)},")
     if cell.device.env:
         lines.append(f"    env = {_value(dict(cell.device.env))},")
+    if cell.device.exec_properties:
+        lines.append(f"    exec_properties = {_value(dict(cell.device.exec_properties))},")
+    if cell.device.requires_gpu:  # skipped by `bazel test //...` unless --config=gpu selects a platform with a GPU
+        lines.append(f"    target_compatible_with = [{_s(GPU_CONSTRAINT)}],")
     lines.append(f"    tags = {_list(cell.tags)},")
     lines.append(")")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ devices:
     requires_gpu: true
     tags: [gpu-exclusive]
     env: {CUDA_VISIBLE_DEVICES: "0"}
+    exec_properties: {gpu: "1", container-image: "docker://worker:cuda"}
 variants:
   base:
     impl: tools.matrix.variants.base:Base
@@ -251,6 +252,16 @@ def test_cell_tags(ws):
     assert made["//nested/t:t_base_cpu"]["tags"] == ["suite:t", "variant:base", "device:cpu", "exclusive"]
     for label, target in made.items():
         assert ("requires-gpu" in target["tags"]) == label.endswith("_cuda") == spec_of(target).requires_gpu
+
+
+def test_the_device_table_reaches_each_target_and_gpu_cells_need_the_gpu_platform(ws):
+    """A GPU device's targets are compatible only with `--config=gpu`'s platform, so `bazel test //...`
+    skips them whatever --test_tag_filters a user gives; its exec_properties route them remotely."""
+    for label, target in py_tests(ws).items():
+        gpu = label.endswith("_cuda")
+        assert target.get("target_compatible_with", []) == (["//tools/bazel:gpu"] if gpu else []), label
+        assert target.get("exec_properties", {}) == ({"container-image": "docker://worker:cuda", "gpu": "1"} if gpu else {}), label
+    assert (TOOLS.parent / "bazel" / "BUILD.bazel").read_text().count('name = "gpu"') == 1  # the constraint exists
 
 
 def test_cell_attributes(ws):
@@ -487,7 +498,7 @@ def test_impl_is_checked_by_check_too_and_by_the_cli(ws):
     with pytest.raises(config.MatrixError) as info:
         generate.check(load(ws), ws)
     assert info.value.problems == [
-        "matrix.yaml:13:5: variants.other.impl: 'pkg.mod:Other': class 'Other' is not a Variant subclass (its bases: none); derive it from tools.matrix.variants.Variant"
+        "matrix.yaml:14:5: variants.other.impl: 'pkg.mod:Other': class 'Other' is not a Variant subclass (its bases: none); derive it from tools.matrix.variants.Variant"
     ]
     out = cli(ws, "generate", "--check")
     assert (out.returncode, out.stderr.splitlines()[0]) == (2, info.value.problems[0])
@@ -501,7 +512,7 @@ def test_write_refuses_before_writing_any_file(ws, tmp_path_factory):
     with pytest.raises(config.MatrixError) as info:
         generate.write(load(ws), ws)
     assert info.value.problems == [
-        f"matrix.yaml:25:5: nested/t/BUILD.bazel resolves to {str(outside.resolve())!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"
+        f"matrix.yaml:26:5: nested/t/BUILD.bazel resolves to {str(outside.resolve())!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"
     ]
     assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
     assert outside.read_text() == "# someone else's\n"

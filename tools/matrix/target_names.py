@@ -1,5 +1,5 @@
 """The names of the Bazel targets generate writes: the one place each naming rule is written out
-(config.py plans with them, generate.py writes them, the report and rerun select by them)."""
+(config/ plans with them, generate.py writes them, the report and rerun select by them)."""
 
 from __future__ import annotations
 

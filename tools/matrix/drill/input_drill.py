@@ -15,7 +15,8 @@ suites written here so that no odd name is committed to the repository:
    status plain pytest gives it (a cell runs exactly its own files: `test_a"b".py` is not `test_ab.py`).
 3. A suite whose pytest.ini addopts and conftest.py would hide its failing test, and a run with
    `--test_env=PYTEST_ADDOPTS=...`: the failing test is still `failed`, the deselected one `skipped`.
-4. `--test_filter` naming a test of `test_a"b".py` runs exactly that test.
+4. `--test_filter` naming a test of `test_a"b".py` runs exactly that test; a GPU cell stays skipped
+   (incompatible without --config=gpu) even under a user's own --test_tag_filters.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ MATRIX_YAML = f"""\
 # The input drill's matrix (written by tools/matrix/drill/input_drill.py).
 devices:
   cpu: {{}}
+  cuda:
+    requires_gpu: true
 variants:
   base:
     impl: tools.matrix.variants.base:Base
@@ -100,7 +103,7 @@ suites:
     data: ["*.json"]
   config_suite:
     variants: [base]
-    devices: [cpu]
+    devices: [cpu, cuda]
     data: [pytest.ini, conftest.py]
 expectations:
   odd_file:
@@ -207,12 +210,20 @@ def main() -> int:
         reasons = {r["expectation"] for r in records if r["status"] == "xfailed"}
         if reasons != {"test_$(x).py::test_known_bug"}:
             wrong.append(f"the xfail entry with $ in its node id did not apply: {reasons}")
-        got = statuses_of(ws / "reports", "config_suite")
+        data = json.loads((ws / "reports" / "compat.json").read_text(encoding="utf-8"))
+        got = {r["test"]: r["status"] for r in data["records"] if r["suite"] == "config_suite" and r["device"] == "cpu"}
+        cuda = {r["status"] for r in data["records"] if r["device"] == "cuda"}
+        if cuda != {"not_run"}:
+            wrong.append(f"the GPU cell ran on a machine without --config=gpu: {cuda}")
         if got != EXPECTED_CONFIG:
             wrong.append(f"config_suite: {got}")
         if wrong:
             fail("records differ from plain pytest:\n" + "\n".join(wrong))
         print(f"2. report: {len(EXPECTED_ODD)} tests x 2 suites with odd names, exact statuses; 3. config_suite: addopts ignored, deselection visible")
+        # A user's own tag filter does not bring the GPU cell back: it is incompatible without --config=gpu.
+        rc, out = run(["bazel", "test", "//...", "--test_tag_filters=suite:config_suite"], ws, env, root / "tag_filter.log")
+        if "//config_suite:config_suite_base_cuda" not in out or "SKIPPED" not in out.split("//config_suite:config_suite_base_cuda", 1)[1].split("\n", 1)[0]:
+            fail(f"--test_tag_filters=suite:config_suite ran or dropped the GPU cell instead of skipping it:\n{out[-3000:]}")
         target = '//odd_file:odd_file_base_cpu/test_a"b"'
         rc, out = run(["bazel", "test", target, '--test_filter=test_a"b".py::test_fails', "--test_env=PYTEST_ADDOPTS=-k passes"], ws, env, root / "filter.log")
         xml = next((ws / "bazel-testlogs" / "odd_file" / "odd_file_base_cpu").glob('test_a"b"/test.xml'))

@@ -256,12 +256,12 @@ def test_cell_tags(ws):
 
 def test_the_device_table_reaches_each_target_and_gpu_cells_need_the_gpu_platform(ws):
     """A GPU device's targets are compatible only with `--config=gpu`'s platform, so `bazel test //...`
-    skips them whatever --test_tag_filters a user gives; its exec_properties route them remotely."""
+    skips them whatever --test_tag_filters a user gives (tools/matrix/drill/input_drill.py runs that
+    through real Bazel); its exec_properties route them remotely."""
     for label, target in py_tests(ws).items():
         gpu = label.endswith("_cuda")
         assert target.get("target_compatible_with", []) == (["//tools/bazel:gpu"] if gpu else []), label
         assert target.get("exec_properties", {}) == ({"container-image": "docker://worker:cuda", "gpu": "1"} if gpu else {}), label
-    assert (TOOLS.parent / "bazel" / "BUILD.bazel").read_text().count('name = "gpu"') == 1  # the constraint exists
 
 
 def test_cell_attributes(ws):

@@ -16,7 +16,7 @@ test: setup setup-remote
 	$(MAKE) test-drill
 	$(MAKE) test-remote
 
-# Hostile tests and a corrupted output under real Bazel: 0 results lost (README.md, "Reliability").
+# Hostile tests and a corrupted output under real Bazel: 0 results lost (docs/reliability.md).
 test-drill: setup
 	$(BAZEL) run //tools/matrix/drill:fault_drill
 

@@ -1,6 +1,6 @@
 """The input drill: hostile file names and suite configurations through real Bazel and the real
 `report`: each either works end to end with exact records, or `generate` refuses it up front with
-matrix.yaml:LINE:COL (README.md, "Reliability").
+matrix.yaml:LINE:COL (docs/reliability.md).
 
     bazel run //tools/matrix/drill:input_drill      # ~2 min on 2 cores; `make test` runs it
 

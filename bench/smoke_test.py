@@ -19,6 +19,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import bench_matrix  # noqa: E402
+from matrix_bench.copy_edits import add_entry, appended_comment, edit_yaml, impl_module_path, remove_entry, set_granularity  # noqa: E402
+from matrix_bench.run_outputs import evidence_indexes  # noqa: E402
+from matrix_bench.steps.source_edits import VARIANT_MODULE_EDIT  # noqa: E402
+from matrix_bench.variant_costs import VARIANT_COST_HEADER, variant_costs  # noqa: E402
+
 NUMBER = r"\d+\.\d+"
 
 
@@ -50,8 +56,6 @@ def test_bench_report_collects_200_records_without_a_problem():
 def test_bench_matrix_parses_its_options():
     lines = run_script("bench_matrix.py", "--help")
     assert lines[0].startswith("usage: bench_matrix.py [-h] [--targets TARGETS] [--quick]")
-    import bench_matrix
-
     args = bench_matrix.parse_args(["--quick", "--skip", "plain"])
     assert (args.quick, args.rounds, args.budget_min, args.skip) == (True, 2, 90.0, ["plain"])
 
@@ -66,20 +70,16 @@ expectations: {}
 
 
 def test_bench_matrix_adds_and_removes_an_expectation():
-    import bench_matrix
-
-    added = bench_matrix.edit_yaml(MATRIX, bench_matrix.add_entry("s", "base", "xfail", "test_a.py::test_x", "planted"))
+    added = edit_yaml(MATRIX, add_entry("s", "base", "xfail", "test_a.py::test_x", "planted"))
     assert added == MATRIX.replace(
         "expectations: {}\n", "expectations:\n  s:\n    base:\n      xfail:\n        test_a.py::test_x: planted\n"
     )
-    removed = bench_matrix.edit_yaml(added, bench_matrix.remove_entry("s", "base", "cpu", "test_a.py::test_x"))
+    removed = edit_yaml(added, remove_entry("s", "base", "cpu", "test_a.py::test_x"))
     assert removed == MATRIX  # every level the entry emptied goes
 
 
 
 def test_bench_matrix_granularity_option_lists_the_cold_runs_settings():
-    import bench_matrix
-
     args = bench_matrix.parse_args(["--granularity", "export_tests=cell,file", "--granularity", "package_tests=file"])
     assert args.granularity_runs == [
         {"export_tests": "cell", "package_tests": "file"},
@@ -97,8 +97,6 @@ def test_bench_matrix_granularity_option_refuses_what_is_not_a_setting():
     assert out.stderr.splitlines()[-1] == (
         "bench_matrix.py: error: --granularity 'export_tests=row': row is not one of cell, file"
     )
-    import bench_matrix
-
     for bad, why in [
         ("export_tests", "'export_tests': expected SUITE=G[,G...] with G one of cell, file"),
         ("=file", "'=file': expected SUITE=G[,G...] with G one of cell, file"),
@@ -112,32 +110,26 @@ def test_bench_matrix_granularity_option_refuses_what_is_not_a_setting():
 
 
 def test_bench_matrix_sets_a_suites_granularity_keeping_comments():
-    import bench_matrix
-
-    text = bench_matrix.edit_yaml(MATRIX, bench_matrix.set_granularity("s", "file"))
+    text = edit_yaml(MATRIX, set_granularity("s", "file"))
     assert text == MATRIX.replace("    devices: [cpu]\n", "    devices: [cpu]\n    granularity: file\n")
-    assert bench_matrix.edit_yaml(text, bench_matrix.set_granularity("s", "cell")) == text.replace("granularity: file", "granularity: cell")
+    assert edit_yaml(text, set_granularity("s", "cell")) == text.replace("granularity: file", "granularity: cell")
 
 
 def test_bench_matrix_appends_a_comment_and_restores_the_file(tmp_path):
-    import bench_matrix
-
     source = tmp_path / "variants.py"
     source.write_bytes(b"class V:\n    pass")  # no final newline: the comment still gets its own line
-    with bench_matrix.appended_comment(source, "probe"):
+    with appended_comment(source, "probe"):
         assert source.read_bytes() == b"class V:\n    pass\n# probe\n"
     assert source.read_bytes() == b"class V:\n    pass"
 
 
 def test_bench_matrix_finds_a_variants_module_file(tmp_path):
-    import bench_matrix
-
     (tmp_path / "tools/matrix/variants").mkdir(parents=True)
     (tmp_path / "tools/matrix/variants/package.py").write_text("")
     (tmp_path / "my_project").mkdir()
     (tmp_path / "my_project/variants.py").write_text("")
-    assert bench_matrix.impl_module_path("tools.matrix.variants.package:FromBytes", tmp_path) == bench_matrix.VARIANT_MODULE_EDIT
-    assert bench_matrix.impl_module_path("my_project.variants:MyVariant", tmp_path) == "my_project/variants.py"
+    assert impl_module_path("tools.matrix.variants.package:FromBytes", tmp_path) == VARIANT_MODULE_EDIT
+    assert impl_module_path("my_project.variants:MyVariant", tmp_path) == "my_project/variants.py"
 
 
 def _test(nodeid: str, status: str, duration_s: float, kept: bool = False, **matrix: Any) -> dict[str, Any]:
@@ -145,8 +137,6 @@ def _test(nodeid: str, status: str, duration_s: float, kept: bool = False, **mat
 
 
 def test_bench_matrix_variant_table_has_the_evidence_cost_and_the_tests_that_kept_it():
-    import bench_matrix
-
     per = {
         ("s", "base"): {("cpu", "t.py::a"): _test("t.py::a", "passed", 0.1), ("cpu", "t.py::b"): _test("t.py::b", "passed", 0.3)},
         ("s", "serdes"): {
@@ -156,12 +146,12 @@ def test_bench_matrix_variant_table_has_the_evidence_cost_and_the_tests_that_kep
             ("cpu", "t.py::d"): _test("t.py::d", "crashed", 0.0, kept=True),
         },
     }
-    base, serdes = bench_matrix.variant_costs(per)
+    base, serdes = variant_costs(per)
     assert (base.variant, base.tests, base.kept_evidence, base.mean_evidence_s, base.verdicts) == ("base", 2, 0, 0.0, "2 none")
     assert (serdes.tests, serdes.kept_evidence, serdes.verdicts) == (2, 2, "1 failed, 1 none, 2 passed")
     assert serdes.mean_evidence_s == pytest.approx(0.003)  # the tests that passed in both, like the other means
     assert (serdes.mean_check_s, serdes.ratio) == (pytest.approx(0.02), pytest.approx(1.5))
-    header = bench_matrix.VARIANT_COST_HEADER.split()
+    header = VARIANT_COST_HEADER.split()
     assert header[header.index("check") + 2 : header.index("check") + 7] == ["mean", "evidence", "s", "kept", "evidence"]
     line = serdes.line().split()
     assert line[:3] == ["s", "serdes", "2"] and line[8:10] == ["0.0030", "2"], line
@@ -169,8 +159,6 @@ def test_bench_matrix_variant_table_has_the_evidence_cost_and_the_tests_that_kep
 
 
 def test_bench_matrix_finds_the_evidence_a_shard_kept_zipped_or_not(tmp_path):
-    import bench_matrix
-
     from tools.matrix.runtime.evidence import index_member
 
     zipped, unzipped = tmp_path / "shard_1_of_2" / "test.outputs", tmp_path / "shard_2_of_2" / "test.outputs"
@@ -181,6 +169,6 @@ def test_bench_matrix_finds_the_evidence_a_shard_kept_zipped_or_not(tmp_path):
         z.writestr("report.json", "{}")
     (unzipped / index_member("t.py::b")).parent.mkdir(parents=True)
     (unzipped / index_member("t.py::b")).write_text("{}")
-    assert bench_matrix.evidence_indexes(zipped.parent) == {index_member("t.py::a")}
-    assert bench_matrix.evidence_indexes(unzipped.parent) == {index_member("t.py::b")}
-    assert bench_matrix.evidence_indexes(tmp_path / "no_such_shard") == set()
+    assert evidence_indexes(zipped.parent) == {index_member("t.py::a")}
+    assert evidence_indexes(unzipped.parent) == {index_member("t.py::b")}
+    assert evidence_indexes(tmp_path / "no_such_shard") == set()

@@ -66,6 +66,6 @@ def run_steps(ctx: Context, steps: tuple[Step, ...] = STEPS) -> None:
     for step in steps:
         if step.needs_cold and not cold_ok:
             continue
-        if not run_step(ctx, step) and step is COLD:
+        if not run_step(ctx, step) and step.name == COLD.name:
             cold_ok = False
             ctx.results.missing(f"{', '.join(s.name for s in steps if s.needs_cold)}: they need the cold run")

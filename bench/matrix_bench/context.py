@@ -20,7 +20,7 @@ from matrix_bench.run_outputs import executed_targets, sum_durations, tests_of
 from matrix_bench.summary import Results, log
 
 DEFAULT_TARGETS = ("//:device_cpu",)
-QUICK_TARGETS = ("//package_tests/...", "//dynamo_tests/...")  # their cuda cells are excluded by .bazelrc
+QUICK_TARGETS = ("//package_tests/...", "//dynamo_tests/...")  # their cuda cells: skipped by Bazel (GPU platform only)
 
 
 class Context:
@@ -37,7 +37,6 @@ class Context:
         self.logs: Path | None = None
         self.cells: list = []  # the matrix cells the targets select (resolve_cells), in matrix.yaml order
         # What the cold step leaves for the later ones.
-        self.cold_run: BazelRun | None = None
         self.cold_failed: set[str] = set()  # targets that failed in the cold run: Bazel never caches them
         self.testlogs: Path | None = None
         self.bazel_reports: dict[tuple[str, int], dict[str, Any]] = {}  # run_outputs.cell_reports of the cell targets
@@ -156,9 +155,9 @@ class Context:
     # -- the cells the targets select ---------------------------------------------------------------
 
     def resolve_cells(self) -> None:
-        """The tests `bazel test <targets>` runs (query, minus what .bazelrc's tag filter drops), as matrix cells."""
+        """The tests `bazel test <targets>` runs (query, minus GPU and manual tests), as matrix cells."""
         expr = " + ".join(f"tests({t})" for t in self.targets)
-        excluded = f'attr(tags, "requires-gpu|manual", {expr})'  # .bazelrc's --test_tag_filters, and manual tests
+        excluded = f'attr(tags, "requires-gpu|manual", {expr})'  # GPU cells (compatible with --config=gpu only), manual tests
         run = self.bazel.run("query", "query", f"({expr}) except {excluded}", "--output=label", timeout=min(900, self.left()), echo=False)
         if run.rc != 0:
             raise RuntimeError(f"bazel query failed; see {run.log}")

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import MISSING, fields
 from typing import Any
 
@@ -21,6 +22,11 @@ REPORT_NAME = "report.json"
 # collector ~1.7 s of its 3 s budget, the digest a fraction of that.
 DIGEST_NAME = "matrix_results.json"
 DIGEST_FIELDS = ("nodeid", *COLLECTED_FIELDS)  # records.MatrixResult's collected fields
+# The cell metadata key (report.json, the digest, a test.xml property) naming the tests the target
+# collected that this shard has no record of: those --test_filter deselected and the other shards'.
+# A report keeps a record of each even when this run did not run it, or another shard's outputs are
+# lost. Empty for an unfiltered, unsharded target, so it costs nothing there.
+COLLECTED_NOT_RUN = "collected_not_run"
 # A field a test's metadata lacks is written as the Record's default (status is required).
 _ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) for name in COLLECTED_FIELDS)
 
@@ -79,6 +85,12 @@ def digest(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, A
     return {"matrix": metadata, "fields": list(DIGEST_FIELDS), "tests": rows}
 
 
+def not_run_here(collected: Iterable[str], tests: list[dict[str, Any]]) -> list[str]:
+    """The COLLECTED_NOT_RUN list: of the target's `collected` node ids, those `tests` have no record of."""
+    here = {t["nodeid"] for t in tests}
+    return sorted(n for n in collected if n not in here)
+
+
 def write_json(path: str, report: dict[str, Any], indent: int | None = 1) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -125,6 +137,9 @@ def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
     props = ET.SubElement(suite, "properties")
     for key in ("suite", "variant", "device", "target", "shard_index", "total_shards", "torch_version"):
         ET.SubElement(props, "property", name=key, value=str(metadata.get(key, "")))
+    # What the collector needs when report.json and the digest are lost: the filter and the tests not run here.
+    ET.SubElement(props, "property", name="test_filter", value=metadata.get("test_filter") or "")
+    ET.SubElement(props, "property", name=COLLECTED_NOT_RUN, value=json.dumps(metadata.get(COLLECTED_NOT_RUN, [])))
     total_time = 0.0
     for test in tests:
         m = test["metadata"]["matrix"]

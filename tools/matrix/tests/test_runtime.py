@@ -447,6 +447,32 @@ def test_filter_matching_a_test_of_another_shard_passes(cells):
     assert [sorted(r.tests) for r in runs] == [["test_more.py::test_epsilon"], []]
 
 
+def listed_not_run(run) -> tuple[list[str], list[str], list[str], str]:
+    """What a shard's outputs say the target collected that the shard has no record of (report.json,
+    the digest, test.xml), and the --test_filter test.xml names."""
+    digest = json.loads((run.tmp / "out" / outputs.DIGEST_NAME).read_text())
+    props = {p.get("name"): p.get("value") for p in run.xml.find("testsuite").findall("properties/property")}
+    key = outputs.COLLECTED_NOT_RUN
+    return run.report["matrix"][key], digest["matrix"][key], json.loads(props[key]), props["test_filter"]
+
+
+@uses(*SHARD_CELLS, *FILTERS, "filter_one_shard_0", "filter_one_shard_1")
+def test_every_shard_names_the_collected_tests_it_did_not_run(cells):
+    """A report's names of a target's tests must not hang on one shard's outputs: every shard lists,
+    in report.json, the digest and test.xml, what the target collected (before the filter and the
+    shard split) that it has no record of: the other shards' tests and those the filter left out."""
+    for name in SHARD_CELLS:
+        run = cells[name]
+        others = sorted(set(MANY) - set(run.tests))
+        assert len(others) == len(MANY) - len(run.tests) > 0 and listed_not_run(run) == (others, others, others, ""), name
+    for name, (pattern, selected) in FILTERS.items():
+        left_out = sorted(set(MANY) - selected)
+        assert set(cells[name].tests) == selected and listed_not_run(cells[name]) == (left_out, left_out, left_out, pattern), name
+    epsilon = "test_more.py::test_epsilon"  # the filter's one test, run by shard 0: shard 1 lists all
+    assert listed_not_run(cells["filter_one_shard_0"])[0] == sorted(set(MANY) - {epsilon})
+    assert listed_not_run(cells["filter_one_shard_1"]) == (sorted(MANY), sorted(MANY), sorted(MANY), epsilon)
+
+
 @uses("filter_crashed_file")
 def test_filter_naming_a_file_that_crashed_at_import_matched_it(cells):
     run = cells["filter_crashed_file"]

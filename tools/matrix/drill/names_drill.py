@@ -20,7 +20,8 @@ C. broken outputs of cells whose tests no other cell knows: a truncated outputs.
    truncated test.xml: every test keeps a record, with or without an earlier report.
 D. matrix.yaml edits between runs (a removed variant, a removed test file, an added cell, a renamed
    suite, a test deleted from its file): `rerun --failed` names what it dropped and skipped, removed
-   cells and files do not linger, an unfiltered run drops a deleted test.
+   cells and files do not linger, and the next run of a target, filtered or not, drops a test deleted
+   from it (the runtime lists every test it collected).
 
 Each expected record is one line below: case, suite, variant, test, status, the run that produced it
 (the label of the step whose report has that run_id), and a part of its message. The drill runs every
@@ -333,13 +334,12 @@ C5 nm_lone    base  {NO_RESULTS}             error   R7n nm_lone/nm_lone_base_cp
 R8 = """
 D5 nm_whole   base  test_a.py::test_one      passed  R2
 D5 nm_whole   base  test_a.py::test_two      passed  R7
-D5 nm_whole   base  test_a.py::test_three    passed  R1
 D5 nm_whole   base  test_b.py::test_four     passed  R1
 D5 nm_whole   base  test_b.py::test_five     failed  R8 test_five always fails
 D2 nm_files   base  test_fa.py::test_fa1     passed  R7
 D2 nm_files   base  test_fa.py::test_fa2     failed  R8 test_fa2 always fails
-D3 nm_files   other test_fa.py::test_fa1     not_run R8 new since the last report
-D3 nm_files   other test_fa.py::test_fa2     not_run R8 new since the last report
+D3 nm_files   other test_fa.py::test_fa1     not_run R8 this rerun did not run its target
+D3 nm_files   other test_fa.py::test_fa2     not_run R8 this rerun did not run its target
 -- nm_sharded base  test_s.py::test_s1       passed  R7
 -- nm_sharded base  test_s.py::test_s2       crashed R7 died without writing a report or test.xml (see log tail); its last result: failed in run R6
 -- nm_sharded base  test_s.py::test_s3       passed  R7
@@ -347,9 +347,9 @@ D3 nm_files   other test_fa.py::test_fa2     not_run R8 new since the last repor
 -- nm_single  base  test_single.py::test_x1  crashed R7 its last result: passed in run R4
 -- nm_single  base  test_single.py::test_x2  crashed R7 its last result: failed in run R4
 -- nm_single  base  test_single.py::test_x3  crashed R7 its last result: passed in run R4
-D4 nm_alone   base  {NO_RESULTS}             not_run R8 new since the last report
+D4 nm_alone   base  {NO_RESULTS}             not_run R8 this rerun did not run its target
 """.replace("{NO_RESULTS}", NO_RESULTS.replace(" ", "\x00"))
-# D5: `bazel test //nm_whole:nm_whole_base_cpu` (unfiltered, whole), report --no-run: test_three is gone.
+# D5: `bazel test //nm_whole:nm_whole_base_cpu` (unfiltered, whole), report --no-run: all fresh, test_three stays gone.
 R9 = """
 D5 nm_whole   base  test_a.py::test_one      passed  R9
 D5 nm_whole   base  test_a.py::test_two      failed  R9 test_two fails until DRILL_FIX=1
@@ -442,6 +442,15 @@ class Drill:
         for key in sorted(set(got) - set(expected)):
             case = next((c for (s, v, _t), (c, *_r) in expected.items() if (s, v) == key[:2] and c != "--"), "--")
             self.fail(case, f"{label}: unexpected record {key}: {got[key]['status']} {got[key]['message'][:200]!r}")
+        # compat.md counts every record; compat.html has a row for every test.
+        md = (self.ws / out / "compat.md").read_text()
+        if f" · {len(expected)} cells · " not in md:
+            self.fail("--", f"{label}: compat.md does not count {len(expected)} cells: {md.splitlines()[2][:300]!r}")
+        html = (self.ws / out / "compat.html").read_text()
+        data = json.loads(html.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0])
+        rows = {(data["suites"][s], t) for s, t in zip(data["rows"]["suite"], data["rows"]["test"])}
+        if rows != {(s, t) for s, _v, t in expected}:
+            self.fail("--", f"{label}: compat.html's rows differ from the records: {sorted(rows ^ {(s, t) for s, _v, t in expected})[:10]}")
 
     def with_run_ids(self, text: str) -> str:
         """`text` with each `run <label>` spelled with that step's run_id."""
@@ -450,6 +459,7 @@ class Drill:
         return text
 
     def expect_lines(self, case: str, out: str, *parts: str) -> None:
+        self.cases.add(case)
         for part in map(self.with_run_ids, parts):
             if part not in out:
                 self.fail(case, f"the output lacks {part!r}:\n{out[-2500:]}")
@@ -531,6 +541,8 @@ def main() -> int:
         d.expect_lines("D2", out, "dropped 2 record(s) of test files no longer in their suite: nm_files test_fb.py (2)")
         d.expect_lines("D3", out, "skipped 2 cell(s) new since the last report: //nm_files:nm_files_other_cpu, //nm_lone:nm_alone_base_cpu")
         d.expect_lines("D4", out, "//nm_lone:nm_alone_base_cpu")
+        # The filtered rerun of nm_whole's base cell collected the whole target: test_three is gone from it.
+        d.expect_lines("D5", out, "dropped 1 record(s) of tests their target no longer collects: nm_whole test_a.py::test_three (1)")
         d.bazel("//nm_whole:nm_whole_base_cpu", case="D5", expect_rc=3)
         d.matrix("report", "--no-run", "--out", "reports", case="D5")
         d.check("R9", "reports", R9)

@@ -858,7 +858,7 @@ def _complete(matrix: Matrix, cells: list[Cell], found: dict[tuple[str, str, str
     for record in previous:
         before.setdefault((record.suite, record.variant, record.device), {})[record.test] = record
     dropped = Dropped()
-    decisions = [CellNames(cell, {r.test for r in found[key]}, runs[key], before.pop(key, {}), run_id, unread, dropped)
+    decisions = [CellNames(cell, {r.test: r for r in found[key]}, runs[key], before.pop(key, {}), run_id, unread, dropped)
                  for cell in cells for key in [(cell.suite.name, cell.variant.name, cell.device.name)]]  # fmt: skip
     in_matrix = {(c.suite.name, c.variant.name, c.device.name) for c in matrix.cells()}
     for key, records in before.items():  # cells outside `cells`: kept as they were, or dropped with their cell

@@ -7,9 +7,10 @@ has no record of, runtime/outputs.COLLECTED_NOT_RUN, in report.json, the digest 
 previous report; the other cells of the suite.
 
 The precedence, decided here only (`Cell.record_for`):
-1. this run's result: the test's record in this run's outputs; or, when the run tried the test (its
-   target ran and the filter selected it) in a shard that left no usable results, `crashed`/`error`
-   with that shard's reason, naming the test's last result;
+1. this run's result: the test's record in this run's outputs; or, when its file could not be
+   imported in this run, that file's status (none of its tests could run); or, when the run tried the
+   test (its target ran and the filter selected it) in a shard that left no usable results,
+   `crashed`/`error` with that shard's reason, naming the test's last result;
 2. the previous report's record, kept as it was, with the run_id of the run that produced it
    (carried over), unless this run proves the test gone: its cell or its file left matrix.yaml, or its
    target ran with every shard's outputs intact and did not collect it. A carried-over failure still
@@ -122,7 +123,7 @@ class CellNames:
     """The decision for one cell: its records from this run, its targets' runs, its previous records."""
 
     cell: Cell
-    fresh: set[str]  # ids this run's outputs have records of
+    fresh: dict[str, Record]  # this run's records of the cell, by test id
     runs: dict[str, TargetRun]  # by target name; a target absent here was not read (a rerun of other targets)
     previous: dict[str, Record]  # its records in the previous report, by test id
     run_id: str
@@ -133,7 +134,7 @@ class CellNames:
         """A record for every known test of the cell that this run's outputs have none of. `suite_fresh`:
         the ids this run collected in any cell of the suite; `suite_previous`: those the previous report had."""
         files, out = cell_files(self.cell), []
-        for test in sorted((self.previous.keys() | suite_fresh | suite_previous | self._names()) - self.fresh):
+        for test in sorted((self.previous.keys() | suite_fresh | suite_previous | self._names()) - self.fresh.keys()):
             if test == NO_RESULTS:
                 continue
             if test_file_of(test) not in files:  # its file left the suite: gone from this cell
@@ -152,7 +153,7 @@ class CellNames:
 
     def collected(self) -> set[str]:
         """The ids this run collected in the cell (for the suite's other cells)."""
-        return self.fresh | self._names()
+        return self.fresh.keys() | self._names()
 
     def surviving_previous(self) -> set[str]:
         """The previous report's ids of the cell that this run does not prove gone (for the suite's other cells)."""
@@ -176,6 +177,10 @@ class CellNames:
         earlier = previous if previous is not None and previous.status != statuses.NOT_RUN else None
         if run is None or not run.ran:  # nothing of the target to read: the last result stands
             return earlier or self._not_run(test, target, self.unread if run is None else NOT_RUN)
+        unimportable = self.fresh.get(test_file_of(test))  # the record of its file itself: the import failed
+        if unimportable is not None:
+            return self._record(test, target, unimportable.status, f"its file could not be imported in run {self.run_id}: {unimportable.message}",
+                                unimportable.shard, unimportable.log_tail)  # fmt: skip
         if run.complete and test not in run.names:  # the whole target ran and did not collect it
             if previous is not None:
                 self.dropped[Dropped.GONE, f"{self.cell.suite.name} {test}"] += 1

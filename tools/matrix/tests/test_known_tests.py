@@ -148,6 +148,18 @@ def test_a_target_that_collected_everything_proves_a_missing_test_gone(matrix, t
     assert collected.notes == ["dropped 2 record(s) of tests their target no longer collects: s test_a.py::test_deleted (1), s test_a.py::test_one (1)"]
 
 
+def test_the_tests_of_a_file_that_failed_to_import_get_its_status(matrix, tmp_path):
+    """test_b.py failed to import in this run: its tests were not collected, yet they are not gone."""
+    logs = tmp_path / "logs"
+    write_shard(s_base(logs) / "shard_1_of_2", "//s:s_base_cpu", {A: P, "test_b.py": statuses.ERROR}, "", (B,), 0, 2)
+    write_shard(s_base(logs) / "shard_2_of_2", "//s:s_base_cpu", {B: P}, "", (A,), 1, 2)
+    previous = [rec("s", "base", C, P), rec("s", "base", D, F)]
+    got = records_of(collect(matrix, logs, run_id=RUN, previous=previous))
+    why = f"its file could not be imported in run {RUN}: test_b.py error"
+    assert got == {A: (P, RUN, f"{A} {P}"), B: (P, RUN, f"{B} {P}"), "test_b.py": (statuses.ERROR, RUN, "test_b.py error"),
+                   C: (statuses.ERROR, RUN, why), D: (statuses.ERROR, RUN, why)}  # fmt: skip
+
+
 def test_an_older_runtimes_filtered_outputs_prove_nothing_gone(matrix, tmp_path):
     """Outputs that do not list what they did not run (an older runtime, a cached result): after a
     filtered run the previous records stay; after an unfiltered one the shards' records are the whole set."""

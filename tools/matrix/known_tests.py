@@ -6,7 +6,7 @@ target collected before its --test_filter and shard split (every shard's outputs
 has no record of, runtime/outputs.COLLECTED_NOT_RUN, in report.json, the digest and test.xml); the
 previous report; the other cells of the suite.
 
-The precedence, decided here only (`Cell.record_for`):
+The precedence, decided here only (`CellNames.record_for`):
 1. this run's result: the test's record in this run's outputs; or, when its file could not be
    imported in this run, that file's status (none of its tests could run); or, when the run tried the
    test (its target ran and the filter selected it) in a shard that left no usable results,
@@ -53,7 +53,6 @@ class TargetRun:
     """What this run's outputs say about one target, shard by shard (collect.py adds each)."""
 
     target: Target
-    tests: set[str] = field(default_factory=set)  # the ids its shards have records of
     names: set[str] = field(default_factory=set)  # every id it collected, as far as its readable shards say
     filters: set[str | None] = field(default_factory=set)  # per readable shard: its --test_filter ("": none; None: unknown)
     broken: list[BrokenShard] = field(default_factory=list)
@@ -62,7 +61,6 @@ class TargetRun:
 
     def add(self, ids: list[str], test_filter: str | None, not_run_here: list[str] | None) -> None:
         """A readable shard: the ids it has records of, its filter, and the collected ids it has none of."""
-        self.tests.update(ids)
         self.names.update(ids)
         self.filters.add(test_filter)
         if not_run_here is None:

@@ -18,8 +18,8 @@ entries shaped like pytest-json-report's (lineno, setup/call/teardown stages, cr
 ~1 kB longrepr on failures; crashed / timeout / not_run shaped like cell_main's entries for tests it lost) plus the
 `metadata.matrix` block the plugin adds, written with the runtime's own writers
 (`outputs.write_outputs`: report.json and its digest matrix_results.json, which is what the
-collector reads, each listing, as cell_main does, the target's tests the shard has no record of: the
-other shards') into the shard's undeclared-outputs directory, which is
+collector reads, and, as cell_main writes them, the target's tests the shard has no record of, the
+other shards', beside them) into the shard's undeclared-outputs directory, which is
 then deflated into test.outputs/outputs.zip and removed, as Bazel does. Each shard also gets a short
 test.log; no test.xml, which the collector never opens when the digest is there (the common case; its
 JUnit / log-only fallbacks are for targets that died). The BEP file has a testResult per shard
@@ -244,7 +244,7 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
         }  # fmt: skip
         outputs.write_outputs(str(undeclared), tests, metadata, time.time() - 60, 1 if unexpected else 0, cell.suite.directory)
         with zipfile.ZipFile(shard_dir / "test.outputs" / "outputs.zip", "w", zipfile.ZIP_DEFLATED) as z:
-            for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME):
+            for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME, outputs.COLLECTED_NAME):
                 z.write(undeclared / name, name)
         shutil.rmtree(undeclared)
         (shard_dir / "test.log").write_text(

@@ -45,7 +45,7 @@ from tools.matrix.config import Cell, Matrix, Target
 from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, BrokenShard, CellNames, Dropped, TargetRun, cell_label_of
 from tools.matrix.records import MatrixResult, Record
 from tools.matrix.runtime.evidence import EVIDENCE_DIR, FORMAT, MAX_CALLS, CallEvidence, Payload, index_member, test_key
-from tools.matrix.runtime.outputs import COLLECTED_NOT_RUN, DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
+from tools.matrix.runtime.outputs import COLLECTED_NAME, COLLECTED_NOT_RUN, DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
 LOG_TAIL_CHARS = 4000
 LOG_TAIL_READ = 64 * 1024  # bytes read from the end of a test.log: logs can be gigabytes
@@ -364,6 +364,18 @@ def _report_results(shard_dir: Path) -> Results | None:
     return _check_meta(report.get("matrix", {}), bad), rows
 
 
+def _names_beside_digest(shard_dir: Path) -> list[str] | None:
+    """The shard's COLLECTED_NOT_RUN list from its own file beside the digest (None: an older runtime
+    wrote none). Raises Unreadable when it is not usable."""
+    found = _read_output(shard_dir, COLLECTED_NAME)
+    if found is None:
+        return None
+    value, path, name = found
+    names = value.get(COLLECTED_NOT_RUN) if isinstance(value, dict) else None
+    _check_names(names, COLLECTED_NOT_RUN, _complaint(path, name))
+    return names
+
+
 def _row_reader() -> Callable[[list[list[Any]], str, str, str, str, int], list[Record]]:
     """The digest rows -> Records loop, generated from DIGEST_FIELDS and Record's fields (as dataclasses
     generate __init__): positional, as fast as the loop written out by hand. 100,000 records are built
@@ -462,6 +474,9 @@ class _Shard:
     broken: BrokenShard | None = None
     outputs_usable: bool = True  # False: its outputs could not be read, so neither can its evidence
     problem: str = ""  # a source that was there but unreadable, when a later one gave the results
+    # The tests the target collected that it has no record of (COLLECTED_NOT_RUN; None: not listed),
+    # read when asked: only a target that ran filtered or lost a shard needs them.
+    not_run_here: Callable[[], list[str] | None] = lambda: None
 
     @property
     def test_filter(self) -> str | None:
@@ -470,6 +485,11 @@ class _Shard:
 
 
 DIED = "died without writing a report or test.xml"
+
+
+def _shown(testlogs: Path, path: Path) -> str:
+    """`path` as a report names it: relative to the testlogs when it is inside them."""
+    return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
 
 
 def _xml_meta(path: Path, root: ET.Element) -> dict[str, Any]:
@@ -494,7 +514,7 @@ def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> 
     unreadable: list[str] = []  # what was wrong with each source that was there but could not be used
 
     def shown(path: Path) -> str:
-        return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
+        return _shown(testlogs, path)
 
     def broken(status: str, message: str, problem: str = "", meta: dict[str, Any] | None = None) -> _Shard:
         tail = _log_tail(log) if log.is_file() else ""  # read only for a shard that needs it
@@ -520,7 +540,8 @@ def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> 
             continue
         meta, rows = results
         if rows or not meta.get("problems"):
-            return _Shard(_records_from_rows(rows, target, shard), meta, problem=instead_of_unreadable(name))
+            not_run_here = (lambda: _names_beside_digest(shard_dir)) if name == DIGEST_NAME else (lambda meta=meta: meta.get(COLLECTED_NOT_RUN))
+            return _Shard(_records_from_rows(rows, target, shard), meta, problem=instead_of_unreadable(name), not_run_here=not_run_here)
         # It ran and reported no test, saying why (e.g. the variant could not be loaded).
         message = "the target ran but reported no test: " + "; ".join(meta["problems"])
         return broken(statuses.ERROR, message, meta={**meta, "problems": []})
@@ -533,7 +554,8 @@ def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> 
         if records and any(r.test.split("::", 1)[0].endswith(".py") for r in records):
             meta = attempt(lambda: _xml_meta(xml, root))
             if meta is not None:
-                return _Shard(records, meta, outputs_usable=not unreadable, problem=instead_of_unreadable("test.xml"))
+                return _Shard(records, meta, outputs_usable=not unreadable, problem=instead_of_unreadable("test.xml"),
+                              not_run_here=lambda: meta.get(COLLECTED_NOT_RUN))  # fmt: skip
         code = _BAZEL_EXIT.search(ET.tostring(root, encoding="unicode"))
         if not unreadable and code and int(code[1]) < 128:  # an exit status, not a signal: it failed to start, did not crash
             return broken(statuses.ERROR, f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)")
@@ -685,7 +707,7 @@ def read_evidence(testlogs: Path, shard_dir: Path, records: list[Record]) -> Non
     archive = outputs / "outputs.zip"
 
     def shown(path: Path) -> str:
-        return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
+        return _shown(testlogs, path)
 
     in_zip = []
     for record in records:
@@ -784,6 +806,7 @@ def collect(
             shards = shard_dirs(testlogs, target)
             if bep:
                 newest[target.label] = _newest_mtime([d for _s, d in shards])
+            read: list[tuple[int, _Shard]] = []  # its shards with results
             for shard, shard_dir in shards:
                 result = _read_shard(testlogs, shard_dir, target, shard)
                 if result is None:
@@ -798,7 +821,16 @@ def collect(
                 if result.broken:
                     run.broken.append(result.broken)
                 else:
-                    run.add([r.test for r in result.records], result.test_filter, result.meta.get(COLLECTED_NOT_RUN))
+                    run.add([r.test for r in result.records], result.test_filter)
+                    read.append((shard, result))
+            if run.test_filter != "" or run.broken or run.missing:  # its records alone may not name all its tests
+                for shard, result in read:
+                    try:
+                        run.add_names(result.not_run_here())
+                    except Unreadable as e:
+                        collected.problems.append(f"{target.label}: shard {shard + 1}: {_shown(testlogs, e.path)}: {e.what}; "
+                                                  "its list of the tests it did not run is not used")  # fmt: skip
+                        run.add_names(None)
         # A file's target cannot tell a bare test name that is another file's from a typo, so it
         # passes with no test (runtime/selection.decidable_here); the cell as a whole can tell.
         if len(cell.targets) > 1 and len(filters) == 1 and "" not in filters and not found[key] and not any(r.broken for r in runs[key].values()):

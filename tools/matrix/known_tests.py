@@ -56,13 +56,16 @@ class TargetRun:
     names: set[str] = field(default_factory=set)  # every id it collected, as far as its readable shards say
     filters: set[str | None] = field(default_factory=set)  # per readable shard: its --test_filter ("": none; None: unknown)
     broken: list[BrokenShard] = field(default_factory=list)
-    listed: bool = True  # every readable shard listed what it did not run (False: an older runtime's outputs)
+    listed: bool = True  # no readable shard failed to list what it did not run (an older runtime's outputs)
     missing: int = 0  # shards of its layout that left nothing (never ran)
 
-    def add(self, ids: list[str], test_filter: str | None, not_run_here: list[str] | None) -> None:
-        """A readable shard: the ids it has records of, its filter, and the collected ids it has none of."""
+    def add(self, ids: list[str], test_filter: str | None) -> None:
+        """A readable shard: the ids it has records of, and its filter."""
         self.names.update(ids)
         self.filters.add(test_filter)
+
+    def add_names(self, not_run_here: list[str] | None) -> None:
+        """What a readable shard says the target collected that it has no record of (None: it does not say)."""
         if not_run_here is None:
             self.listed = False
         else:

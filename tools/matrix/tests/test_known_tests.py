@@ -174,6 +174,21 @@ def test_an_older_runtimes_filtered_outputs_prove_nothing_gone(matrix, tmp_path)
     assert records_of(collect(matrix, logs, run_id=RUN, previous=previous)) == {A: (P, RUN, f"{A} {P}"), B: (P, RUN, f"{B} {P}")}
 
 
+def test_a_corrupt_list_beside_the_digest_is_a_problem_and_proves_nothing_gone(matrix, tmp_path):
+    logs = tmp_path / "logs"
+    filtered_run(logs, {A: P, C: P}, "test_one,test_three")
+    (s_base(logs) / "shard_2_of_2" / "test.outputs" / outputs.COLLECTED_NAME).write_text('{"collected_not_run": [1]}')
+    previous = [rec("s", "base", "test_a.py::test_deleted", F)]
+    collected = collect(matrix, logs, run_id=RUN, previous=previous)
+    why = f"deselected by --test_filter 'test_one,test_three' in run {RUN}"
+    assert records_of(collected) == {A: (P, RUN, f"{A} {P}"), C: (P, RUN, f"{C} {P}"), B: (N, RUN, why), D: (N, RUN, why),
+                                     "test_a.py::test_deleted": (F, "run-1", f"test_a.py::test_deleted {F} earlier")}  # fmt: skip
+    assert collected.problems == [
+        f"//s:s_base_cpu: shard 2: s/s_base_cpu/shard_2_of_2/test.outputs/{outputs.COLLECTED_NAME}: collected_not_run is [1], "
+        "not a list of test ids; its list of the tests it did not run is not used"
+    ]
+
+
 def test_records_of_a_removed_file_or_cell_are_dropped_and_noted(matrix, tmp_path):
     previous = [rec("s", "base", "test_gone.py::test_x", F), rec("s", "base", A, P), rec("s", "retired", A, F), rec("s", "retired", B, F),
                 rec("gone_suite", "base", A, F)]  # fmt: skip

@@ -449,17 +449,18 @@ def test_filter_matching_a_test_of_another_shard_passes(cells):
 
 def listed_not_run(run) -> tuple[list[str], list[str], list[str], str]:
     """What a shard's outputs say the target collected that the shard has no record of (report.json,
-    the digest, test.xml), and the --test_filter test.xml names."""
-    digest = json.loads((run.tmp / "out" / outputs.DIGEST_NAME).read_text())
+    the file beside the digest, test.xml), and the --test_filter test.xml names."""
+    beside = json.loads((run.tmp / "out" / outputs.COLLECTED_NAME).read_text())
+    assert outputs.COLLECTED_NOT_RUN not in json.loads((run.tmp / "out" / outputs.DIGEST_NAME).read_text())["matrix"]  # kept out of it
     props = {p.get("name"): p.get("value") for p in run.xml.find("testsuite").findall("properties/property")}
     key = outputs.COLLECTED_NOT_RUN
-    return run.report["matrix"][key], digest["matrix"][key], json.loads(props[key]), props["test_filter"]
+    return run.report["matrix"][key], beside[key], json.loads(props[key]), props["test_filter"]
 
 
 @uses(*SHARD_CELLS, *FILTERS, "filter_one_shard_0", "filter_one_shard_1")
 def test_every_shard_names_the_collected_tests_it_did_not_run(cells):
     """A report's names of a target's tests must not hang on one shard's outputs: every shard lists,
-    in report.json, the digest and test.xml, what the target collected (before the filter and the
+    in report.json, beside the digest and in test.xml, what the target collected (before the filter and the
     shard split) that it has no record of: the other shards' tests and those the filter left out."""
     for name in SHARD_CELLS:
         run = cells[name]

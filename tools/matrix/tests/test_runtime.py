@@ -496,7 +496,7 @@ def test_file_that_fails_to_import_is_reported_once_across_shards(cells):
 
 
 def _outputs_exist(run) -> None:
-    assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_results.json", "report.json"], run.explain()
+    assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_collected.json", "matrix_results.json", "report.json"], run.explain()
     assert run.xml is not None and junit_cases(run) == {}
     digest = json.loads((run.tmp / "out" / "matrix_results.json").read_text())
     assert digest["tests"] == [] and digest["matrix"]["problems"] == run.problems
@@ -711,7 +711,7 @@ def test_premature_exit_file_removed_and_files_only_under_test_tmpdir(cells):
         run = cells[name]
         assert not (run.tmp / "premature_exit").exists(), f"{name}: TEST_PREMATURE_EXIT_FILE left behind"
         assert sorted(p.name for p in run.tmp.iterdir()) == ["log.txt", "out", "test.xml", "tmpdir"], name
-        assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_results.json", "report.json"]
+        assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_collected.json", "matrix_results.json", "report.json"]
         assert any(p.name.startswith("cell-") for p in (run.tmp / "tmpdir").iterdir())
     # test_environment checked, inside the cell, that the marker existed and tempfile used TEST_TMPDIR.
     assert cells["expect_ok"].statuses[ENVIRONMENT] == statuses.PASSED

@@ -142,9 +142,12 @@ def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
     props = ET.SubElement(suite, "properties")
     for key in ("suite", "variant", "device", "target", "shard_index", "total_shards", "torch_version"):
         ET.SubElement(props, "property", name=key, value=str(metadata.get(key, "")))
-    # What the collector needs when report.json and the digest are lost: the filter and the tests not run here.
-    ET.SubElement(props, "property", name="test_filter", value=metadata.get("test_filter") or "")
-    ET.SubElement(props, "property", name=COLLECTED_NOT_RUN, value=json.dumps(metadata.get(COLLECTED_NOT_RUN, [])))
+    # What the collector needs when report.json and the digest are lost: the filter and the tests not
+    # run here (only when the writer knows them: an absent one is unknown, not empty).
+    if metadata.get("test_filter") is not None:
+        ET.SubElement(props, "property", name="test_filter", value=metadata["test_filter"])
+    if metadata.get(COLLECTED_NOT_RUN) is not None:
+        ET.SubElement(props, "property", name=COLLECTED_NOT_RUN, value=json.dumps(metadata[COLLECTED_NOT_RUN]))
     total_time = 0.0
     for test in tests:
         m = test["metadata"]["matrix"]

@@ -36,7 +36,7 @@ CASES = {
     "status_unknown": "test.outputs/outputs.zip: matrix_results.json: test 3 ('test_b.py::test_three'): status 'exploded' is not one of passed,",
     "duration_text": "test.outputs/outputs.zip: matrix_results.json: test 1 ('test_a.py::test_one'): duration_s is 'slow', not a number or null",
     "duration_nan": "test.outputs/outputs.zip: matrix_results.json: test 2 ('test_a.py::test_two'): duration_s is nan, not a finite number",
-    "xml_truncated": "test.xml: invalid XML (unclosed token: line 15, column 4)",
+    "xml_truncated": "test.xml: invalid XML (unclosed token: line 14, column 4)",
     "zip_bomb": "test.outputs/outputs.zip: matrix_results.json is 545,259,520 bytes uncompressed",
     "zip_lies": "test.outputs/outputs.zip: not a readable zip file (BadZipFile: Bad CRC-32 for file 'matrix_results.json')",
     "ran_nothing": "the target ran but reported no test: variant impl pkg.mod:Nope could not be loaded: ModuleNotFoundError: No module named 'pkg'",

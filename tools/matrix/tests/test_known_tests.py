@@ -46,10 +46,11 @@ def matrix(tmp_path) -> config.Matrix:
     return config.load(ws / "matrix.yaml", ws)
 
 
-def write_shard(d: Path, target: str, results: dict[str, str], test_filter: str = "", not_run_here: tuple[str, ...] | None = (),
+def write_shard(d: Path, target: str, results: dict[str, str], test_filter: str | None = "", not_run_here: tuple[str, ...] | None = (),
                 shard: int = 0, total: int = 1) -> None:  # fmt: skip
     """What cell_main writes for one shard (its own writers): report.json + digest unzipped, test.xml.
-    not_run_here None: an older runtime's outputs, which do not list what the shard did not run."""
+    not_run_here None: an older runtime's outputs, which do not list what the shard did not run (and
+    test_filter None: nor, in test.xml, its filter)."""
     tests = [{"nodeid": t, "outcome": s, "metadata": {"matrix": {"status": s, "duration_s": 0.5, "message": f"{t} {s}", "error_type": None,
               "transform_failed": False, "transform_s": 0.0, "transform_calls": 0, "expectation": None}}} for t, s in results.items()]  # fmt: skip
     suite, name = target.removeprefix("//").split(":")
@@ -224,6 +225,14 @@ def test_names_come_from_test_xml_when_the_outputs_are_gone(matrix, tmp_path):
     collected = collect(matrix, logs, run_id=RUN)
     assert records_of(collected, "f") == {A: (F, RUN, f"{A} {F}"), B: (N, RUN, f"deselected by --test_filter 'test_one' in run {RUN}")}
     assert collected.problems == []
+    # An older runtime's test.xml names neither: the filter is unknown, nothing is proven gone or deselected.
+    write_shard(d, "//f:f_base_cpu/test_a", {A: F}, None, None)
+    (d / "test.outputs" / outputs.DIGEST_NAME).unlink()
+    (d / "test.outputs" / outputs.REPORT_NAME).unlink()
+    previous = [rec("f", "base", B, P), rec("f", "base", "test_a.py::test_deleted", P)]
+    assert records_of(collect(matrix, logs, run_id=RUN, previous=previous), "f") == {
+        A: (F, RUN, f"{A} {F}"), B: (P, "run-1", f"{B} {P} earlier"), "test_a.py::test_deleted": (P, "run-1", f"test_a.py::test_deleted {P} earlier"),
+    }  # fmt: skip
 
 
 def test_the_carried_over_sentence_counts_per_run_and_the_failures():

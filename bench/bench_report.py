@@ -18,7 +18,8 @@ entries shaped like pytest-json-report's (lineno, setup/call/teardown stages, cr
 ~1 kB longrepr on failures; crashed / timeout / not_run shaped like cell_main's entries for tests it lost) plus the
 `metadata.matrix` block the plugin adds, written with the runtime's own writers
 (`outputs.write_outputs`: report.json and its digest matrix_results.json, which is what the
-collector reads) into the shard's undeclared-outputs directory, which is
+collector reads, and, as cell_main writes them, the target's tests the shard has no record of, the
+other shards', beside them) into the shard's undeclared-outputs directory, which is
 then deflated into test.outputs/outputs.zip and removed, as Bazel does. Each shard also gets a short
 test.log; no test.xml, which the collector never opens when the digest is there (the common case; its
 JUnit / log-only fallbacks are for targets that died). The BEP file has a testResult per shard
@@ -37,6 +38,10 @@ The untimed setup costs more than the timed part at every size: the runtime's wr
 json.dump with indent, i.e. Python's pure-Python encoder, as cell_main does (there it is spread over
 the shards). At 1,000,000 expect a few minutes of setup; --sizes 10000,100000 skips it.
 Seconds are wall, then CPU of this process and of the forked compat.json child. Prints only; never asserts.
+
+--previous: collect also merges the last report, as `report` does when reports/compat.json exists
+(known_tests.py): the collected records, written beforehand (untimed) as compat.json of an earlier
+run, are read back with last_report.load inside the timed collect.
 """
 
 from __future__ import annotations
@@ -61,10 +66,10 @@ from pytest_jsonreport import serialize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.matrix import config, statuses
+from tools.matrix import config, last_report, statuses
 from tools.matrix.collect import collect
 from tools.matrix.records import MatrixResult, Record, RunInfo
-from tools.matrix.report import compare, terminal_summary, write_reports, writer
+from tools.matrix.report import compare, terminal_summary, write_json, write_reports, writer
 from tools.matrix.run_report import disagreements
 from tools.matrix.runtime import outputs
 
@@ -211,9 +216,11 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
     cells = {(c.suite.name, c.variant.name, c.device.name): c for c in matrix.cells()}
     targets = {t.label: t for c in cells.values() for t in c.targets}
     shards: dict[tuple[str, int], list[Record]] = {(t.label, i): [] for t in targets.values() for i in range(t.shard_count)}
+    collected: dict[str, list[str]] = {label: [] for label in targets}  # per target, every test it collected
     for r in records:
         target = cells[r.suite, r.variant, r.device].target_of(r.test)
         shards[target.label, (r.shard or 0) % target.shard_count].append(r)
+        collected[target.label].append(r.test)
     events: list[dict] = [{"id": {"started": {}}, "started": {"uuid": "bench", "command": "test", "startTimeMillis": "1700000000000"}}]
     failing: dict[str, bool] = {}
     retried: set[str] = set()
@@ -233,10 +240,11 @@ def write_testlogs(matrix: config.Matrix, records: list[Record], testlogs: Path,
             "shard_index": shard, "total_shards": total, "test_filter": "", "torch_version": TORCH_VERSION, "python": "3.11.7",
             "restarts": sum(outputs.status_of(t) in (statuses.CRASHED, statuses.TIMEOUT) for t in tests),
             "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6), "problems": problems,
+            outputs.COLLECTED_NOT_RUN: outputs.not_run_here(collected[label], tests),
         }  # fmt: skip
         outputs.write_outputs(str(undeclared), tests, metadata, time.time() - 60, 1 if unexpected else 0, cell.suite.directory)
         with zipfile.ZipFile(shard_dir / "test.outputs" / "outputs.zip", "w", zipfile.ZIP_DEFLATED) as z:
-            for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME):
+            for name in (outputs.REPORT_NAME, outputs.DIGEST_NAME, outputs.COLLECTED_NAME):
                 z.write(undeclared / name, name)
         shutil.rmtree(undeclared)
         (shard_dir / "test.log").write_text(
@@ -303,11 +311,13 @@ def run_once(records: list[Record], baseline: list[Record] | None) -> tuple[floa
     return t1 - t0, t2 - t1, p2 - p0, c2 - c0, size
 
 
-def collect_once(matrix: config.Matrix, testlogs: Path, bep: Path) -> tuple[list[Record], float, float, list[str]]:
-    """What run_report.report does before rendering: (records, wall s, CPU s, problems)."""
+def collect_once(matrix: config.Matrix, testlogs: Path, bep: Path, previous: Path | None = None) -> tuple[list[Record], float, float, list[str]]:
+    """What run_report.report does before rendering: (records, wall s, CPU s, problems); with
+    `previous`, merging that compat.json."""
     (p0, _), t0 = _cpu(), time.perf_counter()
-    collected = collect(matrix, testlogs, bep, run_id="bench")
-    problems = collected.problems + disagreements(collected)
+    earlier = last_report.load(previous)[1] if previous else None
+    collected = collect(matrix, testlogs, bep, run_id="bench", previous=earlier)
+    problems = collected.problems + disagreements(collected, "bench")
     t1, (p1, _) = time.perf_counter(), _cpu()
     return collected.records, t1 - t0, p1 - p0, problems
 
@@ -322,6 +332,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; the fastest (collect + report) is shown")
     parser.add_argument("--baseline", action="store_true", help="also compare with a baseline run of the same size")
     parser.add_argument("--profile", action="store_true", help="cProfile collect + report on the largest size and print the top functions")
+    parser.add_argument("--previous", action="store_true", help="collect also merges a previous compat.json, as `report` does when there is one")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -337,9 +348,13 @@ def main() -> None:
             matrix, testlogs, bep, in_mb = setup(n, Path(tmp))
             setup_s = time.perf_counter() - t0
             baseline = make_records(n, seed=1, run_id="baseline") if args.baseline else None
+            earlier = None
+            if args.previous:  # the last report of the same tree, as an earlier run wrote it
+                earlier = Path(tmp) / "compat.json"
+                write_json(collect(matrix, testlogs, bep, run_id="earlier").records, RunInfo("earlier", "2024-01-01T00:00:00Z"), earlier)
             best = None
             for _ in range(args.repeat):
-                records, collect_s, collect_cpu, problems = collect_once(matrix, testlogs, bep)
+                records, collect_s, collect_cpu, problems = collect_once(matrix, testlogs, bep, earlier)
                 write_s, term_s, cpu_main, cpu_child, out_mb = run_once(records, baseline)
                 total = collect_s + write_s + term_s
                 run = (total, len(records), collect_s, write_s, term_s, collect_cpu + cpu_main, cpu_child, out_mb, problems)

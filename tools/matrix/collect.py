@@ -3,16 +3,21 @@
 Sources, per cell shard, best first: the cell's results (matrix_results.json, the compact digest of
 report.json, else report.json itself, from test.outputs/outputs.zip or unzipped), then test.xml
 (JUnit, carrying the matrix status as a property), then test.log alone (the target died with
-neither: every test of the cell becomes `crashed`, the log tail kept; `error` when Bazel's own
-test.xml says it exited with a status rather than a signal). A cell
-of the matrix with nothing at all becomes `not_run` for every known test of its suite. The BEP file,
-when given, adds what only Bazel knows: cache hits, attempts of flaky targets, Bazel's own status.
+neither: every test of the shard becomes `crashed`, the log tail kept; `error` when Bazel's own
+test.xml says it exited with a status rather than a signal). A source that is there but unreadable
+gives way to the next one, and a problem line names it. Each source also says which tests the
+target collected that the shard has no record of (runtime/outputs.COLLECTED_NOT_RUN).
 
-One bad shard never spoils the rest: an output that cannot be read (a corrupt or truncated zip, invalid
-JSON or XML, a digest of the wrong shape, a member too large to read) makes that shard's tests `error`
-records whose message names the file and what is wrong; a shard that ran but reported no tests gets
-`error` records with its cell's own problems as the reason. Files are read whole into memory by name,
-each at most MAX_OUTPUT_BYTES; nothing is extracted.
+Which record each known test of a cell gets, this run's, the previous report's or `not_run` /
+`crashed` / `error` with the reason, is known_tests.py's decision: a report never loses a test it
+knew. The BEP file, when given, adds what only Bazel knows: cache hits, attempts of flaky targets,
+Bazel's own status.
+
+One bad shard never spoils the rest: when none of its sources can be read (a corrupt or truncated
+zip, invalid JSON or XML, a digest of the wrong shape, a member too large to read) the tests it would
+have run get `error` records whose message names the file and what is wrong; a shard that ran but
+reported no tests gets `error` records with its cell's own problems as the reason. Files are read
+whole into memory by name, each at most MAX_OUTPUT_BYTES; nothing is extracted.
 
 A record whose status keeps evidence (statuses.KEEPS_EVIDENCE) gets the evidence its test left in the
 shard's outputs (runtime/evidence.py), checked field by field: a test writes into those outputs itself,
@@ -37,9 +42,10 @@ from typing import Any
 
 from tools.matrix import statuses
 from tools.matrix.config import Cell, Matrix, Target
+from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, BrokenShard, CellNames, Dropped, TargetRun, cell_label_of
 from tools.matrix.records import MatrixResult, Record
 from tools.matrix.runtime.evidence import EVIDENCE_DIR, FORMAT, MAX_CALLS, CallEvidence, Payload, index_member, test_key
-from tools.matrix.runtime.outputs import DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
+from tools.matrix.runtime.outputs import COLLECTED_NAME, COLLECTED_NOT_RUN, DIGEST_FIELDS, DIGEST_NAME, REPORT_NAME
 
 LOG_TAIL_CHARS = 4000
 LOG_TAIL_READ = 64 * 1024  # bytes read from the end of a test.log: logs can be gigabytes
@@ -47,7 +53,6 @@ LOG_TAIL_READ = 64 * 1024  # bytes read from the end of a test.log: logs can be 
 # unread, so a zip bomb or a runaway file costs neither the memory nor the time.
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 OUTPUT_FILES = ("test.xml", "test.log", "test.outputs")  # what a shard directory holds once it ran
-NO_RESULTS = "(no test results for this suite)"
 _SHARD_DIR = re.compile(r"shard_(\d+)_of_(\d+)")
 _BAZEL_EXIT = re.compile(r"exited with error code (\d+)")  # the message of Bazel's own test.xml
 _NONE = type(None)
@@ -88,19 +93,8 @@ class Collected:
     torch_version: str | None = None
     bazel: dict[str, BazelResult] = field(default_factory=dict)  # label -> result (when a BEP was read)
     problems: list[str] = field(default_factory=list)  # cell-level problems (unmatched expectations, ...)
-    notes: list[str] = field(default_factory=list)  # worth saying, not a failure (a BEP older than the testlogs)
-
-
-@dataclass
-class _Broken:
-    """A shard that ran but left no usable results: its tests get `status` records saying why."""
-
-    target: Target
-    shard: int
-    status: str  # crashed (it died), error (corrupt outputs, or ran and reported nothing)
-    message: str
-    log_tail: str = ""
-    problem: str = ""  # the line for Collected.problems when no record could carry it
+    # Worth saying, not a failure: a BEP older than the testlogs, previous records dropped as gone.
+    notes: list[str] = field(default_factory=list)
 
 
 def read_bep(path: str | os.PathLike[str], problems: list[str] | None = None) -> dict[str, BazelResult]:
@@ -304,7 +298,18 @@ def _check_meta(meta: Any, bad: Callable[[str], Unreadable]) -> dict[str, Any]:
         raise bad(f"matrix.problems is {problems!r:.80}, not a list of strings")
     if not isinstance(meta.get("torch_version"), (str, _NONE)):
         raise bad(f"matrix.torch_version is {meta['torch_version']!r:.80}, not a string")
+    if not isinstance(meta.get("test_filter"), (str, _NONE)):
+        raise bad(f"matrix.test_filter is {meta['test_filter']!r:.80}, not a string")
+    _check_names(meta.get(COLLECTED_NOT_RUN, []), f"matrix.{COLLECTED_NOT_RUN}", bad)
     return meta
+
+
+def _check_names(names: Any, where: str, bad: Callable[[str], Unreadable]) -> None:
+    """Raise bad(...) unless `names` is a list of node ids (strings); str.join checks 100,000 at C speed."""
+    try:
+        "".join(names if isinstance(names, list) else None)  # type: ignore[arg-type]
+    except TypeError:
+        raise bad(f"{where} is {names!r:.80}, not a list of test ids") from None
 
 
 def _complaint(path: Path, name: str) -> Callable[[str], Unreadable]:
@@ -312,9 +317,11 @@ def _complaint(path: Path, name: str) -> Callable[[str], Unreadable]:
     return lambda what: Unreadable(path, f"{name}: {what}" if name else what)
 
 
-def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]] | None:
-    """(cell metadata, one row of DIGEST_FIELDS per test): from the digest, else from report.json
-    (outputs written before the digest existed). Raises Unreadable when what is there is not usable."""
+Results = tuple[dict[str, Any], list[list[Any]]]  # (cell metadata, one row of DIGEST_FIELDS per test)
+
+
+def _digest_results(shard_dir: Path) -> Results | None:
+    """The shard's results from its digest (None: no digest). Raises Unreadable when it is not usable."""
     found = _read_output(shard_dir, DIGEST_NAME)
     if found is not None:
         digest, path, name = found
@@ -336,6 +343,11 @@ def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]
             rows = [[dict(zip(fields, row)).get(f) for f in DIGEST_FIELDS] for row in rows]
         _check_rows(rows, bad)
         return _check_meta(digest.get("matrix", {}), bad), rows
+    return None
+
+
+def _report_results(shard_dir: Path) -> Results | None:
+    """The shard's results from report.json (None: not there). Raises Unreadable when it is not usable."""
     found = _read_output(shard_dir, REPORT_NAME)
     if found is None:
         return None
@@ -350,6 +362,18 @@ def _read_cell_results(shard_dir: Path) -> tuple[dict[str, Any], list[list[Any]]
     rows = [[t.get(f) for f in DIGEST_FIELDS] for t in tests]
     _check_rows(rows, bad)
     return _check_meta(report.get("matrix", {}), bad), rows
+
+
+def _names_beside_digest(shard_dir: Path) -> list[str] | None:
+    """The shard's COLLECTED_NOT_RUN list from its own file beside the digest (None: an older runtime
+    wrote none). Raises Unreadable when it is not usable."""
+    found = _read_output(shard_dir, COLLECTED_NAME)
+    if found is None:
+        return None
+    value, path, name = found
+    names = value.get(COLLECTED_NOT_RUN) if isinstance(value, dict) else None
+    _check_names(names, COLLECTED_NOT_RUN, _complaint(path, name))
+    return names
 
 
 def _row_reader() -> Callable[[list[list[Any]], str, str, str, str, int], list[Record]]:
@@ -446,53 +470,102 @@ def _log_tail(path: Path) -> str:
 @dataclass
 class _Shard:
     records: list[Record] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    broken: _Broken | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # the cell metadata its source holds (test.xml: some of it)
+    broken: BrokenShard | None = None
     outputs_usable: bool = True  # False: its outputs could not be read, so neither can its evidence
+    problem: str = ""  # a source that was there but unreadable, when a later one gave the results
+    # The tests the target collected that it has no record of (COLLECTED_NOT_RUN; None: not listed),
+    # read when asked: only a target that ran filtered or lost a shard needs them.
+    not_run_here: Callable[[], list[str] | None] = lambda: None
+
+    @property
+    def test_filter(self) -> str | None:
+        """The --test_filter it ran with ("": none), None when its source does not say."""
+        return self.meta.get("test_filter", None) if "test_filter" in self.meta else None
 
 
 DIED = "died without writing a report or test.xml"
 
 
+def _shown(testlogs: Path, path: Path) -> str:
+    """`path` as a report names it: relative to the testlogs when it is inside them."""
+    return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
+
+
+def _xml_meta(path: Path, root: ET.Element) -> dict[str, Any]:
+    """The cell metadata our test.xml carries as testsuite properties (runtime/outputs.junit_xml)."""
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    props = {} if suite is None else {p.get("name"): p.get("value") or "" for p in suite.findall("properties/property")}
+    meta: dict[str, Any] = {}
+    if "test_filter" in props:
+        meta["test_filter"] = props["test_filter"]
+    if COLLECTED_NOT_RUN in props:
+        names = _parse_json(props[COLLECTED_NOT_RUN].encode(), path, f"property {COLLECTED_NOT_RUN}")
+        _check_names(names, f"property {COLLECTED_NOT_RUN}", _complaint(path, ""))
+        meta[COLLECTED_NOT_RUN] = names
+    return meta
+
+
 def _read_shard(testlogs: Path, shard_dir: Path, target: Target, shard: int) -> _Shard | None:
-    """What one shard directory holds; None when it holds nothing (Bazel never ran it)."""
+    """What one shard directory holds; None when it holds nothing (Bazel never ran it). Its sources
+    best first (module docstring): one that is there but unreadable gives way to the next."""
     log = shard_dir / "test.log"
     where = f"shard {shard + 1}"
+    unreadable: list[str] = []  # what was wrong with each source that was there but could not be used
+
+    def shown(path: Path) -> str:
+        return _shown(testlogs, path)
 
     def broken(status: str, message: str, problem: str = "", meta: dict[str, Any] | None = None) -> _Shard:
         tail = _log_tail(log) if log.is_file() else ""  # read only for a shard that needs it
-        return _Shard(meta=meta or {}, broken=_Broken(target, shard, status, message, tail, problem or f"{where}: {message}"))
+        return _Shard(meta=meta or {}, broken=BrokenShard(target, shard, status, message, tail, problem or f"{where}: {message}"))
 
-    try:
-        results = _read_cell_results(shard_dir)
-        if results is not None:
-            meta, rows = results
-            if rows or not meta.get("problems"):
-                return _Shard(_records_from_rows(rows, target, shard), meta)
-            # It ran and reported no test, saying why (e.g. the variant could not be loaded).
-            message = "the target ran but reported no test: " + "; ".join(meta["problems"])
-            return broken(statuses.ERROR, message, meta={**meta, "problems": []})
-        xml = shard_dir / "test.xml"
-        root = _parse_xml(xml) if xml.is_file() else None
-        if root is not None and root.find(".//testcase") is not None:
-            records = _records_from_xml(xml, root, target, shard)
-            # Bazel writes its own one-testcase XML (named after the target) when the test died
-            # without one: not ours. Ours name tests by node id, which starts with a .py file.
-            if any(r.test.split("::", 1)[0].endswith(".py") for r in records):
-                return _Shard(records)
-            code = _BAZEL_EXIT.search(ET.tostring(root, encoding="unicode"))
-            if code and int(code[1]) < 128:  # an exit status, not a signal: it failed to start, did not crash
-                return broken(statuses.ERROR, f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)")
-        elif not log.is_file():
-            return None
-        return broken(statuses.CRASHED, f"the target {DIED} (see log tail)", f"{where} {DIED}; see its test.log")
-    except Unreadable as e:
-        what = f"{e.path.relative_to(testlogs) if e.path.is_relative_to(testlogs) else e.path}: {e.what}"
-    except Exception as e:  # noqa: BLE001 - a bug met on one odd shard must not cost the whole report
-        what = f"{shard_dir.relative_to(testlogs) if shard_dir.is_relative_to(testlogs) else shard_dir}: could not be read ({type(e).__name__}: {e})"
-    unusable = broken(statuses.ERROR, f"unusable test outputs: {what}")
-    unusable.outputs_usable = False
-    return unusable
+    def instead_of_unreadable(source: str) -> str:
+        return f"{where}: {'; '.join(unreadable)}; results read from {source}" if unreadable else ""
+
+    def attempt(read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Unreadable as e:
+            what = f"{shown(e.path)}: {e.what}"
+        except Exception as e:  # noqa: BLE001 - a bug met on one odd shard must not cost the whole report
+            what = f"{shown(shard_dir)}: could not be read ({type(e).__name__}: {e})"
+        if what not in unreadable:  # the digest and report.json share one outputs.zip
+            unreadable.append(what)
+        return None
+
+    for read, name in ((_digest_results, DIGEST_NAME), (_report_results, REPORT_NAME)):
+        results = attempt(lambda read=read: read(shard_dir))
+        if results is None:
+            continue
+        meta, rows = results
+        if rows or not meta.get("problems"):
+            not_run_here = (lambda: _names_beside_digest(shard_dir)) if name == DIGEST_NAME else (lambda meta=meta: meta.get(COLLECTED_NOT_RUN))
+            return _Shard(_records_from_rows(rows, target, shard), meta, problem=instead_of_unreadable(name), not_run_here=not_run_here)
+        # It ran and reported no test, saying why (e.g. the variant could not be loaded).
+        message = "the target ran but reported no test: " + "; ".join(meta["problems"])
+        return broken(statuses.ERROR, message, meta={**meta, "problems": []})
+    xml = shard_dir / "test.xml"
+    root = attempt(lambda: _parse_xml(xml)) if xml.is_file() else None
+    if root is not None and root.find(".//testcase") is not None:
+        records = attempt(lambda: _records_from_xml(xml, root, target, shard))
+        # Bazel writes its own one-testcase XML (named after the target) when the test died
+        # without one: not ours. Ours name tests by node id, which starts with a .py file.
+        if records and any(r.test.split("::", 1)[0].endswith(".py") for r in records):
+            meta = attempt(lambda: _xml_meta(xml, root))
+            if meta is not None:
+                return _Shard(records, meta, outputs_usable=not unreadable, problem=instead_of_unreadable("test.xml"),
+                              not_run_here=lambda: meta.get(COLLECTED_NOT_RUN))  # fmt: skip
+        code = _BAZEL_EXIT.search(ET.tostring(root, encoding="unicode"))
+        if not unreadable and code and int(code[1]) < 128:  # an exit status, not a signal: it failed to start, did not crash
+            return broken(statuses.ERROR, f"the target exited with code {code[1]} without writing a report or test.xml (see log tail)")
+    elif not unreadable and not log.is_file():
+        return None
+    if unreadable:
+        unusable = broken(statuses.ERROR, f"unusable test outputs: {'; '.join(unreadable)}")
+        unusable.outputs_usable = False
+        return unusable
+    return broken(statuses.CRASHED, f"the target {DIED} (see log tail)", f"{where} {DIED}; see its test.log")
 
 
 # --- evidence (runtime/evidence.py) -------------------------------------------------------------
@@ -634,7 +707,7 @@ def read_evidence(testlogs: Path, shard_dir: Path, records: list[Record]) -> Non
     archive = outputs / "outputs.zip"
 
     def shown(path: Path) -> str:
-        return str(path.relative_to(testlogs) if path.is_relative_to(testlogs) else path)
+        return _shown(testlogs, path)
 
     in_zip = []
     for record in records:
@@ -702,85 +775,79 @@ def _fresh_bep(bazel: dict[str, BazelResult], bep: Path, newest: dict[str, float
 def collect(
     matrix: Matrix,
     testlogs: str | os.PathLike[str],
-    bep: str | os.PathLike[str] | None = None,
+    bep: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
     run_id: str = "",
     cells: list[Cell] | None = None,
     fill_missing: bool = True,
     labels: set[str] | None = None,
+    previous: list[Record] | None = None,
 ) -> Collected:
-    """Records for `cells` (default: the whole matrix). With fill_missing, every test any cell of a
-    suite reported gets a record in every cell of that suite (`not_run` when the cell never ran;
-    `crashed` / `error` with the reason when the shard that should have run it left no usable results).
+    """Records for `cells` (default: the whole matrix), stamped `run_id`. With fill_missing, every test
+    the matrix knows keeps a record (known_tests.py decides which: this run's, the `previous` report's,
+    or one saying why there is none), and the previous records of the matrix's other cells are kept.
     With `labels`, only the targets named there are read (a cell's label names all its targets): a
-    rerun of one file's target must not re-stamp the other targets' old testlogs as fresh results."""
+    rerun of one file's target must not re-stamp the other targets' old testlogs as fresh results.
+    `bep`: the Build Event Protocol file(s) of the Bazel command(s) that ran."""
     testlogs = Path(testlogs)
     cells = matrix.cells() if cells is None else cells
     collected = Collected(records=[])
     found: dict[tuple[str, str, str], list[Record]] = {}
-    broken: dict[tuple[str, str, str], list[_Broken]] = {}  # shards that ran but left no usable results
+    runs: dict[tuple[str, str, str], dict[str, TargetRun]] = {}  # per cell, its targets read, by name
     newest: dict[str, float] = {}  # label -> newest output mtime (is the BEP about these testlogs?)
     readable: dict[tuple[str, int], Path] = {}  # (label, shard) -> the shard's directory, when its outputs could be read
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
-        found[key] = []
+        found[key], runs[key] = [], {}
         filters: set[str] = set()  # the --test_filter of each shard read
         for target in cell.targets:
             if labels is not None and target.label not in labels and cell.label not in labels:
                 continue
+            run = runs[key][target.name] = TargetRun(target)
             shards = shard_dirs(testlogs, target)
             if bep:
                 newest[target.label] = _newest_mtime([d for _s, d in shards])
+            read: list[tuple[int, _Shard]] = []  # its shards with results
             for shard, shard_dir in shards:
                 result = _read_shard(testlogs, shard_dir, target, shard)
                 if result is None:
+                    run.missing += 1
                     continue
                 if result.outputs_usable:
                     readable[target.label, shard] = shard_dir
                 found[key] += result.records
                 collected.torch_version = collected.torch_version or result.meta.get("torch_version")
-                collected.problems += [f"{target.label}: {p}" for p in result.meta.get("problems", [])]
+                collected.problems += [f"{target.label}: {p}" for p in [*result.meta.get("problems", []), result.problem] if p]
                 filters.add(str(result.meta.get("test_filter") or ""))
                 if result.broken:
-                    broken.setdefault(key, []).append(result.broken)
+                    run.broken.append(result.broken)
+                else:
+                    run.add([r.test for r in result.records], result.test_filter)
+                    read.append((shard, result))
+            if run.test_filter != "" or run.broken or run.missing:  # its records alone may not name all its tests
+                for shard, result in read:
+                    try:
+                        run.add_names(result.not_run_here())
+                    except Unreadable as e:
+                        collected.problems.append(f"{target.label}: shard {shard + 1}: {_shown(testlogs, e.path)}: {e.what}; "
+                                                  "its list of the tests it did not run is not used")  # fmt: skip
+                        run.add_names(None)
         # A file's target cannot tell a bare test name that is another file's from a typo, so it
         # passes with no test (runtime/selection.decidable_here); the cell as a whole can tell.
-        if len(cell.targets) > 1 and len(filters) == 1 and "" not in filters and not found[key] and key not in broken:
+        if len(cell.targets) > 1 and len(filters) == 1 and "" not in filters and not found[key] and not any(r.broken for r in runs[key].values()):
             collected.problems.append(f"{cell.label}: --test_filter {next(iter(filters))!r} matches no test of any of its "
                                       f"{len(cell.targets)} file targets; check its spelling")  # fmt: skip
     if bep:
-        collected.bazel, collected.notes = _fresh_bep(read_bep(bep, collected.problems), Path(bep), newest)
+        collected.bazel, collected.notes = _read_beps(bep, newest, collected.problems)
+    if fill_missing:
+        _complete(matrix, cells, found, runs, previous or [], run_id, NOT_RUN if labels is None else NOT_RERUN, collected)
+    carried = {id(r) for r in previous or []}  # kept as the previous report has them
     bazel = collected.bazel
-    # Every test id any cell of a suite reported: the rows of the suite's matrix.
-    suite_tests: dict[str, set[str]] = {}
-    for (suite, _v, _d), records in found.items():
-        suite_tests.setdefault(suite, set()).update(map(attrgetter("test"), records))
-    used: set[int] = set()  # id() of the broken shards whose reason some record carries
-    for cell in cells if fill_missing else []:
-        key = (cell.suite.name, cell.variant.name, cell.device.name)
-        have = {r.test for r in found[key]}
-        missing = sorted(suite_tests.get(cell.suite.name, set()) - have) or ([] if have else [NO_RESULTS])
-        # Which of a target's broken shards would have run which test is unknown: its first one speaks
-        # for all its tests (and the cell's first one for the placeholder of a cell with no test known).
-        first_broken: dict[str, _Broken] = {}
-        for b in broken.get(key, []):
-            first_broken.setdefault(b.target.name, b)
-        for t in missing:
-            target = cell.target_of(t)
-            why = first_broken.get(target.name) or (broken[key][0] if t == NO_RESULTS and key in broken else None)
-            if why is not None:
-                used.add(id(why))
-                shard, status, message, tail = why.shard, why.status, why.message, why.log_tail
-            else:
-                shard, tail = None, ""
-                status, message = statuses.NOT_RUN, "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
-            found[key].append(Record(suite=cell.suite.name, test=t, variant=cell.variant.name, device=cell.device.name, status=status,
-                                     message=message, error_type=status, target=(why.target if why else target).label, shard=shard, log_tail=tail))  # fmt: skip
-    # A broken shard no record speaks for (tests unknown, or another shard spoke for the target): never silent.
-    collected.problems += [f"{b.target.label}: {b.problem}" for shards in broken.values() for b in shards if id(b) not in used]
     keeping: dict[tuple[str, int], list[Record]] = {}  # per shard, its records whose status keeps evidence
     keeps = statuses.KEEPS_EVIDENCE
     for records in found.values():
         for record in records:
+            if id(record) in carried:
+                continue
             record.run_id = run_id
             result = bazel.get(record.target)
             if result and record.shard is not None:
@@ -788,12 +855,56 @@ def collect(
                 record.attempts = result.attempts.get(record.shard, 1)
             if record.status in keeps and record.shard is not None:
                 keeping.setdefault((record.target, record.shard), []).append(record)
-        collected.records += records
     for shard_key, records in keeping.items():
         if shard_key in readable:
             _attach_evidence(testlogs, readable[shard_key], records)
-    _bound_evidence([r for records in keeping.values() for r in records])
+    # A broken shard no record speaks for (tests unknown, or another shard spoke for the target): never silent.
+    collected.problems += [f"{b.target.label}: {b.problem}" for cell_runs in runs.values() for run in cell_runs.values()
+                           for b in run.broken if not b.spoken]  # fmt: skip
+    for records in found.values():
+        collected.records += records
+    _bound_evidence([r for r in collected.records if r.evidence])
     # In Record.key order: stable one-field passes, least significant first (faster than a 4-tuple key).
     for name in ("device", "variant", "test", "suite"):
         collected.records.sort(key=attrgetter(name))
     return collected
+
+
+def _read_beps(beps: str | os.PathLike[str] | list[str | os.PathLike[str]], newest: dict[str, float],
+               problems: list[str]) -> tuple[dict[str, BazelResult], list[str]]:  # fmt: skip
+    """What the BEP file(s) say about the targets whose testlogs they describe (each label is in one file)."""
+    results: dict[str, BazelResult] = {}
+    notes: list[str] = []
+    for bep in beps if isinstance(beps, list) else [beps]:
+        fresh, stale = _fresh_bep(read_bep(bep, problems), Path(bep), newest)
+        results.update(fresh)
+        notes += stale
+    return results, notes
+
+
+def _complete(matrix: Matrix, cells: list[Cell], found: dict[tuple[str, str, str], list[Record]], runs: dict[tuple[str, str, str], dict[str, TargetRun]],
+              previous: list[Record], run_id: str, unread: str, collected: Collected) -> None:  # fmt: skip
+    """Add to `found` a record for every known test of `cells` it lacks (known_tests.py), and the
+    previous records of the matrix's cells not among `cells`; note the previous records dropped."""
+    before: dict[tuple[str, str, str], dict[str, Record]] = {}
+    for record in previous:
+        before.setdefault((record.suite, record.variant, record.device), {})[record.test] = record
+    dropped = Dropped()
+    decisions = [CellNames(cell, {r.test: r for r in found[key]}, runs[key], before.pop(key, {}), run_id, unread, dropped)
+                 for cell in cells for key in [(cell.suite.name, cell.variant.name, cell.device.name)]]  # fmt: skip
+    in_matrix = {(c.suite.name, c.variant.name, c.device.name) for c in matrix.cells()}
+    for key, records in before.items():  # cells outside `cells`: kept as they were, or dropped with their cell
+        if key in in_matrix:
+            found.setdefault(key, []).extend(records.values())
+        else:
+            for record in records.values():
+                dropped[Dropped.CELL, cell_label_of(record)] += 1
+    suite_fresh: dict[str, set[str]] = {}  # per suite, the ids this run collected in any of its cells
+    suite_previous: dict[str, set[str]] = {}  # per suite, the previous report's ids this run does not prove gone
+    for decision in decisions:
+        suite_fresh.setdefault(decision.cell.suite.name, set()).update(decision.collected())
+        suite_previous.setdefault(decision.cell.suite.name, set()).update(decision.surviving_previous())
+    for decision in decisions:
+        cell = decision.cell
+        found[(cell.suite.name, cell.variant.name, cell.device.name)] += decision.records(suite_fresh[cell.suite.name], suite_previous[cell.suite.name])
+    collected.notes += dropped.notes()

@@ -1,5 +1,6 @@
 """`rerun`: run only the matching targets (and, with --failed/--xpassed/--tests, only the matching
-tests via --test_filter), then merge the results into the last report without losing other records."""
+tests via --test_filter), then merge the results into the last report without losing other records
+(the collector keeps every known test's record: known_tests.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from tools.matrix import bazel, last_report, statuses
-from tools.matrix.collect import NO_RESULTS, collect
-from tools.matrix.config import Cell, Matrix
+from tools.matrix.collect import collect
+from tools.matrix.config import Cell, Matrix, test_file_of
 from tools.matrix.errors import ReportError
 from tools.matrix.filters import RERUN_FAILED, record_matches, selected_cells
+from tools.matrix.known_tests import NO_RESULTS, cell_files
 from tools.matrix.records import Record
 from tools.matrix.report import COMPAT_JSON
+from tools.matrix.report.text import visible
 from tools.matrix.run_report import BEP_NAME, finish, new_run
 
 
@@ -43,7 +46,9 @@ def plan(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None
         for record in previous:
             cell = by_key.get((record.suite, record.variant, record.device))
             if cell is None or record.status not in wanted or not record_matches(record, args):
-                continue
+                continue  # (the records of a cell matrix.yaml no longer has are dropped from the merged report)
+            if record.test != NO_RESULTS and test_file_of(record.test) not in cell_files(cell):
+                continue  # its file left the suite: dropped from the merged report, which says so
             if record.test == NO_RESULTS:  # no test known: the target it names (or the cell), unfiltered
                 label = record.target if record.target in {t.label for t in cell.targets} else cell.label
                 tests[label] = None
@@ -76,11 +81,13 @@ def commands(groups: dict[tuple[str, ...], dict[str, Cell]], bep: Path, extra: l
     return out
 
 
-def merge(previous: list[Record], fresh: list[Record]) -> list[Record]:
-    """Fresh records replace the previous record of the same (suite, test, variant, device)."""
-    merged = {r.key: r for r in previous}
-    merged.update({r.key: r for r in fresh})
-    return sorted(merged.values(), key=lambda r: r.key)
+def new_cells(matrix: Matrix, args: argparse.Namespace, previous: list[Record] | None) -> list[Cell]:
+    """The selected cells the last report has no record of (matrix.yaml changed since), which
+    --failed/--xpassed cannot rerun: they have no failure to rerun yet."""
+    if previous is None or not (args.failed or args.xpassed):
+        return []
+    known = {(r.suite, r.variant, r.device) for r in previous}
+    return [c for c in selected_cells(matrix, args) if (c.suite.name, c.variant.name, c.device.name) not in known]
 
 
 def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespace) -> int:
@@ -89,6 +96,10 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     # into it would silently drop every record it held.
     previous = last_report.load(report_path)[1] if report_path.exists() else None
     groups = plan(matrix, args, previous)
+    skipped = new_cells(matrix, args, previous)
+    if skipped:
+        print(f"rerun: skipped {len(skipped)} cell(s) new since the last report: {', '.join(c.label for c in skipped)} "
+              "(--failed/--xpassed rerun what that report names; `rerun --suite S --variant V --device D` runs a whole cell)")  # fmt: skip
     if not groups:
         print("nothing to rerun: no target or test matches " + " ".join(f"--{k}" for k in ("failed", "xpassed") if getattr(args, k)) + " with the given filters")
         return 0
@@ -104,15 +115,12 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
             raise bazel.BazelFailed(f"`bazel test` failed with exit status {status} (see its output above); nothing was merged into {report_path}")
     testlogs = bazel.info("bazel-testlogs", workspace)
     run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None, matrix)
-    fresh: list[Record] = []
-    problems: list[str] = []
-    for command, labels in zip(planned, (groups[k] for k in sorted(groups))):
-        cells = list({id(c): c for c in labels.values()}.values())
-        bep = Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])
-        collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, cells=cells, fill_missing=previous is None, labels=set(labels))
-        fresh += collected.records
-        problems += collected.problems
-        run.torch_version = run.torch_version or collected.torch_version
-    merged = merge(previous or [], fresh)
-    print(f"rerun: {len(fresh)} test result(s) from {sum(len(c) for c in groups.values())} target(s), merged into {len(merged)} records")
-    return finish(merged, run, out_dir, None, problems)
+    beps = [bep for command in planned if (bep := Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])).exists()]
+    labels = {label for targets in groups.values() for label in targets}
+    collected = collect(matrix, testlogs, beps or None, run.run_id, labels=labels, previous=previous)
+    run.torch_version = collected.torch_version
+    for note in collected.notes:
+        print(f"note: {visible(note)}")
+    fresh = sum(1 for r in collected.records if r.run_id == run.run_id and r.status != statuses.NOT_RUN)
+    print(f"rerun: {fresh} test result(s) from {len(labels)} target(s), merged into {len(collected.records)} records")
+    return finish(collected.records, run, out_dir, None, collected.problems)

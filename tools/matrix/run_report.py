@@ -1,4 +1,6 @@
-"""`report`: run the matrix with --keep_going, collect Bazel's results, write the compatibility report."""
+"""`report`: run the matrix with --keep_going, collect Bazel's results, write the compatibility report.
+The last report in the output directory is merged in: a test whose result this run's outputs lack (a
+--test_filter, a rerun of other targets, a broken shard) keeps its record (known_tests.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-from tools.matrix import bazel, statuses
+from tools.matrix import bazel, last_report, statuses
 from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
+from tools.matrix.errors import ReportError
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import compare, load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report import COMPAT_JSON, compare, load_json, terminal_summary, unexpected, write_reports
 from tools.matrix.report.commands import GPU_DEVICES_KEY
 from tools.matrix.report.text import visible
 
@@ -29,12 +32,14 @@ def new_run(command: list[str], testlogs: Path, torch_version: str | None, matri
     )
 
 
-def disagreements(collected: Collected) -> list[str]:
-    """Targets where Bazel's pass/fail differs from what the records say."""
+def disagreements(collected: Collected, run_id: str | None = None) -> list[str]:
+    """Targets where Bazel's pass/fail differs from what the records say (with `run_id`, the records
+    of that run: a record carried over from an earlier run is not what Bazel just ran)."""
     problems = []
-    failing_targets = {r.target for r in collected.records if r.status in statuses.UNEXPECTED}
+    records = collected.records if run_id is None else [r for r in collected.records if r.run_id == run_id]
+    failing_targets = {r.target for r in records if r.status in statuses.UNEXPECTED}
     failing_targets |= {p.split(": ", 1)[0] for p in collected.problems}
-    recorded_targets = {r.target for r in collected.records}
+    recorded_targets = {r.target for r in records}
     for label, result in sorted(collected.bazel.items()):
         if not result.overall or label not in recorded_targets:
             continue
@@ -47,14 +52,27 @@ def disagreements(collected: Collected) -> list[str]:
 def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str]) -> int:
     comparison = compare(load_json(baseline)[1], records) if baseline else None
     paths = write_reports(records, run, out_dir, baseline=comparison)
-    print(terminal_summary(records, comparison))
+    print(terminal_summary(records, comparison, run.run_id))
     for problem in problems:  # may quote test output (a variant's import error): no raw escapes
         print(f"problem: {visible(problem)}")
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if unexpected(records) or problems else 0
 
 
+def previous_report(out_dir: Path) -> list[Record] | None:
+    """The records of the last report in `out_dir` (None: there is none), to carry over what this run lacks."""
+    path = out_dir / COMPAT_JSON
+    if not path.exists():
+        return None
+    try:
+        return last_report.load(path)[1]
+    except ReportError as e:  # its hint to run `report` again would loop: say how to start afresh
+        what = str(e).removesuffix(f"; {last_report.MAKE_REPORT} again")
+        raise ReportError(f"{what}; `report` merges the last report into the new one: move it away (or give another --out) to start afresh") from None
+
+
 def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None, bazel_args: list[str], run_tests: bool) -> int:
+    previous = previous_report(out_dir)  # before the long run: an unreadable one is found now
     out_dir.mkdir(parents=True, exist_ok=True)
     bep = out_dir / BEP_NAME
     command = ["bazel", "test", "//...", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]
@@ -65,10 +83,9 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     testlogs = bazel.info("bazel-testlogs", workspace)
     # With --no-run the BEP is an earlier `report`'s: collect uses it only for the targets whose
     # testlogs are no newer than it (see collect._fresh_bep).
-    collected = collect(matrix, testlogs, bep if bep.exists() else None)
+    run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, None, matrix)
+    collected = collect(matrix, testlogs, bep if bep.exists() else None, run.run_id, previous=previous)
+    run.torch_version = collected.torch_version
     for note in collected.notes:
         print(f"note: {visible(note)}")
-    run = new_run(command if run_tests else ["(collected from existing testlogs)"], testlogs, collected.torch_version, matrix)
-    for record in collected.records:
-        record.run_id = run.run_id
-    return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected))
+    return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected, run.run_id))

@@ -13,8 +13,9 @@ suites/) with its own output base, reusing this build's @pyenv so nothing is ins
    own status), with 0 results lost.
    A test that segfaults after its export was transformed keeps that evidence (the program before
    and after) in its record; passing tests keep none.
-2. One cell's outputs.zip is truncated; `report --no-run` must still write the report, with only
-   that cell's records turned into `error`.
+2. One cell's outputs.zip is truncated; `report --no-run` must still write the report, that cell's
+   results read from its intact test.xml and a problem line naming the zip; then its test.xml is
+   truncated too: only that cell's records turn into `error`, naming the file.
 3. A --test_filter that matches nothing must fail the cell, naming the near match.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import dispose, nested_env, project_pyenv, scratch_workspace
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 900
@@ -199,14 +199,25 @@ def main() -> int:
         rc, out = run([*cli, "report", "--no-run", "--out", "reports_corrupt"], ws, env, root / "report_corrupt.log")
         if rc != 1 or not (ws / "reports_corrupt" / "compat.html").is_file():
             fail(f"report --no-run over a truncated outputs.zip: exit {rc}, report written: {(ws / 'reports_corrupt' / 'compat.json').is_file()}\n{out[-3000:]}")
-        after = records_of(ws / "reports_corrupt")
-        lost2, wrong2 = check_statuses(after, CORRUPTED)
+        lost2, wrong2 = check_statuses(records_of(ws / "reports_corrupt"), None)
+        problem = f"problem: //{suite}:{suite}_{variant}_cpu: shard 1: {suite}/{suite}_{variant}_cpu/test.outputs/outputs.zip: not a readable zip file"
+        if not any(line.startswith(problem) and line.endswith("; results read from test.xml") for line in out.splitlines()):
+            wrong2.append(f"no problem line naming the truncated outputs.zip and test.xml:\n{out[-3000:]}")
+        # Its test.xml truncated too: nothing of the shard is readable, its tests become error records.
+        xml = zip_path.parents[1] / "test.xml"
+        xml_data = xml.read_bytes()
+        xml.chmod(0o644)
+        xml.write_bytes(xml_data[: len(xml_data) // 2])
+        rc, out = run([*cli, "report", "--no-run", "--out", "reports_corrupt_xml"], ws, env, root / "report_corrupt_xml.log")
+        after = records_of(ws / "reports_corrupt_xml")
+        lost3, wrong3 = check_statuses(after, CORRUPTED)
         bad = [r for r in after.values() if (r["suite"], r["variant"]) == CORRUPTED]
-        if not all("outputs.zip" in r["message"] for r in bad):
-            wrong2.append(f"the corrupted cell's records do not name outputs.zip: {[r['message'][:120] for r in bad]}")
-        print(f"2. truncated outputs.zip: report written, {len(bad)} records of that cell are error, {lost2} lost elsewhere, {len(wrong2)} wrong")
-        if wrong2:
-            fail("\n".join(wrong2))
+        if rc != 1 or not all("outputs.zip" in r["message"] and "test.xml: invalid XML" in r["message"] for r in bad):
+            wrong3.append(f"exit {rc}; the corrupted cell's records do not name outputs.zip and test.xml: {[r['message'][:200] for r in bad]}")
+        print(f"2. truncated outputs.zip: results read from test.xml, {lost2} lost, {len(wrong2)} wrong; test.xml truncated too: "
+              f"{len(bad)} records of that cell are error, {lost3} lost elsewhere, {len(wrong3)} wrong")  # fmt: skip
+        if wrong2 or wrong3:
+            fail("\n".join(wrong2 + wrong3))
         # 3. A --test_filter with a typo fails the cell and names the near match.
         rc, out = run(["bazel", "test", "//drill_healthy:drill_healthy_base_cpu", "--test_filter=test_on", "--test_output=all"], ws, env, root / "filter.log")
         if rc == 0 or "test_one" not in out:
@@ -216,12 +227,7 @@ def main() -> int:
               f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
-        subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
-        if not os.environ.get("MATRIX_DRILL_KEEP"):
-            subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
+        dispose(root, ws, env)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ SCRIPT = r"""
   const ran = N - totals[S.indexOf("skipped")] - totals[S.indexOf("not_run")];
   const rate = ran > 0 ? (100 * totals[S.indexOf("passed")] / ran).toFixed(1) + "%" : "—";
   $("totals").append(el("span", null, N + " cells · " + NR + " tests · pass rate " + rate));
+  if (D.carried) $("totals").append(el("span", null, D.carried));
   if (D.baseline) {
     const b = D.baseline;
     $("totals").append(el("span", null, "since baseline: " + b.regressions + " regressions, " + b.fixes + " fixes, " +

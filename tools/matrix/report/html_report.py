@@ -24,7 +24,7 @@ from tools.matrix.report.commands import (
 from tools.matrix.report.evidence import EvidenceView, evidence_view
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
-from tools.matrix.report.summary import COLUMNS, Prepared, prepare, variant_order
+from tools.matrix.report.summary import COLUMNS, Prepared, carried_over, prepare, variant_order
 from tools.matrix.report.text import visible
 
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
@@ -151,6 +151,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "rec": {"det": det, "ms": _durations_ms(ordered)},
         "changes": None,
         "baseline": None,
+        "carried": visible(carried_over(ordered, run.run_id)),
         **_evidence_data(ordered),
     }
     if baseline is not None:

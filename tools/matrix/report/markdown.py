@@ -16,6 +16,7 @@ from tools.matrix.report.summary import (
     COLUMNS,
     Prepared,
     by_severity,
+    carried_over,
     failure_kind,
     format_rate,
     pass_rate,
@@ -284,6 +285,9 @@ def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline
     ]
     if run.bazel_command:
         head += ["", f"Command: {code(run.bazel_command)}"]
+    carried = carried_over(ordered, run.run_id)
+    if carried:  # each record's run_id is in compat.json and compat.html
+        head += ["", f"**{escape(carried)}**"]
     parts = [head, _summary(prep)]
     if baseline is not None:
         parts.append(_changes(baseline))

@@ -97,6 +97,19 @@ def unexpected(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r.status in bad]
 
 
+def carried_over(records: Iterable[Record], run_id: str) -> str:
+    """The sentence saying which records are carried over from runs before `run_id` ("" when none):
+    kept from the last report because this run's outputs have no result for their test (known_tests.py)."""
+    earlier = Counter(r.run_id for r in records if r.run_id != run_id)
+    if not earlier:
+        return ""
+    failing = sum(1 for r in records if r.run_id != run_id and r.status in statuses.UNEXPECTED)
+    runs = ", ".join(f"run {rid or '(unknown)'}: {n}" for rid, n in sorted(earlier.items())[-5:])
+    return (f"Carried over: {sum(earlier.values())} record(s) from earlier runs ({'..., ' if len(earlier) > 5 else ''}{runs}), "
+            "kept because this run's outputs have no result for their tests (a --test_filter, a rerun of other targets); "
+            f"{failing or 'none'} of them failing{', which still count' if failing else ''}.")
+
+
 def by_severity(records: Iterable[Record]) -> list[Record]:
     """Most severe status first, then (suite, test, variant, device)."""
     rank = {s: i for i, s in enumerate(SEVERITY)}

@@ -14,6 +14,7 @@ from tools.matrix.report.signatures import first_message
 from tools.matrix.report.summary import (
     COLUMNS,
     by_severity,
+    carried_over,
     format_rate,
     group_counts,
     pass_rate,
@@ -83,11 +84,15 @@ def _changes(comparison: Comparison) -> list[str]:
     return out
 
 
-def terminal_summary(records: Sequence[Record], comparison: Comparison | None = None) -> str:
-    """A compact aligned table plus the unexpected results (at most MAX_LINES, then "... and N more")."""
+def terminal_summary(records: Sequence[Record], comparison: Comparison | None = None, run_id: str | None = None) -> str:
+    """A compact aligned table plus the unexpected results (at most MAX_LINES, then "... and N more");
+    with `run_id`, how many records are carried over from earlier runs."""
     if not records:
         return "No test results.\n"
     out = _counts_table(records)
+    carried = carried_over(records, run_id) if run_id is not None else ""
+    if carried:
+        out += ["", _clean(carried)]
     if comparison is not None:
         out += _changes(comparison)
     bad = by_severity(r for r in records if r.status in statuses.UNEXPECTED)

@@ -192,6 +192,8 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
     session: dict[str, Any] = {"restarts": 0}
     checked = False  # the expectation and filter checks come from the first child that collected
     selected: dict[str, None] = {}  # every test a child collected to run, in order
+    collected: dict[str, None] = {}  # every test of the target, before the filter and the shard split
+    session["collected"] = collected
     unrun = "the test process ended before this test ran"  # for selected tests left without a record
     termination = _Termination()
     for _attempt in range(MAX_RESTARTS):
@@ -220,6 +222,7 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
             elif kind == "collected":
                 started, importing = True, None
                 selected.update(dict.fromkeys(event["nodeids"]))
+                collected.update(dict.fromkeys(event.get("every_nodeid", ())))
             elif kind == "start":
                 pending = event["nodeid"]
             elif kind == "result":
@@ -360,6 +363,7 @@ def main() -> int:
         "restarts": session["restarts"],
         "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6),
         "problems": problems,
+        outputs.COLLECTED_NOT_RUN: outputs.not_run_here(session.get("collected", {}), tests),
     }
     os.makedirs(out_dir, exist_ok=True)
     outputs.write_outputs(out_dir, tests, metadata, started, exitcode, cell.suite_dir)

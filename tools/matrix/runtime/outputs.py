@@ -7,6 +7,7 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import MISSING, fields
 from typing import Any
 
@@ -21,6 +22,13 @@ REPORT_NAME = "report.json"
 # collector ~1.7 s of its 3 s budget, the digest a fraction of that.
 DIGEST_NAME = "matrix_results.json"
 DIGEST_FIELDS = ("nodeid", *COLLECTED_FIELDS)  # records.MatrixResult's collected fields
+# The tests the target collected that this shard has no record of (those --test_filter deselected and
+# the other shards'): a report keeps a record of each even when this run did not run it or another
+# shard's outputs are lost. In report.json's cell metadata, as a test.xml property, and in a file of
+# its own beside the digest (not in it: the collector reads it only for a target that ran filtered or
+# lost a shard; an unfiltered 4-shard target lists 3/4 of its tests in every shard).
+COLLECTED_NOT_RUN = "collected_not_run"
+COLLECTED_NAME = "matrix_collected.json"  # {COLLECTED_NOT_RUN: [node id, ...]}
 # A field a test's metadata lacks is written as the Record's default (status is required).
 _ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) for name in COLLECTED_FIELDS)
 
@@ -79,6 +87,12 @@ def digest(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, A
     return {"matrix": metadata, "fields": list(DIGEST_FIELDS), "tests": rows}
 
 
+def not_run_here(collected: Iterable[str], tests: list[dict[str, Any]]) -> list[str]:
+    """The COLLECTED_NOT_RUN list: of the target's `collected` node ids, those `tests` have no record of."""
+    here = {t["nodeid"] for t in tests}
+    return sorted(n for n in collected if n not in here)
+
+
 def write_json(path: str, report: dict[str, Any], indent: int | None = 1) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -87,9 +101,12 @@ def write_json(path: str, report: dict[str, Any], indent: int | None = 1) -> Non
 
 
 def write_outputs(out_dir: str, tests: list[dict[str, Any]], metadata: dict[str, Any], started: float, exitcode: int, root: str) -> None:
-    """report.json and its digest into the target's undeclared outputs (Bazel zips them)."""
+    """report.json, its digest and the COLLECTED_NOT_RUN list into the target's undeclared outputs (Bazel zips them)."""
     write_json(os.path.join(out_dir, REPORT_NAME), json_report(tests, metadata, started, exitcode, root))
-    write_json(os.path.join(out_dir, DIGEST_NAME), digest(tests, metadata), indent=None)
+    not_run = metadata.get(COLLECTED_NOT_RUN)
+    write_json(os.path.join(out_dir, DIGEST_NAME), digest(tests, {k: v for k, v in metadata.items() if k != COLLECTED_NOT_RUN}), indent=None)
+    if not_run is not None:
+        write_json(os.path.join(out_dir, COLLECTED_NAME), {COLLECTED_NOT_RUN: not_run}, indent=None)
 
 
 def failure_text(test: dict[str, Any]) -> str:
@@ -125,6 +142,12 @@ def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
     props = ET.SubElement(suite, "properties")
     for key in ("suite", "variant", "device", "target", "shard_index", "total_shards", "torch_version"):
         ET.SubElement(props, "property", name=key, value=str(metadata.get(key, "")))
+    # What the collector needs when report.json and the digest are lost: the filter and the tests not
+    # run here (only when the writer knows them: an absent one is unknown, not empty).
+    if metadata.get("test_filter") is not None:
+        ET.SubElement(props, "property", name="test_filter", value=metadata["test_filter"])
+    if metadata.get(COLLECTED_NOT_RUN) is not None:
+        ET.SubElement(props, "property", name=COLLECTED_NOT_RUN, value=json.dumps(metadata[COLLECTED_NOT_RUN]))
     total_time = 0.0
     for test in tests:
         m = test["metadata"]["matrix"]

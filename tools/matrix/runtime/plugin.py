@@ -210,7 +210,9 @@ def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
         hit = selection.expectation_for(item.nodeid, cell.skip)
         if hit:
             item.add_marker(pytest.mark.skip(reason=f"matrix.yaml skip ({hit[0]}): {hit[1]}"))
-    _event(event="collected", nodeids=[item.nodeid for item in keep])
+    # every_nodeid: all the target collected, before the filter and the shard split (what the outputs
+    # name when this shard did not run them: collect.py keeps every known test's record).
+    _event(event="collected", nodeids=[item.nodeid for item in keep], every_nodeid=all_ids)
 
 
 def _recorded_durations(cell: CellConfig) -> dict[str, float] | None:

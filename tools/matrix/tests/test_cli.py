@@ -185,6 +185,22 @@ def test_report_with_a_corrupt_baseline_stops_before_running_bazel(ws, tmp_path)
     assert not (tmp_path / "bazel-was-run").exists()
 
 
+@pytest.mark.parametrize("corruption", ["truncated", "unknown status", "not UTF-8"])
+def test_report_over_a_corrupt_last_report_stops_before_running_bazel(ws, tmp_path, corruption):
+    """`report` merges the last report in --out (a test its run lacks keeps its record): an unreadable
+    one is one line, exit 2, nothing run or written; the hint is not to run `report` again (it would
+    stop here again) but how to start afresh."""
+    content, detail = CORRUPT[corruption]
+    report = write_report(ws, content)
+    before = snapshot(ws)
+    env = fake_bazel(tmp_path, f"touch {tmp_path}/bazel-was-run\n")
+    line = one_line_error(cli(ws, "report", env=env))
+    assert line.startswith(f"error: {report}: not a compat.json (") and detail in line
+    assert line.endswith("); `report` merges the last report into the new one: move it away (or give another --out) to start afresh")
+    assert not (tmp_path / "bazel-was-run").exists()
+    assert snapshot(ws) == before
+
+
 @pytest.mark.parametrize("flag", ["--failed", "--xpassed"])
 def test_rerun_failed_without_a_report_exits_2(ws, flag):
     assert one_line_error(cli(ws, "rerun", flag)) == "error: --failed/--xpassed need a previous report; run `make report` first"

@@ -36,13 +36,16 @@ CASES = {
     "status_unknown": "test.outputs/outputs.zip: matrix_results.json: test 3 ('test_b.py::test_three'): status 'exploded' is not one of passed,",
     "duration_text": "test.outputs/outputs.zip: matrix_results.json: test 1 ('test_a.py::test_one'): duration_s is 'slow', not a number or null",
     "duration_nan": "test.outputs/outputs.zip: matrix_results.json: test 2 ('test_a.py::test_two'): duration_s is nan, not a finite number",
-    "xml_truncated": "test.xml: invalid XML (unclosed token: line 14, column 6)",
+    "xml_truncated": "test.xml: invalid XML (unclosed token: line 14, column 4)",
     "zip_bomb": "test.outputs/outputs.zip: matrix_results.json is 545,259,520 bytes uncompressed",
     "zip_lies": "test.outputs/outputs.zip: not a readable zip file (BadZipFile: Bad CRC-32 for file 'matrix_results.json')",
     "ran_nothing": "the target ran but reported no test: variant impl pkg.mod:Nope could not be loaded: ModuleNotFoundError: No module named 'pkg'",
     "exit_1": "the target exited with code 1 without writing a report or test.xml (see log tail)",
 }
 HEALTHY = ("base", "sharded")
+# Only the digest is damaged: report.json beside it in the same outputs.zip gives every result, and a
+# problem line names the digest.
+DIGEST_ONLY = ("json_invalid", "row_short", "tests_not_list", "row_not_list", "status_unknown", "duration_text", "duration_nan")
 MATRIX = f"""\
 devices:
   cpu: {{}}
@@ -238,6 +241,8 @@ def test_report_is_written_and_every_file_is_valid(reported):
     assert f"note: {out / 'bep.json'} is older than the testlogs of 1 target(s)" in proc.stdout
     assert "Bazel says" not in proc.stdout
     assert {(r["cached"], r["attempts"]) for r in data["records"]} == {(False, 1)}
+    # No carried-over line: there was no earlier report, every record is this run's.
+    assert "Carried over" not in proc.stdout and {r["run_id"] for r in data["records"]} == {data["run"]["run_id"]}
     # A cell's own problem is printed, its control and bidi characters escaped.
     assert "problem: //s:s_sharded_cpu: xfail entry 'test_a.py::gone\\u001b[2J\\u202e' matched no test" in proc.stdout
     assert "\x1b" not in proc.stdout + proc.stderr and "\u202e" not in proc.stdout + proc.stderr
@@ -256,7 +261,7 @@ def test_report_that_runs_bazel_never_keeps_an_old_bep(tree, tmp_path):
 
 def test_healthy_cells_are_intact(reported):
     records = {(r["variant"], r["test"]): r for r in _strict((reported[1] / "compat.json").read_text())["records"]}
-    for variant in HEALTHY:
+    for variant in (*HEALTHY, *DIGEST_ONLY):
         got = [(records[variant, t]["status"], records[variant, t]["duration_s"], records[variant, t]["message"]) for t in (A, B, C)]
         assert got == [(statuses.PASSED, 1.5, ""), (statuses.FAILED, 0.25, "AssertionError: 1 != 2"), (statuses.SKIPPED, 0.25, "no")]
     # The sharded cell was read from the 3 shard directories on disk, though today's plan has 1.
@@ -264,7 +269,15 @@ def test_healthy_cells_are_intact(reported):
     assert [records["base", t]["shard"] for t in (A, B, C)] == [0, 0, 0]
 
 
-@pytest.mark.parametrize("variant", list(CASES))
+@pytest.mark.parametrize("variant", DIGEST_ONLY)
+def test_a_corrupt_digest_gives_way_to_report_json_with_a_problem_line(reported, variant):
+    proc, _out = reported
+    problem = f"problem: //s:s_{variant}_cpu: shard 1: s/s_{variant}_cpu/{CASES[variant]}"
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(problem)), None)
+    assert line is not None and line.endswith("; results read from report.json"), proc.stdout
+
+
+@pytest.mark.parametrize("variant", [v for v in CASES if v not in DIGEST_ONLY])
 def test_a_corrupt_cell_becomes_error_records_naming_the_file(reported, variant):
     proc, out = reported
     records = [r for r in _strict((out / "compat.json").read_text())["records"] if r["variant"] == variant]

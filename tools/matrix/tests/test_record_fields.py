@@ -73,7 +73,7 @@ def test_a_digest_written_before_transform_check_reads_as_none(tmp_path: Path) -
     older_fields = [f for f in outputs.DIGEST_FIELDS if f != "transform_check"]
     row = ["x.py::t", statuses.FAILED, 0.5, "m", "E", True, None, ""]
     (outputs_dir / outputs.DIGEST_NAME).write_text(json.dumps({"matrix": {}, "fields": older_fields, "tests": [row]}))
-    meta, rows = collect._read_cell_results(tmp_path)
+    meta, rows = collect._digest_results(tmp_path)
     assert rows == [["x.py::t", statuses.FAILED, 0.5, "m", "E", True, None, "", None]]
 
 

@@ -435,6 +435,19 @@ def test_terminal_summary_table_is_aligned_and_lists_unexpected(records):
     assert not any("\n" in l or "\x1b" in l for l in listed)
 
 
+def test_carried_over_records_are_counted_in_the_terminal_compat_md_and_compat_html(records):
+    """Records kept from an earlier report (known_tests.py) say so in every format, failures counted."""
+    carried = [replace(r, run_id="run-1") for r in records[:3]] + [replace(records[3], run_id="run-\u202e0")]  # 2 failed, 2 passed
+    mixed = carried + records[4:]
+    line = ("Carried over: 4 record(s) from earlier runs (run run-1: 3, run run-\\u202e0: 1), kept because this run's outputs have no "
+            "result for their tests (a --test_filter, a rerun of other targets); 2 of them failing, which still count.")  # fmt: skip
+    assert line in terminal_summary(mixed, None, RUN.run_id).splitlines()
+    assert "Carried over" not in terminal_summary(records, None, RUN.run_id) + render_markdown(records, RUN)
+    raw = line.replace("\\u202e", "\u202e")  # compat.md escapes the raw run id itself
+    assert "**" + markdown.escape(raw) + "**" in render_markdown(mixed, RUN).splitlines()  # under the run line
+    assert _embedded(render_html(mixed, RUN))["carried"] == line and _embedded(render_html(records, RUN))["carried"] == ""
+
+
 def test_terminal_summary_caps_the_list_and_strips_control_characters():
     recs = [rec(f"t.py::test_{i:03d}", "base", "cpu", statuses.FAILED, message="\x1b[2Jcleared\rX") for i in range(100)]
     out = terminal_summary(recs)

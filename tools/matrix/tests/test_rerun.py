@@ -1,5 +1,6 @@
-"""`rerun`: which targets and tests to run again (plan), the bazel commands (commands), and merging the
-fresh results into the last report (merge), plus the dry-run / nothing-to-do paths of rerun()."""
+"""`rerun`: which targets and tests to run again (plan), the bazel commands (commands), the merged
+report (a real rerun through a stand-in `bazel`), plus the dry-run / nothing-to-do paths of rerun().
+The merge's precedence itself: test_known_tests.py."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import pytest
 
 from tools.matrix import config, last_report, statuses
 from tools.matrix import rerun as rerun_mod
-from tools.matrix.collect import NO_RESULTS
 from tools.matrix.errors import UserError
+from tools.matrix.known_tests import NO_RESULTS, NOT_RERUN
 from tools.matrix.records import Record
 from tools.matrix.runtime import outputs
 from tools.matrix.tests.fixtures import toolws
 
-plan, commands, merge = rerun_mod.plan, rerun_mod.commands, rerun_mod.merge
+plan, commands = rerun_mod.plan, rerun_mod.commands
 
 
 MATRIX = """\
@@ -182,31 +183,6 @@ def test_commands_whole_targets_and_cpu_only(matrix):
     ]
 
 
-# --- merge ---------------------------------------------------------------------------------------------
-
-
-def test_merge_keeps_every_other_record():
-    old = previous()
-    fresh = [
-        rec("s", "base", "cpu", T1, statuses.PASSED, run_id="new"),
-        rec("s", "base", "cuda", T3, statuses.FAILED, run_id="new"),
-        rec("s", "base", "cpu", "test_a.py::test_added", statuses.PASSED, run_id="new"),
-    ]
-    merged = merge(old, fresh)
-    assert len(merged) == len(old) + 1
-    assert [r.key for r in merged] == sorted(r.key for r in merged)
-    by_key = {r.key: r for r in merged}
-    assert by_key[("s", T1, "base", "cpu")].status == statuses.PASSED and by_key[("s", T1, "base", "cpu")].run_id == "new"
-    assert by_key[("s", T3, "base", "cuda")].status == statuses.FAILED
-    assert by_key[("s", "test_a.py::test_added", "base", "cpu")].run_id == "new"
-    replaced = {r.key for r in fresh}
-    for r in old:
-        if r.key not in replaced:
-            assert by_key[r.key] is r
-    assert merge(old, []) == sorted(old, key=lambda r: r.key)
-    assert merge([], fresh) == sorted(fresh, key=lambda r: r.key)
-
-
 # --- rerun() -------------------------------------------------------------------------------------------
 
 
@@ -220,7 +196,11 @@ def test_rerun_nothing_to_rerun_exits_0(ws, matrix, capsys, monkeypatch):
     write_compat(out / rerun_mod.COMPAT_JSON, [r for r in previous() if r.status not in statuses.UNEXPECTED])
     before = sorted(p.name for p in out.iterdir())
     assert rerun_mod.rerun(ws, matrix, out, args(failed=True, dry_run=True)) == 0
-    assert capsys.readouterr().out.startswith("nothing to rerun: no target or test matches --failed")
+    assert capsys.readouterr().out == (  # that report has no record of s/other/cuda: --failed cannot rerun it, and says so
+        "rerun: skipped 1 cell(s) new since the last report: //s:s_other_cuda (--failed/--xpassed rerun what that report "
+        "names; `rerun --suite S --variant V --device D` runs a whole cell)\n"
+        "nothing to rerun: no target or test matches --failed with the given filters\n"
+    )
     assert rerun_mod.rerun(ws, matrix, out, args(failed=True, xpassed=True, dry_run=False)) == 0
     assert "--failed --xpassed" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == before
@@ -340,12 +320,12 @@ def test_rerun_dry_run_per_file_targets(tmp_path, by_file, capsys, monkeypatch):
     )
 
 
-def _report_json(target: str, results: dict[str, str]) -> str:
+def _report_json(target: str, results: dict[str, str], test_filter: str = "", not_run_here: tuple[str, ...] = ()) -> str:
     """What cell_main writes (through its own writer) for one run of `target` (//s:s_base_cpu/test_a)."""
     tests = [{"nodeid": t, "outcome": s, "metadata": {"matrix": {"status": s, "duration_s": 0.5, "message": "", "error_type": None,
               "transform_failed": False, "transform_s": 0.0, "transform_calls": 0, "expectation": None}}} for t, s in results.items()]  # fmt: skip
-    meta = {"suite": "s", "variant": "base", "device": "cpu", "target": target, "shard_index": 0, "total_shards": 1, "test_filter": "",
-            "torch_version": "2.13.0+cpu", "problems": []}  # fmt: skip
+    meta = {"suite": "s", "variant": "base", "device": "cpu", "target": target, "shard_index": 0, "total_shards": 1, "test_filter": test_filter,
+            "torch_version": "2.13.0+cpu", "problems": [], outputs.COLLECTED_NOT_RUN: list(not_run_here)}  # fmt: skip
     return json.dumps(outputs.json_report(tests, meta, time.time(), 0, "s"))
 
 
@@ -358,7 +338,7 @@ def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by
         (logs / "s" / "s_base_cpu" / name / "test.outputs").mkdir(parents=True)
         (logs / "s" / "s_base_cpu" / name / "test.outputs" / "report.json").write_text(_report_json(f"//s:s_base_cpu/{name}", results))
     fresh = tmp_path / "fresh.json"
-    fresh.write_text(_report_json("//s:s_base_cpu/test_a", {T1: statuses.PASSED}))
+    fresh.write_text(_report_json("//s:s_base_cpu/test_a", {T1: statuses.PASSED}, test_filter=T1, not_run_here=(T2,)))
     fake = tmp_path / "bazel"
     fake.write_text(
         "#!/bin/sh\n"
@@ -374,12 +354,19 @@ def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by
     assert rerun_mod.rerun(tmp_path / "by_file", by_file, out, args(failed=True)) == 0, capfd.readouterr().out
     assert (tmp_path / "calls.txt").read_text() == f"test //s:s_base_cpu/test_a --test_filter={T1} --build_event_json_file={out}/bep.0.json\n"
     run, merged = last_report.load(out / rerun_mod.COMPAT_JSON)
-    assert {r.test: (r.status, r.target, r.run_id == run.run_id) for r in merged} == {
+    rerun_cell = [r for r in merged if (r.suite, r.variant, r.device) == ("s", "base", "cpu")]
+    assert {r.test: (r.status, r.target, r.run_id == run.run_id) for r in rerun_cell} == {
         T1: (statuses.PASSED, "//s:s_base_cpu/test_a", True),
         T2: (statuses.PASSED, "//s:s_base_cpu/test_a", False),  # not in the filter: not rerun
         T3: (statuses.PASSED, "//s:s_base_cpu/test_b", False),
         T4: (statuses.SKIPPED, "//s:s_base_cpu/test_b", False),
     }
+    # The cells the last report never had are there too: every known test not_run, saying why.
+    others = [r for r in merged if r not in rerun_cell]
+    assert sorted((r.suite, r.variant, r.device, r.test) for r in others) == sorted(
+        [("s", v, d, t) for v, d in (("base", "cuda"), ("other", "cpu"), ("other", "cuda")) for t in (T1, T2, T3, T4)] + [("t", "base", "cpu", NO_RESULTS)]
+    )
+    assert {(r.status, r.message, r.run_id == run.run_id) for r in others} == {(statuses.NOT_RUN, NOT_RERUN, True)}
 
 
 def test_plan_a_report_from_before_going_back_to_one_target_per_cell(matrix):

@@ -446,6 +446,33 @@ def test_filter_matching_a_test_of_another_shard_passes(cells):
     assert [sorted(r.tests) for r in runs] == [["test_more.py::test_epsilon"], []]
 
 
+def listed_not_run(run) -> tuple[list[str], list[str], list[str], str]:
+    """What a shard's outputs say the target collected that the shard has no record of (report.json,
+    the file beside the digest, test.xml), and the --test_filter test.xml names."""
+    beside = json.loads((run.tmp / "out" / outputs.COLLECTED_NAME).read_text())
+    assert outputs.COLLECTED_NOT_RUN not in json.loads((run.tmp / "out" / outputs.DIGEST_NAME).read_text())["matrix"]  # kept out of it
+    props = {p.get("name"): p.get("value") for p in run.xml.find("testsuite").findall("properties/property")}
+    key = outputs.COLLECTED_NOT_RUN
+    return run.report["matrix"][key], beside[key], json.loads(props[key]), props["test_filter"]
+
+
+@uses(*SHARD_CELLS, *FILTERS, "filter_one_shard_0", "filter_one_shard_1")
+def test_every_shard_names_the_collected_tests_it_did_not_run(cells):
+    """A report's names of a target's tests must not hang on one shard's outputs: every shard lists,
+    in report.json, beside the digest and in test.xml, what the target collected (before the filter and the
+    shard split) that it has no record of: the other shards' tests and those the filter left out."""
+    for name in SHARD_CELLS:
+        run = cells[name]
+        others = sorted(set(MANY) - set(run.tests))
+        assert len(others) == len(MANY) - len(run.tests) > 0 and listed_not_run(run) == (others, others, others, ""), name
+    for name, (pattern, selected) in FILTERS.items():
+        left_out = sorted(set(MANY) - selected)
+        assert set(cells[name].tests) == selected and listed_not_run(cells[name]) == (left_out, left_out, left_out, pattern), name
+    epsilon = "test_more.py::test_epsilon"  # the filter's one test, run by shard 0: shard 1 lists all
+    assert listed_not_run(cells["filter_one_shard_0"])[0] == sorted(set(MANY) - {epsilon})
+    assert listed_not_run(cells["filter_one_shard_1"]) == (sorted(MANY), sorted(MANY), sorted(MANY), epsilon)
+
+
 @uses("filter_crashed_file")
 def test_filter_naming_a_file_that_crashed_at_import_matched_it(cells):
     run = cells["filter_crashed_file"]
@@ -468,7 +495,7 @@ def test_file_that_fails_to_import_is_reported_once_across_shards(cells):
 
 
 def _outputs_exist(run) -> None:
-    assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_results.json", "report.json"], run.explain()
+    assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_collected.json", "matrix_results.json", "report.json"], run.explain()
     assert run.xml is not None and junit_cases(run) == {}
     digest = json.loads((run.tmp / "out" / "matrix_results.json").read_text())
     assert digest["tests"] == [] and digest["matrix"]["problems"] == run.problems
@@ -683,7 +710,7 @@ def test_premature_exit_file_removed_and_files_only_under_test_tmpdir(cells):
         run = cells[name]
         assert not (run.tmp / "premature_exit").exists(), f"{name}: TEST_PREMATURE_EXIT_FILE left behind"
         assert sorted(p.name for p in run.tmp.iterdir()) == ["log.txt", "out", "test.xml", "tmpdir"], name
-        assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_results.json", "report.json"]
+        assert sorted(p.name for p in (run.tmp / "out").iterdir()) == ["matrix_collected.json", "matrix_results.json", "report.json"]
         assert any(p.name.startswith("cell-") for p in (run.tmp / "tmpdir").iterdir())
     # test_environment checked, inside the cell, that the marker existed and tempfile used TEST_TMPDIR.
     assert cells["expect_ok"].statuses[ENVIRONMENT] == statuses.PASSED

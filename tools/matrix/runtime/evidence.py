@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+_perf_counter = time.perf_counter  # bound at import: the plugin calls start/finish whatever a test did to `time`
 EVIDENCE_DIR = "matrix_evidence"
 INDEX = "evidence.json"
 FORMAT = 1
@@ -144,14 +145,14 @@ def _timed(method: Callable[..., None]) -> Callable[..., None]:
     read-only, the disk is full), the test's evidence stops there and one line on stderr says why."""
 
     def timed(self: Recorder, *args: Any) -> None:
-        start = time.perf_counter()
+        start = _perf_counter()
         try:
             method(self, *args)
         except Exception as e:  # noqa: BLE001
             print(f"[matrix] evidence of {self._nodeid} not kept whole: {type(e).__name__}: {e}", file=sys.__stderr__, flush=True)
             self._nodeid = None
         finally:
-            self.seconds += time.perf_counter() - start
+            self.seconds += _perf_counter() - start
 
     timed.__doc__ = method.__doc__
     return timed

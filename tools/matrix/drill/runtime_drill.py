@@ -26,16 +26,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, drill_workspace, run_step
 
 REACH = Path("tools") / "matrix" / "tests" / "fixtures" / "reach"  # the hostile suites, in the source tree
 STEP_TIMEOUT_S = 900
@@ -74,14 +71,10 @@ def matrix_yaml(expected) -> str:
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[int, str]:
-    print(f"$ {' '.join(argv)}", flush=True)
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
-    log.write_text(proc.stdout)
-    print(f"  exit {proc.returncode} in {time.monotonic() - started:.0f}s (log: {log})", flush=True)
-    if "Traceback (most recent call last)" in proc.stdout:
-        fail(f"a traceback reached the user:\n{proc.stdout[-4000:]}")
-    return proc.returncode, proc.stdout
+    rc, out = run_step(argv, cwd, env, log, STEP_TIMEOUT_S)
+    if "Traceback (most recent call last)" in out:
+        fail(f"a traceback reached the user:\n{out[-4000:]}")
+    return rc, out
 
 
 def check_records(report: dict, output: str, expected) -> tuple[int, list[str]]:
@@ -130,13 +123,7 @@ def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:runtime_drill`"))
     expected = load_expected(source)
-    env = nested_env()
-    pyenv = project_pyenv()
-    python = str(pyenv / "venv" / "bin" / "python3")
-    root = Path(tempfile.mkdtemp(prefix="matrix-runtime-drill-"))
-    own_output_base = f"startup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\n"
-    ws = scratch_workspace(source, root / "ws", pyenv, matrix_yaml(expected), [source / REACH], own_output_base)
-    cli = [python, str(ws / "tools" / "matrix" / "cli.py"), "--workspace", str(ws)]
+    root, ws, env, cli = drill_workspace(source, "matrix-runtime-drill-", matrix_yaml(expected), [source / REACH])
     try:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")
         if rc != 0:
@@ -156,14 +143,7 @@ def main() -> int:
               f"({len(expected.RECORDS)} suites: hangs, channel, outputs, memory, no tests)")  # fmt: skip
         return 0
     finally:
-        subprocess.run(
-            ["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False
-        )
-        if not os.environ.get("MATRIX_DRILL_KEEP"):
-            subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
+        discard(root, ws, env)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tools.matrix import statuses
+from tools.matrix.runtime.descriptors import identity
 
 # Each event kind and the fields cell_main reads from it.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -48,6 +49,7 @@ MAX_EVENT_BYTES = 16 << 20
 class EventTooLarge(ValueError):
     """An event that would take more than MAX_EVENT_BYTES: not written."""
 
+
 # Bound now, before any test module is imported: a test or plug-in that patches json, os, fcntl or
 # builtins later cannot change how events are encoded or written.
 _write, _fstat, _open, _close, _fcntl = os.write, os.fstat, os.open, os.close, fcntl.fcntl
@@ -66,31 +68,22 @@ def dumps(event: dict[str, Any]) -> str:
     return "".join(_c_make_encoder({}, _default, _encode_str, None, ":", ",", False, False, True)(event, 0))
 
 
-def _identity(fd: int) -> tuple[int, int] | None:
-    """(device, inode) of what `fd` refers to, or None when it is not open."""
-    try:
-        st = _fstat(fd)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 class Writer:
     """The child's side. `fd` is the descriptor inherited from cell_main (the same number there)."""
 
     def __init__(self, fd: int, parent_pid: int) -> None:
         self._parent_copy = f"/proc/{parent_pid}/fd/{fd}"
-        self._identity = _identity(fd)
+        self._identity = identity(fd)
         self._fd = _fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)  # private: a subprocess of a test does not inherit it
         _close(fd)
         self._lock = threading.Lock()
 
     def _usable_fd(self) -> int:
-        if _identity(self._fd) == self._identity:
+        if identity(self._fd) == self._identity:
             return self._fd
         # A test closed it (or put another file at its number): open the journal again from cell_main's.
         fresh = _open(self._parent_copy, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        if _identity(fresh) != self._identity:
+        if identity(fresh) != self._identity:
             _close(fresh)
             raise OSError(f"{self._parent_copy} is no longer the cell's journal")
         self._fd = fresh

@@ -100,6 +100,9 @@ def write_outputs(out_dir: str, tests: list[dict[str, Any]], metadata: dict[str,
 
 OUTPUTS_DIR = "the target's outputs directory (TEST_UNDECLARED_OUTPUTS_DIR), where the runtime writes the results"
 _MADE_ANEW = "made a new one (what earlier tests kept there is lost)"
+# Bound at import (the plugin imports this module before any test module): reclaim_dir runs right
+# after a test, whatever it did to `os`.
+_lstat, _makedirs, _unlink, _chmod = os.lstat, os.makedirs, os.unlink, os.chmod
 
 
 def reclaim_dir(path: str, identity: tuple[int, int] | None = None) -> tuple[str, str]:
@@ -107,16 +110,16 @@ def reclaim_dir(path: str, identity: tuple[int, int] | None = None) -> tuple[str
     given): (what had been done to it, with {} for the directory; what was done about it), ("", "")
     when it was intact."""
     try:
-        st = os.lstat(path)
+        st = _lstat(path)
     except FileNotFoundError:
-        os.makedirs(path)
+        _makedirs(path)
         return "removed {}", _MADE_ANEW
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        os.makedirs(path)
+        _unlink(path)
+        _makedirs(path)
         return ("replaced {} with a symbolic link" if stat.S_ISLNK(st.st_mode) else "replaced {} with a file"), _MADE_ANEW
     if st.st_mode & stat.S_IRWXU != stat.S_IRWXU:
-        os.chmod(path, st.st_mode | stat.S_IRWXU)
+        _chmod(path, st.st_mode | stat.S_IRWXU)
         return "made {} unwritable", "made it writable again"
     if identity is not None and (st.st_dev, st.st_ino) != identity:
         return "replaced {} with another directory", "uses the new one (what earlier tests kept there is lost)"

@@ -50,7 +50,7 @@ class _State:
 
 
 _STATE: _State | None = None
-_write, _exit = os.write, os._exit  # bound before any test module is imported
+_write, _exit, _lstat = os.write, os._exit, os.lstat  # bound before any test module is imported
 
 
 def _event(**event: Any) -> None:
@@ -105,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _identity(path: str) -> tuple[int, int] | None:
     try:
-        st = os.lstat(path)
+        st = _lstat(path)
     except OSError:
         return None
     return st.st_dev, st.st_ino

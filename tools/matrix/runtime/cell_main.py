@@ -282,25 +282,24 @@ class _Progress:
         span = self.span
         return span if span is not None and time.monotonic() - span.since > self.limit(span) else None
 
-    def record_overrun(self, child: _Child, returncode: int) -> str | None:
-        """The record (or problem) for the span cell_main stopped the child in; the culprit's node id,
-        None when no test or file is to blame."""
+    def record_overrun(self, tail: str) -> str | None:
+        """The record (or problem) for the span cell_main stopped the child in (`tail`: the child's
+        last output); the culprit's node id, None when no test or file is to blame."""
         span = self.overran
         assert span is not None
-        limit = self.limit(span)
-        where = {
-            "test": "",
-            "ending": " after the test ended, before its result was recorded (a thread or handler it left running?)",
-            "importing": " while this file was being imported",
-        }.get(span.kind)
-        if where is None:
+        limit, per_test = self.limit(span), f"timed out after {self.cell.test_timeout_s:g}s (per-test timeout)"
+        if span.kind == "after":
             self.problems.append(
                 f"the test process stopped responding for {limit:g}s after {span.after} "
                 "(a thread, signal handler or atexit handler left running?); it was killed"
             )
             return None
-        message = f"timed out after {self.cell.test_timeout_s:g}s (per-test timeout){where}"
-        self.tests[span.nodeid] = _synthetic(self.cell, span.nodeid, statuses.TIMEOUT, message, child.tail_or_why_none(returncode))
+        message = {
+            "test": per_test,
+            "importing": f"{per_test} while this file was being imported",
+            "ending": f"timed out after the test ended: its result was not recorded within {limit:g}s (a thread or handler it left running?)",
+        }[span.kind]
+        self.tests[span.nodeid] = _synthetic(self.cell, span.nodeid, statuses.TIMEOUT, message, tail)
         return span.nodeid
 
 
@@ -373,7 +372,7 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
             unrun = "Bazel ended the target (SIGTERM) before this test ran"
             break
         if progress.overran is not None:
-            culprit = progress.record_overrun(child, returncode)
+            culprit = progress.record_overrun(child.tail_or_why_none(returncode))
             if culprit is None:  # stalled between tests: go on only if tests remain and this child got somewhere
                 unrun = f"the test process stopped responding for {progress.limit(progress.overran):g}s before this test ran"
                 if (selected and all(n in tests for n in selected)) or len(tests) == recorded_before:

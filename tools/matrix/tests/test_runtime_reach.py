@@ -23,8 +23,10 @@ import pytest
 
 from tools.matrix import statuses
 from tools.matrix.runtime import outputs
+from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.cell_main import BETWEEN_TESTS_S as RUNTIME_BETWEEN_TESTS_S
-from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
+from tools.matrix.runtime.cell_main import _Progress
+from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, pool_fixture, uses
 from tools.matrix.tests.fixtures.reach.expected import BETWEEN_TESTS_S, EMPTY, MEMORY_TIMEOUT_S, PROBLEMS, RECORDS, TIMEOUT_S
 
 HANGS = "test_hangs.py"
@@ -118,6 +120,42 @@ def test_a_process_that_cannot_exit_after_its_last_test_keeps_every_result_and_f
     assert _records(run) == RECORDS["hang_exit"], run.explain()
     assert run.problems == PROBLEMS["hang_exit"], run.explain()
     assert run.returncode == 1
+
+
+def _stalled(events: list[dict[str, Any]], timeout_s: float = 5) -> tuple[dict[str, Any], list[str]]:
+    """(records, problems) cell_main's clock gives a child stopped after `events` (in-process: which
+    span a stall lands in depends on when a stray thread takes the GIL, so no real test can pin it)."""
+    cell = CellConfig(suite="syn", suite_dir=".", variant="base", variant_impl=BASE_IMPL, device="cpu", test_timeout_s=timeout_s)
+    tests: dict[str, Any] = {}
+    problems: list[str] = []
+    progress = _Progress(cell, tests, {}, {}, problems)
+    for event in events:
+        progress.take(event)
+    progress.overran = progress.span
+    progress.record_overrun("the child's last output")
+    return {n: (t["metadata"]["matrix"]["status"], t["metadata"]["matrix"]["message"]) for n, t in tests.items()}, problems
+
+
+def test_a_stall_is_blamed_on_the_test_whose_span_it_is_in():
+    start, stop = {"event": "start", "nodeid": "t.py::test_a"}, {"event": "stop", "nodeid": "t.py::test_a"}
+    result = {"event": "result", "test": {"nodeid": "t.py::test_a", "metadata": {"matrix": {"status": "passed", "message": ""}}}}
+    assert _stalled([start]) == ({"t.py::test_a": ("timeout", "timed out after 5s (per-test timeout)")}, [])
+    # Its teardown is over, its result never came: a thread it left holds the process.
+    assert _stalled([start, stop]) == (
+        {"t.py::test_a": ("timeout", f"timed out after the test ended: its result was not recorded within {BETWEEN_TESTS_S}s (a thread or handler it left running?)")},
+        [],
+    )  # fmt: skip
+    # Its result is in: it keeps it; the target fails with a problem line.
+    assert _stalled([start, stop, result]) == (
+        {"t.py::test_a": ("passed", "")},
+        [f"the test process stopped responding for {BETWEEN_TESTS_S}s after t.py::test_a ended (a thread, signal handler or atexit handler left running?); it was killed"],
+    )  # fmt: skip
+    assert _stalled([{"event": "collecting", "nodeid": "t.py"}]) == (
+        {"t.py": ("timeout", "timed out after 5s (per-test timeout) while this file was being imported")}, []
+    )  # fmt: skip
+    assert _stalled([{"event": "collecting", "nodeid": "t.py"}, {"event": "collected", "nodeid": "t.py", "nodeids": []}], timeout_s=60)[1] == [
+        "the test process stopped responding for 60s after the test files were collected (a thread, signal handler or atexit handler left running?); it was killed"
+    ]
 
 
 # --- the channel: what cell_main relies on is out of the test's reach ------------------------------

@@ -14,6 +14,8 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,12 +55,34 @@ def scratch_workspace(source: Path, ws: Path, pyenv: Path, matrix_yaml: str, dir
     return ws
 
 
-def dispose(root: Path, ws: Path, env: dict[str, str]) -> None:
-    """Stop the scratch workspace's Bazel server and remove `root` (Bazel leaves read-only files), unless
-    MATRIX_DRILL_KEEP is set: then say where it is, to look at."""
+def drill_workspace(source: Path, prefix: str, matrix_yaml: str, dirs: Iterable[Path]) -> tuple[Path, Path, dict[str, str], list[str]]:
+    """A drill's scratch workspace (see scratch_workspace) in a new temporary directory, with its own
+    output base: `report` runs a plain `bazel test` there. Returns (the temporary directory, the
+    workspace, the environment for nested commands, the matrix CLI's command line)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    pyenv = project_pyenv()
+    own_output_base = f"startup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\n"
+    ws = scratch_workspace(source, root / "ws", pyenv, matrix_yaml, dirs, own_output_base)
+    cli = [str(pyenv / "venv" / "bin" / "python3"), str(ws / "tools" / "matrix" / "cli.py"), "--workspace", str(ws)]
+    return root, ws, nested_env(), cli
+
+
+def run_step(argv: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float) -> tuple[int, str]:
+    """One step of a drill: prints the command, keeps its output in `log`, prints how it ended.
+    Returns (exit status, output)."""
+    print(f"$ {' '.join(argv)}", flush=True)
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout_s)
+    log.write_text(proc.stdout)
+    print(f"  exit {proc.returncode} in {time.monotonic() - started:.0f}s (log: {log})", flush=True)
+    return proc.returncode, proc.stdout
+
+
+def discard(root: Path, ws: Path, env: dict[str, str]) -> None:
+    """Stop the scratch workspace's Bazel server and remove `root` (kept when MATRIX_DRILL_KEEP is set)."""
     subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
     if os.environ.get("MATRIX_DRILL_KEEP"):
         print(f"kept {root}")
-        return
-    subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-    shutil.rmtree(root, ignore_errors=True)
+    else:
+        subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)

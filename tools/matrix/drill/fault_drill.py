@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import dispose, nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, drill_workspace, run_step
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 900
@@ -103,14 +101,10 @@ def fail(message: str) -> NoReturn:
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[int, str]:
-    print(f"$ {' '.join(argv)}", flush=True)
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
-    log.write_text(proc.stdout)
-    print(f"  exit {proc.returncode} in {time.monotonic() - started:.0f}s (log: {log})", flush=True)
-    if "Traceback (most recent call last)" in proc.stdout and "report" in argv:
-        fail(f"a traceback reached the user:\n{proc.stdout[-4000:]}")
-    return proc.returncode, proc.stdout
+    rc, out = run_step(argv, cwd, env, log, STEP_TIMEOUT_S)
+    if "Traceback (most recent call last)" in out and "report" in argv:
+        fail(f"a traceback reached the user:\n{out[-4000:]}")
+    return rc, out
 
 
 def records_of(report_dir: Path) -> dict[tuple[str, str, str], dict]:
@@ -154,14 +148,7 @@ def check_evidence(records: dict[tuple[str, str, str], dict]) -> list[str]:
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:fault_drill`"))
-    env = nested_env()
-    pyenv = project_pyenv()
-    python = str(pyenv / "venv" / "bin" / "python3")
-    root = Path(tempfile.mkdtemp(prefix="matrix-drill-"))
-    # Its own output base: `report` runs a plain `bazel test` in the workspace.
-    own_output_base = f"startup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\n"
-    ws = scratch_workspace(source, root / "ws", pyenv, MATRIX_YAML, sorted((HERE / "suites").iterdir()), own_output_base)
-    cli = [python, str(ws / "tools" / "matrix" / "cli.py"), "--workspace", str(ws)]
+    root, ws, env, cli = drill_workspace(source, "matrix-drill-", MATRIX_YAML, sorted((HERE / "suites").iterdir()))
     try:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")
         if rc != 0:
@@ -227,7 +214,7 @@ def main() -> int:
               f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
-        dispose(root, ws, env)
+        discard(root, ws, env)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import dispose, nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, nested_env, project_pyenv, scratch_workspace
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 600
@@ -547,7 +547,7 @@ def main() -> int:
         d.matrix("report", "--no-run", "--out", "reports", case="D5")
         d.check("R9", "reports", R9)
     finally:
-        dispose(root, ws, env)
+        discard(root, ws, env)
     print(f"\nnames_drill: {len(d.cases)} cases in {time.monotonic() - started:.0f}s")
     for case in sorted(d.cases | set(d.failures)):
         print(f"  {case}: {'FAIL (' + str(len(d.failures[case])) + ')' if d.failures.get(case) else 'ok'}")

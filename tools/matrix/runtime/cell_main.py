@@ -1,8 +1,10 @@
 """Entry point of every matrix target (py_test main): runs one cell's tests under Bazel's protocol.
 
 pytest runs in a child process with the matrix plugin, which journals each test file before it is
-imported and each test as it starts and ends. When the child dies inside a test (segfault, abort,
-os._exit, a kill of its own process group) or its watchdog ends a hung test, this process records
+imported and each test as it starts and ends. This process keeps the per-test timeout by its own
+clock (_Progress): a test past test_timeout_s is ended from outside (SIGTERM for its stacks, then
+SIGKILL), whatever it holds (the GIL, blocked signals). When the child dies inside a test (segfault,
+abort, os._exit, a kill of its own process group) or is ended for its timeout, this process records
 that test as `crashed` / `timeout`, with the tail of the child's output (faulthandler's stack), and
 starts a new child for the tests not yet run; a file whose import kills the child is recorded as
 `crashed` and left out of the next child. The journal and the child's session are out of the
@@ -23,7 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,11 @@ from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, CellSpecError 
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
 TAIL_BYTES = 8192  # of the child's output, kept for the records of a crash or a timeout
-TERM_GRACE_S = 2.0  # after forwarding SIGTERM, the child's group gets this long before SIGKILL
+TERM_GRACE_S = 2.0  # after SIGTERM (a timeout, or Bazel's own), the child's group gets this long before SIGKILL
+POLL_S = 0.05  # how often cell_main reads the journal and checks its clock while a child runs
+# The child's own work between tests (recording a result, reaching the next test, ending the process,
+# which with torch loaded takes seconds) gets test_timeout_s, and at least this long.
+BETWEEN_TESTS_S = 30.0
 
 
 def _synthetic(cell: CellConfig, nodeid: str, status: str, message: str, log_tail: str = "") -> dict[str, Any]:
@@ -91,7 +97,7 @@ def pytest_command(cell: CellConfig) -> list[str]:
         sys.executable, "-m", "pytest",
         "-p", "tools.matrix.runtime.plugin",
         "-p", "no:cacheprovider",
-        "--json-report", "--json-report-file=none", "--json-report-omit", "collectors", "keywords", "warnings",
+        "--json-report", "--json-report-file=none", "--json-report-omit", "collectors", "keywords", "warnings", "log",  # log: every record, unbounded; unused
         f"--rootdir={cell.suite_dir}",
         "-o", "console_output_style=classic",
         "-o", "addopts=",  # a pytest.ini's addopts would select tests or change statuses; the plugin says what it ignored
@@ -123,6 +129,8 @@ class _Child:
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(journal_fd,), start_new_session=True
         )
         self._tail = bytearray()
+        self._tail_lock = threading.Lock()
+        self._kill_timer: threading.Timer | None = None
         self._reader = threading.Thread(target=self._copy, daemon=True)
         self._reader.start()
 
@@ -135,18 +143,46 @@ class _Child:
                 out.flush()
             except (OSError, ValueError):  # our stdout is gone: keep draining, or the child blocks
                 out = io.BytesIO()
+            self._keep(chunk)
+
+    def _keep(self, chunk: bytes) -> None:
+        with self._tail_lock:
             self._tail += chunk
             del self._tail[:-TAIL_BYTES]
 
+    def note(self, line: str) -> None:
+        """A line of ours in the child's output (the log and the tail), e.g. why we stop it."""
+        print(line, flush=True)
+        self._keep(f"{line}\n".encode())
+
+    def poll(self, timeout: float) -> int | None:
+        """The child's exit status once it has ended; None when it still runs after `timeout` seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        """SIGTERM to its process group (its faulthandler prints where each thread is), SIGKILL
+        TERM_GRACE_S later: ending it depends on nothing the test can do."""
+        if self._kill_timer is None:
+            _kill_group(self.proc.pid, signal.SIGTERM)
+            self._kill_timer = threading.Timer(TERM_GRACE_S, _kill_group, args=(self.proc.pid, signal.SIGKILL))
+            self._kill_timer.daemon = True
+            self._kill_timer.start()
+
     def wait(self) -> int:
         returncode = self.proc.wait()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         _kill_group(self.proc.pid, signal.SIGKILL)  # what the test left running would hold the pipe open
         self._reader.join(timeout=5)  # one that escaped into its own session may still: stop waiting
         return returncode
 
     @property
     def tail(self) -> str:
-        return bytes(self._tail).decode(errors="replace")
+        with self._tail_lock:
+            return bytes(self._tail).decode(errors="replace")
 
     def tail_or_why_none(self, returncode: int) -> str:
         """The tail, or (a SIGKILL or os._exit as the child's first act prints nothing) a line saying so."""
@@ -155,24 +191,123 @@ class _Child:
 
 class _Termination:
     """Bazel ends a target that overruns its own timeout with SIGTERM (then SIGKILL after a grace
-    period): pass it on to the child's process group (its faulthandler prints where each thread
-    was), SIGKILL the group TERM_GRACE_S later, keep every result recorded so far, write the outputs."""
+    period): stop the child (_Child.stop), keep every result recorded so far, write the outputs."""
 
     def __init__(self) -> None:
         self.requested = False
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: _Child | None = None
         signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        self.stop_child()
-
-    def stop_child(self) -> None:
         if self.child is not None:
-            _kill_group(self.child.pid, signal.SIGTERM)
-            timer = threading.Timer(TERM_GRACE_S, _kill_group, args=(self.child.pid, signal.SIGKILL))
-            timer.daemon = True
-            timer.start()
+            self.child.stop()
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What a child is busy with, on cell_main's clock."""
+
+    kind: str  # "test" (start..stop), "ending" (stop..result), "importing" (a file), "after" (anything else)
+    nodeid: str  # the test or file; for "after", the last one
+    since: float  # time.monotonic() when cell_main saw it begin
+    after: str = ""  # for "after": what ended last, in words
+
+
+class _Progress:
+    """One child's journal events, as they come: the results, what it is busy with, and the clock.
+
+    The per-test timeout is kept here, by cell_main's own monotonic clock, out of the test's reach:
+    a test runs on it from its `start` event to its `stop` event (setup, call and teardown; recording
+    the result is off its clock); a file's import from `collecting` to `collecting_done`; and every
+    other moment after the first import (recording a result, reaching the next test, ending the
+    process) gets test_timeout_s too (at least BETWEEN_TESTS_S), so nothing the test leaves running
+    can stall the cell."""
+
+    def __init__(self, cell: CellConfig, tests: dict[str, dict[str, Any]], selected: dict[str, None],
+                 session: dict[str, Any], problems: list[str]) -> None:  # fmt: skip
+        self.cell, self.tests, self.selected, self.session, self.problems = cell, tests, selected, session, problems
+        self.pending: str | None = None  # the test running when the child ended
+        self.importing: str | None = None  # the test file being imported when the child ended
+        self.started = self.fatal = False
+        self.checks: list[str] = []
+        self.span: _Span | None = None  # None until the first file's import
+        self.overran: _Span | None = None  # the span cell_main stopped the child in
+
+    def _busy(self, kind: str, nodeid: str, after: str = "") -> None:
+        self.span = _Span(kind, nodeid, time.monotonic(), after)
+
+    def take(self, event: dict[str, Any]) -> None:
+        kind, cell = event["event"], self.cell
+        if kind == "session":
+            self.session.update(torch_version=event["torch_version"], python=event["python"])
+        elif kind == "collecting":
+            self.importing = event["nodeid"]
+            self._busy("importing", event["nodeid"])
+        elif kind in ("collecting_done", "collect_error"):
+            self.importing = None
+            self._busy("after", event["nodeid"], f"{event['nodeid']} was imported")
+            if kind == "collect_error":
+                self.tests[event["nodeid"]] = _synthetic(cell, event["nodeid"], statuses.ERROR, event["message"], event["longrepr"])
+        elif kind == "nothing_collected":
+            for file in event["files"]:
+                if file not in self.tests:
+                    self.tests[file] = _synthetic(cell, file, statuses.ERROR, f"no tests collected from this file: {event['why']}")
+        elif kind == "collected":
+            self.started, self.importing = True, None
+            self.selected.update(dict.fromkeys(event["nodeids"]))
+            self.session["collected"].update(dict.fromkeys(event.get("every_nodeid", ())))
+            self._busy("after", "", "the test files were collected")
+        elif kind == "start":
+            self.pending = event["nodeid"]
+            self._busy("test", event["nodeid"])
+        elif kind == "stop":
+            self._busy("ending", event["nodeid"])
+        elif kind == "result":
+            self.tests[event["test"]["nodeid"]] = event["test"]
+            self.pending = None
+            self._busy("after", event["test"]["nodeid"], f"{event['test']['nodeid']} ended")
+        elif kind == "fatal":
+            self.problems.append(event["message"])
+            self.fatal = True
+        elif kind == "unmatched" and not any(selection.covers(event["entry"], n) for n in self.tests):
+            # (an entry for a file whose import failed matches that file's record)
+            self.checks.append(
+                f"matrix.yaml {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
+                f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
+            )
+        elif kind == "filter_unmatched" and not selection.select(list(self.tests), selection.parse_filter(event["filter"])):
+            near = f"; did you mean: {', '.join(event['near'])}?" if event["near"] else ""
+            self.checks.append(f"--test_filter {event['filter']!r} matches no test of {cell.target or cell.suite} (in any shard){near}")
+
+    def limit(self, span: _Span) -> float:
+        """How long `span` may take."""
+        return self.cell.test_timeout_s if span.kind in ("test", "importing") else max(self.cell.test_timeout_s, BETWEEN_TESTS_S)
+
+    def overdue(self) -> _Span | None:
+        """The span that has run past its limit by cell_main's clock, if any."""
+        span = self.span
+        return span if span is not None and time.monotonic() - span.since > self.limit(span) else None
+
+    def record_overrun(self, tail: str) -> str | None:
+        """The record (or problem) for the span cell_main stopped the child in (`tail`: the child's
+        last output); the culprit's node id, None when no test or file is to blame."""
+        span = self.overran
+        assert span is not None
+        limit, per_test = self.limit(span), f"timed out after {self.cell.test_timeout_s:g}s (per-test timeout)"
+        if span.kind == "after":
+            self.problems.append(
+                f"the test process stopped responding for {limit:g}s after {span.after} "
+                "(a thread, signal handler or atexit handler left running?); it was killed"
+            )
+            return None
+        message = {
+            "test": per_test,
+            "importing": f"{per_test} while this file was being imported",
+            "ending": f"timed out after the test ended: its result was not recorded within {limit:g}s (a thread or handler it left running?)",
+        }[span.kind]
+        self.tests[span.nodeid] = _synthetic(self.cell, span.nodeid, statuses.TIMEOUT, message, tail)
+        return span.nodeid
 
 
 def _warn(message: str) -> None:
@@ -181,6 +316,19 @@ def _warn(message: str) -> None:
 
 def _note(message: str) -> None:
     print(f"[matrix] note: {message}", flush=True)
+
+
+def _stop_overdue(child: _Child, progress: _Progress) -> None:
+    span = progress.overdue()
+    if span is None:
+        return
+    progress.overran = span
+    limit = progress.limit(span)
+    if span.kind == "after":
+        child.note(f"\n[matrix] the test process stopped responding for {limit:g}s after {span.after}; stacks follow")
+    else:
+        child.note(f"\nTIMEOUT: {span.nodeid} ran longer than {limit:g}s; stacks follow")
+    child.stop()
 
 
 def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
@@ -192,8 +340,7 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
     session: dict[str, Any] = {"restarts": 0}
     checked = False  # the expectation and filter checks come from the first child that collected
     selected: dict[str, None] = {}  # every test a child collected to run, in order
-    collected: dict[str, None] = {}  # every test of the target, before the filter and the shard split
-    session["collected"] = collected
+    session["collected"] = {}  # every test of the target, before the filter and the shard split (_Progress)
     unrun = "the test process ended before this test ran"  # for selected tests left without a record
     termination = _Termination()
     for _attempt in range(MAX_RESTARTS):
@@ -201,52 +348,23 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
         if not _files_to_collect(child_cell):
             break  # every file failed to import
         os.makedirs(scratch, exist_ok=True)  # a test may have wiped its temporary directory
+        recorded_before = len(tests)
         child = _Child(pytest_command(child_cell), child_env(child_cell, scratch), events_of.fd)
-        termination.child = child.proc
+        termination.child = child
         if termination.requested:  # the signal came between two children
-            termination.stop_child()
+            child.stop()
+        progress = _Progress(cell, tests, selected, session, problems)
+        while (returncode := child.poll(POLL_S)) is None:
+            for event in events_of.read_new(_warn):
+                progress.take(event)
+            if progress.overran is None and not termination.requested:
+                _stop_overdue(child, progress)
         returncode = child.wait()
-        pending: str | None = None  # the test running when the child ended
-        importing: str | None = None  # the test file being imported when the child ended
-        started = fatal = False
-        timed_out: dict[str, Any] | None = None
-        checks: list[str] = []
         for event in events_of.read_new(_warn):
-            kind = event["event"]
-            if kind == "session":
-                session.update(torch_version=event["torch_version"], python=event["python"])
-            elif kind == "collecting":
-                importing = event["nodeid"]
-            elif kind == "collecting_done":
-                importing = None
-            elif kind == "collected":
-                started, importing = True, None
-                selected.update(dict.fromkeys(event["nodeids"]))
-                collected.update(dict.fromkeys(event.get("every_nodeid", ())))
-            elif kind == "start":
-                pending = event["nodeid"]
-            elif kind == "result":
-                tests[event["test"]["nodeid"]] = outputs.cap_output(event["test"])
-                pending = None
-            elif kind == "timeout":
-                timed_out = event
-            elif kind == "fatal":
-                problems.append(event["message"])
-                fatal = True
-            elif kind == "collect_error":
-                tests[event["nodeid"]] = _synthetic(cell, event["nodeid"], statuses.ERROR, event["message"], event["longrepr"])
-                importing = None
-            elif kind == "unmatched" and not any(selection.covers(event["entry"], n) for n in tests):
-                # (an entry for a file whose import failed matches that file's record)
-                checks.append(
-                    f"matrix.yaml {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
-                    f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
-                )
-            elif kind == "filter_unmatched" and not selection.select(list(tests), selection.parse_filter(event["filter"])):
-                near = f"; did you mean: {', '.join(event['near'])}?" if event["near"] else ""
-                checks.append(f"--test_filter {event['filter']!r} matches no test of {cell.target or cell.suite} (in any shard){near}")
-        if started and not checked:
-            problems += checks
+            progress.take(event)
+        pending, importing = progress.pending, progress.importing
+        if progress.started and not checked:
+            problems += progress.checks
             checked = True
         if termination.requested:
             if pending is not None or importing is not None:
@@ -265,7 +383,14 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
             )
             unrun = "Bazel ended the target (SIGTERM) before this test ran"
             break
-        if pending is None and importing is not None:  # died importing a test file: run the others
+        if progress.overran is not None:
+            culprit = progress.record_overrun(child.tail_or_why_none(returncode))
+            if culprit is None:  # stalled between tests: go on only if tests remain and this child got somewhere
+                unrun = f"the test process stopped responding for {progress.limit(progress.overran):g}s before this test ran"
+                if (selected and all(n in tests for n in selected)) or len(tests) == recorded_before:
+                    break
+                culprit = "the stalled test process"
+        elif pending is None and importing is not None:  # died importing a test file: run the others
             tests[importing] = _synthetic(
                 cell,
                 importing,
@@ -273,21 +398,14 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
                 f"the test process {_how_it_ended(returncode)} while importing this file",
                 child.tail_or_why_none(returncode),
             )
+            culprit = importing
         elif pending is None:
-            if not started and not fatal:
+            if not progress.started and not progress.fatal:
                 problems.append(f"pytest exited with {_signal_name(returncode)} before running any test; its last output:\n{child.tail}")
-            elif returncode not in (0, 1, 5) and not fatal:
+            elif returncode not in (0, 1, 5) and not progress.fatal:
                 problems.append(f"pytest exited with {_signal_name(returncode)} outside any test; its last output:\n{child.tail}")
             unrun = f"the test process {_how_it_ended(returncode)} before this test ran"
             break
-        elif timed_out and timed_out["nodeid"] == pending and returncode == journal.TIMEOUT_EXIT_CODE:
-            tests[pending] = _synthetic(
-                cell,
-                pending,
-                statuses.TIMEOUT,
-                f"timed out after {timed_out['timeout_s']:g}s (per-test timeout)",
-                child.tail_or_why_none(returncode),
-            )
         else:
             tests[pending] = _synthetic(
                 cell,
@@ -296,14 +414,14 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
                 f"the test process {_how_it_ended(returncode)} inside this test",
                 child.tail_or_why_none(returncode),
             )
-        culprit = pending or importing
-        assert culprit is not None
+            culprit = pending
         if culprit in child_cell.done:  # it was excluded, yet ran again: restarting would loop
             problems.append(f"{culprit} ran again after it was recorded; stopped restarting (a runtime bug)")
             unrun = "the runtime stopped restarting before this test ran"
             break
         session["restarts"] += 1
-        print(f"\n[matrix] {culprit}: {tests[culprit]['metadata']['matrix']['message']}; resuming with the remaining tests", flush=True)
+        said = tests[culprit]["metadata"]["matrix"]["message"] if culprit in tests else problems[-1]
+        print(f"\n[matrix] {culprit}: {said}; resuming with the remaining tests", flush=True)
     else:
         problems.append(f"gave up after {MAX_RESTARTS} restarts")
         unrun = f"the runtime gave up after {MAX_RESTARTS} restarts before this test ran"
@@ -337,11 +455,17 @@ def main() -> int:
     _touch(premature)
     scratch = tempfile.mkdtemp(prefix="cell-", dir=environ.get("TEST_TMPDIR"))
     out_dir = environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or scratch
+    os.makedirs(out_dir, exist_ok=True)
     cell = replace(cell, evidence_dir=os.path.join(out_dir, evidence.EVIDENCE_DIR))
     try:
         tests, session, problems = run_cell(cell, scratch, environ.get("TEST_TMPDIR"))
     except Exception:  # a bug here must still leave outputs that say what happened
         tests, session, problems = [], {"restarts": 0}, [f"cell_main failed:\n{traceback.format_exc()}"]
+    # The plugin makes it again after a test that destroys it (that test is `error`); something the
+    # tests left running may have done it since.
+    what, repair = outputs.reclaim_dir(out_dir)
+    if what:
+        problems.append(f"after the tests, something had {what.format(outputs.OUTPUTS_DIR)}; the runtime {repair}")
     # Only a test that went wrong keeps evidence (one that passed in a process that died before it
     # could remove its own still has some).
     evidence.prune(cell.evidence_dir, {evidence.test_key(t["nodeid"]) for t in tests if outputs.status_of(t) in statuses.KEEPS_EVIDENCE})
@@ -365,7 +489,6 @@ def main() -> int:
         "problems": problems,
         outputs.COLLECTED_NOT_RUN: outputs.not_run_here(session.get("collected", {}), tests),
     }
-    os.makedirs(out_dir, exist_ok=True)
     outputs.write_outputs(out_dir, tests, metadata, started, exitcode, cell.suite_dir)
     if environ.get("XML_OUTPUT_FILE"):
         xml = Path(environ["XML_OUTPUT_FILE"])

@@ -13,7 +13,9 @@ Layout, in the target's undeclared outputs (Bazel zips them into outputs.zip):
 
 Everything is bounded and says what was cut: each program text (TEXT_CAP, its middle cut), each
 payload (PAYLOAD_CAP: an archive keeps the members that fit, other data its head), the calls per test
-(MAX_CALLS) and the evidence of one target shard (BUDGET: past it, payloads are no longer kept).
+(MAX_CALLS), the payloads listed per call (MAX_PAYLOADS), and the bytes of texts and payloads one test
+(TEST_BUDGET) and one target shard (BUDGET) keep: each is counted as it is written, and what would
+pass a budget is not kept (listed, saying which budget).
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+_perf_counter = time.perf_counter  # bound at import: the plugin calls start/finish whatever a test did to `time`
 EVIDENCE_DIR = "matrix_evidence"
 INDEX = "evidence.json"
 FORMAT = 1
 TEXT_CAP = 64 * 1024  # characters of one program's text
 PAYLOAD_CAP = 1024 * 1024  # bytes of one payload file
 MAX_CALLS = 8  # calls of one test kept; more are counted in `calls_not_kept`
-BUDGET = 64 * 1024 * 1024  # bytes of evidence one target shard keeps before it stops keeping payloads
+BUDGET = 64 * 1024 * 1024  # bytes of evidence one target shard keeps, at most
+TEST_BUDGET = BUDGET // 4  # bytes of evidence one test keeps, at most (three more fill the shard's)
+MAX_PAYLOADS = 16  # payloads of one call listed; one more entry counts the rest
 _MEMBER_HEADERS = 30 + 46 + 20  # bytes of a zip member's local and central headers, and a zip64 extra field
 # Source-location comments torch puts in a program's text: they differ between the original and a
 # deserialized program without saying anything about what it computes.
@@ -140,14 +145,14 @@ def _timed(method: Callable[..., None]) -> Callable[..., None]:
     read-only, the disk is full), the test's evidence stops there and one line on stderr says why."""
 
     def timed(self: Recorder, *args: Any) -> None:
-        start = time.perf_counter()
+        start = _perf_counter()
         try:
             method(self, *args)
         except Exception as e:  # noqa: BLE001
             print(f"[matrix] evidence of {self._nodeid} not kept whole: {type(e).__name__}: {e}", file=sys.__stderr__, flush=True)
             self._nodeid = None
         finally:
-            self.seconds += time.perf_counter() - start
+            self.seconds += _perf_counter() - start
 
     timed.__doc__ = method.__doc__
     return timed
@@ -160,6 +165,8 @@ class Recorder:
     def __init__(self, root: str | None) -> None:
         self.root = root
         self._used = _size(root) if root else 0  # other processes of this shard kept this much
+        self._test_used = 0  # of which the current test's
+        self._more = 0  # payloads of the current call past MAX_PAYLOADS
         self._nodeid: str | None = None
         self._calls: list[CallEvidence] = []
         self._not_kept = 0
@@ -176,7 +183,7 @@ class Recorder:
 
     @_timed
     def start(self, nodeid: str) -> None:
-        self._nodeid, self._calls, self._not_kept, self.seconds = nodeid, [], 0, 0.0
+        self._nodeid, self._calls, self._not_kept, self.seconds, self._test_used = nodeid, [], 0, 0.0, 0
         if self._dir and os.path.isdir(self._dir):  # an earlier process's, for a test that runs again
             shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -186,11 +193,34 @@ class Recorder:
         where = self._dir
         self._nodeid = None
         if where is None or not os.path.isdir(where):
+            self._used -= self._test_used
             return
         if keep:
-            self._used += _size(where)
+            self._used += _size(where) - self._test_used  # what was counted, made exact (the index's own bytes)
         else:
             shutil.rmtree(where, ignore_errors=True)
+            self._used -= self._test_used
+
+    def _room_for(self, size: int) -> str:
+        """"" when `size` more bytes fit this test's and this shard's budgets; else why they are not kept."""
+        if self._used + size > BUDGET:
+            return f"not kept: this target's evidence reached its {BUDGET:,}-byte budget"
+        if self._test_used + size > TEST_BUDGET:
+            return f"not kept: this test's evidence reached its {TEST_BUDGET:,}-byte budget"
+        return ""
+
+    def _keep(self, size: int) -> None:
+        self._used += size
+        self._test_used += size
+
+    def _text(self, program: Any) -> tuple[str, int]:
+        """(a program's text as kept, characters cut): bounded, and counted against the budgets."""
+        text, cut = cut_text(program_text(program))
+        why = self._room_for(len(text.encode(errors="replace")))
+        if why:
+            return f"({why})", len(text) + cut
+        self._keep(len(text.encode(errors="replace")))
+        return text, cut
 
     @_timed
     def begin(self, entry: str, program: Any) -> None:
@@ -201,8 +231,9 @@ class Recorder:
             self._not_kept += 1
             self._write()
             return
-        before, cut = cut_text(program_text(program))
+        before, cut = self._text(program)
         self._calls.append(CallEvidence(entry, before, cut))
+        self._more = 0
         self._write()
 
     def _current(self) -> CallEvidence | None:
@@ -215,12 +246,22 @@ class Recorder:
         if call is None:
             return
         raw = data.encode() if isinstance(data, str) else bytes(data)
+        if len(call.payloads) >= MAX_PAYLOADS:  # one more entry counts the rest
+            if not self._more:
+                call.payloads.append(Payload(f"call-{len(self._calls)}-more", "", 0, 0, f"not kept: a call lists at most {MAX_PAYLOADS} payloads"))
+            self._more += 1
+            more = call.payloads[-1]
+            more.what, more.bytes = f"{self._more} more payloads (the last: {what})"[:500], more.bytes + len(raw)
+            self._write()
+            return
         file = f"call-{len(self._calls)}-{_safe_name(name)}"
-        if self._used >= BUDGET:
-            call.payloads.append(Payload(file, what, len(raw), 0, f"not kept: this target's evidence reached its {BUDGET:,}-byte budget"))
+        kept, cut = bound_payload(raw)
+        why = self._room_for(len(kept))
+        if why:
+            call.payloads.append(Payload(file, what, len(raw), 0, why))
         else:
-            kept, cut = bound_payload(raw)
             _write_file(os.path.join(self._dir or "", file), kept)
+            self._keep(len(kept))
             call.payloads.append(Payload(file, what, len(raw), len(kept), cut))
         self._write()
 
@@ -228,7 +269,7 @@ class Recorder:
     def transformed(self, program: Any) -> None:
         call = self._current()
         if call is not None:
-            call.after, call.after_cut = cut_text(program_text(program))
+            call.after, call.after_cut = self._text(program)
             self._write()
 
     @_timed

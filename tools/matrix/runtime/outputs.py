@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -33,12 +34,16 @@ COLLECTED_NAME = "matrix_collected.json"  # {COLLECTED_NOT_RUN: [node id, ...]}
 _ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) for name in COLLECTED_FIELDS)
 
 
-# Per test and stream (stdout, stderr, traceback): a test that prints 10 MB keeps its first and last
-# OUTPUT_CAP / 2 characters in the report; the full output is in the target's log.
+# Per string of a test's entry (stdout, stderr, traceback, crash message): a test that prints 300 MiB
+# keeps its first and last OUTPUT_CAP / 2 characters (runtime/bounded_capture.py cuts while it prints).
 OUTPUT_CAP = 64 * 1024
-_CAPPED_FIELDS = ("stdout", "stderr", "longrepr")
 # Of a failure's traceback, what its record keeps as log_tail (records.MatrixResult).
 TRACEBACK_TAIL_CHARS = 4000
+
+
+def cut_marker(amount: int, unit: str = "bytes") -> str:
+    """The line that stands for what was cut out of the middle of a text."""
+    return f"\n... {amount} {unit} cut ...\n"
 
 
 def cut(text: str, cap: int = OUTPUT_CAP) -> str:
@@ -46,18 +51,19 @@ def cut(text: str, cap: int = OUTPUT_CAP) -> str:
     if len(text) <= cap:
         return text
     middle = text[cap // 2 : len(text) - cap // 2]
-    return f"{text[: cap // 2]}\n... {len(middle.encode(errors='replace'))} bytes cut ...\n{text[len(text) - cap // 2 :]}"
+    return f"{text[: cap // 2]}{cut_marker(len(middle.encode(errors='replace')))}{text[len(text) - cap // 2 :]}"
 
 
-def cap_output(test: dict[str, Any]) -> dict[str, Any]:
-    """Cut the captured output of each stage of a pytest-json-report test entry, in place."""
-    for stage in ("setup", "call", "teardown"):
-        entry = test.get(stage)
-        if isinstance(entry, dict):
-            for key in _CAPPED_FIELDS:
-                if isinstance(entry.get(key), str):
-                    entry[key] = cut(entry[key])
-    return test
+def cap_strings(value: Any) -> Any:
+    """`value` (a pytest-json-report test entry) with every string cut to OUTPUT_CAP: its captured
+    output, traceback, crash message, user properties alike. Lists and dicts are copied."""
+    if isinstance(value, str):
+        return cut(value)
+    if isinstance(value, dict):
+        return {key: cap_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [cap_strings(item) for item in value]
+    return value
 
 
 def status_of(test: dict[str, Any]) -> str:
@@ -107,6 +113,34 @@ def write_outputs(out_dir: str, tests: list[dict[str, Any]], metadata: dict[str,
     write_json(os.path.join(out_dir, DIGEST_NAME), digest(tests, {k: v for k, v in metadata.items() if k != COLLECTED_NOT_RUN}), indent=None)
     if not_run is not None:
         write_json(os.path.join(out_dir, COLLECTED_NAME), {COLLECTED_NOT_RUN: not_run}, indent=None)
+
+
+OUTPUTS_DIR = "the target's outputs directory (TEST_UNDECLARED_OUTPUTS_DIR), where the runtime writes the results"
+_MADE_ANEW = "made a new one (what earlier tests kept there is lost)"
+# Bound at import (the plugin imports this module before any test module): reclaim_dir runs right
+# after a test, whatever it did to `os`.
+_lstat, _makedirs, _unlink, _chmod = os.lstat, os.makedirs, os.unlink, os.chmod
+
+
+def reclaim_dir(path: str, identity: tuple[int, int] | None = None) -> tuple[str, str]:
+    """Make `path` a directory its owner may write again (it was `identity` = (st_dev, st_ino), when
+    given): (what had been done to it, with {} for the directory; what was done about it), ("", "")
+    when it was intact."""
+    try:
+        st = _lstat(path)
+    except FileNotFoundError:
+        _makedirs(path)
+        return "removed {}", _MADE_ANEW
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        _unlink(path)
+        _makedirs(path)
+        return ("replaced {} with a symbolic link" if stat.S_ISLNK(st.st_mode) else "replaced {} with a file"), _MADE_ANEW
+    if st.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+        _chmod(path, st.st_mode | stat.S_IRWXU)
+        return "made {} unwritable", "made it writable again"
+    if identity is not None and (st.st_dev, st.st_ino) != identity:
+        return "replaced {} with another directory", "uses the new one (what earlier tests kept there is lost)"
+    return "", ""
 
 
 def failure_text(test: dict[str, Any]) -> str:

@@ -1,7 +1,15 @@
 """The pytest plugin of a matrix cell: variant, device, strict expectations, selection, journal.
 
 Loaded by cell_main in a child pytest process (`-p tools.matrix.runtime.plugin`) and configured by
-the MATRIX_CELL environment variable. It is the only place with mutable global state (`_STATE`).
+the MATRIX_CELL environment variable, read once. It is the only place with mutable global state
+(`_STATE`).
+
+What the test can change in this process must not change what reaches cell_main: the journal binds
+its functions at import and reopens its descriptor from cell_main's when a test took it
+(journal.Writer); the runtime's descriptors are put back after each phase that broke them
+(descriptors.Guard); pytest's capture holds a bounded part of what a test prints (bounded_capture);
+a test that destroys the outputs directory is `error` and the directory is made again. Time is kept
+by cell_main, not here: each test's `start` and `stop` events frame its clock.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ import faulthandler
 import os
 import signal
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,7 @@ import pytest
 
 from tools.matrix import durations, pytest_args, statuses
 from tools.matrix.records import MatrixResult
-from tools.matrix.runtime import journal, outputs, selection, verdict
+from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
@@ -33,17 +40,22 @@ class _State:
     config: pytest.Config
     ledger: TransformLedger = field(default_factory=TransformLedger)
     installed: Installed | None = None
-    watchdog: threading.Timer | None = None
+    journal: journal.Writer | None = None
+    guard: descriptors.Guard | None = None
+    outputs_dir: str = ""  # TEST_UNDECLARED_OUTPUTS_DIR as cell_main saw it
+    outputs_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of outputs_dir as the last test left it
+    stopped: str | None = None  # the last test whose `stop` event was journaled
     tests: dict[str, _TestFacts] = field(default_factory=dict)  # by node id, until its teardown is reported
     pending: dict[str, _Exception] = field(default_factory=dict)  # makereport -> the logreport that follows
 
 
 _STATE: _State | None = None
+_write, _exit, _lstat = os.write, os._exit, os.lstat  # bound before any test module is imported
 
 
 def _event(**event: Any) -> None:
-    if _STATE and _STATE.cell.journal:
-        journal.append(int(_STATE.cell.journal), event)  # the descriptor cell_main passed down
+    if _STATE and _STATE.journal:
+        _STATE.journal.append(event)
 
 
 def _fatal(message: str) -> None:
@@ -58,10 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if cell is None:
         raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL; run tests through cell_main")
     _STATE = _State(cell, config)
+    if cell.journal:
+        _STATE.journal = journal.Writer(int(cell.journal), os.getppid())  # the descriptor cell_main passed down
     _die_with_parent()
-    # When Bazel ends the target, cell_main passes its SIGTERM on: print where each thread was (to
-    # the real stderr, which cell_main keeps the tail of), then end as SIGTERM would.
+    # cell_main ends this process with SIGTERM (a test past its timeout, or Bazel ending the target),
+    # then SIGKILL: first the faulthandler prints where each thread is (C code, so even while a thread
+    # holds the GIL), then, if the interpreter gets to it, what the running test printed.
+    signal.signal(signal.SIGTERM, _on_stop_request)
     faulthandler.register(signal.SIGTERM, file=os.dup(2), all_threads=True, chain=True)
+    bounded_capture.install(config)
     os.environ.update(MATRIX_VARIANT=cell.variant, MATRIX_DEVICE=cell.device)  # for unittest tests: current_variant()
     import torch
 
@@ -81,6 +98,30 @@ def pytest_configure(config: pytest.Config) -> None:
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")
+    if cell.evidence_dir:
+        _STATE.outputs_dir = os.path.dirname(cell.evidence_dir)
+        _STATE.outputs_identity = _identity(_STATE.outputs_dir)
+    _STATE.guard = descriptors.Guard(os.getppid())  # the last: every descriptor the runtime opened is open now
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = _lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _on_stop_request(signum: int, frame: Any) -> None:
+    """SIGTERM's handler, when the interpreter can run it: show the running test's captured output, end."""
+    try:
+        capman = _STATE.config.pluginmanager.getplugin("capturemanager") if _STATE else None
+        if capman is not None and capman.is_globally_capturing():
+            capman.suspend_global_capture(in_=True)
+            out, err = capman.read_global_capture()
+            _write(2, f"{out}{err}".encode(errors="replace"))
+    finally:
+        _exit(128 + signum)
 
 
 def _note_ignored_addopts(config: pytest.Config) -> None:
@@ -190,6 +231,9 @@ def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
         modules = {id(m): m for m in (getattr(item.getparent(pytest.Module), "obj", None) for item in items) if m}
         _STATE.installed.rebind(list(modules.values()))
     all_ids = [item.nodeid for item in items]
+    if not items:
+        _event(event="nothing_collected", files=[Path(f).as_posix() for f in cell.test_files if Path(f).as_posix() not in cell.done],
+               why=_why_nothing_collected(config))  # fmt: skip
     for kind, entries in (("xfail", cell.xfail), ("skip", cell.skip)):
         for entry in entries:
             if not any(selection.covers(entry, n) for n in all_ids):
@@ -213,6 +257,16 @@ def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
     # every_nodeid: all the target collected, before the filter and the shard split (what the outputs
     # name when this shard did not run them: collect.py keeps every known test's record).
     _event(event="collected", nodeids=[item.nodeid for item in keep], every_nodeid=all_ids)
+
+
+def _why_nothing_collected(config: pytest.Config) -> str:
+    """What pytest looks for in a test file (and the suite's own options), for a file where it found nothing."""
+    assert _STATE is not None
+    why = (
+        f"pytest collects functions matching python_functions {config.getini('python_functions')}, classes matching "
+        f"python_classes {config.getini('python_classes')} (without an __init__) in files matching python_files {config.getini('python_files')}"
+    )
+    return why + (f"; the suite's pytest_args: {' '.join(_STATE.cell.pytest_args)}" if _STATE.cell.pytest_args else "")
 
 
 def _recorded_durations(cell: CellConfig) -> dict[str, float] | None:
@@ -242,36 +296,66 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         _event(event="collecting_done", nodeid=report.nodeid)
 
 
-def _on_timeout(nodeid: str, seconds: float) -> None:
-    _event(event="timeout", nodeid=nodeid, timeout_s=seconds)
-    # pytest is capturing the test's output into a temporary file that dies with this process: stop
-    # capturing and show what the test printed, so the message and the stacks reach the log.
-    capman = _STATE.config.pluginmanager.getplugin("capturemanager") if _STATE else None
-    if capman is not None and capman.is_globally_capturing():
-        capman.suspend_global_capture(in_=True)
-        out, err = capman.read_global_capture()
-        sys.stdout.write(out)
-        sys.stdout.flush()
-        sys.stderr.write(err)
-    sys.stderr.write(f"\nTIMEOUT: {nodeid} ran longer than {seconds:g}s; stacks follow\n")
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    sys.stderr.flush()
-    os._exit(journal.TIMEOUT_EXIT_CODE)
-
-
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     assert _STATE is not None
     _STATE.ledger.reset()
     _STATE.ledger.evidence.start(item.nodeid)
-    _event(event="start", nodeid=item.nodeid)
-    timer = threading.Timer(_STATE.cell.test_timeout_s, _on_timeout, args=(item.nodeid, _STATE.cell.test_timeout_s))
-    timer.daemon = True
-    timer.start()
+    _event(event="start", nodeid=item.nodeid)  # cell_main's clock for this test starts
     try:
-        yield
+        return (yield)
     finally:
-        timer.cancel()
+        if _STATE.stopped != item.nodeid:  # no teardown report (pytest.exit(), an internal error): stop it here
+            _stop(item.nodeid)
+
+
+def _stop(nodeid: str) -> None:
+    """The test is over: recording it (and anything after) is off its clock."""
+    assert _STATE is not None
+    _STATE.stopped = nodeid
+    _event(event="stop", nodeid=nodeid)
+
+
+def _guarded(name: str, item: pytest.Item | None = None):
+    """One phase (innermost of the wrappers: inside pytest's capture and logging): the runtime's
+    descriptors that the phase closed or replaced are put back before pytest uses them again."""
+    assert _STATE is not None and _STATE.guard is not None
+    watched = _STATE.guard.before()
+    if item is not None:
+        bounded_capture.bound_logs(item)
+    try:
+        return (yield)
+    finally:
+        try:
+            put_back = _STATE.guard.restore(watched)
+        except OSError as e:
+            put_back, why = [], f"could not put back the descriptors the runtime uses: {e}"
+        else:
+            why = f"closed or replaced descriptors the runtime uses ({', '.join(map(str, put_back))}); put back"
+        if put_back or why.startswith("could not"):
+            _write(2, f"\n[matrix] {name}: {why}\n".encode(errors="replace"))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_setup(item: pytest.Item):
+    return (yield from _guarded(item.nodeid, item))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item):
+    return (yield from _guarded(item.nodeid, item))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    return (yield from _guarded(item.nodeid, item))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    if not isinstance(collector, pytest.File) or _STATE is None or _STATE.guard is None:
+        return (yield)
+    return (yield from _guarded(collector.nodeid))
 
 
 def _transform_failed(excinfo: pytest.ExceptionInfo | None) -> bool:
@@ -304,10 +388,11 @@ class _TestFacts:
     phases: dict[str, verdict.Phase] = field(default_factory=dict)
     subtests: list[verdict.Subtest] = field(default_factory=list)
     duration_s: float = 0.0
+    outputs_destroyed: str = ""
 
     def facts(self) -> verdict.Facts:
         p = self.phases
-        return verdict.Facts(p.get("setup"), p.get("call"), p.get("teardown"), tuple(self.subtests), self.xfail)
+        return verdict.Facts(p.get("setup"), p.get("call"), p.get("teardown"), tuple(self.subtests), self.xfail, self.outputs_destroyed)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -376,6 +461,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Gathers each report's facts before any other plugin sees it, and shows a matrix.yaml xfail
     entry's effect in pytest's own output (terminal, JUnit) the way pytest shows its own xfails."""
     assert _STATE is not None
+    if report.when == "teardown" and not isinstance(report, pytest.SubtestReport):
+        _stop(report.nodeid)
     test = _STATE.tests.get(report.nodeid)
     if test is None:
         test = _STATE.tests[report.nodeid] = _TestFacts(_expectation(report.nodeid))
@@ -406,9 +493,11 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
     if report.when != "teardown" or isinstance(report, pytest.SubtestReport):
         return
     test = _STATE.tests.pop(report.nodeid)
+    test.outputs_destroyed = _outputs_destroyed()
     decided = verdict.decide(test.facts())
     json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
-    entry = dict(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
+    # Every string cut to OUTPUT_CAP (a 16 MiB assertion message too) before it is serialised.
+    entry = outputs.cap_strings(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
     keep = decided.status in statuses.KEEPS_EVIDENCE
     evidence = _STATE.ledger.evidence
     evidence.finish(keep)
@@ -431,4 +520,21 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
             evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
         ).to_metadata(),
     }
-    _event(event="result", test=entry)
+    try:
+        _event(event="result", test=entry)
+    except journal.EventTooLarge:  # thousands of user properties, say: the record without pytest's details
+        _event(event="result", test={"nodeid": entry["nodeid"], "outcome": entry.get("outcome"), "metadata": entry["metadata"]})
+
+
+def _outputs_destroyed() -> str:
+    """What the test that just ended did to the outputs directory the runtime writes to ("" if
+    nothing); the directory is made usable again at once, for the tests that follow."""
+    assert _STATE is not None
+    if not _STATE.outputs_dir:
+        return ""
+    try:
+        what, repair = outputs.reclaim_dir(_STATE.outputs_dir, _STATE.outputs_identity)
+    except OSError as e:
+        what, repair = "broke {}", f"could not make it again ({e})"
+    _STATE.outputs_identity = _identity(_STATE.outputs_dir)
+    return f"this test {what.format(outputs.OUTPUTS_DIR)}; the runtime {repair}" if what else ""

@@ -54,6 +54,7 @@ class Facts:
     teardown: Phase | None = None
     subtests: tuple[Subtest, ...] = ()
     xfail: Expectation | None = None
+    outputs_destroyed: str = ""  # what the test did to the outputs directory its result is written to
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def decide(facts: Facts) -> Verdict:
     """The status of one test from its phases so far (a missing teardown is simply not judged yet)."""
     failed_subtests = [s for s in facts.subtests if s.outcome == "failed"]
     counts = {"subtests_run": len(facts.subtests), "subtests_failed": len(failed_subtests)}
+    if facts.outputs_destroyed:  # whatever it asserted, it destroyed what results need: not a pass
+        return Verdict(statuses.ERROR, facts.outputs_destroyed, statuses.ERROR, **counts)
     setup = facts.setup
     if setup is None or setup.outcome == "failed":  # no setup report at all: pytest broke before the test
         failure = setup or Phase("failed", "the test has no setup result")

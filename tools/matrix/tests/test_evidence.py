@@ -21,7 +21,17 @@ import torch
 
 from tools.matrix import statuses
 from tools.matrix.runtime import evidence, outputs
-from tools.matrix.runtime.evidence import BUDGET, EVIDENCE_DIR, MAX_CALLS, PAYLOAD_CAP, TEXT_CAP, Recorder, program_text
+from tools.matrix.runtime.evidence import (
+    BUDGET,
+    EVIDENCE_DIR,
+    MAX_CALLS,
+    MAX_PAYLOADS,
+    PAYLOAD_CAP,
+    TEST_BUDGET,
+    TEXT_CAP,
+    Recorder,
+    program_text,
+)
 from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, CellRun, pool_fixture, uses
 from tools.matrix.variants import Call, TransformLedger, VariantTransformError
 from tools.matrix.variants.export import Serdes
@@ -31,6 +41,7 @@ RELU, OWN_ASSERTION, LISTED_XFAIL, NO_EXPORT, WIDE = (f"{PROGRAMS}::{name}" for 
     "test_relu_doubled", "test_fails_its_own_assertion", "test_listed_as_xfail", "test_fails_without_an_export", "test_wide_weights",
 ))  # fmt: skip
 FIRST_CRASH, SECOND_CRASH = f"{CRASHES}::test_first_crash", f"{CRASHES}::test_second_crash"
+HOARDING = "test_hoarding.py"
 DYNAMO_FAILS = f"{DYNAMO}::test_fails_after_dynamo_export"
 key = evidence.test_key  # (imported by its own name, pytest would collect it as a test)
 EXPORT, DYNAMO_EXPORT = "torch.export.export", "torch._dynamo.export"
@@ -45,6 +56,7 @@ CELLS: dict[str, Cell] = {
     "crash": Cell("evidence", (CRASHES,), variant="crash", impl="synvariants.mistranslating:CrashAfterSerializing", applies_to=(EXPORT,)),
     "dynamo": Cell("evidence", (DYNAMO,), variant="dynamo_package", impl="tools.matrix.variants.dynamo:DynamoPackage", applies_to=(DYNAMO_EXPORT,)),
     "base": Cell("evidence", (PROGRAMS,), variant="base", impl=BASE_IMPL),
+    "hoarding": Cell("evidence", (HOARDING,), variant="hoarding", impl="synvariants.hoarding:KeepsTooMuch", applies_to=(EXPORT,)),
 }  # fmt: skip
 
 
@@ -219,6 +231,76 @@ def test_a_dynamo_export_keeps_the_graph_modules_code_and_the_package(cells):
 # --- bounds -------------------------------------------------------------------------------------
 
 
+def _kept_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+@uses("hoarding")
+def test_a_plugin_that_keeps_too_much_stays_within_each_tests_and_the_shards_budget(cells):
+    """Six failing tests, each of whose export keeps 40 MiB of payloads: each call lists MAX_PAYLOADS
+    and counts the rest, each test keeps at most TEST_BUDGET, the shard at most BUDGET, and what is
+    left out says which budget (before: one shard kept 84 MB of a 64 MiB budget)."""
+    run = cells["hoarding"]
+    nodeids = [f"{HOARDING}::test_fails_after_export[{n}]" for n in range(6)]
+    assert run.statuses == dict.fromkeys(nodeids, statuses.FAILED), run.explain()
+    root = run.tmp / "out" / EVIDENCE_DIR
+    assert kept(run) == sorted(key(n) for n in nodeids)
+    assert _kept_bytes(root) <= BUDGET
+    reasons = set()
+    for nodeid in nodeids:
+        assert _kept_bytes(root / key(nodeid)) <= TEST_BUDGET, nodeid
+        payloads = the_call(run, nodeid)["payloads"]
+        assert len(payloads) == MAX_PAYLOADS + 1, payloads
+        assert payloads[-1] == {
+            "file": "call-1-more", "what": f"{40 - MAX_PAYLOADS} more payloads (the last: random bytes)", "bytes": (40 - MAX_PAYLOADS) << 20,
+            "kept": 0, "cut": f"not kept: a call lists at most {MAX_PAYLOADS} payloads",
+        }  # fmt: skip
+        for p in payloads[:-1]:
+            on_disk = payload_file(run, nodeid, p["file"])
+            assert (p["kept"], on_disk.exists()) in ((1 << 20, True), (0, False)), p
+            reasons.add(p["cut"])
+    assert reasons == {
+        "", f"not kept: this test's evidence reached its {TEST_BUDGET:,}-byte budget", f"not kept: this target's evidence reached its {BUDGET:,}-byte budget"
+    }  # fmt: skip
+    assert the_call(run, nodeids[0])["payloads"][0]["kept"] == 1 << 20  # the first test kept up to its own budget
+    assert the_call(run, nodeids[-1])["payloads"][0]["cut"].endswith(f"target's evidence reached its {BUDGET:,}-byte budget")
+
+
+def test_a_tests_budget_counts_texts_and_payloads_as_they_are_written(tmp_path: Path):
+    recorder = Recorder(str(tmp_path))
+    program = _exported()
+    recorder.start("t.py::test_keeps_too_much")
+    recorder.begin(EXPORT, program)
+    for n in range(MAX_PAYLOADS):
+        recorder.payload(f"p{n}", b"z" * PAYLOAD_CAP, "a megabyte")
+    recorder.finish(True)
+    found = json.loads((tmp_path / key("t.py::test_keeps_too_much") / "evidence.json").read_text())
+    kept_ones = [p for p in found["calls"][0]["payloads"] if p["kept"]]
+    assert len(kept_ones) == TEST_BUDGET // PAYLOAD_CAP - 1  # the program's text took the rest of the last megabyte
+    assert _kept_bytes(tmp_path) <= TEST_BUDGET
+    # A test that passed gives its room back; the next failing test has a whole test budget again.
+    recorder.start("t.py::test_passes")
+    recorder.begin(EXPORT, program)
+    recorder.payload("p", b"z" * PAYLOAD_CAP, "a megabyte")
+    recorder.finish(False)
+    recorder.start("t.py::test_fails_next")
+    recorder.begin(EXPORT, program)
+    recorder.payload("p", b"z" * PAYLOAD_CAP, "a megabyte")
+    recorder.finish(True)
+    assert json.loads((tmp_path / key("t.py::test_fails_next") / "evidence.json").read_text())["calls"][0]["payloads"][0]["kept"] == PAYLOAD_CAP
+
+
+def test_past_the_shards_budget_program_texts_are_not_kept_either(tmp_path: Path):
+    _earlier_process_kept(tmp_path, BUDGET - 100)
+    recorder = Recorder(str(tmp_path))
+    recorder.start("t.py::test_late")
+    recorder.begin(EXPORT, _exported())
+    recorder.finish(True)
+    call = json.loads((tmp_path / key("t.py::test_late") / "evidence.json").read_text())["calls"][0]
+    assert call["before"] == f"(not kept: this target's evidence reached its {BUDGET:,}-byte budget)"
+    assert call["before_cut"] == len(program_text(_exported()))
+
+
 @uses("serdes")
 def test_an_archive_over_the_payload_cap_keeps_the_programs_json_without_the_weights(cells):
     run = cells["serdes"]
@@ -292,7 +374,7 @@ def _earlier_process_kept(root: Path, size: int) -> None:
 
 
 def test_past_the_budget_payloads_are_listed_as_not_kept(tmp_path: Path):
-    _earlier_process_kept(tmp_path, BUDGET - 10_000)
+    _earlier_process_kept(tmp_path, BUDGET - 30_000)
     recorder = Recorder(str(tmp_path))
     program = _exported()
 
@@ -313,7 +395,7 @@ def test_past_the_budget_payloads_are_listed_as_not_kept(tmp_path: Path):
         "cut": "",
     }
     assert not (tmp_path / key("t.py::test_passes")).exists()
-    assert one_test("t.py::test_fails", keep=True)["kept"] == 20_000  # takes the shard past its budget
+    assert one_test("t.py::test_fails", keep=True)["kept"] == 20_000  # leaves less room than another one takes
     assert one_test("t.py::test_fails_later", keep=True) == {
         "file": "call-1-saved.pt2", "what": "a payload", "bytes": 20_000, "kept": 0,
         "cut": f"not kept: this target's evidence reached its {BUDGET:,}-byte budget",

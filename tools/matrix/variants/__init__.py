@@ -201,9 +201,14 @@ def _ignore(program: Any) -> None:
     """What `transforming` yields when it records no evidence."""
 
 
+# Read once, when the runtime loads the variant (before any test module): a test that changes or
+# clears the environment must not make the transform fail.
+_SCRATCH_ROOT = os.environ.get("TEST_TMPDIR")
+
+
 def scratch_dir() -> str:
     """Where variants write files: under TEST_TMPDIR when Bazel runs the test."""
-    return tempfile.mkdtemp(prefix="variant-", dir=os.environ.get("TEST_TMPDIR"))
+    return tempfile.mkdtemp(prefix="variant-", dir=_SCRATCH_ROOT)
 
 
 def load_variant_class(impl: str) -> type[Variant]:

@@ -67,7 +67,7 @@ def _memory_cell(pytest_args: tuple[str, ...]) -> Cell:
         test_timeout_s=MEMORY_TIMEOUT_S,
         env={"REACH_MEMORY_MIB": str(MEMORY_MIB)},
         measure_rss=True,
-        args=tuple(f"--pytest-arg={a}" for a in pytest_args),
+        pytest_args=pytest_args,
     )
 
 

@@ -227,6 +227,8 @@ class _Progress:
     def __init__(self, cell: CellConfig, tests: dict[str, dict[str, Any]], selected: dict[str, None],
                  session: dict[str, Any], problems: list[str]) -> None:  # fmt: skip
         self.cell, self.tests, self.selected, self.session, self.problems = cell, tests, selected, session, problems
+        # every test of the target, before the filter and the shard split (what the outputs name as not run here)
+        self.collected: dict[str, None] = session.setdefault("collected", {})
         self.pending: str | None = None  # the test running when the child ended
         self.importing: str | None = None  # the test file being imported when the child ended
         self.started = self.fatal = False
@@ -256,7 +258,7 @@ class _Progress:
         elif kind == "collected":
             self.started, self.importing = True, None
             self.selected.update(dict.fromkeys(event["nodeids"]))
-            self.session["collected"].update(dict.fromkeys(event.get("every_nodeid", ())))
+            self.collected.update(dict.fromkeys(event.get("every_nodeid", ())))
             self._busy("after", "", "the test files were collected")
         elif kind == "start":
             self.pending = event["nodeid"]
@@ -340,7 +342,6 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
     session: dict[str, Any] = {"restarts": 0}
     checked = False  # the expectation and filter checks come from the first child that collected
     selected: dict[str, None] = {}  # every test a child collected to run, in order
-    session["collected"] = {}  # every test of the target, before the filter and the shard split (_Progress)
     unrun = "the test process ended before this test ran"  # for selected tests left without a record
     termination = _Termination()
     for _attempt in range(MAX_RESTARTS):

@@ -176,7 +176,7 @@ def test_a_test_that_destroys_the_outputs_directory_alone_is_error_and_the_outpu
     assert {n: (m["status"], m["message"]) for n, m in ((n, run.matrix(n)) for n in run.tests)} == RECORDS["outputs"], run.explain()
     out = run.tmp / "out"
     assert stat.S_ISDIR(os.lstat(out).st_mode) and os.lstat(out).st_mode & stat.S_IRWXU == stat.S_IRWXU
-    assert sorted(p.name for p in out.iterdir()) == ["matrix_results.json", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["matrix_collected.json", "matrix_results.json", "report.json"]
     assert run.problems == [] and run.returncode == 1
 
 

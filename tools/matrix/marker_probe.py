@@ -10,10 +10,11 @@ or unittest's expectedFailure (`__unittest_expecting_failure__`)."""
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
+import linecache
 import os
-import textwrap
 from typing import Any
 
 import pytest
@@ -65,31 +66,52 @@ def _carries(obj: Any, attr: str) -> bool:
         return False
 
 
-def _where(obj: Any, item: pytest.Item, offset: int = 0) -> str:
-    """`file:line` of `obj`'s definition (its first decorator), the file relative to the suite."""
+def _where(obj: Any, item: pytest.Item, line: int | None = None) -> str:
+    """`file:line` of `obj`'s definition (its first decorator; `line`: that line instead), the file
+    relative to the suite."""
     target = inspect.unwrap(obj)
     try:
-        file, line = inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+        file, line = inspect.getsourcefile(target), line or inspect.getsourcelines(target)[1]
     except (OSError, TypeError):
         return item.location[0]
-    return f"{os.path.relpath(file, item.config.rootpath) if file else item.location[0]}:{line + offset}"
+    return f"{os.path.relpath(file, item.config.rootpath) if file else item.location[0]}:{line}"
 
 
 def _decorator(obj: Any, attr: str, item: pytest.Item) -> str:
-    """`@decorator (file:line)` for the decorator of `obj` that sets `attr`; else the attribute at
-    the definition. A decorator is identified by applying it to a throwaway function (PyTorch's
-    expectedFailure* decorators only set an attribute); only bare (dotted) names, never calls."""
+    """`@decorator (file:line)` for the decorator of `obj` that sets `attr` (or `decorator(...)` for
+    a call that wraps a lambda); else the attribute at the definition. A decorator is identified by
+    applying it to a throwaway function (PyTorch's expectedFailure* decorators only set an
+    attribute); only bare (dotted) names, never calls.
+
+    The definition is found in its whole file, parsed once, by the line Python records for it (its
+    first decorator's): a method's source alone cannot always be parsed (a body string whose lines
+    start in column 0, as assertExpectedInline's do, cannot be dedented)."""
     fallback = "@unittest.expectedFailure" if attr == UNITTEST_ATTR else attr
     target = inspect.unwrap(obj)
     try:
-        lines = inspect.getsourcelines(target)[0]
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except (OSError, TypeError, SyntaxError):
-        return f"{fallback} ({_where(obj, item)})"
-    for decorator in getattr(tree.body[0], "decorator_list", []):
-        if isinstance(decorator, ast.Name | ast.Attribute) and _sets(decorator, target, attr):
-            return f"@{ast.unparse(decorator)} ({_where(obj, item, decorator.lineno - 1)})"
+        file, line = inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+        tree = _parsed(file) if file else None
+    except (OSError, TypeError, SyntaxError, ValueError):
+        tree = None
+    for node in ast.walk(tree) if tree else ():
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and _first_line(node) == line:
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Name | ast.Attribute) and _sets(decorator, target, attr):
+                    return f"@{ast.unparse(decorator)} ({_where(obj, item, decorator.lineno)})"
+        elif target.__name__ == "<lambda>" and isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute):
+            wraps_it = any(isinstance(a, ast.Lambda) and a.lineno == line for a in node.args)
+            if wraps_it and _sets(node.func, target, attr):
+                return f"{ast.unparse(node.func)}(...) ({_where(obj, item, node.lineno)})"
     return f"{fallback} ({_where(obj, item)})"
+
+
+@functools.cache
+def _parsed(file: str) -> ast.Module:
+    return ast.parse("".join(linecache.getlines(file)), file)
+
+
+def _first_line(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> int:
+    return min([node.lineno, *(d.lineno for d in node.decorator_list)])
 
 
 def _sets(decorator: ast.expr, target: Any, attr: str) -> bool:

@@ -153,3 +153,37 @@ def test_import_refuses_a_suite_whose_collection_segfaults(ws):
     assert lines[:2] == ["error: collecting suite 'm' failed (pytest died of SIGSEGV); nothing written:", "Fatal Python error: Segmentation fault"]
     assert any(line.strip().startswith('File "') and 'test_segv.py", line 3 in <module>' in line for line in lines)
     assert (ws / "matrix.yaml").read_text() == MATRIX
+
+
+# --- method sources as PyTorch's files hold them -------------------------------------------------
+
+PYTORCH_STYLE = Path(__file__).absolute().parent / "fixtures" / "import_pytorch"
+INLINE = "test_inline_style.py"
+MATRIX_T = MATRIX.replace("    data: [markers.py]\n", "    data: [testing.py]\n").split("expectations:")[0] + "# end\n"
+
+
+@pytest.fixture
+def ws_pytorch(tmp_path) -> Path:
+    shutil.copytree(PYTORCH_STYLE, tmp_path / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    (tmp_path / "matrix.yaml").write_text(MATRIX_T)
+    return tmp_path
+
+
+def test_import_names_the_decorator_and_its_line_in_pytorch_style_sources(ws_pytorch):
+    """Bodies whose strings start in column 0 (assertExpectedInline) cannot be dedented and parsed
+    alone: the decorator is found in the whole file, by the definition's line. Stacked decorators
+    (the marker second or third, after a multi-line or continued one), a comment after it, a dotted
+    name, a factory's nested function, a lambda wrapped by the marker, a class decorated inside an
+    `if` block: each entry names the marker's own decorator and the line it is on."""
+    out = run_cli(ws_pytorch, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "6 of 7 test(s) in m carry _expected_failure_cpp_serdes; 0 already listed for cpp_serdes"
+    imported = [line for line in (ws_pytorch / "matrix.yaml").read_text().splitlines(keepends=True) if "imported: " in line]
+    assert "".join(imported) == (
+        f"        {INLINE}::TestGenerated::test_made_by_a_factory: 'imported: @expectedFailureCppSerDes ({INLINE}:54)'\n"
+        f"        {INLINE}::TestInline::test_continuation_and_comment: 'imported: @testing.expectedFailureCppSerDes ({INLINE}:28)'\n"
+        f"        {INLINE}::TestInline::test_inline_graph: 'imported: @expectedFailureCppSerDes ({INLINE}:17)'\n"
+        f"        {INLINE}::TestInline::test_lambda: 'imported: expectedFailureCppSerDes(...) ({INLINE}:45)'\n"
+        f"        {INLINE}::TestInline::test_multiline_decorator_before: 'imported: @expectedFailureCppSerDes ({INLINE}:41)'\n"
+        f"        {INLINE}::TestWholeClass::test_one: 'imported: @expectedFailureCppSerDes ({INLINE}:71)'\n"
+    )

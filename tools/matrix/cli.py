@@ -108,6 +108,7 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
 
 def cmd_xfail_import(args: argparse.Namespace) -> int:
     from tools.matrix import xfail_import
+    from tools.matrix.report import COMPAT_JSON
 
     matrix = load_matrix(args)
     suite = xfail_import.suite_and_variant(matrix, args.suite, args.variant)
@@ -122,6 +123,8 @@ def cmd_xfail_import(args: argparse.Namespace) -> int:
     if not additions:
         print("nothing to import")
         return 0
+    for line in xfail_import.base_failures(out_dir_of(args) / COMPAT_JSON, suite.name, args.variant, [entry for *_, entry, _ in additions]):
+        print(line, file=sys.stderr)
     old, new = matrix_writer.edit(workspace_of(args) / args.matrix, lambda doc: matrix_writer.add_xfails(doc, additions))
     return write_expectations(args, old, new)
 
@@ -218,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a function/class attribute set by a decorator (_expected_failure_cpp_serdes), a pytest mark name, or unittest.expectedFailure",
     )  # fmt: skip
     imp.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    imp.add_argument("--out", default="reports", help="report directory: warn about tests that fail under base too in its last report (default: reports/)")
     imp.set_defaults(func=cmd_xfail_import)
 
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")

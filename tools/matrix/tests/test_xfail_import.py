@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tools.matrix import config, matrix_writer
-from tools.matrix.tests.fixtures.toolws import run_cli
+from tools.matrix.records import Record
+from tools.matrix.tests.fixtures.toolws import run_cli, write_compat
 
 FIXTURE = Path(__file__).absolute().parent / "fixtures" / "import_markers"
 MATRIX = """\
@@ -187,3 +188,57 @@ def test_import_names_the_decorator_and_its_line_in_pytorch_style_sources(ws_pyt
         f"        {INLINE}::TestInline::test_multiline_decorator_before: 'imported: @expectedFailureCppSerDes ({INLINE}:41)'\n"
         f"        {INLINE}::TestWholeClass::test_one: 'imported: @expectedFailureCppSerDes ({INLINE}:71)'\n"
     )
+
+
+# --- entries whose test fails under base too ---------------------------------------------------
+
+IMPORT_CPP = ("xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+
+
+def _record(test: str, variant: str, status: str, message: str = "", device: str = "cpu", suite: str = "m") -> Record:
+    return Record(suite, test, variant, device, status, message=message, error_type=message.partition(":")[0] or None)
+
+
+def test_import_warns_about_entries_whose_test_fails_under_base_too(ws):
+    """From the last report: a test failing (or xfailed) under base is the suite's failure, which the
+    variant's xfail would hide: a warning per entry, imported all the same. No warning where base
+    passes, where the variant's own record fails differently, or for another suite's test."""
+    write_compat(ws / "reports" / "compat.json", [
+        _record(f"{P}::test_every_param[2]", "base", "failed", "AssertionError: assert 2 == 3"),
+        _record(f"{U}::TestExport::test_serdes_breaks", "base", "xfailed", "AssertionError: known", device="cuda"),
+        _record(f"{U}::TestExport::test_both_break", "base", "passed"),
+        _record(f"{U}::TestWholeClass::test_one", "base", "failed", "RuntimeError: flaky fixture"),
+        _record(f"{U}::TestWholeClass::test_one", "cpp_serdes", "failed", "VariantTransformError: variant 'cpp_serdes' failed"),
+        _record(f"{U}::TestWholeClass::test_two", "base", "failed", "AssertionError: 1 != 2"),
+        _record(f"{U}::TestWholeClass::test_two", "cpp_serdes", "failed", "AssertionError: 1 != 2"),
+        _record(f"{U}::TestExport::test_both_break", "base", "failed", "AssertionError: other suite", suite="other"),
+    ])  # fmt: skip
+    out = run_cli(ws, *IMPORT_CPP)
+    assert out.returncode == 0, out.stderr
+    report = ws / "reports" / "compat.json"
+    tail = "that failure is the suite's, not cpp_serdes's, and this xfail would hide it; imported as marked"
+    assert out.stderr.splitlines() == [
+        f"warning: {P}::test_every_param: fails under base too in {report} ({P}::test_every_param[2] on cpu: failed: AssertionError: assert 2 == 3): {tail}",
+        f"warning: {U}::TestExport::test_serdes_breaks: fails under base too in {report} ({U}::TestExport::test_serdes_breaks on cuda: xfailed: AssertionError: known): {tail}",
+        f"warning: {U}::TestWholeClass::test_two: fails under base too in {report} ({U}::TestWholeClass::test_two on cpu: failed: AssertionError: 1 != 2): {tail}",
+    ]
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+@pytest.mark.parametrize(
+    ("report", "line"),
+    [
+        (None, "note: no last report ({path}): could not check whether the imported tests fail under base too"),
+        (b'{"schema_version": 1, "run": ', "warning: {path}: not a compat.json (invalid JSON at line 1 column 30: Expecting value); "
+         "run `make report` (or `bazel run //tools:matrix -- report`) again; could not check whether the imported tests fail under base too"),
+    ],
+    ids=["no_report", "corrupt_report"],
+)  # fmt: skip
+def test_import_without_a_readable_report_says_it_could_not_check(ws, report, line):
+    path = ws / "elsewhere" / "compat.json"
+    if report is not None:
+        path.parent.mkdir()
+        path.write_bytes(report)
+    out = run_cli(ws, *IMPORT_CPP, "--out", "elsewhere")
+    assert (out.returncode, out.stderr.splitlines()) == (0, [line.format(path=path)])
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)

@@ -6,11 +6,11 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-from tools.matrix import bazel, statuses
+from tools.matrix import bazel, last_report, statuses
 from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import compare, load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report import compare, terminal_summary, unexpected, write_reports
 from tools.matrix.report.commands import GPU_DEVICES_KEY
 from tools.matrix.report.text import visible
 
@@ -45,7 +45,7 @@ def disagreements(collected: Collected) -> list[str]:
 
 
 def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str]) -> int:
-    comparison = compare(load_json(baseline)[1], records) if baseline else None
+    comparison = compare(last_report.load(baseline)[1], records) if baseline else None
     paths = write_reports(records, run, out_dir, baseline=comparison)
     print(terminal_summary(records, comparison))
     for problem in problems:  # may quote test output (a variant's import error): no raw escapes

@@ -20,6 +20,10 @@ from typing import Any
 import pytest
 
 OUT_ENV, MARKER_ENV = "MATRIX_MARKER_PROBE_OUT", "MATRIX_MARKER"
+# Read and bound when pytest loads this plugin, before any test module: a module that changes the
+# environment or replaces json.dump or open at import cannot change what is written, or where.
+_OUT, _MARKER = os.environ.get(OUT_ENV, ""), os.environ.get(MARKER_ENV, "")
+_dump, _open = json.dump, open
 UNITTEST_ATTR = "__unittest_expecting_failure__"
 UNITTEST_NAMES = {"expectedFailure", "unittest.expectedFailure", UNITTEST_ATTR}
 
@@ -32,7 +36,7 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    marker = os.environ[MARKER_ENV]
+    marker = _MARKER
     attr = UNITTEST_ATTR if marker in UNITTEST_NAMES else marker
     found, seen = {}, set()
     for item in session.items:
@@ -43,8 +47,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         hit = _find(item, function, marker, attr)
         if hit:
             found[item.nodeid] = hit
-    with open(os.environ[OUT_ENV], "w", encoding="utf-8") as f:
-        json.dump({"collected": [i.nodeid for i in session.items], "found": found, "seen": sorted(seen), "errors": _errors}, f)
+    with _open(_OUT, "w", encoding="utf-8") as f:
+        _dump({"collected": [i.nodeid for i in session.items], "found": found, "seen": sorted(seen), "errors": _errors}, f)
 
 
 def _find(item: pytest.Item, function: Any, marker: str, attr: str) -> str | None:

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tools.matrix import last_report, marker_probe, statuses
 from tools.matrix.config import Matrix, Suite, did_you_mean
@@ -75,11 +76,41 @@ def probe(workspace: Path, suite: Suite, marker: str) -> Probe:
             raise UserError(f"collecting suite {suite.name!r} took over {COLLECT_TIMEOUT_S} s (a test file hangs at import?); nothing written") from None
         if not out.is_file():
             raise UserError(f"collecting suite {suite.name!r} failed ({_ended(done.returncode)}); nothing written:\n{_excerpt(done)}")
-        data = json.loads(out.read_text(encoding="utf-8"))
+        data = _marker_list(out, suite.name)
     if data["errors"]:
         problems = "\n".join(f"  {e['nodeid']}: {e['message']}" for e in data["errors"])
         raise UserError(f"suite {suite.name!r} has files that fail to collect, so their markers are unknown; nothing written:\n{problems}")
     return Probe(data["collected"], data["found"], data["seen"])
+
+
+def _marker_list(path: Path, suite: str) -> dict[str, Any]:
+    """What marker_probe wrote, checked: a test module can still reach the file (its path is in the
+    environment); what is not the probe's shape is refused, never used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        data, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "not the shape marker_probe writes"
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    found, errors = (data.get("found"), data.get("errors")) if isinstance(data, dict) else (None, None)
+    if not (
+        isinstance(data, dict)
+        and strings(data.get("collected"))
+        and strings(data.get("seen"))
+        and isinstance(found, dict)
+        and strings([*found.keys(), *found.values()])
+        and isinstance(errors, list)
+        and all(isinstance(e, dict) and strings([e.get("nodeid"), e.get("message")]) for e in errors)
+    ):
+        raise UserError(
+            f"collecting suite {suite!r} wrote an unreadable marker list ({why[:200]}): did a test module change json, open or "
+            "that file?; nothing written"
+        )
+    return data
 
 
 def _ended(returncode: int) -> str:

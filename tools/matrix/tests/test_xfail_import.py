@@ -242,3 +242,51 @@ def test_import_without_a_readable_report_says_it_could_not_check(ws, report, li
     out = run_cli(ws, *IMPORT_CPP, "--out", "elsewhere")
     assert (out.returncode, out.stderr.splitlines()) == (0, [line.format(path=path)])
     assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+# --- a suite that reaches for the probe's channel while it is collected ----------------------------
+
+_OVERWRITE = 'import atexit, os\n\n\ndef _overwrite():\n    with open(os.environ["MATRIX_MARKER_PROBE_OUT"], "wb") as f:\n        f.write({data!r})\n\n\natexit.register(_overwrite)\n'
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "import json\n\njson.dump = lambda *a, **k: None\n",  # the probe would write nothing
+        "import builtins\n\n_open = builtins.open\nbuiltins.open = lambda f, *a, **k: _open('/dev/null', *a, **k) if 'markers' in str(f) else _open(f, *a, **k)\n",
+        "import os\n\nos.environ.pop('MATRIX_MARKER_PROBE_OUT', None)\nos.environ['MATRIX_MARKER'] = 'something_else'\n",
+    ],
+    ids=["replaces_json_dump", "redirects_open", "changes_the_environment"],
+)
+def test_a_test_module_cannot_change_what_the_probe_writes(ws, module):
+    """Bound when the plugin loads, before any test module: the import is the same as without it
+    (exit 70 or a wrong import before)."""
+    (ws / "m" / "test_hostile.py").write_text(module + "\n\ndef test_h():\n    pass\n")
+    out = run_cli(ws, *IMPORT_CPP)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "9 of 18 test(s) in m carry _expected_failure_cpp_serdes; 3 already listed for cpp_serdes"
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"[" * 100_000, "RecursionError: maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
+        (b'{"collected": [1], "found": {}, "seen": [], "errors": []}', "not the shape marker_probe writes"),
+        (b'{"collected": [], "found": {"a": 1}, "seen": [], "errors": [{}]}', "not the shape marker_probe writes"),
+        (b"\xff\xfe", "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (b"", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+    ],
+    ids=["nested", "ids_not_strings", "found_not_strings", "not_utf8", "empty"],
+)
+def test_a_marker_list_overwritten_after_collection_is_refused_in_one_line(ws, data, why):
+    """A test module that overwrites the probe's file when the process exits: exit 2, one line,
+    nothing written (exit 70 before)."""
+    (ws / "m" / "test_hostile.py").write_text(_OVERWRITE.format(data=data))
+    out = run_cli(ws, *IMPORT_CPP)
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        "",
+        f"error: collecting suite 'm' wrote an unreadable marker list ({why}): did a test module change json, open or that file?; nothing written\n",
+    )
+    assert (ws / "matrix.yaml").read_text() == MATRIX

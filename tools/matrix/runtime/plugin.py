@@ -24,7 +24,7 @@ from tools.matrix.runtime import journal, outputs, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
-from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
+from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant
 
 
 @dataclass
@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_default_device(cell.device)
     _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
     try:
-        variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger)
+        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger)
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")

@@ -49,12 +49,17 @@ IMPORTED = (
 ANCHOR = "        test_pytest_style.py::test_plain: known\n"
 
 
+def workspace(root: Path, matrix: str, suite: Path) -> Path:
+    """Suite `m`, a copy of the fixture directory `suite`, and `matrix`."""
+    # Not Bazel's runfiles __init__.py: the suite is a plain directory, as in a workspace.
+    shutil.copytree(suite, root / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    (root / "matrix.yaml").write_text(matrix)
+    return root
+
+
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    # Not Bazel's runfiles __init__.py: the suite is a plain directory, as in a workspace.
-    shutil.copytree(FIXTURE, tmp_path / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
-    (tmp_path / "matrix.yaml").write_text(MATRIX)
-    return tmp_path
+    return workspace(tmp_path, MATRIX, FIXTURE)
 
 
 def test_import_decorator_attribute_writes_the_variants_xfails(ws):
@@ -160,14 +165,14 @@ def test_import_refuses_a_suite_whose_collection_segfaults(ws):
 
 PYTORCH_STYLE = Path(__file__).absolute().parent / "fixtures" / "import_pytorch"
 INLINE = "test_inline_style.py"
-MATRIX_T = MATRIX.replace("    data: [markers.py]\n", "    data: [testing.py]\n").split("expectations:")[0] + "# end\n"
+MATRIX_T = MATRIX.replace("    data: [markers.py]\n", "    data: [markers.py, testing.py]\n").split("expectations:")[0] + "# end\n"
 
 
 @pytest.fixture
 def ws_pytorch(tmp_path) -> Path:
-    shutil.copytree(PYTORCH_STYLE, tmp_path / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
-    (tmp_path / "matrix.yaml").write_text(MATRIX_T)
-    return tmp_path
+    root = workspace(tmp_path, MATRIX_T, PYTORCH_STYLE)
+    shutil.copy(FIXTURE / "markers.py", root / "m")  # the decorators its testing.py re-exports
+    return root
 
 
 def test_import_names_the_decorator_and_its_line_in_pytorch_style_sources(ws_pytorch):

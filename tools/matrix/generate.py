@@ -8,20 +8,22 @@ from __future__ import annotations
 import difflib
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from tools.matrix import durations, impl_check, variant_library
+from tools.matrix import durations, impl_check, target_names, variant_library
 from tools.matrix.config import Cell, Matrix, MatrixError, relative
+from tools.matrix.runtime.cell_config import CellSpec
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
     f"# GENERATED FILE from matrix.yaml by `{REGENERATE}` -- do not edit: hand edits are overwritten.\n"
     f"# Regenerate with `{REGENERATE}`; `{REGENERATE} --check` (also run by `bazel test //...`) fails when stale.\n"
 )
-CHECK_TARGET = "generated_files_test"
-SUITE_FILES = "suite_files"
+
+
+GPU_CONSTRAINT = "//tools/bazel:gpu"  # the constraint of the `--config=gpu` platform (tools/bazel/BUILD.bazel)
 
 
 def _s(value: str) -> str:
@@ -31,64 +33,69 @@ def _s(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _list(values: list[str] | tuple[str, ...], indent: str = "    ") -> str:
+def _value(value: Any, indent: str = "    ") -> str:
+    """A Starlark literal of a JSON-like value (dict keys sorted, one item per line)."""
+    if isinstance(value, str):
+        return _s(value)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        if not items:
+            return "{}"
+        return "{\n" + "".join(f"{indent}    {_s(k)}: {_value(v, indent + '    ')},\n" for k, v in items) + f"{indent}}}"
+    values = list(value)
     if not values:
         return "[]"
     if len(values) == 1:
-        return f"[{_s(values[0])}]"
-    inner = "".join(f"{indent}    {_s(v)},\n" for v in values)
-    return f"[\n{inner}{indent}]"
+        return f"[{_value(values[0], indent)}]"
+    return "[\n" + "".join(f"{indent}    {_value(v, indent + '    ')},\n" for v in values) + f"{indent}]"
 
 
-def _dict(mapping: dict[str, Any] | tuple[tuple[str, str], ...], indent: str = "    ", value: Callable[[Any], str] = _s) -> str:
-    items = sorted(dict(mapping).items())
-    if not items:
-        return "{}"
-    inner = "".join(f"{indent}    {_s(k)}: {value(v)},\n" for k, v in items)
-    return f"{{\n{inner}{indent}}}"
+def _list(values: list[str] | tuple[str, ...], indent: str = "    ") -> str:
+    return _value(tuple(values), indent)
+
+
+# The spec fields every target of a cell shares (written once per cell); the rest are per target.
+_PER_TARGET = ("target", "test_files", "xfail", "skip", "durations_file")
+
+
+def _spec_fields(spec: CellSpec) -> dict[str, Any]:
+    """The spec's fields that differ from their defaults (defs.bzl and CellSpec.from_json fill the rest)."""
+    return {f.name: getattr(spec, f.name) for f in fields(spec) if getattr(spec, f.name) != _DEFAULTS[f.name]}
+
+
+_DEFAULTS = {f.name: f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None) for f in fields(CellSpec)}
 
 
 def cell_rule(cell: Cell) -> str:
-    suite, variant, device = cell.suite, cell.variant, cell.device
+    """One matrix_cell call: the cell's shared spec fields, each target's own, and Bazel's attributes."""
+    specs = {t.name: _spec_fields(t.spec()) for t in cell.targets}
+    shared = {k: v for k, v in next(iter(specs.values())).items() if k not in _PER_TARGET}
+    targets = {name: {k: v for k, v in spec.items() if k in _PER_TARGET} for name, spec in specs.items()}
     lines = [
         "matrix_cell(",
         f"    name = {_s(cell.target_name)},",
-        f"    suite = {_s(suite.name)},",
-        f"    variant = {_s(variant.name)},",
-        f"    variant_impl = {_s(variant.impl)},",
-        f"    variant_library = {_s(variant.library)},",
-        f"    device = {_s(device.name)},",
-        f"    test_files = {_list(relative(suite.test_files, suite.directory))},",
+        f"    library = {_s(cell.variant.library)},",
+        f"    spec = {_value(shared)},",
+        f"    targets = {_value(targets)},",
     ]
-    if suite.granularity != "cell":
-        lines.append(f"    granularity = {_s(suite.granularity)},")
-    if suite.data_files:
-        lines.append(f"    data = {_list(relative(suite.data_files, suite.directory))},")
-    if variant.applies_to:
-        lines.append(f"    applies_to = {_list(variant.applies_to)},")
-    if cell.expectations.xfail:
-        lines.append(f"    xfail = {_dict(cell.expectations.xfail)},")
-    if cell.expectations.skip:
-        lines.append(f"    skip = {_dict(cell.expectations.skip)},")
-    sharded = {t.test_files[0]: t.shard_count for t in cell.targets if t.shard_count > 1}
-    if suite.shard_seconds is not None and sharded:
+    if cell.suite.data_files:
+        lines.append(f"    data = {_list(relative(cell.suite.data_files, cell.suite.directory))},")
+    if any(t.spec().durations_file for t in cell.targets):
         lines.append(f"    durations = {_s(durations.FILE_NAME)},")
-    if suite.granularity == "cell":
-        lines.append(f"    shard_count = {cell.targets[0].shard_count},")
-    elif sharded:
-        lines.append(f"    shard_counts = {_dict(sharded, value=str)},")
-    lines += [
-        f"    size = {_s(suite.size)},",
-        f"    test_timeout_s = {suite.test_timeout_s:g},",
-    ]
-    if suite.default_device:
-        lines.append("    default_device = True,")
-    if suite.pytest_args:
-        lines.append(f"    pytest_args = {_list(suite.pytest_args)},")
-    if cell.transform_check_off:
-        lines.append(f"    transform_check_off = {_s(cell.transform_check_off)},")
-    if device.env:
-        lines.append(f"    env = {_dict(device.env)},")
+    sharded = {t.name: t.shard_count for t in cell.targets if t.shard_count > 1}
+    if sharded:
+        lines.append(f"    shard_counts = {_value(sharded)},")
+    lines.append(f"    size = {_s(cell.suite.size)},")
+    if cell.device.env:
+        lines.append(f"    env = {_value(dict(cell.device.env))},")
+    if cell.device.exec_properties:
+        lines.append(f"    exec_properties = {_value(dict(cell.device.exec_properties))},")
+    if cell.device.requires_gpu:  # skipped by `bazel test //...` unless --config=gpu selects a platform with a GPU
+        lines.append(f"    target_compatible_with = [{_s(GPU_CONSTRAINT)}],")
     lines.append(f"    tags = {_list(cell.tags)},")
     lines.append(")")
     return "\n".join(lines) + "\n"
@@ -101,21 +108,18 @@ def suite_build(matrix: Matrix, suite_name: str, cells: list[Cell] | None = None
         'load("//tools/matrix:defs.bzl", "matrix_cell")\n',
         'package(default_visibility = ["//visibility:public"])\n',
         "# Every file of the suite, for the generated-files check at the root.\n"
-        f'filegroup(\n    name = "{SUITE_FILES}",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
+        f'filegroup(\n    name = "{target_names.SUITE_FILES}",\n    srcs = glob(["**"], exclude = ["**/__pycache__/**", "**/.pytest_cache/**"]),\n)\n',
         *(cell_rule(c) for c in cells),
     ]
     return "\n".join(parts)
 
 
 def root_build(matrix: Matrix) -> str:
-    by_variant: dict[str, list[str]] = defaultdict(list)
-    by_device: dict[str, list[str]] = defaultdict(list)
-    by_suite: dict[str, list[str]] = defaultdict(list)
+    groups: dict[str, list[str]] = defaultdict(list)  # root test_suite name -> the labels of its cells
     for cell in matrix.cells():
-        by_variant[cell.variant.name].append(cell.label)
-        by_device[cell.device.name].append(cell.label)
-        by_suite[cell.suite.name].append(cell.label)
-    suite_files = [f"//{s.directory}:{SUITE_FILES}" for s in matrix.suites]
+        for kind, member in zip(target_names.GROUPS, (cell.variant, cell.device, cell.suite)):
+            groups[target_names.group(kind, member.name)].append(cell.label)
+    suite_files = [f"//{s.directory}:{target_names.SUITE_FILES}" for s in matrix.suites]
     generated = {v.generated_library.name: v.generated_library for v in matrix.variants if v.generated_library}
     declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith(variant_library.BUILTIN_LABEL_PREFIX)})
     parts = [
@@ -124,7 +128,7 @@ def root_build(matrix: Matrix) -> str:
         'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
         "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
         "matrix_generated_files_test(\n"
-        f'    name = "{CHECK_TARGET}",\n'
+        f'    name = "{target_names.CHECK_TARGET}",\n'
         f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
         ")\n",
     ]
@@ -137,9 +141,8 @@ def root_build(matrix: Matrix) -> str:
             + f"    deps = {_list(library.deps)},\n"
             + '    visibility = ["//visibility:public"],  # the cells are in the suites\' packages\n)\n'
         )
-    for prefix, groups in (("variant", by_variant), ("device", by_device), ("suite", by_suite)):
-        for name in sorted(groups):
-            parts.append(f"test_suite(\n    name = {_s(f'{prefix}_{name}')},\n    tests = {_list(sorted(groups[name]))},\n)\n")
+    for name in sorted(groups, key=lambda n: (target_names.GROUPS.index(n.split("_", 1)[0]), n)):
+        parts.append(f"test_suite(\n    name = {_s(name)},\n    tests = {_list(sorted(groups[name]))},\n)\n")
     return "\n".join(parts)
 
 

@@ -1,10 +1,10 @@
 """How many shards each cell's target gets: matrix.yaml's fixed `shards`, or, for a suite with
 `shard_seconds`, a count planned from the suite's recorded durations (test_durations.json).
 
-config.py validates matrix.yaml and asks this module for each suite's recorded durations and each
+config/ validates matrix.yaml and asks this module for each suite's recorded durations and each
 cell's count; durations.py owns the file's format and how the runtime deals tests to the shards.
 An unreadable durations file is not an error here: it is kept as `SuiteDurations.problem`, which
-config.py reports against `shard_seconds` and the CLI turns into an error for every command but
+config/build.py reports against `shard_seconds` and the CLI turns into an error for every command but
 `durations` (which rewrites the file).
 """
 

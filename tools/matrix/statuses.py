@@ -1,4 +1,4 @@
-"""The one status vocabulary shared by the runtime, the collector and the report (see DESIGN.md)."""
+"""The one status vocabulary shared by the runtime, the collector and the report (docs/architecture.md)."""
 
 PASSED = "passed"
 FAILED = "failed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the remote workers' Python environment at the fixed path the remote toolchain
-# (//tools/bazel/remote) runs: what a worker image must contain (README.md, "Worker image").
+# (//tools/bazel/remote) runs: what a worker image must contain (docs/remote.md, "Worker image").
 #   tools/remote/install_worker_env.sh [REQUIREMENTS]
 # REQUIREMENTS is best the client's frozen list (bazel-main/external/pyenv/frozen_requirements.txt):
 # the image must match it exactly, or remote tests refuse to run. Default: requirements.txt.

@@ -5,7 +5,7 @@
 
 The workspace (tools/scratch_workspace.py: this checkout's tools/, WORKSPACE, ...) gets the suite
 tiny_suite/, a matrix.yaml written here, and the plug-in variant `mine` exactly as README.md's recipe
-("Your own variant") writes it: my_project/variants.py, taken from the README, with no BUILD file in
+("Adding a variant") writes it: my_project/variants.py, taken from the README, with no BUILD file in
 my_project/. The real CLI's `generate` writes the BUILD files, then `bazel test` runs the five cells
 (base, retrace, serdes, run_decomp, mine):
 
@@ -81,7 +81,7 @@ variants:
     applies_to: [torch.export.export]
   {PLUGIN}:
     impl: my_project.variants:MyVariant
-    description: save/load through a buffer (README.md, "Your own variant").
+    description: save/load through a buffer (README.md, "Adding a variant").
 suites:
   {SUITE}:
     variants: [base, retrace, serdes, run_decomp, {PLUGIN}]
@@ -380,7 +380,7 @@ def main() -> int:
         services.callback(subprocess.run, ["chmod", "-R", "u+w", str(root)], check=False)  # output bases hold read-only directories
         ws = user_workspace(source, root, pyenv)
         grpc_port, http_port = start_buildgrid(services), start_nginx(services)
-        (ws / "user.bazelrc").write_text(  # what a user's user.bazelrc says (README.md, "Scaling out")
+        (ws / "user.bazelrc").write_text(  # what a user's user.bazelrc says (docs/remote.md)
             f"build:cache --remote_cache=http://127.0.0.1:{http_port}\n"
             f"build:remote --remote_executor=grpc://127.0.0.1:{grpc_port}\n"
             f"build:remote --remote_instance_name={INSTANCE}\n"

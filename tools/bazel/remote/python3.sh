@@ -6,7 +6,7 @@ frozen="${RUNFILES_DIR:?set by the py_binary stub}/pyenv/frozen_requirements.txt
 # environment built from another list would put wrong results under that key.
 if ! grep -v '^#' "$frozen" | cmp -s - "$image/frozen_requirements.txt"; then
   echo "python3.sh: the worker image's $image/frozen_requirements.txt differs from the client's" \
-    "frozen requirements; rebuild the image (README.md, \"Worker image\")" >&2
+    "frozen requirements; rebuild the image (docs/remote.md, \"Worker image\")" >&2
   exit 97
 fi
 exec "$image/venv/bin/python3" "$@"

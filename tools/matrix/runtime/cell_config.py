@@ -1,140 +1,103 @@
-"""A matrix cell's configuration: parsed from the target's args/env by cell_main, handed to the
-pytest plugin through environment variables (nothing reads matrix.yaml at test time)."""
+"""A matrix target's configuration, in one encoding from the generator to the test process.
+
+CellSpec is everything a target's run needs that is fixed when the BUILD files are generated:
+config.Target.spec() builds it, generate writes its fields into the BUILD file, defs.bzl hands them
+to the test as one JSON environment value (SPEC_ENV) and cell_main reads it with CellSpec.from_json.
+The environment, not `args`: Bazel 4 splits a target's args like a shell (quotes, spaces) but leaves
+env values as written (only `$` is expanded, which defs.bzl escapes), so any file name, reason or
+option arrives exactly as matrix.yaml and the suite directory have it.
+
+CellConfig is the spec plus what only the run knows (Bazel's shard and --test_filter, the journal,
+crash resume); cell_main hands it to the pytest child as ENV_KEY, in the same encoding. Nothing reads
+matrix.yaml at test time.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
-ENV_KEY = "MATRIX_CELL"
+SPEC_ENV = "MATRIX_CELL_SPEC"  # set by defs.bzl on every matrix target
+ENV_KEY = "MATRIX_CELL"  # set by cell_main for its pytest child
+
+
+class CellSpecError(Exception):
+    """The target's spec is missing or not a cell spec (a target not written by generate, or a bug)."""
 
 
 @dataclass(frozen=True)
-class CellConfig:
+class CellSpec:
     suite: str
-    suite_dir: str
+    suite_dir: str  # workspace-relative: the suite's Bazel package
     variant: str
     variant_impl: str
     device: str
-    target: str = ""
+    target: str = ""  # the py_test's label
+    test_files: tuple[str, ...] = ()  # relative to suite_dir
+    cell_files: tuple[str, ...] = ()  # every test file of the cell when its targets split them (granularity: file)
     applies_to: tuple[str, ...] = ()
-    test_files: tuple[str, ...] = ()
-    sibling_files: tuple[str, ...] = ()  # the cell's other test files, run by other targets (granularity: file)
     test_timeout_s: float = 120.0
     default_device: bool = False
-    requires_gpu: bool = False  # the device's matrix.yaml requires_gpu (the target's requires-gpu tag)
+    requires_gpu: bool = False  # the device's matrix.yaml requires_gpu
     xfail: dict[str, str] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)
+    durations_file: str = ""  # workspace-relative recorded durations that plan the shards (empty: round-robin)
+    pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args), checked by generate
+    transform_check_off: str = ""  # why the differential check is off for this cell ("": on)
+
+    @property
+    def sibling_files(self) -> tuple[str, ...]:
+        """The cell's test files that other targets run (granularity: file): their names only."""
+        return tuple(f for f in self.cell_files if f not in self.test_files)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        """An instance of `cls` from to_json's text (lists back to tuples); CellSpecError when it is not one."""
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise CellSpecError(f"not JSON ({e})") from None
+        known = {f.name: f for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - set(known):
+            raise CellSpecError(f"unknown fields {sorted(set(data) - set(known)) if isinstance(data, dict) else data!r:.200}")
+        try:
+            return cls(**{k: tuple(v) if str(known[k].type).startswith("tuple") else v for k, v in data.items()})
+        except TypeError as e:
+            raise CellSpecError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class CellConfig(CellSpec):
     shard_index: int = 0
     total_shards: int = 1
     test_filter: str = ""
-    durations_file: str = ""  # recorded durations that plan the shards (empty: round-robin)
     journal: str = ""  # the inherited descriptor (a number) the plugin appends JSON-line events to (journal.py)
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
     evidence_dir: str = ""  # where the plugin writes evidence (runtime/evidence.py); "": none
-    pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args)
 
     def to_env(self) -> str:
-        return json.dumps(asdict(self))
+        return self.to_json()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CellConfig | None:
         raw = (environ if environ is not None else os.environ).get(ENV_KEY)
+        return cls.from_json(raw) if raw else None
+
+    @classmethod
+    def from_bazel(cls, environ: dict[str, str]) -> CellConfig:
+        """The target's spec (SPEC_ENV) plus Bazel's test environment: shard and --test_filter."""
+        raw = environ.get(SPEC_ENV)
         if not raw:
-            return None
-        data = json.loads(raw)
-        for key in ("applies_to", "test_files", "sibling_files", "done", "pytest_args"):
-            data[key] = tuple(data[key])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class CellArgs:
-    """A target's args, the inverse of parse_args: what defs.bzl writes, built in Python for those
-    that start cell_main themselves (tests/fixtures/cellrun.py, bench/bench_matrix.py)."""
-
-    suite: str
-    suite_dir: str
-    variant: str
-    variant_impl: str
-    device: str
-    test_files: tuple[str, ...]
-    target: str = ""
-    applies_to: tuple[str, ...] = ()
-    sibling_files: tuple[str, ...] = ()
-    test_timeout_s: float = 120.0
-    default_device: bool = False
-    requires_gpu: bool = False
-    durations: str = ""
-    pytest_args: tuple[str, ...] = ()
-
-    def to_argv(self) -> list[str]:
-        argv = [
-            f"--suite={self.suite}", f"--variant={self.variant}", f"--variant-impl={self.variant_impl}",
-            f"--device={self.device}", f"--suite-dir={self.suite_dir}", f"--test-timeout-s={self.test_timeout_s:g}",
-        ]  # fmt: skip
-        if self.target:
-            argv.append(f"--target={self.target}")
-        argv += [f"--applies-to={entry}" for entry in self.applies_to]
-        if self.default_device:
-            argv.append("--default-device")
-        if self.requires_gpu:
-            argv.append("--requires-gpu")
-        argv += [f"--test-file={f}" for f in self.test_files]
-        argv += [f"--sibling-file={f}" for f in self.sibling_files]
-        argv += [f"--pytest-arg={a}" for a in self.pytest_args]
-        if self.durations:
-            argv.append(f"--durations={self.durations}")
-        return argv
-
-
-def parser() -> argparse.ArgumentParser:
-    """The cell's argument protocol: defs.bzl writes these flags, CellArgs.to_argv builds them (both
-    checked against this parser by tests/test_cell_args.py)."""
-    parser = argparse.ArgumentParser(prog="cell_main", description="Run one matrix cell's tests.")
-    parser.add_argument("--suite", required=True)
-    parser.add_argument("--suite-dir", required=True)
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--variant-impl", required=True)
-    parser.add_argument("--device", required=True)
-    parser.add_argument("--target", default="")
-    parser.add_argument("--applies-to", action="append", default=[])
-    parser.add_argument("--test-file", action="append", default=[], required=True)
-    # Names only (their contents are other targets' inputs): a --test_filter naming one of these
-    # files selects nothing here without being a typo.
-    parser.add_argument("--sibling-file", action="append", default=[])
-    parser.add_argument("--test-timeout-s", type=float, default=120.0)
-    parser.add_argument("--default-device", action="store_true")
-    parser.add_argument("--requires-gpu", action="store_true")
-    parser.add_argument("--durations", default="")
-    parser.add_argument("--pytest-arg", action="append", default=[])
-    return parser
-
-
-def parse_args(argv: list[str], environ: dict[str, str]) -> CellConfig:
-    """The target's args (see tools/matrix/defs.bzl) plus Bazel's test environment."""
-    args = parser().parse_args(argv)
-    expectations = json.loads(environ.get("MATRIX_EXPECTATIONS") or "{}")
-    return CellConfig(
-        suite=args.suite,
-        suite_dir=args.suite_dir,
-        variant=args.variant,
-        variant_impl=args.variant_impl,
-        device=args.device,
-        target=args.target,
-        applies_to=tuple(args.applies_to),
-        test_files=tuple(args.test_file),
-        sibling_files=tuple(args.sibling_file),
-        test_timeout_s=args.test_timeout_s,
-        default_device=args.default_device,
-        requires_gpu=args.requires_gpu,
-        xfail=dict(expectations.get("xfail", {})),
-        skip=dict(expectations.get("skip", {})),
-        shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),
-        total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
-        test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
-        durations_file=args.durations,
-        pytest_args=tuple(args.pytest_arg),
-    )
+            raise CellSpecError(f"${SPEC_ENV} is not set: matrix targets are written by `bazel run //tools:matrix -- generate`")
+        spec = CellSpec.from_json(raw)
+        return cls(
+            **asdict(spec),
+            shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),
+            total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
+            test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
+        )

@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
 from tools.matrix import statuses  # noqa: E402
 from tools.matrix.records import MatrixResult  # noqa: E402
 from tools.matrix.runtime import evidence, journal, outputs, selection, verdict  # noqa: E402
-from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, parse_args  # noqa: E402
+from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, CellSpecError  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
 TAIL_BYTES = 8192  # of the child's output, kept for the records of a crash or a timeout
@@ -67,9 +67,14 @@ def _how_it_ended(returncode: int) -> str:
     return f"died ({_signal_name(returncode)})" if returncode < 0 else f"exited (status {returncode})"
 
 
+# pytest's own settings from the environment (e.g. `bazel test --test_env=PYTEST_ADDOPTS=-x`): they
+# would change which tests run and how they count, which the cell spec alone decides.
+IGNORED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+
+
 def child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
     """The pytest child's environment, from this process's (or `environ`, run from `cwd`)."""
-    env = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in IGNORED_ENV}
     env[ENV_KEY] = cell.to_env()
     # Temporary and cache files only under TEST_TMPDIR; no bytecode written into runfiles.
     for key in ("TMPDIR", "TEMP", "TMP", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
@@ -89,6 +94,7 @@ def pytest_command(cell: CellConfig) -> list[str]:
         "--json-report", "--json-report-file=none", "--json-report-omit", "collectors", "keywords", "warnings",
         f"--rootdir={cell.suite_dir}",
         "-o", "console_output_style=classic",
+        "-o", "addopts=",  # a pytest.ini's addopts would select tests or change statuses; the plugin says what it ignored
         "-q", "-rfEX",
         "--continue-on-collection-errors",  # a test file that fails to import must not lose the other files' tests
         *cell.pytest_args,  # the suite's own options (matrix.yaml pytest_args), checked by the generator
@@ -171,6 +177,10 @@ class _Termination:
 
 def _warn(message: str) -> None:
     print(f"\n[matrix] WARNING: {message}", flush=True)
+
+
+def _note(message: str) -> None:
+    print(f"[matrix] note: {message}", flush=True)
 
 
 def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
@@ -308,11 +318,18 @@ def _touch(path: str | None) -> None:
         Path(path).touch()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     started = time.time()
     environ = dict(os.environ)
-    cell = parse_args(sys.argv[1:] if argv is None else argv, environ)
+    try:
+        cell = CellConfig.from_bazel(environ)
+    except CellSpecError as e:
+        print(f"[matrix] ERROR: this target's cell spec is unusable: {e}", flush=True)
+        return 2
     _touch(environ.get("TEST_SHARD_STATUS_FILE"))  # we implement sharding ourselves
+    for key in IGNORED_ENV:
+        if key in environ:
+            _note(f"${key}={environ[key]!r} is ignored: the cell's spec (matrix.yaml pytest_args, expectations, --test_filter) decides which tests run and how they count")
     premature = environ.get("TEST_PREMATURE_EXIT_FILE")
     _touch(premature)
     scratch = tempfile.mkdtemp(prefix="cell-", dir=environ.get("TEST_TMPDIR"))

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tools.matrix import durations, statuses
+from tools.matrix import durations, pytest_args, statuses
 from tools.matrix.records import MatrixResult
 from tools.matrix.runtime import journal, outputs, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
@@ -74,12 +74,30 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if cell.default_device:
         torch.set_default_device(cell.device)
+    _note_ignored_addopts(config)
     _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
     try:
-        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger)
+        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger, cell.transform_check_off)
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")
+
+
+def _note_ignored_addopts(config: pytest.Config) -> None:
+    """cell_main runs pytest with `-o addopts=`: say what the suite's configuration file asked for."""
+    if config.inipath is None:
+        return
+    from _pytest.config.findpaths import load_config_dict_from_file  # pytest's own reader of that file
+
+    try:
+        raw = (load_config_dict_from_file(config.inipath) or {}).get("addopts")
+    except Exception:  # noqa: BLE001 - only for the note; pytest itself read the file already
+        return
+    value = getattr(raw, "value", raw)  # a ConfigValue (pytest 9), a string (ini) or a list (pyproject.toml)
+    value = " ".join(map(str, value)) if isinstance(value, list) else value
+    if value:
+        print(f"\n[matrix] note: {config.inipath.name}'s addopts ({value!r:.200}) is ignored: the cell's spec decides which tests run and "
+              "how they count; put the options a suite may add in matrix.yaml pytest_args", flush=True)  # fmt: skip
 
 
 def _gpu_absent(torch: Any, device: str) -> str:
@@ -121,7 +139,51 @@ def matrix_variant() -> str:
     return _STATE.cell.variant
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+# Options that select tests or change how outcomes count, with their defaults: whatever set them (a
+# conftest.py changing config.option, a plugin), the runtime alone decides selection and statuses.
+_SELECTION_OPTIONS = (("keyword", "-k", ""), ("markexpr", "-m", ""), ("deselect", "--deselect", None), ("runxfail", "--runxfail", False),
+                      ("exitfirst", "-x", False), ("maxfail", "--maxfail", 0), ("collectonly", "--collect-only", False),
+                      ("stepwise", "--stepwise", False), ("stepwise_skip", "--stepwise-skip", False))  # fmt: skip
+
+
+def _changed_machinery(config: pytest.Config) -> list[str]:
+    """What the suite's configuration disabled or set that statuses or selection depend on."""
+    off = [name for name in (*pytest_args.STATUS_PLUGINS, "pytest_jsonreport") if not config.pluginmanager.has_plugin(name)]
+    found = [f"pytest's {name} plugin is not active" for name in off]
+    for attr, flag, default in _SELECTION_OPTIONS:
+        value = getattr(config.option, attr, default)
+        if value not in (default, None, [], ()):
+            found.append(f"{flag} is set ({value!r:.80})")
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    changed = _changed_machinery(session.config)
+    if changed:
+        _fatal(
+            f"the suite's pytest configuration changes what the statuses depend on: {'; '.join(changed)}. The matrix decides "
+            "which tests run and how they count (matrix.yaml: pytest_args, expectations, --test_filter): remove it from conftest.py or the plugin that sets it"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]):
+    """Runs around every other plugin's modifyitems (a conftest.py's included): a test one of them
+    deselected stays, skipped with the reason, so that nothing collected vanishes from the report."""
+    collected = list(items)
+    yield
+    kept = {id(item) for item in items}
+    for item in collected:
+        if id(item) not in kept:
+            item.add_marker(pytest.mark.skip(reason="deselected by the suite's pytest configuration (a conftest.py or plugin's "
+                                                    "pytest_collection_modifyitems); use a matrix.yaml skip entry instead"))  # fmt: skip
+    items[:] = [item for item in collected if id(item) in kept] + [item for item in collected if id(item) not in kept]
+    _select(config, items)
+
+
+def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The runtime's selection: --test_filter, the shard, crash resume; skip entries as marks."""
     assert _STATE is not None
     cell = _STATE.cell
     if _STATE.installed:

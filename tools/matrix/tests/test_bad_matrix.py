@@ -60,7 +60,6 @@ SETUP: dict[str, Callable[[Path, Path], None]] = {
     "bool_key_yes_suite": _suite_dir("yes"),
     "file_name_with_colon": _extra_test_file("test_a:b.py"),
     "file_name_with_space": _extra_test_file("test_a b.py"),
-    "file_name_with_dollar": _extra_test_file("test_$(x).py"),
     "file_name_with_newline": _extra_test_file("test_a\nb.py"),
     "directory_symlink_out": lambda ws, outside: (_outside_suite(ws, outside), _symlink(ws / "out", outside)),
     "directory_through_symlink": lambda ws, outside: (_outside_suite(ws, outside), _symlink(ws / "link" / "s", outside)),
@@ -70,6 +69,19 @@ SETUP: dict[str, Callable[[Path, Path], None]] = {
     "impl_syntax_error": lambda ws, outside: (ws / "pkg" / "broken.py").write_text("class Thing(Variant:\n"),
     "file_in_a_subpackage": lambda ws, outside: (_suite_dir("s/sub")(ws, outside), (ws / "s" / "sub" / "BUILD.bazel").write_text("")),
     "nested_suite_directories": _suite_dir("s/t"),
+    # Any path the suite's package glob reaches, not only tests (bazel_names.py): each would stop Bazel.
+    "stray_file_with_space": lambda ws, outside: (ws / "s" / "notes draft.txt").write_text("x"),
+    "stray_file_with_backslash": lambda ws, outside: (ws / "s" / "data\\x.bin").write_text("x"),
+    "stray_directory_with_space": lambda ws, outside: (_suite_dir("s/my fixtures")(ws, outside)),
+    "symlink_loop_without_double_star": lambda ws, outside: _symlink(ws / "s" / "fixtures" / "up", ws / "s"),
+    "stray_file_with_bidi_control": lambda ws, outside: (ws / "s" / "readme\u202e.txt").write_text("x"),
+    "stray_file_with_tab_in_subdirectory": lambda ws, outside: (_suite_dir("s/sub")(ws, outside), (ws / "s" / "sub" / "a\tb.json").write_text("{}")),
+    # Test files also name targets (granularity: file) and are selected by --test_filter.
+    "test_file_with_quote": _extra_test_file("test_it's.py"),
+    "test_file_with_comma": _extra_test_file("test_a,b.py"),
+    "test_file_with_bracket": _extra_test_file("test_[1].py"),
+    "test_file_non_ascii": _extra_test_file("test_caf\u00e9.py"),
+    "test_file_name_too_long": _extra_test_file("test_" + "x" * 240 + ".py"),
 }
 
 

@@ -400,7 +400,8 @@ def test_durations_and_list_per_file_target(tmp_path):
         "wrote 1 file(s): s/BUILD.bazel",
     ]
     build = (ws / "s" / "BUILD.bazel").read_text()
-    assert build.count('    shard_counts = {\n        "test_a.py": 2,\n    },\n') == 2  # s_base_cpu, s_base_cuda
+    assert build.count('    shard_counts = {\n        "s_base_cpu/test_a": 2,\n    },\n') == 1
+    assert build.count('    shard_counts = {\n        "s_base_cuda/test_a": 2,\n    },\n') == 1
     assert cli(ws, "generate", "--check").returncode == 0
 
     listed = cli(ws, "list", "--suite", "s", "--variant", "base")

@@ -243,7 +243,7 @@ BAD = [
     (
         "unknown nested key in a device",
         VALID.replace("    requires_gpu: true", "    requires_gpus: true"),
-        ["matrix.yaml:4:5: unknown key 'requires_gpus' in devices.cuda: did you mean 'requires_gpu'? valid: env, requires_gpu, tags"],
+        ["matrix.yaml:4:5: unknown key 'requires_gpus' in devices.cuda: did you mean 'requires_gpu'? valid: env, exec_properties, requires_gpu, tags"],
     ),
     (
         "unknown nested key in expectations",

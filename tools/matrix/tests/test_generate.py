@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 import tools.matrix
-from tools.matrix import config, generate
+from tools.matrix import config, generate, target_names
 from tools.matrix.runtime import cell_config
 from tools.matrix.tests.fixtures.toolws import run_cli as cli
 from tools.matrix.tests.fixtures.toolws import write_workspace
-from tools.matrix.variants import TRANSFORM_CHECK_OFF_ENV
 
 TOOLS = Path(tools.matrix.__file__).absolute().parent
 # defs.bzl is not a runfile of these tests; under Bazel the package's symlinks lead to the source tree.
@@ -27,6 +26,7 @@ devices:
     requires_gpu: true
     tags: [gpu-exclusive]
     env: {CUDA_VISIBLE_DEVICES: "0"}
+    exec_properties: {gpu: "1", container-image: "docker://worker:cuda"}
 variants:
   base:
     impl: tools.matrix.variants.base:Base
@@ -158,168 +158,7 @@ def test_header_says_generated_and_how_to_regenerate(ws):
         assert text.count("GENERATED FILE") == 1
 
 
-# --- the cells ---------------------------------------------------------------------------------------
-
-
-def test_one_matrix_cell_per_suite_variant_device(ws):
-    files = generate.render(load(ws))
-    s, t = cells_of(files["s/BUILD.bazel"]), cells_of(files["nested/t/BUILD.bazel"])
-    assert set(s) == {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"}
-    assert set(t) == {"t_base_cpu"}
-    assert files["s/BUILD.bazel"].count("matrix_cell(") == 4
-    for name, cell in {**s, **t}.items():
-        suite, variant, device = name.split("_")
-        assert (cell["suite"], cell["variant"], cell["device"]) == (suite, variant, device)
-    assert s["s_base_cpu"]["variant_impl"] == "tools.matrix.variants.base:Base"
-    assert s["s_other_cpu"]["variant_impl"] == "pkg.mod:Other"
-
-
-def test_cell_tags(ws):
-    files = generate.render(load(ws))
-    cells = {**cells_of(files["s/BUILD.bazel"]), **cells_of(files["nested/t/BUILD.bazel"])}
-    assert cells["s_base_cpu"]["tags"] == ["suite:s", "variant:base", "device:cpu"]
-    assert cells["s_other_cuda"]["tags"] == ["suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive"]
-    assert cells["t_base_cpu"]["tags"] == ["suite:t", "variant:base", "device:cpu", "exclusive"]
-    for name, cell in cells.items():
-        assert ("requires-gpu" in cell["tags"]) == name.endswith("_cuda")
-
-
-def test_cell_attributes(ws):
-    files = generate.render(load(ws))
-    s, t = cells_of(files["s/BUILD.bazel"]), cells_of(files["nested/t/BUILD.bazel"])
-    assert s["s_base_cpu"]["test_files"] == ["test_a.py", "test_b.py"]
-    assert s["s_base_cpu"]["data"] == ["conftest.py"]
-    assert "data" not in t["t_base_cpu"]
-    assert t["t_base_cpu"]["test_files"] == ["test_c.py"]
-    assert "applies_to" not in s["s_base_cpu"]
-    assert s["s_other_cpu"]["applies_to"] == ["torch.export.export"]
-    assert [s[n]["shard_count"] for n in ("s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda")] == [1, 2, 1, 2]
-    assert t["t_base_cpu"]["shard_count"] == 3
-    assert s["s_base_cpu"]["size"] == "large" and t["t_base_cpu"]["size"] == "medium"
-    assert s["s_base_cpu"]["test_timeout_s"] == 60 and t["t_base_cpu"]["test_timeout_s"] == 2.5
-    assert "    test_timeout_s = 60,\n" in files["s/BUILD.bazel"]
-    assert t["t_base_cpu"]["default_device"] is True and "default_device" not in s["s_base_cpu"]
-    assert t["t_base_cpu"]["pytest_args"] == ["-p", "no:logging"] and "pytest_args" not in s["s_base_cpu"]
-    assert s["s_base_cuda"]["env"] == {"CUDA_VISIBLE_DEVICES": "0"} and "env" not in s["s_base_cpu"]
-
-
-def test_expectations_are_rendered_into_the_target(ws):
-    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
-    reason = 'broken: "quoted" \\ back $HOME é\ttab'
-    assert s["s_base_cpu"]["xfail"] == {"test_a.py::test_x": reason}
-    assert "skip" not in s["s_base_cpu"]
-    assert s["s_base_cuda"]["xfail"] == {"test_a.py::test_x": reason}
-    assert s["s_base_cuda"]["skip"] == {"test_b.py": "needs two GPUs"}
-    assert "xfail" not in s["s_other_cpu"] and "skip" not in s["s_other_cuda"]
-
-
-def test_defs_bzl_passes_everything_through_args_and_env(ws):
-    """Evaluate defs.bzl's matrix_cell (plain Starlark) on a generated cell with stubbed natives."""
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
-    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cuda"]
-    ((_, _, target),) = _targets_made_by_defs_bzl({"s": [cell]})
-    assert target["name"] == "s_base_cuda"
-    assert target["shard_count"] == 2 and target["size"] == "large"
-    assert target["tags"] == cell["tags"]
-    assert target["data"] == ["test_a.py", "test_b.py", "conftest.py"]
-    assert target["args"][:7] == [
-        "--suite=s", "--variant=base", "--variant-impl=tools.matrix.variants.base:Base", "--device=cuda",
-        "--suite-dir=s", "--target=//s:s_base_cuda", "--test-timeout-s=60",
-    ]  # fmt: skip
-    assert target["args"][7:] == ["--requires-gpu", "--test-file=test_a.py", "--test-file=test_b.py"]
-    assert target["env"]["CUDA_VISIBLE_DEVICES"] == "0"
-    encoded = target["env"]["MATRIX_EXPECTATIONS"]
-    assert "$$HOME" in encoded  # Bazel expands `$`: escaped
-    assert json.loads(encoded.replace("$$", "$")) == {"skip": {"test_b.py": "needs two GPUs"}, "xfail": cell["xfail"]}
-    nested = cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"]
-    ((_, _, target),) = _targets_made_by_defs_bzl({"nested/t": [nested]})
-    assert target["args"][-3:] == ["--test-file=test_c.py", "--pytest-arg=-p", "--pytest-arg=no:logging"]
-    assert cell_config.parse_args(target["args"], {}).pytest_args == ("-p", "no:logging")
-
-
-
-def _shard_by_seconds(ws: Path, recorded: dict[str, dict[str, float]] | None) -> None:
-    """Suite s planned from recorded durations (10 s a shard) instead of `shards: {cuda: 2}`."""
-    _with_expectations(ws, "    shards: {cuda: 2}\n", "    shard_seconds: 10\n")
-    if recorded is not None:
-        (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
-
-
-# base/cpu 30 s: 3 shards; base/cuda never ran: planned from base/cpu; other/cpu 4 s: 1 shard, other/cuda 16 s: 2.
-RECORDED = {
-    "base/cpu": {"test_a.py::test_x": 20.0, "test_b.py::test_x": 10.0},
-    "other/cpu": {"test_a.py::test_x": 4.0},
-    "other/cuda": {"test_a.py::test_x": 8.0, "test_b.py::test_x": 8.0},
-}
-
-
-def test_durations_only_on_cells_with_more_than_one_shard(ws):
-    _shard_by_seconds(ws, RECORDED)
-    files = generate.render(load(ws))
-    s = cells_of(files["s/BUILD.bazel"])
-    assert {name: cell["shard_count"] for name, cell in s.items()} == {"s_base_cpu": 3, "s_base_cuda": 3, "s_other_cpu": 1, "s_other_cuda": 2}
-    assert {name: cell.get("durations") for name, cell in s.items()} == {
-        "s_base_cpu": "test_durations.json", "s_base_cuda": "test_durations.json", "s_other_cpu": None, "s_other_cuda": "test_durations.json",
-    }  # fmt: skip
-    t = cells_of(files["nested/t/BUILD.bazel"])["t_base_cpu"]
-    assert t["shard_count"] == 3 and "durations" not in t  # fixed `shards`: nothing recorded is read
-    assert "durations" not in files["nested/t/BUILD.bazel"]
-
-
-def test_without_recorded_durations_every_cell_has_one_shard_and_no_durations(ws):
-    _shard_by_seconds(ws, None)
-    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
-    assert {name: (cell["shard_count"], "durations" in cell) for name, cell in s.items()} == dict.fromkeys(s, (1, False))
-
-
-def test_new_durations_change_only_the_cells_whose_shard_count_changes(ws):
-    _shard_by_seconds(ws, RECORDED)
-    before = generate.render(load(ws))
-    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "base/cpu": {"test_a.py::test_x": 25.0, "test_b.py::test_x": 9.0}}}))
-    assert generate.render(load(ws)) == before  # 34 s is still 3 shards: the BUILD files stay as they are
-    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "other/cpu": {"test_a.py::test_x": 26.0}}}))
-    after = generate.render(load(ws))
-    assert changed_cells(before, after) == {"s_other_cpu"}
-    cell = cells_of(after["s/BUILD.bazel"])["s_other_cpu"]
-    assert (cell["shard_count"], cell["durations"]) == (3, "test_durations.json")
-
-
-def test_defs_bzl_passes_the_durations_only_to_sharded_cells(ws):
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
-    _shard_by_seconds(ws, RECORDED)
-    cells = list(cells_of(generate.render(load(ws))["s/BUILD.bazel"]).values())
-    made = {target["name"]: target for _, _, target in _targets_made_by_defs_bzl({"s": cells})}
-    sharded, single = made["s_base_cuda"], made["s_other_cpu"]
-    assert sharded["shard_count"] == 3
-    assert [a for a in sharded["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
-    assert sharded["data"] == ["test_a.py", "test_b.py", "conftest.py", "test_durations.json"]
-    assert single["shard_count"] == 1
-    assert not [a for a in single["args"] if "durations" in a]
-    assert single["data"] == ["test_a.py", "test_b.py", "conftest.py"]
-    assert [a for a in made["s_other_cuda"]["args"] if a.startswith("--durations")] == ["--durations=s/test_durations.json"]
-
-def test_transform_check_off_reaches_the_cells_env(ws):
-    """matrix.yaml `transform_check: {disabled: reason}` (a variant's wins over its suite's) becomes the
-    env variable the variants read; cells without it get none."""
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
-    text = MATRIX.replace("    applies_to: [torch.export.export]\n", "    applies_to: [torch.export.export]\n    transform_check: {disabled: compared by hand}\n")
-    text = text.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: costs $5 a run}\n")
-    (ws / "matrix.yaml").write_text(text)
-    rendered = generate.render(load(ws))
-    by_package = {p: list(cells_of(rendered[f"{p}/BUILD.bazel"]).values()) for p in ("s", "nested/t")}
-    made = {target["name"]: target for _, _, target in _targets_made_by_defs_bzl(by_package)}
-    assert made["s_other_cpu"]["env"][TRANSFORM_CHECK_OFF_ENV] == "variants.other: compared by hand"
-    assert made["t_base_cpu"]["env"][TRANSFORM_CHECK_OFF_ENV] == "suites.t: costs $$5 a run"  # Bazel expands `$`
-    assert TRANSFORM_CHECK_OFF_ENV not in made["s_base_cpu"]["env"]
-    (ws / "matrix.yaml").write_text(MATRIX.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: ' '}\n"))
-    with pytest.raises(config.MatrixError, match="transform_check"):
-        load(ws)
-
-
-# --- the cell's argument protocol: defs.bzl writes it, runtime/cell_config.py's parser reads it ------
+# --- the cells: what each py_test gets, evaluated through the real defs.bzl ---------------------------
 
 
 def _defs_bzl(made: list[tuple[str, dict]], package: list[str]) -> dict:
@@ -351,67 +190,168 @@ def _defs_bzl(made: list[tuple[str, dict]], package: list[str]) -> dict:
     return env
 
 
-def _targets_made_by_defs_bzl(cells_by_package: dict[str, list[dict]]) -> list[tuple[str, dict, dict]]:
-    """(package, matrix_cell kwargs, py_test kwargs) for each py_test of each cell, evaluated by the real defs.bzl."""
-    made: list[tuple[str, dict]] = []
-    package = [""]
-    defs = _defs_bzl(made, package)
-    out = []
-    for package[0], cells in cells_by_package.items():
-        for cell in cells:
-            before = len(made)
+def made_by_defs_bzl(rendered: dict[str, str]) -> dict[str, tuple[str, dict]]:
+    """Label -> (kind, kwargs) of every py_test and test_suite the generated suite BUILD files make."""
+    if DEFS is None:
+        pytest.skip("defs.bzl is not reachable from here")
+    out = {}
+    for path, text in rendered.items():
+        if "/" not in path:
+            continue
+        made: list[tuple[str, dict]] = []
+        package = [path.rsplit("/", 1)[0]]
+        defs = _defs_bzl(made, package)
+        for cell in cells_of(text).values():
             defs["matrix_cell"](**cell)
-            out += [(package[0], cell, kwargs) for kind, kwargs in made[before:] if kind == "py_test"]
+        out.update({f"//{package[0]}:{kw['name']}": (kind, kw) for kind, kw in made})
     return out
 
 
-def _flags(argv: list[str]) -> set[str]:
-    return {a.split("=", 1)[0] for a in argv}
+def py_tests(ws: Path) -> dict[str, dict]:
+    return {label: kw for label, (kind, kw) in made_by_defs_bzl(generate.render(load(ws))).items() if kind == "py_test"}
 
 
-PARSER_FLAGS = {o for a in cell_config.parser()._actions for o in a.option_strings} - {"-h", "--help"}
+def spec_of(py_test: dict) -> cell_config.CellSpec:
+    """The cell spec a py_test carries, as Bazel hands it to cell_main (`$$` is Bazel's escaped `$`)."""
+    return cell_config.CellSpec.from_json(py_test["env"][cell_config.SPEC_ENV].replace("$$", "$"))
 
 
-def test_defs_bzl_and_cell_args_write_exactly_the_flags_cell_config_parses(ws):
-    """Every generated target of a matrix using every feature (durations, default_device, pytest_args,
-    applies_to, requires_gpu, granularity: file): defs.bzl's args parse, say what the target is, and
-    together use every flag of the parser (a flag only one side has fails); CellArgs too."""
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
+def test_every_target_carries_exactly_its_config_targets_spec(ws):
+    """The one encoding: what a py_test gets is config.Target.spec(), for a matrix using every feature
+    (durations, default_device, pytest_args, applies_to, requires_gpu, granularity: file, `$` in text)."""
     _shard_by_seconds(ws, RECORDED)
-    _with_expectations(ws, "    shard_seconds: 10\n", "    shard_seconds: 10\n    granularity: file\n")
-    rendered = generate.render(load(ws))
-    by_package = {path.rsplit("/", 1)[0]: list(cells_of(text).values()) for path, text in rendered.items() if "/" in path}
-    targets = _targets_made_by_defs_bzl(by_package)
-    per_file = {f"{cell}/{stem}" for cell in ALL_CELLS - {"t_base_cpu"} for stem in ("test_a", "test_b")}
-    assert {t["name"] for _, _, t in targets} == per_file | {"t_base_cpu"}
-    # The names, shard counts and expectations defs.bzl gives are config.Target's (the collector, rerun, bench).
-    assert {(p, t["name"], t["shard_count"]) for p, _, t in targets} == {(t.cell.suite.directory, t.name, t.shard_count) for t in load(ws).targets()}
-    for t in load(ws).targets():
-        (made,) = [m for p, _, m in targets if (p, m["name"]) == (t.cell.suite.directory, t.name)]
-        assert json.loads(made["env"]["MATRIX_EXPECTATIONS"].replace("$$", "$")) == {"skip": dict(t.expectations.skip), "xfail": dict(t.expectations.xfail)}
-    written: set[str] = set()
-    for package, cell, target in targets:
-        parsed = cell_config.parse_args(target["args"], {})  # an unknown flag exits here
-        assert (parsed.suite, parsed.variant, parsed.device) == (cell["suite"], cell["variant"], cell["device"])
-        assert (parsed.suite_dir, parsed.target) == (package, f"//{package}:{target['name']}")
-        assert parsed.requires_gpu == ("requires-gpu" in cell["tags"])
-        assert set(parsed.test_files) | set(parsed.sibling_files) == set(cell["test_files"])
-        assert parsed.test_files == (tuple(cell["test_files"]) if cell.get("granularity", "cell") == "cell" else (target["name"].rsplit("/", 1)[1] + ".py",))
-        written |= _flags(target["args"])
-    assert written == PARSER_FLAGS
+    _with_expectations(ws, "    shard_seconds: 10\n", "    shard_seconds: 10\n    granularity: file\n    pytest_args: [-W, error]\n")
+    _with_expectations(ws, "    default_device: true\n", "    default_device: true\n    transform_check: {disabled: costs $5 a run}\n")
+    made = py_tests(ws)
+    targets = {t.label: t for t in load(ws).targets()}
+    assert set(made) == set(targets)
+    for label, target in targets.items():
+        assert spec_of(made[label]) == target.spec(), label
+        assert made[label]["shard_count"] == target.shard_count
+        assert "args" not in made[label]  # args are split like a shell by Bazel: nothing travels there
+    assert "$$5" in made["//nested/t:t_base_cpu"]["env"][cell_config.SPEC_ENV]  # Bazel expands `$`: escaped
 
-    every = cell_config.CellArgs(
-        suite="s", suite_dir="d/s", variant="v", variant_impl="m:V", device="rocm", test_files=("t.py", "u.py"),
-        target="//d/s:s_v_rocm", applies_to=("torch.export.export",), test_timeout_s=2.5, default_device=True,
-        requires_gpu=True, durations="d/s/test_durations.json", pytest_args=("-p", "no:logging"), sibling_files=("w.py",),
-    )  # fmt: skip
-    assert _flags(every.to_argv()) == PARSER_FLAGS
-    parsed = cell_config.parse_args(every.to_argv(), {})
-    assert (parsed.suite, parsed.suite_dir, parsed.variant, parsed.variant_impl, parsed.device) == ("s", "d/s", "v", "m:V", "rocm")
-    assert (parsed.test_files, parsed.target, parsed.applies_to) == (("t.py", "u.py"), "//d/s:s_v_rocm", ("torch.export.export",))
-    assert (parsed.test_timeout_s, parsed.default_device, parsed.requires_gpu) == (2.5, True, True)
-    assert (parsed.durations_file, parsed.pytest_args, parsed.sibling_files) == ("d/s/test_durations.json", ("-p", "no:logging"), ("w.py",))
+
+def test_one_matrix_cell_per_suite_variant_device(ws):
+    files = generate.render(load(ws))
+    s, t = cells_of(files["s/BUILD.bazel"]), cells_of(files["nested/t/BUILD.bazel"])
+    assert set(s) == {"s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda"}
+    assert set(t) == {"t_base_cpu"}
+    assert files["s/BUILD.bazel"].count("matrix_cell(") == 4
+    for name, cell in {**s, **t}.items():
+        suite, variant, device = name.split("_")
+        assert (cell["spec"]["suite"], cell["spec"]["variant"], cell["spec"]["device"]) == (suite, variant, device)
+    assert s["s_base_cpu"]["spec"]["variant_impl"] == "tools.matrix.variants.base:Base"
+    assert s["s_other_cpu"]["spec"]["variant_impl"] == "pkg.mod:Other"
+
+
+def test_cell_tags(ws):
+    made = py_tests(ws)
+    assert made["//s:s_base_cpu"]["tags"] == ["suite:s", "variant:base", "device:cpu"]
+    assert made["//s:s_other_cuda"]["tags"] == ["suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive"]
+    assert made["//nested/t:t_base_cpu"]["tags"] == ["suite:t", "variant:base", "device:cpu", "exclusive"]
+    for label, target in made.items():
+        assert ("requires-gpu" in target["tags"]) == label.endswith("_cuda") == spec_of(target).requires_gpu
+
+
+def test_the_device_table_reaches_each_target_and_gpu_cells_need_the_gpu_platform(ws):
+    """A GPU device's targets are compatible only with `--config=gpu`'s platform, so `bazel test //...`
+    skips them whatever --test_tag_filters a user gives (tools/matrix/drill/input_drill.py runs that
+    through real Bazel); its exec_properties route them remotely."""
+    for label, target in py_tests(ws).items():
+        gpu = label.endswith("_cuda")
+        assert target.get("target_compatible_with", []) == (["//tools/bazel:gpu"] if gpu else []), label
+        assert target.get("exec_properties", {}) == ({"container-image": "docker://worker:cuda", "gpu": "1"} if gpu else {}), label
+
+
+def test_cell_attributes(ws):
+    made = py_tests(ws)
+    s, t = made["//s:s_base_cpu"], made["//nested/t:t_base_cpu"]
+    assert spec_of(s).test_files == ("test_a.py", "test_b.py") and spec_of(t).test_files == ("test_c.py",)
+    assert s["data"] == ["test_a.py", "test_b.py", "conftest.py"] and t["data"] == ["test_c.py"]
+    assert spec_of(s).applies_to == () and spec_of(made["//s:s_other_cpu"]).applies_to == ("torch.export.export",)
+    assert [made[f"//s:{n}"]["shard_count"] for n in ("s_base_cpu", "s_base_cuda", "s_other_cpu", "s_other_cuda")] == [1, 2, 1, 2]
+    assert t["shard_count"] == 3
+    assert s["size"] == "large" and t["size"] == "medium"
+    assert spec_of(s).test_timeout_s == 60 and spec_of(t).test_timeout_s == 2.5
+    assert spec_of(t).default_device is True and spec_of(s).default_device is False
+    assert spec_of(t).pytest_args == ("-p", "no:logging") and spec_of(s).pytest_args == ()
+    assert made["//s:s_base_cuda"]["env"]["CUDA_VISIBLE_DEVICES"] == "0" and "CUDA_VISIBLE_DEVICES" not in s["env"]
+    assert (s["srcs"], s["main"]) == (["//tools/matrix:runtime/cell_main.py"], "//tools/matrix:runtime/cell_main.py")
+
+
+def test_expectations_are_rendered_into_the_target(ws):
+    made = py_tests(ws)
+    reason = 'broken: "quoted" \\ back $HOME é\ttab'
+    assert spec_of(made["//s:s_base_cpu"]).xfail == {"test_a.py::test_x": reason}
+    assert spec_of(made["//s:s_base_cpu"]).skip == {}
+    assert spec_of(made["//s:s_base_cuda"]).xfail == {"test_a.py::test_x": reason}
+    assert spec_of(made["//s:s_base_cuda"]).skip == {"test_b.py": "needs two GPUs"}
+    assert (spec_of(made["//s:s_other_cpu"]).xfail, spec_of(made["//s:s_other_cuda"]).skip) == ({}, {})
+    assert "$$HOME" in made["//s:s_base_cpu"]["env"][cell_config.SPEC_ENV]  # Bazel expands `$`: escaped
+
+
+def _shard_by_seconds(ws: Path, recorded: dict[str, dict[str, float]] | None) -> None:
+    """Suite s planned from recorded durations (10 s a shard) instead of `shards: {cuda: 2}`."""
+    _with_expectations(ws, "    shards: {cuda: 2}\n", "    shard_seconds: 10\n")
+    if recorded is not None:
+        (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": recorded}))
+
+
+# base/cpu 30 s: 3 shards; base/cuda never ran: planned from base/cpu; other/cpu 4 s: 1 shard, other/cuda 16 s: 2.
+RECORDED = {
+    "base/cpu": {"test_a.py::test_x": 20.0, "test_b.py::test_x": 10.0},
+    "other/cpu": {"test_a.py::test_x": 4.0},
+    "other/cuda": {"test_a.py::test_x": 8.0, "test_b.py::test_x": 8.0},
+}
+
+
+def test_durations_only_on_cells_with_more_than_one_shard(ws):
+    _shard_by_seconds(ws, RECORDED)
+    made = py_tests(ws)
+    s = {label: target for label, target in made.items() if label.startswith("//s:")}
+    assert {label: target["shard_count"] for label, target in s.items()} == {"//s:s_base_cpu": 3, "//s:s_base_cuda": 3, "//s:s_other_cpu": 1, "//s:s_other_cuda": 2}
+    assert {label: spec_of(target).durations_file for label, target in s.items()} == {
+        "//s:s_base_cpu": "s/test_durations.json", "//s:s_base_cuda": "s/test_durations.json", "//s:s_other_cpu": "", "//s:s_other_cuda": "s/test_durations.json",
+    }  # fmt: skip
+    assert made["//s:s_base_cuda"]["data"] == ["test_a.py", "test_b.py", "conftest.py", "test_durations.json"]
+    assert made["//s:s_other_cpu"]["data"] == ["test_a.py", "test_b.py", "conftest.py"]  # unsharded: refreshing durations reruns nothing
+    t = made["//nested/t:t_base_cpu"]
+    assert t["shard_count"] == 3 and spec_of(t).durations_file == ""  # fixed `shards`: nothing recorded is read
+    assert "durations" not in generate.render(load(ws))["nested/t/BUILD.bazel"]
+
+
+def test_without_recorded_durations_every_cell_has_one_shard_and_no_durations(ws):
+    _shard_by_seconds(ws, None)
+    s = {label: target for label, target in py_tests(ws).items() if label.startswith("//s:")}
+    assert {label: (target["shard_count"], spec_of(target).durations_file) for label, target in s.items()} == dict.fromkeys(s, (1, ""))
+
+
+def test_new_durations_change_only_the_cells_whose_shard_count_changes(ws):
+    _shard_by_seconds(ws, RECORDED)
+    before = generate.render(load(ws))
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "base/cpu": {"test_a.py::test_x": 25.0, "test_b.py::test_x": 9.0}}}))
+    assert generate.render(load(ws)) == before  # 34 s is still 3 shards: the BUILD files stay as they are
+    (ws / "s" / "test_durations.json").write_text(json.dumps({"cells": {**RECORDED, "other/cpu": {"test_a.py::test_x": 26.0}}}))
+    after = generate.render(load(ws))
+    assert changed_cells(before, after) == {"s_other_cpu"}
+    target = py_tests(ws)["//s:s_other_cpu"]
+    assert (target["shard_count"], spec_of(target).durations_file) == (3, "s/test_durations.json")
+
+
+def test_transform_check_off_reaches_the_cells_spec(ws):
+    """matrix.yaml `transform_check: {disabled: reason}` (a variant's wins over its suite's) reaches the
+    cell's spec, which the runtime hands to the variant; cells without it get none."""
+    text = MATRIX.replace("    applies_to: [torch.export.export]\n", "    applies_to: [torch.export.export]\n    transform_check: {disabled: compared by hand}\n")
+    text = text.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: costs $5 a run}\n")
+    (ws / "matrix.yaml").write_text(text)
+    made = py_tests(ws)
+    assert spec_of(made["//s:s_other_cpu"]).transform_check_off == "variants.other: compared by hand"
+    assert spec_of(made["//nested/t:t_base_cpu"]).transform_check_off == "suites.t: costs $5 a run"
+    assert spec_of(made["//s:s_base_cpu"]).transform_check_off == ""
+    (ws / "matrix.yaml").write_text(MATRIX.replace("    default_device: true\n", "    default_device: true\n    transform_check: {disabled: ' '}\n"))
+    with pytest.raises(config.MatrixError, match="transform_check"):
+        load(ws)
 
 
 # --- the root BUILD ----------------------------------------------------------------------------------
@@ -429,7 +369,7 @@ def test_root_test_suites_per_variant_device_and_suite(ws):
         "suite_t": ["//nested/t:t_base_cpu"],
     }
     (check,) = [kw for kind, kw in calls if kind == "matrix_generated_files_test"]
-    assert check == {"name": generate.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
+    assert check == {"name": target_names.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
     assert not [kind for kind, _ in calls if kind == "py_test"]  # every test target comes from defs.bzl
     assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel"]}) in calls
 
@@ -451,13 +391,13 @@ def test_check_is_empty_when_current_and_a_diff_after_a_hand_edit(ws):
     generate.write(matrix, ws)
     assert generate.check(matrix, ws) == ""
     path = ws / "s/BUILD.bazel"
-    path.write_text(path.read_text().replace("    shard_count = 2,\n", "    shard_count = 7,\n", 1))
+    path.write_text(path.read_text().replace('        "s_base_cuda": 2,\n', '        "s_base_cuda": 7,\n', 1))
     diff = generate.check(matrix, ws)
     assert diff.startswith("--- a/s/BUILD.bazel\n+++ b/s/BUILD.bazel (generated)\n@@ ")
     changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("---", "+++"))]
-    assert changed == ["-    shard_count = 7,", "+    shard_count = 2,"]
+    assert changed == ['-        "s_base_cuda": 7,', '+        "s_base_cuda": 2,']
     assert generate.check(matrix, ws) == diff  # check writes nothing
-    assert "shard_count = 7" in path.read_text()
+    assert '"s_base_cuda": 7' in path.read_text()
 
 
 def test_check_reports_a_missing_file(ws):
@@ -495,7 +435,7 @@ def test_editing_one_variants_xfails_changes_only_its_cells(ws):
     _with_expectations(ws, "  s:\n    base:\n", "  s:\n    other:\n      xfail:\n        test_b.py::test_y: new failure\n    base:\n")
     after = generate.render(load(ws))
     assert changed_cells(before, after) == {"s_other_cpu", "s_other_cuda"}
-    assert cells_of(after["s/BUILD.bazel"])["s_other_cpu"]["xfail"] == {"test_b.py::test_y": "new failure"}
+    assert cells_of(after["s/BUILD.bazel"])["s_other_cpu"]["targets"]["s_other_cpu"]["xfail"] == {"test_b.py::test_y": "new failure"}
 
 
 def test_editing_a_device_specific_entry_changes_only_that_cell(ws):
@@ -503,7 +443,7 @@ def test_editing_a_device_specific_entry_changes_only_that_cell(ws):
     _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs two GPUs\n            test_a.py::test_z: flaky on cuda\n")
     after = generate.render(load(ws))
     assert changed_cells(before, after) == {"s_base_cuda"}
-    assert cells_of(after["s/BUILD.bazel"])["s_base_cuda"]["skip"] == {"test_a.py::test_z": "flaky on cuda", "test_b.py": "needs two GPUs"}
+    assert cells_of(after["s/BUILD.bazel"])["s_base_cuda"]["targets"]["s_base_cuda"]["skip"] == {"test_a.py::test_z": "flaky on cuda", "test_b.py": "needs two GPUs"}
 
 
 def test_editing_a_reason_changes_only_the_cells_it_applies_to(ws):
@@ -558,7 +498,7 @@ def test_impl_is_checked_by_check_too_and_by_the_cli(ws):
     with pytest.raises(config.MatrixError) as info:
         generate.check(load(ws), ws)
     assert info.value.problems == [
-        "matrix.yaml:13:5: variants.other.impl: 'pkg.mod:Other': class 'Other' is not a Variant subclass (its bases: none); derive it from tools.matrix.variants.Variant"
+        "matrix.yaml:14:5: variants.other.impl: 'pkg.mod:Other': class 'Other' is not a Variant subclass (its bases: none); derive it from tools.matrix.variants.Variant"
     ]
     out = cli(ws, "generate", "--check")
     assert (out.returncode, out.stderr.splitlines()[0]) == (2, info.value.problems[0])
@@ -572,7 +512,7 @@ def test_write_refuses_before_writing_any_file(ws, tmp_path_factory):
     with pytest.raises(config.MatrixError) as info:
         generate.write(load(ws), ws)
     assert info.value.problems == [
-        f"matrix.yaml:25:5: nested/t/BUILD.bazel resolves to {str(outside.resolve())!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"
+        f"matrix.yaml:26:5: nested/t/BUILD.bazel resolves to {str(outside.resolve())!r}, outside the workspace; generate writes only inside it: replace the symlink with a real file"
     ]
     assert not (ws / "BUILD.bazel").exists() and not (ws / "s" / "BUILD.bazel").exists()
     assert outside.read_text() == "# someone else's\n"
@@ -591,11 +531,12 @@ def check_data(text: str) -> list[str]:
 
 
 def test_cells_depend_on_their_variants_library(ws):
-    files = generate.render(load(ws))
-    cells = {**cells_of(files["s/BUILD.bazel"]), **cells_of(files["nested/t/BUILD.bazel"])}
-    assert {name: cell["variant_library"] for name, cell in cells.items()} == {
-        "s_base_cpu": "//tools/matrix:variants_base", "s_base_cuda": "//tools/matrix:variants_base", "t_base_cpu": "//tools/matrix:variants_base",
-        "s_other_cpu": "//:pkg", "s_other_cuda": "//:pkg",
+    made = py_tests(ws)
+    assert {label: target["deps"] for label, target in made.items()} == {
+        "//s:s_base_cpu": ["//tools/matrix:runtime", "//tools/matrix:variants_base"],
+        "//s:s_base_cuda": ["//tools/matrix:runtime", "//tools/matrix:variants_base"],
+        "//nested/t:t_base_cpu": ["//tools/matrix:runtime", "//tools/matrix:variants_base"],
+        "//s:s_other_cpu": ["//tools/matrix:runtime", "//:pkg"], "//s:s_other_cuda": ["//tools/matrix:runtime", "//:pkg"],
     }  # fmt: skip
 
 
@@ -624,7 +565,7 @@ def test_root_build_writes_the_library_of_a_single_module(ws):
         "my_variant": {"name": "my_variant", "srcs": ["my_variant.py"], "deps": ["//tools/matrix:runtime", "//tools/matrix:variants_export"],
                        "visibility": ["//visibility:public"]}
     }
-    assert cells_of(files["s/BUILD.bazel"])["s_other_cpu"]["variant_library"] == "//:my_variant"
+    assert cells_of(files["s/BUILD.bazel"])["s_other_cpu"]["library"] == "//:my_variant"
     assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":my_variant"]
 
 
@@ -633,7 +574,7 @@ def test_a_declared_library_is_used_as_written_and_nothing_is_generated(ws):
     (ws / "pkg" / "BUILD.bazel").write_text("py_library(name = 'variants', srcs = ['mod.py'])\n")
     files = generate.render(load(ws))
     assert libraries_of(files["BUILD.bazel"]) == {}
-    assert {cells_of(files["s/BUILD.bazel"])[n]["variant_library"] for n in ("s_other_cpu", "s_other_cuda")} == {"//pkg:variants"}
+    assert {cells_of(files["s/BUILD.bazel"])[n]["library"] for n in ("s_other_cpu", "s_other_cuda")} == {"//pkg:variants"}
     # The check target reads the plug-in's files from its runfiles: the declared library is in its data.
     assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", "//pkg:variants"]
 
@@ -645,7 +586,7 @@ def test_two_variants_of_one_plugin_directory_share_its_library(ws):
     files = generate.render(load(ws))
     assert list(libraries_of(files["BUILD.bazel"])) == ["pkg"]
     assert "# The code of plug-in variant(s) other, third (matrix.yaml)" in files["BUILD.bazel"]
-    assert cells_of(files["s/BUILD.bazel"])["s_third_cpu"]["variant_library"] == "//:pkg"
+    assert cells_of(files["s/BUILD.bazel"])["s_third_cpu"]["library"] == "//:pkg"
     assert check_data(files["BUILD.bazel"]).count(":pkg") == 1
 
 
@@ -679,29 +620,34 @@ def _by_file(ws: Path) -> None:
     _with_expectations(ws, "    shards: {cuda: 2}\n", "    shards: {cuda: 2}\n    granularity: file\n")
 
 
-def test_granularity_file_is_passed_to_the_cell_with_shard_counts_per_file(ws):
+def test_granularity_file_makes_one_target_per_file_with_its_own_shard_count(ws):
     _by_file(ws)
-    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
-    assert {name: cell["granularity"] for name, cell in s.items()} == dict.fromkeys(s, "file")
-    assert [s[n].get("shard_counts") for n in ("s_base_cpu", "s_base_cuda")] == [None, {"test_a.py": 2, "test_b.py": 2}]
-    assert not [name for name, cell in s.items() if "shard_count" in cell]  # the cell's count says nothing here
-    assert s["s_base_cpu"]["test_files"] == ["test_a.py", "test_b.py"]
-    t = cells_of(generate.render(load(ws))["nested/t/BUILD.bazel"])["t_base_cpu"]
-    assert "granularity" not in t and t["shard_count"] == 3
+    made = py_tests(ws)
+    assert set(made) == {f"//s:{cell}/{stem}" for cell in ALL_CELLS - {"t_base_cpu"} for stem in ("test_a", "test_b")} | {"//nested/t:t_base_cpu"}
+    assert {label: target["shard_count"] for label, target in made.items() if label.startswith("//s:s_base")} == {
+        "//s:s_base_cpu/test_a": 1, "//s:s_base_cpu/test_b": 1, "//s:s_base_cuda/test_a": 2, "//s:s_base_cuda/test_b": 2,
+    }  # fmt: skip
+    assert spec_of(made["//s:s_base_cpu/test_a"]).test_files == ("test_a.py",)
+    assert spec_of(made["//s:s_base_cpu/test_a"]).sibling_files == ("test_b.py",)  # names only: no data, no cache key of theirs
+    assert made["//s:s_base_cpu/test_a"]["data"] == ["test_a.py", "conftest.py"]
+    t = made["//nested/t:t_base_cpu"]
+    assert (spec_of(t).sibling_files, t["shard_count"]) == ((), 3)
 
 
 def test_granularity_file_with_shard_seconds_shards_only_the_long_files(ws):
     _by_file(ws)
     # base/cpu: test_a.py 20 s (2 shards), test_b.py 10 s (1); other/cuda: test_a.py 8 s, test_b.py 8 s (1 each).
     _shard_by_seconds(ws, RECORDED)
-    s = cells_of(generate.render(load(ws))["s/BUILD.bazel"])
-    assert {name: (cell.get("shard_counts"), cell.get("durations")) for name, cell in s.items()} == {
-        "s_base_cpu": ({"test_a.py": 2}, "test_durations.json"),
-        "s_base_cuda": ({"test_a.py": 2}, "test_durations.json"),  # never ran on a GPU: planned from cpu
-        "s_other_cpu": (None, None),
-        "s_other_cuda": (None, None),
+    made = py_tests(ws)
+    sharded = {label: (target["shard_count"], spec_of(target).durations_file) for label, target in made.items() if target["shard_count"] > 1}
+    assert sharded == {
+        "//s:s_base_cpu/test_a": (2, "s/test_durations.json"),
+        "//s:s_base_cuda/test_a": (2, "s/test_durations.json"),  # never ran on a GPU: planned from cpu
+        "//nested/t:t_base_cpu": (3, ""),
     }
-    assert "        \"test_a.py\": 2,\n" in generate.render(load(ws))["s/BUILD.bazel"]  # an int, not a string
+    assert made["//s:s_base_cpu/test_a"]["data"] == ["test_a.py", "conftest.py", "test_durations.json"]
+    assert made["//s:s_base_cpu/test_b"]["data"] == ["test_b.py", "conftest.py"]
+    assert '        "s_base_cpu/test_a": 2,\n' in generate.render(load(ws))["s/BUILD.bazel"]  # an int, not a string
 
 
 def test_granularity_file_root_test_suites_name_the_cells(ws):
@@ -714,65 +660,26 @@ def test_granularity_file_root_test_suites_name_the_cells(ws):
     assert suites["suite_s"] == ["//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda"]
 
 
-def _made_by_defs_bzl(package: str, cell: dict) -> list[tuple[str, dict]]:
-    made: list[tuple[str, dict]] = []
-    _defs_bzl(made, [package])["matrix_cell"](**cell)
-    return made
-
-
-def test_defs_bzl_makes_one_py_test_per_file_and_a_test_suite_of_the_cells_name(ws):
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
+def test_defs_bzl_makes_a_test_suite_of_the_cells_name_holding_its_file_targets(ws):
     _by_file(ws)
     _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs two GPUs\n            test_a.py::test_z: flaky\n")
-    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cuda"]
-    made = _made_by_defs_bzl("s", cell)
-    assert [(kind, kw["name"]) for kind, kw in made] == [("py_test", "s_base_cuda/test_a"), ("py_test", "s_base_cuda/test_b"), ("test_suite", "s_base_cuda")]
-    (_, a), (_, b), (_, group) = made
-    assert group == {"name": "s_base_cuda", "tests": [":s_base_cuda/test_a", ":s_base_cuda/test_b"], "tags": []}
-    for target, file in ((a, "test_a.py"), (b, "test_b.py")):
-        assert [arg for arg in target["args"] if arg.startswith(("--test-file", "--target"))] == [f"--target=//s:{target['name']}", f"--test-file={file}"]
-        parsed = cell_config.parse_args(target["args"], {})
-        assert (parsed.test_files, parsed.target) == ((file,), f"//s:{target['name']}")
-        assert parsed.sibling_files == tuple({"test_a.py", "test_b.py"} - {file})  # names only: no data, no cache key of theirs
-        assert target["data"] == [file, "conftest.py"]
-        assert target["deps"] == ["//tools/matrix:runtime", "//tools/matrix:variants_base"]
-        assert (target["shard_count"], target["tags"], target["size"]) == (2, cell["tags"], "large")
-        assert target["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    made = made_by_defs_bzl(generate.render(load(ws)))
+    assert made["//s:s_base_cuda"] == ("test_suite", {"name": "s_base_cuda", "tests": [":s_base_cuda/test_a", ":s_base_cuda/test_b"], "tags": []})
+    assert made["//nested/t:t_base_cpu"][0] == "py_test"  # one target: no test_suite
+    a, b = (made[f"//s:s_base_cuda/{stem}"][1] for stem in ("test_a", "test_b"))
     # Each file's target holds only the expectations naming that file: editing one reruns only it.
-    expectations = [json.loads(t["env"]["MATRIX_EXPECTATIONS"].replace("$$", "$")) for t in (a, b)]
-    assert expectations == [
-        {"skip": {"test_a.py::test_z": "flaky"}, "xfail": {"test_a.py::test_x": 'broken: "quoted" \\ back $HOME é\ttab'}},
-        {"skip": {"test_b.py": "needs two GPUs"}, "xfail": {}},
-    ]
-
-
-def test_defs_bzl_gives_durations_only_to_the_sharded_files(ws):
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
-    _by_file(ws)
-    _shard_by_seconds(ws, RECORDED)
-    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_base_cpu"]
-    made = {kw["name"]: kw for kind, kw in _made_by_defs_bzl("s", cell) if kind == "py_test"}
-    a, b = made["s_base_cpu/test_a"], made["s_base_cpu/test_b"]
-    assert (a["shard_count"], b["shard_count"]) == (2, 1)
-    assert [arg for arg in a["args"] if "durations" in arg] == ["--durations=s/test_durations.json"]
-    assert a["data"] == ["test_a.py", "conftest.py", "test_durations.json"]
-    assert not [arg for arg in b["args"] if "durations" in arg] and b["data"] == ["test_b.py", "conftest.py"]
+    assert (spec_of(a).skip, spec_of(a).xfail) == ({"test_a.py::test_z": "flaky"}, {"test_a.py::test_x": 'broken: "quoted" \\ back $HOME é\ttab'})
+    assert (spec_of(b).skip, spec_of(b).xfail) == ({"test_b.py": "needs two GPUs"}, {})
 
 
 def test_defs_bzl_keeps_only_manual_on_the_cells_test_suite(ws):
     """A test_suite's tags filter the tests it holds: any tag but `manual` would drop them all."""
-    if DEFS is None:
-        pytest.skip("defs.bzl is not reachable from here")
     _by_file(ws)
-    cell = cells_of(generate.render(load(ws))["s/BUILD.bazel"])["s_other_cuda"]
-    cell = {**cell, "tags": [*cell["tags"], "manual"]}
-    made = _made_by_defs_bzl("s", cell)
-    (group,) = [kw for kind, kw in made if kind == "test_suite"]
-    assert group["tags"] == ["manual"]
-    assert {tuple(kw["tags"]) for kind, kw in made if kind == "py_test"} == {("suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive", "manual")}
-    assert {tuple(kw["deps"]) for kind, kw in made if kind == "py_test"} == {("//tools/matrix:runtime", "//:pkg")}
+    rendered = generate.render(load(ws))
+    rendered["s/BUILD.bazel"] = rendered["s/BUILD.bazel"].replace('"gpu-exclusive",\n', '"gpu-exclusive",\n        "manual",\n')
+    made = made_by_defs_bzl(rendered)
+    assert made["//s:s_other_cuda"][1]["tags"] == ["manual"]
+    assert made["//s:s_other_cuda/test_a"][1]["tags"] == ["suite:s", "variant:other", "device:cuda", "requires-gpu", "gpu-exclusive", "manual"]
 
 
 def test_granularity_file_editing_one_files_entry_changes_one_line_of_one_cell(ws):

@@ -58,10 +58,17 @@ def test_allowed_options_reach_the_suite(tmp_path):
         (["-p"], [(0, "-p needs a value: add it as the next item")]),
         (["-p=no:logging"], [(0, "'-p=no:logging': pytest reads -p= as -p with a value starting with =; write -p and the value as two items")]),
         (["test_a.py::test_x"], [(0, "'test_a.py::test_x' is not an option: the runtime chooses the test files (tests:, data:); pytest_args takes options only")]),
-        (["-W", "error:: Deprecation"], [(1, "'-W': Bazel splits target arguments on spaces and quotes and expands $; write one option per item, without them")]),
+        (["-W", "error:: Deprecation"], [(1, "-W error:: Deprecation: pytest refuses this warning filter at start (AttributeError: module 'builtins' has no attribute 'Deprecation')")]),
+        # Each of these made pytest exit at start in every cell of the suite, or decide statuses otherwise.
+        (["-W", "foo"], [(1, "-W foo: pytest refuses this warning filter at start (invalid action: 'foo')")]),
+        (["-Werror::NoSuchWarning"], [(0, "-W error::NoSuchWarning: pytest refuses this warning filter at start (AttributeError: module 'builtins' has no attribute 'NoSuchWarning')")]),
+        (["--log-level=LOUD"], [(0, "--log-level=LOUD: not a logging level (DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)")]),
+        (["--durations-min=1.2.3"], [(0, "--durations-min=1.2.3: the value must match [0-9]+(\\.[0-9]*)?|\\.[0-9]+")]),
+        *[(["-p", f"no:{name}"], [(1, f"-p no:{name} is not allowed in pytest_args: pytest's {name} plugin collects, runs or decides the outcome of tests, which the statuses depend on")])
+          for name in ("skipping", "python", "unittest", "subtests", "runner", "mark")],
         (["--tb=no"], [(0, "--tb=no: the value must match auto|long|short|line|native")]),
         (["--tb"], [(0, "--tb needs a value: write --tb=VALUE")]),
-        (["--log-file=$(location x)"], [(0, "'--log-file=$(location x)': Bazel splits target arguments on spaces and quotes and expands $; write one option per item, without them")]),
+        (["--log-file=$(location x)"], [(0, "--log-file is not allowed in pytest_args: it writes results or files where the runtime does not look; the runtime writes the results")]),
     ],
 )
 def test_refused_options(args, expected):
@@ -83,10 +90,32 @@ def test_refusals_are_matrix_problems_at_the_item(tmp_path):
     ]
 
 
-def test_cell_config_reads_them_from_the_target_args():
-    cell = cell_config.parse_args(
-        ["--suite=s", "--suite-dir=s", "--variant=base", "--variant-impl=x:Y", "--device=cpu", "--test-file=test_a.py", "--pytest-arg=-p", "--pytest-arg=no:logging"], {}
-    )
+@pytest.mark.parametrize(
+    "plugin, data, problem",
+    [
+        ("no_such_plugin_xyz", "[]", "no such module in the Python environment or among the suite's files (tests:, data:), the only ones its tests can import"),
+        ("s.my_plugin", "[]", "no such module in the Python environment or among the suite's files (tests:, data:), the only ones its tests can import"),
+        ("s.my_plugin", "[my_plugin.py]", ""),  # in the suite's data: in the targets' runfiles
+        ("s.helpers.plugin", "[helpers/**]", ""),
+        ("numpy", "[]", ""),  # installed in the environment
+        ("1bad", "[]", "not a module name"),
+    ],
+)
+def test_a_plugin_must_be_importable_by_the_tests(tmp_path, plugin, data, problem):
+    """`-p module` that the cells' processes cannot import made every cell of the suite fail at start."""
+    text = MATRIX.replace("ARGS", f'["-p", "{plugin}"]') + f"    data: {data}\n"
+    ws = write_workspace(tmp_path, text, ("s/test_a.py", "s/my_plugin.py", "s/helpers/__init__.py", "s/helpers/plugin.py"), "def test_x():\n    pass\n")
+    if not problem:
+        assert config.load(ws / "matrix.yaml", ws).suites[0].pytest_args == ("-p", plugin)
+        return
+    with pytest.raises(config.MatrixError) as info:
+        config.load(ws / "matrix.yaml", ws)
+    assert info.value.problems == [f"matrix.yaml:11:25: suites.s.pytest_args.1: -p {plugin}: {problem}"]
+
+
+def test_cell_config_reads_them_from_the_target_spec():
+    spec = cell_config.CellSpec(suite="s", suite_dir="s", variant="base", variant_impl="x:Y", device="cpu", test_files=("test_a.py",), pytest_args=("-p", "no:logging"))
+    cell = cell_config.CellConfig.from_bazel({cell_config.SPEC_ENV: spec.to_json()})
     assert cell.pytest_args == ("-p", "no:logging")
     assert cell_config.CellConfig.from_env({cell_config.ENV_KEY: cell.to_env()}) == cell
 
@@ -109,7 +138,7 @@ def test_a_real_cell_runs_pytest_with_the_suite_s_options(tmp_path):
     (tmp_path / "suites" / "logs" / "test_logs.py").write_text(LOG_TEST)
     cells = {
         "plain": Cell("logs", ("test_logs.py",)),
-        "no_logging": Cell("logs", ("test_logs.py",), args=("--pytest-arg=-p", "--pytest-arg=no:logging")),
+        "no_logging": Cell("logs", ("test_logs.py",), pytest_args=("-p", "no:logging")),
     }
     with ThreadPoolExecutor(2) as pool:
         runs = dict(zip(cells, pool.map(lambda n: run_cell(cells[n], tmp_path / "suites", tmp_path / "runs" / n), cells)))

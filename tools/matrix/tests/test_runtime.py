@@ -100,8 +100,7 @@ def _shard_env(index: int, total: int) -> dict[str, str]:
 
 def _sleepy_shard(index: int, durations_file: str | None) -> Cell:
     env = {"TEST_SHARD_INDEX": str(index), "TEST_TOTAL_SHARDS": "2", "TEST_SHARD_STATUS_FILE": "{tmp}/shard_status"}
-    args = (f"--durations={durations_file}",) if durations_file else ()
-    return Cell("sharding", ("test_sleepy.py",), env=env, args=args)
+    return Cell("sharding", ("test_sleepy.py",), env=env, durations_file=durations_file or "")
 
 
 # fixtures/faults: every way a test can take its process or the runtime's bookkeeping down, among
@@ -195,7 +194,7 @@ CELLS: dict[str, Cell] = {
     "filter_typo": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta"}),
     # One file's target of a `granularity: file` cell: test_more.py is another target's file.
     **{
-        f"filter_sibling_{name}": Cell("runtime", ("test_many.py",), env={"TESTBRIDGE_TEST_ONLY": pattern}, target="//syn:cell/test_many", args=("--sibling-file=test_more.py",))
+        f"filter_sibling_{name}": Cell("runtime", ("test_many.py",), env={"TESTBRIDGE_TEST_ONLY": pattern}, target="//syn:cell/test_many", cell_files=("test_many.py", "test_more.py"))
         for name, (pattern, _problem) in SIBLING_FILTERS.items()
     },
     "filter_typo_shard_1": Cell("runtime", MANY_FILES, env={"TESTBRIDGE_TEST_ONLY": "test_bta", **_shard_env(1, 2)}),

@@ -20,7 +20,7 @@ import torch
 from tools.matrix import statuses
 from tools.matrix.runtime import transform_check
 from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
-from tools.matrix.variants import TRANSFORM_CHECK_OFF_ENV, TransformLedger, Variant, VariantNumericsMismatch, VariantTransformError
+from tools.matrix.variants import TransformLedger, Variant, VariantNumericsMismatch, VariantTransformError
 from tools.matrix.variants.dynamo import DynamoPackage, DynamoReexport
 from tools.matrix.variants.export import CppSerdes, Package, Retrace, RunDecomp, Serdes, Strict
 
@@ -38,7 +38,7 @@ CELLS: dict[str, Cell] = {
     "broken": Cell("transform_check", (FILE,), variant="perturb", impl=BROKEN_IMPL, applies_to=(EXPORT,)),
     "serdes": Cell("transform_check", (FILE,), variant="serdes", impl="tools.matrix.variants.export:Serdes", applies_to=(EXPORT,)),
     "off": Cell("transform_check", (FILE,), variant="perturb", impl=BROKEN_IMPL, applies_to=(EXPORT,),
-                env={TRANSFORM_CHECK_OFF_ENV: "compared elsewhere"}),
+                transform_check_off="compared elsewhere"),
     # Programs that allocate uninitialised memory (fixtures/transform_check/test_uninitialised.py).
     "uninit_serdes": Cell("transform_check", (UNINIT,), variant="serdes", impl="tools.matrix.variants.export:Serdes", applies_to=(EXPORT,)),
     "uninit_decomp": Cell("transform_check", (UNINIT,), variant="run_decomp", impl="tools.matrix.variants.export:RunDecomp", applies_to=(EXPORT,)),

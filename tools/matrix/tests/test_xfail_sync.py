@@ -424,7 +424,7 @@ def test_an_invalid_rewrite_is_refused_and_the_file_left_as_it_was(matrix_path):
     bad = PLANTED.replace("test_a.py::test_keep", "test_nope.py::test_keep")
     with pytest.raises(InvalidRewrite) as refused:
         matrix_writer.write(matrix_path, bad, ws)
-    (problem,) = refused.value.problems  # the loader's own message (config.py words it), at the entry
+    (problem,) = refused.value.problems  # the loader's own message (config/ words it), at the entry
     assert problem.startswith("matrix.yaml:28:9: ") and "'test_nope.py' of 'test_nope.py::test_keep' is not a test file of suite 's'" in problem
     assert matrix_path.read_text() == PLANTED and sorted(p.name for p in ws.iterdir()) == ["matrix.yaml", "s", "t"]
     good = PLANTED.replace("old failure", "older failure")
@@ -498,7 +498,7 @@ def test_cli_nasty_reasons_round_trip_through_yaml_and_the_generated_build(matri
     assert run_cli(ws, "generate", "--check").returncode == 0
     build = (ws / "s" / "BUILD.bazel").read_text()
     for target in ("s_other_cpu", "s_other_cuda"):
-        block = build.split(f'name = "{target}"', 1)[1].split("    xfail = {\n", 1)[1].split("\n    },\n", 1)[0]
+        block = build.split(f'name = "{target}"', 1)[1].split('            "xfail": {\n', 1)[1].split("\n            },\n", 1)[0]
         assert ast.literal_eval("{" + block + "}") == expected
     for message, reason in NASTY:
         assert xfail_sync.reason_of(rec("t.py", "base", "cpu", statuses.FAILED, message)) == reason

@@ -44,10 +44,6 @@ class VariantNumericsMismatch(VariantTransformError):
     than the untransformed one (the message names the output leaf and the difference)."""
 
 
-# Set (to the reason) to turn the differential check off for the whole test process.
-TRANSFORM_CHECK_OFF_ENV = "MATRIX_TRANSFORM_CHECK_OFF"
-
-
 # What the differential check runs: (untransformed program, transformed program, example args,
 # example kwargs, more objects whose tensors the runs must leave as they were).
 CheckedPrograms = tuple[Any, Any, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]
@@ -105,8 +101,8 @@ class Variant:
     def __init__(self, name: str, ledger: TransformLedger | None = None, check_off: str | None = None):
         self.name = name
         self.ledger = ledger or TransformLedger()
-        # Why the differential check is off for this process (None: on).
-        self.check_off = check_off if check_off is not None else (os.environ.get(TRANSFORM_CHECK_OFF_ENV) or None)
+        # Why the differential check is off for this process (None: on): the cell's transform_check_off.
+        self.check_off = check_off or None
 
     def before(self, call: Call) -> Call:
         """Change the call's arguments (e.g. force strict=True). Default: unchanged."""
@@ -212,12 +208,12 @@ def scratch_dir() -> str:
     return tempfile.mkdtemp(prefix="variant-", dir=os.environ.get("TEST_TMPDIR"))
 
 
-def load_variant(impl: str, name: str, ledger: TransformLedger) -> Variant:
+def load_variant(impl: str, name: str, ledger: TransformLedger, check_off: str | None = None) -> Variant:
     """The variant `name` of class `impl` (see load_variant_class), created; any failure to import
     or create it is one VariantLoadError line."""
     cls = load_variant_class(impl)
     try:
-        return cls(name, ledger)
+        return cls(name, ledger, check_off=check_off)
     except Exception as e:  # noqa: BLE001 - a plug-in's constructor may raise anything
         raise VariantLoadError(f"variant impl {impl!r}: creating {cls.__name__}({name!r}) raised {_raised(e, None)}") from None
 

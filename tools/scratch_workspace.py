@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,3 +51,14 @@ def scratch_workspace(source: Path, ws: Path, pyenv: Path, matrix_yaml: str, dir
     settings = (source / ".bazelrc").read_text()
     (ws / ".bazelrc").write_text(f"{settings}\n# The scratch workspace's own settings.\nbuild --override_repository=pyenv={pyenv}\n{rc}")
     return ws
+
+
+def discard(root: Path, ws: Path, env: dict[str, str]) -> None:
+    """The end of a drill: stop the scratch workspace's Bazel server, then remove `root` (all the
+    drill wrote: workspace, output base, logs) unless MATRIX_DRILL_KEEP is set."""
+    subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+    if os.environ.get("MATRIX_DRILL_KEEP"):
+        print(f"kept {root}")
+        return
+    subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)  # Bazel's output base is read-only
+    shutil.rmtree(root, ignore_errors=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, nested_env, project_pyenv, scratch_workspace
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 900
@@ -216,12 +215,7 @@ def main() -> int:
               f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
-        subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
-        if not os.environ.get("MATRIX_DRILL_KEEP"):
-            subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
+        discard(root, ws, env)
 
 
 if __name__ == "__main__":

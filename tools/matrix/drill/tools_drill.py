@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, nested_env, project_pyenv, scratch_workspace
 
 STEP_TIMEOUT_S = 900
 FIXTURES = Path("tools") / "matrix" / "tests" / "fixtures"
@@ -255,12 +255,7 @@ def main() -> int:
         print(f"\ntools_drill: PASS in {time.monotonic() - started:.0f}s: {count} records exact; {len(IMPORTED)} imported entries; {refused} refusals")
         return 0
     finally:
-        subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
-        if not os.environ.get("MATRIX_DRILL_KEEP"):
-            subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
+        discard(root, ws, env)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from tools.matrix import bazel, config, durations, generate, last_report, listin
 from tools.matrix.config import did_you_mean  # noqa: E402
 from tools.matrix.errors import InvalidRewrite, UserError  # noqa: E402
 from tools.matrix.filters import add_filter_options, selected_cells  # noqa: E402
+from tools.matrix.report.text import visible  # noqa: E402
 
 EXIT_USER = 2  # bad input: options, matrix.yaml, the last report, bazel failing
 EXIT_INTERRUPTED = 130
@@ -79,10 +80,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tools.matrix import run_report
 
-    baseline = Path(args.baseline).resolve() if args.baseline else None
-    if baseline and not baseline.is_file():
-        raise UserError(f"--baseline {args.baseline}: no such file")
-    if baseline:
+    baseline = Path(args.baseline).resolve() if args.baseline is not None else None
+    if baseline is not None:
+        if not baseline.is_file():  # a directory, a FIFO (reading it would wait forever), /dev/zero, "" (the cwd)
+            raise UserError(f"--baseline {args.baseline!r}: {'not a regular file' if baseline.exists() else 'no such file'}; give a compat.json")
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
     return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)
 
@@ -108,6 +109,7 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
 
 def cmd_xfail_import(args: argparse.Namespace) -> int:
     from tools.matrix import xfail_import
+    from tools.matrix.report import COMPAT_JSON
 
     matrix = load_matrix(args)
     suite = xfail_import.suite_and_variant(matrix, args.suite, args.variant)
@@ -122,6 +124,8 @@ def cmd_xfail_import(args: argparse.Namespace) -> int:
     if not additions:
         print("nothing to import")
         return 0
+    for line in xfail_import.base_failures(out_dir_of(args) / COMPAT_JSON, suite.name, args.variant, [entry for *_, entry, _ in additions]):
+        print(line, file=sys.stderr)
     old, new = matrix_writer.edit(workspace_of(args) / args.matrix, lambda doc: matrix_writer.add_xfails(doc, additions))
     return write_expectations(args, old, new)
 
@@ -218,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a function/class attribute set by a decorator (_expected_failure_cpp_serdes), a pytest mark name, or unittest.expectedFailure",
     )  # fmt: skip
     imp.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    imp.add_argument("--out", default="reports", help="report directory: warn about tests that fail under base too in its last report (default: reports/)")
     imp.set_defaults(func=cmd_xfail_import)
 
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_USER
     except (UserError, bazel.BazelNotFound, bazel.BazelFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {visible(str(e))}", file=sys.stderr)  # it may quote arguments, paths, test output
         return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

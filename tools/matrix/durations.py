@@ -47,6 +47,10 @@ def load(path: Path, display: str | None = None) -> Recorded:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DurationsError(f"{display}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}; regenerate it with `{REGENERATE}`") from None
+    except RecursionError:
+        raise DurationsError(f"{display}: nested deeper than a durations file ever is; regenerate it with `{REGENERATE}`") from None
+    except ValueError as e:  # an integer past Python's digit limit
+        raise DurationsError(f"{display}: {str(e)[:160]}; regenerate it with `{REGENERATE}`") from None
     cells = data.get("cells") if isinstance(data, dict) else None
     valid = isinstance(cells, dict) and all(
         isinstance(tests, dict) and all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0 for s in tests.values())

@@ -10,15 +10,20 @@ or unittest's expectedFailure (`__unittest_expecting_failure__`)."""
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
+import linecache
 import os
-import textwrap
 from typing import Any
 
 import pytest
 
 OUT_ENV, MARKER_ENV = "MATRIX_MARKER_PROBE_OUT", "MATRIX_MARKER"
+# Read and bound when pytest loads this plugin, before any test module: a module that changes the
+# environment or replaces json.dump or open at import cannot change what is written, or where.
+_OUT, _MARKER = os.environ.get(OUT_ENV, ""), os.environ.get(MARKER_ENV, "")
+_dump, _open = json.dump, open
 UNITTEST_ATTR = "__unittest_expecting_failure__"
 UNITTEST_NAMES = {"expectedFailure", "unittest.expectedFailure", UNITTEST_ATTR}
 
@@ -31,7 +36,7 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    marker = os.environ[MARKER_ENV]
+    marker = _MARKER
     attr = UNITTEST_ATTR if marker in UNITTEST_NAMES else marker
     found, seen = {}, set()
     for item in session.items:
@@ -42,8 +47,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         hit = _find(item, function, marker, attr)
         if hit:
             found[item.nodeid] = hit
-    with open(os.environ[OUT_ENV], "w", encoding="utf-8") as f:
-        json.dump({"collected": [i.nodeid for i in session.items], "found": found, "seen": sorted(seen), "errors": _errors}, f)
+    with _open(_OUT, "w", encoding="utf-8") as f:
+        _dump({"collected": [i.nodeid for i in session.items], "found": found, "seen": sorted(seen), "errors": _errors}, f)
 
 
 def _find(item: pytest.Item, function: Any, marker: str, attr: str) -> str | None:
@@ -65,31 +70,52 @@ def _carries(obj: Any, attr: str) -> bool:
         return False
 
 
-def _where(obj: Any, item: pytest.Item, offset: int = 0) -> str:
-    """`file:line` of `obj`'s definition (its first decorator), the file relative to the suite."""
+def _where(obj: Any, item: pytest.Item, line: int | None = None) -> str:
+    """`file:line` of `obj`'s definition (its first decorator; `line`: that line instead), the file
+    relative to the suite."""
     target = inspect.unwrap(obj)
     try:
-        file, line = inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+        file, line = inspect.getsourcefile(target), line or inspect.getsourcelines(target)[1]
     except (OSError, TypeError):
         return item.location[0]
-    return f"{os.path.relpath(file, item.config.rootpath) if file else item.location[0]}:{line + offset}"
+    return f"{os.path.relpath(file, item.config.rootpath) if file else item.location[0]}:{line}"
 
 
 def _decorator(obj: Any, attr: str, item: pytest.Item) -> str:
-    """`@decorator (file:line)` for the decorator of `obj` that sets `attr`; else the attribute at
-    the definition. A decorator is identified by applying it to a throwaway function (PyTorch's
-    expectedFailure* decorators only set an attribute); only bare (dotted) names, never calls."""
+    """`@decorator (file:line)` for the decorator of `obj` that sets `attr` (or `decorator(...)` for
+    a call that wraps a lambda); else the attribute at the definition. A decorator is identified by
+    applying it to a throwaway function (PyTorch's expectedFailure* decorators only set an
+    attribute); only bare (dotted) names, never calls.
+
+    The definition is found in its whole file, parsed once, by the line Python records for it (its
+    first decorator's): a method's source alone cannot always be parsed (a body string whose lines
+    start in column 0, as assertExpectedInline's do, cannot be dedented)."""
     fallback = "@unittest.expectedFailure" if attr == UNITTEST_ATTR else attr
     target = inspect.unwrap(obj)
     try:
-        lines = inspect.getsourcelines(target)[0]
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except (OSError, TypeError, SyntaxError):
-        return f"{fallback} ({_where(obj, item)})"
-    for decorator in getattr(tree.body[0], "decorator_list", []):
-        if isinstance(decorator, ast.Name | ast.Attribute) and _sets(decorator, target, attr):
-            return f"@{ast.unparse(decorator)} ({_where(obj, item, decorator.lineno - 1)})"
+        file, line = inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+        tree = _parsed(file) if file else None
+    except (OSError, TypeError, SyntaxError, ValueError):
+        tree = None
+    for node in ast.walk(tree) if tree else ():
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and _first_line(node) == line:
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Name | ast.Attribute) and _sets(decorator, target, attr):
+                    return f"@{ast.unparse(decorator)} ({_where(obj, item, decorator.lineno)})"
+        elif target.__name__ == "<lambda>" and isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute):
+            wraps_it = any(isinstance(a, ast.Lambda) and a.lineno == line for a in node.args)
+            if wraps_it and _sets(node.func, target, attr):
+                return f"{ast.unparse(node.func)}(...) ({_where(obj, item, node.lineno)})"
     return f"{fallback} ({_where(obj, item)})"
+
+
+@functools.cache
+def _parsed(file: str) -> ast.Module:
+    return ast.parse("".join(linecache.getlines(file)), file)
+
+
+def _first_line(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> int:
+    return min([node.lineno, *(d.lineno for d in node.decorator_list)])
 
 
 def _sets(decorator: ast.expr, target: Any, attr: str) -> bool:

@@ -13,7 +13,7 @@ from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.errors import ReportError
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import COMPAT_JSON, compare, load_json, terminal_summary, unexpected, write_reports
+from tools.matrix.report import COMPAT_JSON, compare, terminal_summary, unexpected, write_reports
 from tools.matrix.report.commands import GPU_DEVICES_KEY
 from tools.matrix.report.text import visible
 
@@ -50,7 +50,7 @@ def disagreements(collected: Collected, run_id: str | None = None) -> list[str]:
 
 
 def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str]) -> int:
-    comparison = compare(load_json(baseline)[1], records) if baseline else None
+    comparison = compare(last_report.load(baseline)[1], records) if baseline else None
     paths = write_reports(records, run, out_dir, baseline=comparison)
     print(terminal_summary(records, comparison, run.run_id))
     for problem in problems:  # may quote test output (a variant's import error): no raw escapes

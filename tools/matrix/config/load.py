@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import os
+import stat
 import unicodedata
 from dataclasses import replace
 from functools import cache
@@ -42,11 +43,15 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
     try:
+        info = path.stat()
+        mode, size = info.st_mode, info.st_size
+        if stat.S_ISREG(mode) and size > MAX_BYTES:  # checked before reading: /dev/zero or a FIFO would never end
+            raise MatrixError([f"{display}:1:1: the file is {size} bytes; matrix.yaml may have at most {MAX_BYTES} (1 MiB)"])
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise MatrixError([f"{display}: cannot read: not a regular file"])
         raw = path.read_bytes()
     except OSError as e:
         raise MatrixError([f"{display}: cannot read: {e.strerror}"]) from None
-    if len(raw) > MAX_BYTES:
-        raise MatrixError([f"{display}:1:1: the file is {len(raw)} bytes; matrix.yaml may have at most {MAX_BYTES} (1 MiB)"])
     try:
         text = decode(raw)
     except YamlProblem as e:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import nested_env, project_pyenv, scratch_workspace
+from tools.scratch_workspace import discard, nested_env, project_pyenv, scratch_workspace
 
 FAILING = "def test_fails():\n    assert 1 == 2, 'the failure that must not vanish'\n\n\ndef test_passes():\n    pass\n"
 PASSING = "def test_passes():\n    pass\n"
@@ -234,12 +233,7 @@ def main() -> int:
         print(f"\ninput_drill: PASS in {time.monotonic() - started:.0f}s: {refused} refused up front, {2 * len(EXPECTED_ODD) + len(EXPECTED_CONFIG)} exact records")
         return 0
     finally:
-        subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
-        if not os.environ.get("MATRIX_DRILL_KEEP"):
-            subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
+        discard(root, ws, env)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs,
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
-from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant_class
+from tools.matrix.variants import TransformLedger, VariantLoadError, VariantTransformError, load_variant
 
 
 @dataclass
@@ -94,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _note_ignored_addopts(config)
     _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
     try:
-        variant = load_variant_class(cell.variant_impl)(cell.variant, _STATE.ledger, check_off=cell.transform_check_off)
+        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger, cell.transform_check_off)
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")

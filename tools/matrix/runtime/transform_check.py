@@ -1,18 +1,30 @@
 """The differential check of a transforming variant: on the inputs of the call the variant wrapped,
 does the transformed program compute what the untransformed one computes?
 
-`compare` runs the untransformed program twice (under two RNG seeds) and the transformed one once
-(under the first seed), each on a fresh deep copy of the call's inputs, with gradients off. It
-compares the parameters and buffers both programs have (by name) before the runs, then the outputs,
-the inputs' tensors after the call and those buffers after it (in-place updates are part of what a
-program computes): pytree structure, then per leaf dtype, shape, device and values
+`compare` runs the untransformed program twice and the transformed one once, each on a fresh deep
+copy of the call's inputs, with gradients off, under PyTorch's deterministic algorithms and with
+uninitialised memory filled (uninitialised.Filled): the untransformed program under (seed, pattern)
+(SEEDS[0], 0) then (SEEDS[1], 1), the transformed one under (SEEDS[0], 0). It compares the
+parameters and buffers both programs have (by name) before the runs, then the outputs, the inputs'
+tensors after the call and those buffers after it (in-place updates are part of what a program
+computes): pytree structure, then per leaf dtype, shape, device and values
 (torch.testing.assert_close's default tolerances by dtype, exact for integers and bool, NaN equal to
-NaN). The state the test sees afterwards is put back: the RNG states, grad mode, and the values of
-every parameter, buffer and tensor constant of the programs.
+NaN). The state the test sees afterwards is put back: the RNG states, grad mode, the deterministic
+settings, and the values of every parameter, buffer and tensor constant of the programs.
 
-Different seeds, not the same one twice: a random op (torch.rand in forward) gives the same values
-under the same seed, so only a second seed shows that the outputs depend on the RNG; and a
-decomposition may consume the RNG differently, so such programs are `skipped`, never compared.
+The check fails a test only for the transform's doing, never for what the untransformed program
+already does on these inputs:
+- Results that depend on the RNG or on uninitialised memory (torch.empty read before written, in
+  forward) differ between the untransformed program's two runs: such programs are `skipped`, never
+  compared, with the reason (which of the two, and the ops that returned uninitialised memory). Two
+  plain runs could not tell: a random op gives the same values under the same seed, and the
+  allocator often hands back the same garbage twice. Filled memory also makes every run repeatable,
+  so the transformed program never differs by the luck of what memory held.
+- Values a transform may legitimately compute differently: state or inputs holding NaN, infinities,
+  subnormals or magnitudes whose fourth power overflows (what torch.empty at init leaves, or an
+  overflow-prone decomposition meets). On a mismatch where the untransformed program's state or
+  inputs hold such values, both programs run again with those elements set to 1: if they agree
+  there, the test is `skipped` naming the value; if not, the mismatch stands.
 Anything that makes the answer unknowable is `skipped` with its reason, never `passed`.
 """
 
@@ -29,6 +41,8 @@ from typing import Any
 
 PASSED, SKIPPED, FAILED, OFF = "passed", "skipped", "failed", "off"
 SEEDS = (1234, 98765)
+PATTERNS = (0, 1)  # uninitialised.Filled's two fill patterns
+TAME = 1.0  # what an extreme value of the state or inputs becomes in the second look at a mismatch
 # Where a call_function target may come from without side effects the test could observe.
 _PURE_MODULES = ("torch", "operator", "math", "builtins", "_operator")
 
@@ -80,17 +94,28 @@ def compare(
         with _preserved(torch, [original, transformed, *state]) as restore, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _compare_state(torch, original, transformed)
-            first = _run(torch, original, args, kwargs, SEEDS[0], restore, "the untransformed program")
-            again = _run(torch, original, args, kwargs, SEEDS[1], restore, "the untransformed program")
+
+            untransformed, transformed_ = (original, "the untransformed program"), (transformed, "the transformed program")
+
+            def run(program: tuple[Any, str], seed: int, pattern: int, tame: bool = False) -> _Result:
+                return _run(torch, program[0], args, kwargs, seed, pattern, restore, program[1], tame)
+
+            first = run(untransformed, SEEDS[0], PATTERNS[0])
             try:
-                _compare_results(torch, first, again)
+                _compare_results(torch, first, run(untransformed, SEEDS[1], PATTERNS[1]))
             except Mismatch as e:
-                raise _Skip(f"the untransformed program's results depend on the RNG or vary between runs ({e})") from None
+                raise _Skip(_why_it_varies(torch, first, lambda: run(untransformed, SEEDS[0], PATTERNS[1]), e)) from None
             try:
-                second = _run(torch, transformed, args, kwargs, SEEDS[0], restore, "the transformed program")
+                second = run(transformed_, SEEDS[0], PATTERNS[0])
             except _Skip as e:  # the untransformed program ran on these inputs: failing now is the transform's doing
                 raise Mismatch(str(e).replace("cannot be compared: ", "", 1)) from None
-            _compare_results(torch, first, second)
+            try:
+                _compare_results(torch, first, second)
+            except Mismatch as e:
+                extreme = _extreme_value(torch, original, (args, kwargs))
+                if extreme:
+                    _unless_only_there(torch, extreme, e, lambda: [run(p, SEEDS[0], PATTERNS[0], tame=True) for p in (untransformed, transformed_)])
+                raise
     except _Skip as e:
         return done(SKIPPED, str(e))
     except Mismatch as e:
@@ -156,22 +181,33 @@ def _state_tensors(torch: Any, objects: Sequence[Any]) -> list[Any]:
 
 
 @contextmanager
-def _preserved(torch: Any, objects: Sequence[Any]) -> Iterator[Callable[[], None]]:
-    """Yields `restore` (puts the programs' tensors back, called before each run); on exit restores
-    them, the RNG states and grad mode."""
+def _preserved(torch: Any, objects: Sequence[Any]) -> Iterator[Callable[[bool], None]]:
+    """Yields `restore(tame)` (puts the programs' tensors back, called before each run; `tame`: with
+    their extreme values set to TAME); runs the block under deterministic algorithms; on exit
+    restores the tensors, the RNG states, grad mode and the deterministic settings."""
+    from torch.utils import deterministic
+
     saved = [(t, t.detach().clone()) for t in _state_tensors(torch, objects) if not t.is_meta]
     grad = torch.is_grad_enabled()
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    settings = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    fill = deterministic.fill_uninitialized_memory
 
-    def restore() -> None:
+    def restore(tame: bool = False) -> None:
         for tensor, value in saved:
             with torch.inference_mode() if tensor.is_inference() else torch.no_grad():
                 if tensor.shape == value.shape and tensor.dtype == value.dtype:
                     tensor.copy_(value)
                 else:  # resized in place: give it back its old storage's copy
                     tensor.set_(value.clone())
+                if tame:
+                    _tame(torch, tensor)
 
+    # Repeatable runs where PyTorch can make them so (CUDA's atomics, memory allocated inside kernels);
+    # warn_only: an op without a deterministic implementation still runs (its warning is ignored).
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic.fill_uninitialized_memory = True
     try:
         yield restore
     finally:
@@ -180,43 +216,132 @@ def _preserved(torch: Any, objects: Sequence[Any]) -> Iterator[Callable[[], None
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+        torch.use_deterministic_algorithms(settings[0], warn_only=settings[1])
+        deterministic.fill_uninitialized_memory = fill
+
+
+@dataclass(frozen=True)
+class _Result:
+    """What one run computed (copies), and the ops that returned uninitialised memory during it."""
+
+    outputs: Any
+    inputs: Any  # (args, kwargs) after the call
+    buffers: dict[str, Any]
+    uninitialised: frozenset[str]
 
 
 def _run(
-    torch: Any, program: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], seed: int, restore: Callable[[], None], what: str
-) -> Any:
-    """(outputs, the inputs after the call, the program's buffers after the call) of one run on
-    fresh copies of the inputs (the programs' tensors put back first)."""
+    torch: Any,
+    program: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    seed: int,
+    pattern: int,
+    restore: Callable[[bool], None],
+    what: str,
+    tame: bool = False,
+) -> _Result:
+    """One run on fresh copies of the inputs (the programs' tensors put back first), under `seed`,
+    with uninitialised memory filled with `pattern`; `tame`: the state's and inputs' extreme values set to TAME."""
+    from torch.utils import _pytree as pytree
+
+    from tools.matrix.runtime.uninitialised import Filled
+
     try:
         args, kwargs = copy.deepcopy((tuple(args), dict(kwargs)))
     except Exception as e:  # noqa: BLE001
         raise _Skip(f"the call's inputs cannot be deep-copied ({type(e).__name__}: {e})"[:300]) from None
-    restore()
+    restore(tame)
+    if tame:
+        for leaf in pytree.tree_leaves((args, kwargs)):
+            if isinstance(leaf, torch.Tensor):
+                with torch.no_grad():
+                    _tame(torch, leaf)
     torch.default_generator.manual_seed(seed)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)
+    filled = Filled(pattern)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), filled:
             outputs = program(*args, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise _Skip(f"cannot be compared: {what} raised {type(e).__name__}: {_first_line(str(e))}"[:500]) from None
-    from torch.utils import _pytree as pytree
-
     # Copies: an output may alias a buffer, which `restore` puts back before the next run.
     outputs = pytree.tree_map(lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v, outputs)
     buffers = {name: b.detach().clone() for name, b in program.named_buffers()} if isinstance(program, torch.nn.Module) else {}
-    return outputs, (args, kwargs), buffers
+    return _Result(outputs, (args, kwargs), buffers, frozenset(filled.ops))
+
+
+def _why_it_varies(torch: Any, first: _Result, under_other_pattern: Callable[[], _Result], mismatch: Mismatch) -> str:
+    """Why the untransformed program's two runs differ: the memory it reads uninitialised (the same
+    seed, the other fill pattern, still differs), else the RNG or something else that varies."""
+    if first.uninitialised:
+        try:
+            _compare_results(torch, first, under_other_pattern())
+        except Mismatch as e:
+            ops = ", ".join(sorted(first.uninitialised))
+            return f"the untransformed program's results depend on uninitialised memory (from {ops}: read before written) ({e})"
+    return f"the untransformed program's results depend on the RNG or vary between runs ({mismatch})"
+
+
+def _extreme(torch: Any, tensor: Any) -> Any:
+    """The mask of `tensor`'s extreme values (NaN, infinities, subnormals, magnitudes whose fourth
+    power overflows its dtype: where transforms may legitimately compute differently), or None."""
+    if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.layout == torch.strided) or tensor.is_meta:
+        return None
+    info, magnitude = torch.finfo(tensor.dtype), tensor.detach().abs()
+    return ~torch.isfinite(magnitude) | (magnitude > info.max**0.25) | ((magnitude > 0) & (magnitude < info.tiny))
+
+
+def _tame(torch: Any, tensor: Any) -> None:
+    mask = _extreme(torch, tensor)
+    if mask is not None:
+        tensor.masked_fill_(mask, TAME)
+
+
+def _extreme_value(torch: Any, program: Any, inputs: Any) -> str | None:
+    """The first extreme value of `program`'s parameters, buffers and tensor constants, or of the
+    inputs, as `buffer b[0, 1] = 1e+20`; None if there is none."""
+    from torch.utils import _pytree as pytree
+
+    named: list[tuple[str, Any]] = [(f"input{pytree.keystr(path)}", leaf) for path, leaf in pytree.tree_flatten_with_path(inputs)[0]]
+    if isinstance(program, torch.nn.Module):
+        named += [(f"parameter {n}", t) for n, t in program.named_parameters()] + [(f"buffer {n}", t) for n, t in program.named_buffers()]
+        for prefix, module in program.named_modules():
+            named += [(f"constant {prefix + '.' if prefix else ''}{n}", t) for n, t in vars(module).items() if isinstance(t, torch.Tensor)]
+    for name, tensor in named:
+        mask = _extreme(torch, tensor)
+        if mask is not None and bool(mask.any()):
+            at = [int(i) for i in mask.nonzero()[0]]
+            return f"{name}{at if at else ''} = {float(tensor.detach()[tuple(at)]):.6g}"
+    return None
+
+
+def _unless_only_there(torch: Any, extreme: str, mismatch: Mismatch, tame: Callable[[], list[_Result]]) -> None:
+    """Raise _Skip when the programs agree once the extreme values of the state and inputs are tamed
+    (`tame()`: both programs' runs so): they differ only where a transform may legitimately compute differently."""
+    try:
+        _compare_results(torch, *tame())
+    except Mismatch:
+        return  # they differ on tame values too: the transform's doing
+    except _Skip as e:
+        raise _Skip(f"the programs differ where the state or inputs hold extreme values ({extreme}): {mismatch}; on tame values {e}") from None
+    raise _Skip(
+        f"the programs differ only where the state or inputs hold extreme values ({extreme}: uninitialised memory? "
+        f"transforms may legitimately compute differently there): {mismatch}"
+    )
 
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _compare_results(torch: Any, expected: Any, actual: Any) -> None:
+def _compare_results(torch: Any, expected: _Result, actual: _Result) -> None:
     """Raise Mismatch naming the first leaf where `actual` differs from `expected`."""
     from torch.utils import _pytree as pytree
 
-    (out_e, inputs_e, buffers_e), (out_a, inputs_a, buffers_a) = expected, actual
+    out_e, inputs_e, buffers_e = expected.outputs, expected.inputs, expected.buffers
+    out_a, inputs_a, buffers_a = actual.outputs, actual.inputs, actual.buffers
     leaves_e, spec_e = pytree.tree_flatten_with_path(out_e)
     leaves_a, spec_a = pytree.tree_flatten_with_path(out_a)
     if spec_e != spec_a:

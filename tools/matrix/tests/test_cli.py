@@ -122,19 +122,19 @@ CORRUPT = {
     "a list": ("[]", "not a compat.json of schema_version 1 (found 'list')"),
     "records not objects": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [1]}',
-        "unexpected shape: AttributeError: 'int' object has no attribute 'items'",
+        "record 1: 1 is not of type 'object'",
     ),
     "record missing fields": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s"}]}',
-        "unexpected shape: TypeError",
+        "record 1: 'test' is a required property",
     ),
     "record of wrong types": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": 7, "variant": "base", "device": "cpu", "status": "passed"}]}',
-        "record 1: test not a string",
+        "record 1: test: 7 is not of type 'string'",
     ),
     "unknown status": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": "t.py", "variant": "base", "device": "cpu", "status": "green"}]}',
-        "record 1: unknown status 'green'",
+        "record 1: status: 'green' is not one of ['passed', 'failed', 'xfailed', 'xpassed', 'skipped', 'error', 'crashed', 'timeout', 'not_run']",
     ),
     "not UTF-8": (b'{"x": "\xff"}', "not UTF-8 text: invalid start byte at byte 7"),
 }
@@ -199,6 +199,114 @@ def test_report_over_a_corrupt_last_report_stops_before_running_bazel(ws, tmp_pa
     assert line.endswith("); `report` merges the last report into the new one: move it away (or give another --out) to start afresh")
     assert not (tmp_path / "bazel-was-run").exists()
     assert snapshot(ws) == before
+
+
+# Hostile reports: what a hand-edited, truncated-and-patched or malicious compat.json can hold. Each
+# must be refused up front, in one line naming what and where, by every command that reads one.
+_HEAD = '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": '
+_OK = '{"suite": "s", "test": "test_a.py::test_x", "variant": "retrace", "device": "cpu", "status": "failed"'
+HOSTILE = {
+    "arrays nested 100000 deep": ("[" * 100_000 + "]" * 100_000, "nested deeper than a compat.json ever is"),
+    "run.extra nested 5000 deep": (
+        '{"schema_version": 1, "run": {"run_id": "r", "created": "c", "extra": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + '}, "records": []}',
+        "nested deeper than a compat.json ever is",
+    ),
+    "NaN duration": (_HEAD + "[" + _OK + ', "duration_s": NaN}]}', "NaN is not a JSON number"),
+    "1e999 duration": (_HEAD + "[" + _OK + ', "duration_s": 1e999}]}', "the number 1e999 is out of range"),
+    "a 5000-digit attempts": (_HEAD + "[" + _OK + ', "attempts": ' + "9" * 5000 + "}]}", "Exceeds the limit (4300 digits) for integer string conversion"),
+    "duration a string": (_HEAD + "[" + _OK + ', "duration_s": "fast"}]}', "record 1: duration_s: 'fast' is not of type 'number'"),
+    "attempts a bool": (_HEAD + "[" + _OK + ', "attempts": true}]}', "record 1: attempts: True is not of type 'integer'"),
+    "negative shard": (_HEAD + "[" + _OK + ', "shard": -1}]}', "record 1: shard: -1 is less than the minimum of 0"),
+    "log_tail null": (_HEAD + "[" + _OK + ', "log_tail": null}]}', "record 1: log_tail: None is not of type 'string'"),
+    "evidence calls a number": (
+        _HEAD + "[" + _OK + ', "evidence": {"outputs": "o", "dir": "d", "calls": 5, "calls_not_kept": 0}}]}',
+        "record 1: evidence",
+    ),
+    "evidence payload bytes a string": (
+        _HEAD + "[" + _OK + ', "evidence": {"outputs": "o", "dir": "d", "calls_not_kept": 0, "calls": [{"entry": "e", "before": "", "before_cut": 0, '
+        '"after": null, "after_cut": 0, "error": null, "check": null, "check_s": null, "payloads": [{"file": "f", "what": "w", "bytes": "abc", "kept": 0, "cut": ""}]}]}}]}',
+        "record 1: evidence",
+    ),
+    "records an object": (_HEAD + "{}}", "records: {} is not of type 'array'"),
+    "run a list": ('{"schema_version": 1, "run": [], "records": []}', "run: [] is not of type 'object'"),
+}  # fmt: skip
+READERS = {**COMMANDS, "report --baseline": None}
+
+
+@pytest.mark.parametrize("command", READERS)
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_a_hostile_report_is_refused_in_one_line_by_every_command(ws, tmp_path, command, hostile):
+    """Exit 2, one line naming the file and what is wrong in it, nothing written, bazel never run
+    (exit 70, "a bug", for the nesting and ill-typed cases before)."""
+    content, detail = HOSTILE[hostile]
+    report = write_report(ws, content)
+    toolws.write_compat(tmp_path / "fine.json", records())
+    env = fake_bazel(tmp_path, f"touch {tmp_path}/bazel-was-run\nexit 1\n")
+    argv = READERS[command] or []
+    if command == "report --baseline":  # the last report is fine; the baseline is hostile
+        report = tmp_path / "old.json"
+        report.write_text(content)
+        write_report(ws, (tmp_path / "fine.json").read_text())
+        argv = ["report", "--no-run", "--baseline", str(report)]
+    before = snapshot(ws)
+    line = one_line_error(cli(ws, *argv, env=env))
+    assert line.startswith(f"error: {report}: not a compat.json (") and detail in line, line
+    assert line.endswith("; run `make report` (or `bazel run //tools:matrix -- report`) again") and len(line) < 600, line
+    assert snapshot(ws) == before and not (tmp_path / "bazel-was-run").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "s/test_durations.json: nested deeper than a durations file ever is"),
+        ('{"cells": {"base/cpu": {"test_a.py::test_x": ' + "9" * 5000 + "}}}",
+         "s/test_durations.json: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"),
+    ],
+    ids=["nested", "5000_digits"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [["generate"], ["list"], ["rerun", "--dry-run"]])
+def test_a_hostile_durations_file_is_one_matrix_problem(ws, content, detail, command):
+    """The shard plan's test_durations.json, read by every command that loads the matrix: exit 70 before."""
+    (ws / "s" / "test_durations.json").write_text(content)
+    before = snapshot(ws)
+    out = cli(ws, *command)
+    assert (out.returncode, "Traceback" in out.stderr) == (2, False), out.stderr
+    first, summary = out.stderr.splitlines()
+    assert first.startswith(f"matrix.yaml:12:5: {detail}") and first.endswith("; regenerate it with `bazel run //tools:matrix -- durations`"), first
+    assert summary == "error: 1 problem(s) in matrix.yaml; fix them and run the command again"
+    assert snapshot(ws) == before
+
+
+def _special(kind: str, tmp_path: Path) -> str:
+    """A path that is not a regular file: reading a FIFO waits for a writer forever, /dev/zero never ends."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        return str(tmp_path / "fifo")
+    if kind == "directory":
+        return str(tmp_path)
+    return {"dev_zero": "/dev/zero", "empty": "", "missing": str(tmp_path / "old.json")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory", "empty", "missing"])
+def test_a_baseline_that_is_not_a_file_is_one_line(ws, tmp_path, kind):
+    """`--baseline ""` was silently no baseline; a FIFO, /dev/zero or a directory "no such file"."""
+    path = _special(kind, tmp_path)
+    env = fake_bazel(tmp_path, f"touch {tmp_path}/bazel-was-run\n")
+    line = one_line_error(cli(ws, "report", "--no-run", "--baseline", path, env=env), 2)
+    what = "no such file" if kind == "missing" else "not a regular file"
+    assert line == f"error: --baseline {path!r}: {what}; give a compat.json"
+    assert not (tmp_path / "bazel-was-run").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+@pytest.mark.parametrize("command", [["generate"], ["list"], ["xfail", "sync"], ["durations"]])
+def test_a_matrix_file_that_is_not_a_file_is_refused_not_read(ws, tmp_path, kind, command):
+    """Read whole before its size was checked: /dev/zero ran out of memory (exit 70), a FIFO hung."""
+    path = _special(kind, tmp_path)
+    toolws.write_compat(ws / "reports" / COMPAT_JSON, records())
+    out = subprocess.run([sys.executable, str(toolws.CLI), "--workspace", str(ws), "--matrix", path, *command], capture_output=True, text=True, timeout=60)
+    shown = os.path.relpath(path, ws)
+    assert (out.returncode, out.stderr.splitlines()) == (2, [f"{shown}: cannot read: not a regular file", f"error: 1 problem(s) in {path}; fix them and run the command again"])
 
 
 @pytest.mark.parametrize("flag", ["--failed", "--xpassed"])

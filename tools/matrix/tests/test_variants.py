@@ -69,6 +69,28 @@ USER = {
 }
 
 # The export variants are the slowest (a first torch.export per process): start them first.
+# A plug-in variant that fails to load: (impl, the cell's one problem line, a regular expression).
+PLUGIN_FAILURES = {
+    "raises_in_a_helper": ("synvariants.raising:Never", re.escape(
+        "syn: variant impl 'synvariants.raising:Never': importing 'synvariants.raising' raised "
+        "RuntimeError: no accelerator found: set VARIANT_DEVICE (at synvariants/raising.py:8)")),
+    "exits": ("synvariants.exits:Never", re.escape(
+        "syn: variant impl 'synvariants.exits:Never': importing 'synvariants.exits' raised SystemExit: this variant needs Python 9 (at synvariants/exits.py:6)")),
+    "helper_syntax_error": ("synvariants.syntax:Never", re.escape(
+        "syn: variant impl 'synvariants.syntax:Never': importing 'synvariants.syntax' raised "
+        "SyntaxError: invalid syntax (at synvariants/broken_helper.py.txt:4, from synvariants/syntax.py:12)")),
+    "raised_inside_torch": ("synvariants.in_torch:Never", re.escape(
+        "syn: variant impl 'synvariants.in_torch:Never': importing 'synvariants.in_torch' raised "
+        "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/synvariants/weights.pt' (at /") + r"\S+/torch/serialization\.py:\d+" +
+        re.escape(", from synvariants/in_torch.py:7)")),
+    "constructor_raises": ("synvariants.init_raises:NeedsSetting", re.escape(
+        "syn: variant impl 'synvariants.init_raises:NeedsSetting': creating NeedsSetting('plugin') raised "
+        "ValueError: invalid literal for int() with base 10: 'high' (at synvariants/init_raises.py:11)")),
+    "ten_kilobyte_message": ("synvariants.long_message:Never", re.escape(
+        "syn: variant impl 'synvariants.long_message:Never': importing 'synvariants.long_message' raised "
+        "ValueError: unsupported configuration: " + "x" * 273 + " ... (at synvariants/long_message.py:3)")),
+}  # fmt: skip
+
 CELLS: dict[str, Cell] = {
     **{
         name: Cell("variants", (file,), variant=name, impl=impl, applies_to=(entry,), xfail=IMPORTER_XFAIL if entry == IMPORTER else {})
@@ -78,6 +100,8 @@ CELLS: dict[str, Cell] = {
     "base": Cell("variants", tuple(SUITE_TESTS)),
     "bad_impl": Cell("variants", (USER_FILE,), variant="tagged", impl="synvariants.no_such_module:Tag"),
     "unsupported_entry": Cell("variants", (EXPORT_FILE,), variant="retrace", impl=VARIANTS["retrace"][0], applies_to=(IMPORTER,)),
+    # Plug-ins that raise something other than ImportError while loading (fixtures/synvariants).
+    **{f"plugin_{case}": Cell("variants", (USER_FILE,), variant="plugin", impl=impl) for case, (impl, _) in PLUGIN_FAILURES.items()},
 }
 
 
@@ -181,6 +205,20 @@ def test_bad_variant_configuration_fails_the_target(cells, name, message):
     assert problem.startswith(message), run.explain()
     assert run.tests == {}
     assert run.output.count("[matrix] ERROR") == 1 and f"[matrix] ERROR: {problem}" in run.output
+
+
+@pytest.mark.parametrize("case", PLUGIN_FAILURES)
+@uses(*(f"plugin_{case}" for case in PLUGIN_FAILURES))
+def test_a_plugin_that_raises_while_loading_is_one_line_naming_where(cells, case):
+    """Not ImportError: any exception (or sys.exit) while importing or creating the plug-in is the
+    cell's one problem line: the exception, its message's first line (at most 300 characters), the
+    file:line it was raised at and the plug-in module's line that led there; no test runs. Before:
+    pytest's INTERNALERROR traceback (3.5 kB) as the problem."""
+    run = cells[f"plugin_{case}"]
+    assert run.returncode != 0 and run.tests == {}, run.explain()
+    (problem,) = run.problems
+    assert re.fullmatch(PLUGIN_FAILURES[case][1], problem), problem
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output, run.output[-3000:]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tools.matrix import config, matrix_writer
-from tools.matrix.tests.fixtures.toolws import run_cli
+from tools.matrix.records import Record
+from tools.matrix.tests.fixtures.toolws import run_cli, write_compat
 
 FIXTURE = Path(__file__).absolute().parent / "fixtures" / "import_markers"
 MATRIX = """\
@@ -48,12 +49,17 @@ IMPORTED = (
 ANCHOR = "        test_pytest_style.py::test_plain: known\n"
 
 
+def workspace(root: Path, matrix: str, suite: Path) -> Path:
+    """Suite `m`, a copy of the fixture directory `suite`, and `matrix`."""
+    # Not Bazel's runfiles __init__.py: the suite is a plain directory, as in a workspace.
+    shutil.copytree(suite, root / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    (root / "matrix.yaml").write_text(matrix)
+    return root
+
+
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    # Not Bazel's runfiles __init__.py: the suite is a plain directory, as in a workspace.
-    shutil.copytree(FIXTURE, tmp_path / "m", ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
-    (tmp_path / "matrix.yaml").write_text(MATRIX)
-    return tmp_path
+    return workspace(tmp_path, MATRIX, FIXTURE)
 
 
 def test_import_decorator_attribute_writes_the_variants_xfails(ws):
@@ -152,4 +158,140 @@ def test_import_refuses_a_suite_whose_collection_segfaults(ws):
     lines = out.stderr.splitlines()
     assert lines[:2] == ["error: collecting suite 'm' failed (pytest died of SIGSEGV); nothing written:", "Fatal Python error: Segmentation fault"]
     assert any(line.strip().startswith('File "') and 'test_segv.py", line 3 in <module>' in line for line in lines)
+    assert (ws / "matrix.yaml").read_text() == MATRIX
+
+
+# --- method sources as PyTorch's files hold them -------------------------------------------------
+
+PYTORCH_STYLE = Path(__file__).absolute().parent / "fixtures" / "import_pytorch"
+INLINE = "test_inline_style.py"
+MATRIX_T = MATRIX.replace("    data: [markers.py]\n", "    data: [markers.py, testing.py]\n").split("expectations:")[0] + "# end\n"
+
+
+@pytest.fixture
+def ws_pytorch(tmp_path) -> Path:
+    root = workspace(tmp_path, MATRIX_T, PYTORCH_STYLE)
+    shutil.copy(FIXTURE / "markers.py", root / "m")  # the decorators its testing.py re-exports
+    return root
+
+
+def test_import_names_the_decorator_and_its_line_in_pytorch_style_sources(ws_pytorch):
+    """Bodies whose strings start in column 0 (assertExpectedInline) cannot be dedented and parsed
+    alone: the decorator is found in the whole file, by the definition's line. Stacked decorators
+    (the marker second or third, after a multi-line or continued one), a comment after it, a dotted
+    name, a factory's nested function, a lambda wrapped by the marker, a class decorated inside an
+    `if` block: each entry names the marker's own decorator and the line it is on."""
+    out = run_cli(ws_pytorch, "xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "6 of 7 test(s) in m carry _expected_failure_cpp_serdes; 0 already listed for cpp_serdes"
+    imported = [line for line in (ws_pytorch / "matrix.yaml").read_text().splitlines(keepends=True) if "imported: " in line]
+    assert "".join(imported) == (
+        f"        {INLINE}::TestGenerated::test_made_by_a_factory: 'imported: @expectedFailureCppSerDes ({INLINE}:54)'\n"
+        f"        {INLINE}::TestInline::test_continuation_and_comment: 'imported: @testing.expectedFailureCppSerDes ({INLINE}:28)'\n"
+        f"        {INLINE}::TestInline::test_inline_graph: 'imported: @expectedFailureCppSerDes ({INLINE}:17)'\n"
+        f"        {INLINE}::TestInline::test_lambda: 'imported: expectedFailureCppSerDes(...) ({INLINE}:45)'\n"
+        f"        {INLINE}::TestInline::test_multiline_decorator_before: 'imported: @expectedFailureCppSerDes ({INLINE}:41)'\n"
+        f"        {INLINE}::TestWholeClass::test_one: 'imported: @expectedFailureCppSerDes ({INLINE}:71)'\n"
+    )
+
+
+# --- entries whose test fails under base too ---------------------------------------------------
+
+IMPORT_CPP = ("xfail", "import", "--suite", "m", "--variant", "cpp_serdes", "--marker", "_expected_failure_cpp_serdes")
+
+
+def _record(test: str, variant: str, status: str, message: str = "", device: str = "cpu", suite: str = "m") -> Record:
+    return Record(suite, test, variant, device, status, message=message, error_type=message.partition(":")[0] or None)
+
+
+def test_import_warns_about_entries_whose_test_fails_under_base_too(ws):
+    """From the last report: a test failing (or xfailed) under base is the suite's failure, which the
+    variant's xfail would hide: a warning per entry, imported all the same. No warning where base
+    passes, where the variant's own record fails differently, or for another suite's test."""
+    write_compat(ws / "reports" / "compat.json", [
+        _record(f"{P}::test_every_param[2]", "base", "failed", "AssertionError: assert 2 == 3"),
+        _record(f"{U}::TestExport::test_serdes_breaks", "base", "xfailed", "AssertionError: known", device="cuda"),
+        _record(f"{U}::TestExport::test_both_break", "base", "passed"),
+        _record(f"{U}::TestWholeClass::test_one", "base", "failed", "RuntimeError: flaky fixture"),
+        _record(f"{U}::TestWholeClass::test_one", "cpp_serdes", "failed", "VariantTransformError: variant 'cpp_serdes' failed"),
+        _record(f"{U}::TestWholeClass::test_two", "base", "failed", "AssertionError: 1 != 2"),
+        _record(f"{U}::TestWholeClass::test_two", "cpp_serdes", "failed", "AssertionError: 1 != 2"),
+        _record(f"{U}::TestExport::test_both_break", "base", "failed", "AssertionError: other suite", suite="other"),
+    ])  # fmt: skip
+    out = run_cli(ws, *IMPORT_CPP)
+    assert out.returncode == 0, out.stderr
+    report = ws / "reports" / "compat.json"
+    tail = "that failure is the suite's, not cpp_serdes's, and this xfail would hide it; imported as marked"
+    assert out.stderr.splitlines() == [
+        f"warning: {P}::test_every_param: fails under base too in {report} ({P}::test_every_param[2] on cpu: failed: AssertionError: assert 2 == 3): {tail}",
+        f"warning: {U}::TestExport::test_serdes_breaks: fails under base too in {report} ({U}::TestExport::test_serdes_breaks on cuda: xfailed: AssertionError: known): {tail}",
+        f"warning: {U}::TestWholeClass::test_two: fails under base too in {report} ({U}::TestWholeClass::test_two on cpu: failed: AssertionError: 1 != 2): {tail}",
+    ]
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+@pytest.mark.parametrize(
+    ("report", "line"),
+    [
+        (None, "note: no last report ({path}): could not check whether the imported tests fail under base too"),
+        (b'{"schema_version": 1, "run": ', "warning: {path}: not a compat.json (invalid JSON at line 1 column 30: Expecting value); "
+         "run `make report` (or `bazel run //tools:matrix -- report`) again; could not check whether the imported tests fail under base too"),
+    ],
+    ids=["no_report", "corrupt_report"],
+)  # fmt: skip
+def test_import_without_a_readable_report_says_it_could_not_check(ws, report, line):
+    path = ws / "elsewhere" / "compat.json"
+    if report is not None:
+        path.parent.mkdir()
+        path.write_bytes(report)
+    out = run_cli(ws, *IMPORT_CPP, "--out", "elsewhere")
+    assert (out.returncode, out.stderr.splitlines()) == (0, [line.format(path=path)])
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+# --- a suite that reaches for the probe's channel while it is collected ----------------------------
+
+_OVERWRITE = 'import atexit, os\n\n\ndef _overwrite():\n    with open(os.environ["MATRIX_MARKER_PROBE_OUT"], "wb") as f:\n        f.write({data!r})\n\n\natexit.register(_overwrite)\n'
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "import json\n\njson.dump = lambda *a, **k: None\n",  # the probe would write nothing
+        "import builtins\n\n_open = builtins.open\nbuiltins.open = lambda f, *a, **k: _open('/dev/null', *a, **k) if 'markers' in str(f) else _open(f, *a, **k)\n",
+        "import os\n\nos.environ.pop('MATRIX_MARKER_PROBE_OUT', None)\nos.environ['MATRIX_MARKER'] = 'something_else'\n",
+    ],
+    ids=["replaces_json_dump", "redirects_open", "changes_the_environment"],
+)
+def test_a_test_module_cannot_change_what_the_probe_writes(ws, module):
+    """Bound when the plugin loads, before any test module: the import is the same as without it
+    (exit 70 or a wrong import before)."""
+    (ws / "m" / "test_hostile.py").write_text(module + "\n\ndef test_h():\n    pass\n")
+    out = run_cli(ws, *IMPORT_CPP)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "9 of 18 test(s) in m carry _expected_failure_cpp_serdes; 3 already listed for cpp_serdes"
+    assert (ws / "matrix.yaml").read_text() == MATRIX.replace(ANCHOR, ANCHOR + IMPORTED)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"[" * 100_000, "RecursionError: maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
+        (b'{"collected": [1], "found": {}, "seen": [], "errors": []}', "not the shape marker_probe writes"),
+        (b'{"collected": [], "found": {"a": 1}, "seen": [], "errors": [{}]}', "not the shape marker_probe writes"),
+        (b"\xff\xfe", "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (b"", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+    ],
+    ids=["nested", "ids_not_strings", "found_not_strings", "not_utf8", "empty"],
+)
+def test_a_marker_list_overwritten_after_collection_is_refused_in_one_line(ws, data, why):
+    """A test module that overwrites the probe's file when the process exits: exit 2, one line,
+    nothing written (exit 70 before)."""
+    (ws / "m" / "test_hostile.py").write_text(_OVERWRITE.format(data=data))
+    out = run_cli(ws, *IMPORT_CPP)
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        "",
+        f"error: collecting suite 'm' wrote an unreadable marker list ({why}): did a test module change json, open or that file?; nothing written\n",
+    )
     assert (ws / "matrix.yaml").read_text() == MATRIX

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -211,8 +213,20 @@ def scratch_dir() -> str:
     return tempfile.mkdtemp(prefix="variant-", dir=_SCRATCH_ROOT)
 
 
+def load_variant(impl: str, name: str, ledger: TransformLedger, check_off: str | None = None) -> Variant:
+    """The variant `name` of class `impl` (see load_variant_class), created; any failure to import
+    or create it is one VariantLoadError line."""
+    cls = load_variant_class(impl)
+    try:
+        return cls(name, ledger, check_off=check_off)
+    except Exception as e:  # noqa: BLE001 - a plug-in's constructor may raise anything
+        raise VariantLoadError(f"variant impl {impl!r}: creating {cls.__name__}({name!r}) raised {_raised(e, None)}") from None
+
+
 def load_variant_class(impl: str) -> type[Variant]:
-    """Import `package.module:ClassName` and check it is a Variant subclass."""
+    """Import `package.module:ClassName` and check it is a Variant subclass. Whatever importing the
+    module raises (any exception, sys.exit) is one VariantLoadError line: the exception, its
+    message's first line, and where it was raised."""
     module_name, _, class_name = impl.partition(":")
     if not module_name or not class_name:
         raise VariantLoadError(f"variant impl {impl!r} must look like package.module:ClassName")
@@ -225,7 +239,39 @@ def load_variant_class(impl: str) -> type[Variant]:
             f"variant impl {impl!r}: cannot import {module_name!r}: {e} "
             "(is the module in the srcs of the variant's `library` in matrix.yaml?)"
         ) from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a plug-in module may raise anything at import
+        raise VariantLoadError(f"variant impl {impl!r}: importing {module_name!r} raised {_raised(e, _origin(module_name))}") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Variant)):
         raise VariantLoadError(f"variant impl {impl!r}: {module_name}.{class_name} is not a tools.matrix.variants.Variant subclass")
     return cls
+
+
+def _raised(error: BaseException, module_file: str | None) -> str:
+    """`Type: first line of the message (at file:line[, from module_file:line])`: where it was raised
+    (a SyntaxError: the line that does not parse), and the line of the plug-in's module that led there."""
+    syntax = isinstance(error, SyntaxError) and error.filename
+    lines = str(error.msg if syntax else error).strip().splitlines()  # type: ignore[attr-defined]
+    message = (lines[0][:300] + (" ..." if len(lines) > 1 or len(lines[0]) > 300 else "")) if lines else ""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<frozen ")]
+    at = (error.filename, error.lineno) if syntax else (frames[-1].filename, frames[-1].lineno) if frames else None  # type: ignore[attr-defined]
+    mine = [(f.filename, f.lineno) for f in frames if module_file and os.path.abspath(f.filename) == module_file]
+    where = [f"{_shown(at[0])}:{at[1]}"] if at else []
+    if mine and mine[-1] != at:
+        where.append(f"from {_shown(mine[-1][0])}:{mine[-1][1]}")
+    return f"{type(error).__name__}{': ' + message if message else ''}" + (f" (at {', '.join(where)})" if where else "")
+
+
+def _origin(module_name: str) -> str | None:
+    """The file of `module_name` (which failed to import: its parents did), or None."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (Exception, SystemExit):  # noqa: BLE001 - a parent package that raises, again
+        return None
+    return os.path.abspath(spec.origin) if spec and spec.origin else None
+
+
+def _shown(path: str) -> str:
+    """`path` relative to the working directory (the workspace, or Bazel's runfiles) when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative

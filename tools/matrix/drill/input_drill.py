@@ -9,7 +9,7 @@ suites written here so that no odd name is committed to the repository:
 1. `generate` refuses, each with its own located line and nothing written, a suite directory holding a
    stray file whose name Bazel 4.2.3 cannot take (a space, a backslash, a tab, a bidi control, a
    symlink loop) and test files that cannot name a target (a quote, a comma, non-ASCII).
-2. `report` runs `bazel test //... --keep_going` over suites whose files have every other printable
+2. `report` runs `bazel test //:all_cells --keep_going` over suites whose files have every other printable
    ASCII character (quotes, $, $(x), ]{}, #&;<>|~!@^+=%), at `granularity: file` and `cell`,
    with data files named in UTF-8 and xfail reasons holding $, quotes and UTF-8: every test has the
    status plain pytest gives it (a cell runs exactly its own files: `test_a"b".py` is not `test_ab.py`).

@@ -105,7 +105,7 @@ def run_child(target, python: str, workspace: Path, tmp: Path, importtime: bool 
         argv.append("--capture=no")
     at = argv.index("tools.matrix.runtime.plugin")
     argv[at + 1 : at + 1] = ["-p", "matrix_bench.startup_marks"]
-    marks = tmp / "marks.tsv"
+    marks = tmp.parent / "marks.tsv"  # one path for every run: the environment (a zygote's key) stays the same
     marks.unlink(missing_ok=True)
     env["BENCH_STARTUP_MARKS"] = str(marks)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
@@ -131,7 +131,14 @@ def run_child(target, python: str, workspace: Path, tmp: Path, importtime: bool 
 
 
 def _warm_run(argv: list[str], env: dict[str, str], workspace: Path, events) -> subprocess.CompletedProcess:
-    raise RuntimeError("no warm start in this version")
+    """The same child forked by the zygote of its key (a warm launcher must run: `warm start`)."""
+    from tools.matrix.runtime import warm_start
+
+    proc = warm_start.start(argv, env, events.fd, cwd=str(workspace))
+    output = bytearray()
+    while chunk := os.read(proc.stdout.fileno(), 1 << 16):
+        output += chunk
+    return subprocess.CompletedProcess(argv, proc.wait(), bytes(output))
 
 
 def cell_main_start(python: str, workspace: Path, repeat: int) -> float:
@@ -162,9 +169,13 @@ def writing_outputs(results: list[dict], target, workspace: Path, tmp: Path) -> 
 
 def profile_target(target, python: str, workspace: Path, root: Path, repeat: int = 3, warm: bool = False) -> list[tuple[str, str, str]]:
     """The rows of the profile: (part, seconds, note); each part the median of `repeat` runs."""
-    runs = [run_child(target, python, workspace, root / f"run{i}", warm=warm) for i in range(repeat)]
-    imports = run_child(target, python, workspace, root / "importtime", importtime=True, warm=warm).imports
     rows: list[tuple[str, str, str]] = []
+    if warm:  # the first warm run waits for its zygote's start: timed on its own
+        first = run_child(target, python, workspace, root / "zygote_start", warm=True)
+        rows.append(("warm: the first child, with its zygote's start", f"{first.span('spawn', 'collection_end'):.2f} s", "once per key"))
+    runs = [run_child(target, python, workspace, root / f"run{i}", warm=warm) for i in range(repeat)]
+    # (a warm child is forked, not started: no -X importtime; its imports were the zygote's)
+    imports = {} if warm else run_child(target, python, workspace, root / "importtime", importtime=True).imports
 
     def median(values: list[float | None]) -> float:
         present = [v for v in values if v is not None]

@@ -1,6 +1,6 @@
 """The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
 
-Commands: generate, list, report, rerun, xfail sync, xfail import, durations. Never a traceback: a user
+Commands: generate, list, report, rerun, xfail sync, xfail import, durations, warm. Never a traceback: a user
 error (bad option, bad matrix.yaml, unreadable report, failing bazel) is one clear message and exit
 status 2; an interrupt exits 130; an unexpected exception (a bug) is one line naming the file that
 holds its traceback, and exit status 70.
@@ -19,11 +19,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script by the py_binary / py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.matrix import bazel, config, durations, generate, last_report, listing, matrix_writer, xfail_sync  # noqa: E402
+from tools.matrix import bazel, config, durations, generate, last_report, listing, matrix_writer, warm, xfail_sync  # noqa: E402
 from tools.matrix.config import did_you_mean  # noqa: E402
 from tools.matrix.errors import InvalidRewrite, UserError  # noqa: E402
 from tools.matrix.filters import add_filter_options, selected_cells  # noqa: E402
 from tools.matrix.report.text import visible  # noqa: E402
+from tools.matrix.runtime import warm_start  # noqa: E402
 
 EXIT_USER = 2  # bad input: options, matrix.yaml, the last report, bazel failing
 EXIT_INTERRUPTED = 130
@@ -85,13 +86,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not baseline.is_file():  # a directory, a FIFO (reading it would wait forever), /dev/zero, "" (the cwd)
             raise UserError(f"--baseline {args.baseline!r}: {'not a regular file' if baseline.exists() else 'no such file'}; give a compat.json")
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
-    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)
+    matrix = load_matrix(args)
+    bazel_args = args.bazel_args if args.no_run else warm.prepare(args.bazel_args, args.cold)
+    return run_report.report(workspace_of(args), matrix, out_dir_of(args), baseline, bazel_args, not args.no_run)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from tools.matrix import rerun
 
-    return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args)
+    matrix = load_matrix(args)
+    if not args.dry_run:
+        args.bazel_args = warm.prepare(args.bazel_args, args.cold)
+    return rerun.rerun(workspace_of(args), matrix, out_dir_of(args), args)
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    try:
+        print({"start": warm.start, "stop": warm.stop, "status": warm.status}[args.action]())
+    except warm_start.WarmUnavailable as e:
+        raise UserError(f"warm {args.action}: {e}") from None
+    return 0
 
 
 def cmd_xfail_sync(args: argparse.Namespace) -> int:
@@ -175,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace root (default: where `bazel run` was called, else the current directory)")
     common.add_argument("--matrix", default=argparse.SUPPRESS, help="matrix file relative to the workspace (default: matrix.yaml)")
     parser = argparse.ArgumentParser(prog="matrix", description=__doc__.split("\n\n")[0], parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations,warm}")
 
     gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
@@ -190,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+        p.add_argument("--cold", action="store_true", help="start every test process cold (no warm launcher; --test_env=MATRIX_WARM=off)")
         p.add_argument("bazel_args", nargs="*", help="extra bazel arguments, after `--`")
 
     rep = sub.add_parser("report", parents=[common], help="run the whole matrix (--keep_going) and write the compatibility report")
@@ -224,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
     imp.add_argument("--out", default="reports", help="report directory: warn about tests that fail under base too in its last report (default: reports/)")
     imp.set_defaults(func=cmd_xfail_import)
+
+    wrm = sub.add_parser("warm", parents=[common], help="the warm start's launcher: start it (report and rerun do), stop it, or show it")
+    wrm.add_argument("action", choices=("start", "stop", "status"))
+    wrm.set_defaults(func=cmd_warm)
 
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
     dur.add_argument("--out", default="reports", help="report directory (default: reports/)")

@@ -79,6 +79,7 @@ class CellConfig(CellSpec):
     journal: str = ""  # the inherited descriptor (a number) the plugin appends JSON-line events to (journal.py)
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
     evidence_dir: str = ""  # where the plugin writes evidence (runtime/evidence.py); "": none
+    runner_pid: int = 0  # cell_main's pid (a warm child's parent is not cell_main); 0: the parent's
 
     def to_env(self) -> str:
         return self.to_json()

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
 
 from tools.matrix import statuses  # noqa: E402
 from tools.matrix.records import MatrixResult  # noqa: E402
-from tools.matrix.runtime import evidence, journal, outputs, selection, verdict  # noqa: E402
+from tools.matrix.runtime import evidence, journal, outputs, selection, verdict, warm_start  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, CellSpecError  # noqa: E402
 
 MAX_RESTARTS = 1000  # every restart records one test or file, so this only bounds a runaway loop
@@ -124,10 +124,21 @@ class _Child:
     """One pytest child in its own session (a test that kills its process group reaches only its own),
     its stdout and stderr copied to ours as they come, the last TAIL_BYTES kept for the records."""
 
-    def __init__(self, command: list[str], env: dict[str, str], journal_fd: int) -> None:
-        self.proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(journal_fd,), start_new_session=True
-        )
+    def __init__(self, command: list[str], env: dict[str, str], journal_fd: int, warm: bool = False) -> None:
+        self.proc: subprocess.Popen | warm_start.WarmProcess
+        self.start = "cold"
+        try:
+            if not warm:
+                raise warm_start.WarmUnavailable("")
+            self.proc = warm_start.start(command, env, journal_fd)
+            self.start = "warm"
+        except warm_start.WarmUnavailable as e:
+            if str(e):
+                self.start = f"cold: {e}"
+                print(f"[matrix] note: the test process starts cold: {e}", flush=True)
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(journal_fd,), start_new_session=True
+            )
         self._tail = bytearray()
         self._tail_lock = threading.Lock()
         self._kill_timer: threading.Timer | None = None
@@ -333,10 +344,10 @@ def _stop_overdue(child: _Child, progress: _Progress) -> None:
     child.stop()
 
 
-def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None, warm: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Run every selected test, resuming after crashes and timeouts. Returns (tests, session info, problems)."""
     events_of = journal.Journal(journal_dir)
-    cell = replace(cell, journal=str(events_of.fd))
+    cell = replace(cell, journal=str(events_of.fd), runner_pid=os.getpid())
     tests: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     session: dict[str, Any] = {"restarts": 0}
@@ -350,7 +361,8 @@ def run_cell(cell: CellConfig, scratch: str, journal_dir: str | None = None) -> 
             break  # every file failed to import
         os.makedirs(scratch, exist_ok=True)  # a test may have wiped its temporary directory
         recorded_before = len(tests)
-        child = _Child(pytest_command(child_cell), child_env(child_cell, scratch), events_of.fd)
+        child = _Child(pytest_command(child_cell), child_env(child_cell, scratch), events_of.fd, warm)
+        session.setdefault("starts", []).append(child.start)
         termination.child = child
         if termination.requested:  # the signal came between two children
             child.stop()
@@ -459,7 +471,7 @@ def main() -> int:
     os.makedirs(out_dir, exist_ok=True)
     cell = replace(cell, evidence_dir=os.path.join(out_dir, evidence.EVIDENCE_DIR))
     try:
-        tests, session, problems = run_cell(cell, scratch, environ.get("TEST_TMPDIR"))
+        tests, session, problems = run_cell(cell, scratch, environ.get("TEST_TMPDIR"), warm=not warm_start.disabled(environ))
     except Exception:  # a bug here must still leave outputs that say what happened
         tests, session, problems = [], {"restarts": 0}, [f"cell_main failed:\n{traceback.format_exc()}"]
     # The plugin makes it again after a test that destroys it (that test is `error`); something the
@@ -486,6 +498,7 @@ def main() -> int:
         "torch_version": session.get("torch_version"),
         "python": session.get("python"),
         "restarts": session["restarts"],
+        "starts": session.get("starts", []),
         "transform_s": round(sum(t["metadata"]["matrix"]["transform_s"] for t in tests), 6),
         "problems": problems,
         outputs.COLLECTED_NOT_RUN: outputs.not_run_here(session.get("collected", {}), tests),

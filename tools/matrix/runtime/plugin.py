@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import gc
 import os
 import signal
 import sys
@@ -72,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL; run tests through cell_main")
     _STATE = _State(cell, config)
     if cell.journal:
-        _STATE.journal = journal.Writer(int(cell.journal), os.getppid())  # the descriptor cell_main passed down
+        _STATE.journal = journal.Writer(int(cell.journal), cell.runner_pid or os.getppid())  # the descriptor cell_main passed down
     _die_with_parent()
     # cell_main ends this process with SIGTERM (a test past its timeout, or Bazel ending the target),
     # then SIGKILL: first the faulthandler prints where each thread is (C code, so even while a thread
@@ -102,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if cell.evidence_dir:
         _STATE.outputs_dir = os.path.dirname(cell.evidence_dir)
         _STATE.outputs_identity = _identity(_STATE.outputs_dir)
-    _STATE.guard = descriptors.Guard(os.getppid())  # the last: every descriptor the runtime opened is open now
+    _STATE.guard = descriptors.Guard(cell.runner_pid or os.getppid())  # the last: every descriptor the runtime opened is open now
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -165,6 +166,14 @@ def _die_with_parent() -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _STATE and _STATE.installed:
         _STATE.installed.uninstall()
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_unconfigure")
+def pytest_unconfigure_last(config: pytest.Config) -> None:
+    """Every result is journaled: the interpreter's exit need not walk torch's object graph again (its
+    final garbage collections took ~1 s of every test process: bench/README.md). Frozen objects are
+    left to the process's end; atexit handlers and finalizers of ordinary objects still run."""
+    gc.freeze()
 
 
 @pytest.fixture

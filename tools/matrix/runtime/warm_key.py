@@ -46,6 +46,7 @@ def runtime_files() -> list[Path]:
     return sorted([*(MATRIX / f for f in RUNTIME_FILES), *HERE.glob("*.py")])
 
 
+@functools.cache
 def environment_digest() -> str:
     """Every installed distribution's RECORD (the sha256 of each of its files, as pip wrote them)."""
     h = hashlib.sha256()

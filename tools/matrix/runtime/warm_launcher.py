@@ -77,6 +77,12 @@ class Zygote:
         shutil.rmtree(self.socket.with_suffix(""), ignore_errors=True)
 
 
+def same_interpreter(python: str, ours: str) -> bool:
+    """Whether `python` is our interpreter under another name in the same directory (a virtual
+    environment's python and python3): the zygote runs the name the target runs (its key has it)."""
+    return python == ours or (os.path.dirname(python) == os.path.dirname(ours) and os.path.realpath(python) == os.path.realpath(ours))
+
+
 def rss(pid: int) -> int:
     """Resident memory of `pid`, in bytes (0 when it is gone)."""
     try:
@@ -181,7 +187,7 @@ class Launcher:
         return {"error": f"unknown request {op!r}"}
 
     def zygote(self, key: str, python: str, env: dict[str, str]) -> Path:
-        if python != self.python:
+        if not same_interpreter(python, self.python):
             raise Refused(f"the warm launcher runs {self.python}, this target {python}")
         if not isinstance(env, dict) or any(not isinstance(v, str) for v in env.values()):
             raise Refused("not an environment")
@@ -200,7 +206,7 @@ class Launcher:
                     known.last_used = time.monotonic()
                     return known.socket
             self._make_room()
-            started = self._start(key, env)
+            started = self._start(key, python, env)
             with self.lock:
                 self.zygotes[key] = started
             return started.socket
@@ -212,7 +218,7 @@ class Launcher:
                 self.zygotes.pop(z.key, None)
             z.stop()
 
-    def _start(self, key: str, env: dict[str, str]) -> Zygote:
+    def _start(self, key: str, python: str, env: dict[str, str]) -> Zygote:
         home = self.directory / key
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(mode=0o700)
@@ -223,7 +229,7 @@ class Launcher:
         ready_r, ready_w = os.pipe()
         with open(home / "log.txt", "ab") as log:
             process = subprocess.Popen(
-                [self.python, str(script), str(sock), str(ready_w), str(self.zygote_idle_s), str(ZYGOTE_MAX_LIFE_S)],
+                [python, str(script), str(sock), str(ready_w), str(self.zygote_idle_s), str(ZYGOTE_MAX_LIFE_S)],
                 cwd=home, env={**env, "HOME": str(home), "TMPDIR": str(home)}, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, pass_fds=(ready_w,), start_new_session=True,
             )  # fmt: skip

@@ -4,7 +4,7 @@ pay those imports again (docs/architecture.md, "Warm start").
 
 The launcher (warm_launcher.py) starts it with the interpreter and environment of the cell that
 asked (the key, warm_key.py, digests both with the Python environment and the runtime's files), and
-it serves on its socket until it has been idle IDLE_S or alive MAX_LIFE_S. It only ever imports:
+it serves on its socket until it has been idle IDLE_S or alive MAX_LIFE_S, or its launcher is gone. It only ever imports:
 it runs no torch code, holds no device (it refuses to serve once a GPU driver library is loaded),
 consumes no random numbers, and forks only from its one thread (with the pools its imports started,
 which stop themselves at fork); its objects are frozen out of the garbage collector before the first
@@ -134,6 +134,7 @@ class Zygote:
         self.listener.listen(64)
         self.started = self.last = time.monotonic()
         self.children: set[int] = set()
+        self.launcher = os.getppid()  # which bounds and stops us: without it, we end too
 
     def serve(self) -> tuple[socket.socket, dict[str, Any], list[int]] | None:
         """Fork a keeper per request. Returns in the test process only (its socket, request and
@@ -142,6 +143,8 @@ class Zygote:
             self.reap()
             now = time.monotonic()
             if now - self.last > self.idle_s or now - self.started > self.max_life_s or not os.path.exists(self.path):
+                return None
+            if os.getppid() != self.launcher:  # the launcher died (killed: it could not stop us)
                 return None
             if not select.select([self.listener], [], [], 1.0)[0]:
                 continue

@@ -91,6 +91,8 @@ def prepare(bazel_args: list[str], cold: bool) -> list[str]:
     if why_cold:
         print(f"warm start: off ({why_cold}): every test process starts cold", flush=True)
         return [*bazel_args, COLD_ARG]
+    if os.environ.get(warm_start.DIR_ENV):  # another state directory (a drill's): the tests must look there too
+        bazel_args = [*bazel_args, f"--test_env={warm_start.DIR_ENV}={os.environ[warm_start.DIR_ENV]}"]
     try:
         print(f"warm start: {start()} (`--cold` to start every test process cold)", flush=True)
     except (OSError, warm_start.WarmUnavailable) as e:

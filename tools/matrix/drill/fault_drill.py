@@ -17,6 +17,8 @@ suites/) with its own output base, reusing this build's @pyenv so nothing is ins
    results read from its intact test.xml and a problem line naming the zip; then its test.xml is
    truncated too: only that cell's records turn into `error`, naming the file.
 3. A --test_filter that matches nothing must fail the cell, naming the near match.
+Every test process runs on the warm path (report starts the drill's own warm launcher): each cell's
+report.json must say so; the launcher and its zygote are stopped at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import NoReturn
 
+from tools.matrix.runtime import warm_start
 from tools.scratch_workspace import discard, drill_workspace, run_step
 
 HERE = Path(__file__).resolve().parent
@@ -145,10 +148,23 @@ def check_evidence(records: dict[tuple[str, str, str], dict]) -> list[str]:
     return wrong
 
 
+def check_warm(ws: Path) -> list[str]:
+    """Every test process of every cell (the first and each one after a crash) was forked warm: the
+    drill's faults hit the warm path (`report --cold` and the tools' tests keep the cold one tested)."""
+    wrong = []
+    for zip_path in sorted((ws / "bazel-testlogs").glob("**/outputs.zip")):
+        with zipfile.ZipFile(zip_path) as z:
+            starts = json.loads(z.read("report.json"))["matrix"]["starts"]
+        if not starts or set(starts) != {"warm"}:
+            wrong.append(f"{zip_path.relative_to(ws / 'bazel-testlogs')}: test processes started {starts}, not all warm")
+    return wrong
+
+
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:fault_drill`"))
     root, ws, env, cli = drill_workspace(source, "matrix-drill-", MATRIX_YAML, sorted((HERE / "suites").iterdir()))
+    env[warm_start.DIR_ENV] = str(root / "warm")  # the drill's own warm launcher (report starts it), stopped at the end
     try:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")
         if rc != 0:
@@ -171,6 +187,7 @@ def main() -> int:
                 if size > 2_000_000:
                     wrong.append(f"{name} {variant}: report.json is {size} bytes: captured output is not capped")
         wrong += check_evidence(records)
+        wrong += check_warm(ws)
         print(f"\n1. report: {len(records)} records, {sum(len(VARIANTS) for _ in EXPECTED)} expected, {lost} lost, {len(wrong)} wrong; loud test: {[r['status'] for r in loud]}")
         for (suite, test, variant), r in sorted(records.items()):
             if suite == "drill_faults" and variant == "base":
@@ -214,6 +231,7 @@ def main() -> int:
               f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
+        run([*cli, "warm", "stop"], ws, env, root / "warm_stop.log")
         discard(root, ws, env)
 
 

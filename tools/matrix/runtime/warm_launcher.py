@@ -78,9 +78,11 @@ class Zygote:
 
 
 def same_interpreter(python: str, ours: str) -> bool:
-    """Whether `python` is our interpreter under another name in the same directory (a virtual
-    environment's python and python3): the zygote runs the name the target runs (its key has it)."""
-    return python == ours or (os.path.dirname(python) == os.path.dirname(ours) and os.path.realpath(python) == os.path.realpath(ours))
+    """Whether `python` is our interpreter, in our virtual environment, maybe under another name or
+    through a link to its directory (venv/bin/python3 vs python; a drill's output base whose
+    external/pyenv links to this build's): the zygote runs the path the target runs (its key has it)."""
+    same_dir = os.path.realpath(os.path.dirname(python)) == os.path.realpath(os.path.dirname(ours))
+    return python == ours or (same_dir and os.path.realpath(python) == os.path.realpath(ours))
 
 
 def rss(pid: int) -> int:

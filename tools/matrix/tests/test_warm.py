@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -31,6 +32,15 @@ from tools.matrix.runtime import evidence, warm_start
 from tools.matrix.tests.fixtures.cellrun import FIXTURES, REPO, Cell, CellRun, run_cell
 
 LAUNCHER_START_S = 60.0
+
+
+@pytest.fixture
+def warm_dir():
+    """A launcher's state directory (not made yet), in /tmp: a socket's path must be short (108
+    bytes), which a path under Bazel's TEST_TMPDIR is not."""
+    parent = Path(tempfile.mkdtemp(prefix="mw-", dir="/tmp"))
+    yield parent / "w"
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @contextmanager
@@ -111,11 +121,11 @@ def real_cell(target, warm_dir: Path | None) -> Cell:
     return Cell(suite_dir="", test_files=(), spec=json.dumps(spec), env=dict(target.cell.device.env), warm_dir=str(warm_dir or ""))
 
 
-def test_a_real_slice_of_the_cpu_matrix_has_the_same_records_warm_as_cold(tmp_path):
+def test_a_real_slice_of_the_cpu_matrix_has_the_same_records_warm_as_cold(tmp_path, warm_dir):
     targets = real_slice()
     cold = {t.label: run_cell(real_cell(t, None), REPO, tmp_path / "cold" / t.name) for t in targets}
-    with launcher(tmp_path / "w"):
-        warm_runs = {t.label: run_cell(real_cell(t, tmp_path / "w"), REPO, tmp_path / "warm" / t.name) for t in targets}
+    with launcher(warm_dir):
+        warm_runs = {t.label: run_cell(real_cell(t, warm_dir), REPO, tmp_path / "warm" / t.name) for t in targets}
     for label in cold:
         assert starts(cold[label]) == ["cold"], cold[label].explain()
         assert starts(warm_runs[label]) == ["warm"], warm_runs[label].explain()
@@ -138,18 +148,18 @@ def leak_cell(name: str, warm_dir: Path | None, draws: Path, threads: int) -> Ce
     return Cell(suite_dir="warm", test_files=(name,), env=env, warm_dir=str(warm_dir or ""))
 
 
-def test_nothing_a_warm_child_did_is_seen_by_the_next(tmp_path):
+def test_nothing_a_warm_child_did_is_seen_by_the_next(tmp_path, warm_dir):
     cwd = tmp_path / "suites"
     shutil.copytree(FIXTURES / "warm", cwd / "warm")
     threads = cold_threads()
     cold = run_cell(leak_cell("test_leak_b.py", None, tmp_path / "cold_draws", threads), cwd, tmp_path / "cold")
     assert set(cold.statuses.values()) == {"passed"}, cold.explain()
-    with launcher(tmp_path / "w"):
+    with launcher(warm_dir):
         runs = [
-            run_cell(leak_cell(name, tmp_path / "w", tmp_path / "draws", threads), cwd, tmp_path / f"warm{i}")
+            run_cell(leak_cell(name, warm_dir, tmp_path / "draws", threads), cwd, tmp_path / f"warm{i}")
             for i, name in enumerate(("test_leak_a.py", "test_leak_b.py", "test_leak_b.py"))
         ]
-        assert len(zygote_pids(tmp_path / "w")) == 1  # all three forked by one zygote
+        assert len(zygote_pids(warm_dir)) == 1  # all three forked by one zygote
     for run in runs:
         assert starts(run) == ["warm"], run.explain()
         assert set(run.statuses.values()) == {"passed"}, run.explain()
@@ -168,27 +178,27 @@ def copy_of_repo(root: Path) -> Path:
     return root
 
 
-def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path):
+def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path, warm_dir):
     repo = copy_of_repo(tmp_path / "repo")
     threads = cold_threads()
 
-    cell = replace(leak_cell("test_leak_b.py", tmp_path / "w", tmp_path / "draws", threads), repo=str(repo))
+    cell = replace(leak_cell("test_leak_b.py", warm_dir, tmp_path / "draws", threads), repo=str(repo))
 
-    with launcher(tmp_path / "w", repo):
+    with launcher(warm_dir, repo):
         before = run_cell(cell, repo, tmp_path / "before")
         assert starts(before) == ["warm"], before.explain()
-        old = zygote_pids(tmp_path / "w")
+        old = zygote_pids(warm_dir)
         verdict = repo / "tools" / "matrix" / "runtime" / "verdict.py"
         verdict.write_text(verdict.read_text() + "\n# an edit to the runtime\n")
         edited = run_cell(cell, repo, tmp_path / "edited")
         # The launcher was started from the old runtime: it refuses the new key, the cell starts cold.
         assert starts(edited) == ["cold: the warm launcher was started from another runtime or Python environment than "
                                   "this target's (`bazel run //tools:matrix -- warm start` restarts it)"], edited.explain()  # fmt: skip
-        assert zygote_pids(tmp_path / "w") == old
-    with launcher(tmp_path / "w", repo):  # a launcher of the edited runtime (what `warm start` / `report` do)
+        assert zygote_pids(warm_dir) == old
+    with launcher(warm_dir, repo):  # a launcher of the edited runtime (what `warm start` / `report` do)
         after = run_cell(cell, repo, tmp_path / "after")
         assert starts(after) == ["warm"], after.explain()
-        new = zygote_pids(tmp_path / "w")
+        new = zygote_pids(warm_dir)
     assert set(new).isdisjoint(old) and set(new.values()).isdisjoint(old.values())
     assert records(before) == records(edited) == records(after)
 
@@ -196,14 +206,14 @@ def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path):
 # -- fallback and opt-out ----------------------------------------------------------------------------
 
 
-def test_a_missing_or_killed_warm_process_falls_back_with_the_same_records(tmp_path):
+def test_a_missing_or_killed_warm_process_falls_back_with_the_same_records(tmp_path, warm_dir):
     cwd = tmp_path / "suites"
     shutil.copytree(FIXTURES / "warm", cwd / "warm")
     threads = cold_threads()
 
-    cell = leak_cell("test_leak_b.py", tmp_path / "w", tmp_path / "draws", threads)
+    cell = leak_cell("test_leak_b.py", warm_dir, tmp_path / "draws", threads)
 
-    w = tmp_path / "w"
+    w = warm_dir
     w.mkdir(mode=0o700)
     nothing = run_cell(cell, cwd, tmp_path / "none")  # the directory exists, no launcher listens
     assert starts(nothing) == [f"cold: no warm launcher is running ({w / warm_start.LAUNCHER_SOCKET})"], nothing.explain()

@@ -151,8 +151,9 @@ def check_evidence(records: dict[tuple[str, str, str], dict]) -> list[str]:
 def check_warm(ws: Path) -> list[str]:
     """Every test process of every cell (the first and each one after a crash) was forked warm: the
     drill's faults hit the warm path (`report --cold` and the tools' tests keep the cold one tested)."""
-    wrong = []
-    for zip_path in sorted((ws / "bazel-testlogs").glob("**/outputs.zip")):
+    zips = sorted((ws / "bazel-testlogs").glob("**/outputs.zip"))
+    wrong = [] if zips else ["no outputs.zip to read the test processes' starts from"]
+    for zip_path in zips:
         with zipfile.ZipFile(zip_path) as z:
             starts = json.loads(z.read("report.json"))["matrix"]["starts"]
         if not starts or set(starts) != {"warm"}:

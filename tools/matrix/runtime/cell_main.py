@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script by the py_test launcher
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from tools.matrix import statuses  # noqa: E402
-from tools.matrix.records import MatrixResult  # noqa: E402
+from tools.matrix.records import RuntimeDetail, runtime_result  # noqa: E402
 from tools.matrix.runtime import evidence, journal, outputs, selection, verdict  # noqa: E402
 from tools.matrix.runtime.cell_config import ENV_KEY, CellConfig, CellSpecError  # noqa: E402
 
@@ -54,9 +54,9 @@ def _synthetic(cell: CellConfig, nodeid: str, status: str, message: str, log_tai
         "nodeid": nodeid,
         "outcome": "xfailed" if decided.status == statuses.XFAILED else ("failed" if status != statuses.NOT_RUN else status),
         "metadata": {
-            "matrix": MatrixResult(
-                decided.status, message=message, error_type=decided.error_type, expectation=decided.expectation, log_tail=log_tail
-            ).to_metadata()
+            "matrix": runtime_result(
+                decided.status, RuntimeDetail(), message=message, error_type=decided.error_type, expectation=decided.expectation, log_tail=log_tail
+            )
         },
     }
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tools.matrix import durations, pytest_args, statuses
-from tools.matrix.records import MatrixResult
+from tools.matrix.records import RuntimeDetail, runtime_result
 from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs, selection, verdict
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
@@ -503,22 +503,24 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
     evidence.finish(keep)
     entry["metadata"] = {
         **entry.get("metadata", {}),
-        "matrix": MatrixResult(
+        "matrix": runtime_result(
             decided.status,
+            RuntimeDetail(
+                transform_s=round(_STATE.ledger.seconds, 6),
+                transform_calls=_STATE.ledger.calls,
+                subtests_run=decided.subtests_run,
+                subtests_failed=decided.subtests_failed,
+                check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
+                evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
+            ),
             duration_s=round(test.duration_s, 6),
             message=decided.message,
             error_type=decided.error_type,
             transform_failed=decided.transform_failed,
-            transform_s=round(_STATE.ledger.seconds, 6),
-            transform_calls=_STATE.ledger.calls,
             expectation=decided.expectation,
-            subtests_run=decided.subtests_run,
-            subtests_failed=decided.subtests_failed,
             transform_check=_STATE.ledger.transform_check(),
-            check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
-            log_tail=outputs.tail(outputs.failure_text(entry)) if keep else None,
-            evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
-        ).to_metadata(),
+            log_tail=(outputs.tail(outputs.failure_text(entry)) or "") if keep else "",
+        ),
     }
     try:
         _event(event="result", test=entry)

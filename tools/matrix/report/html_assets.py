@@ -249,10 +249,9 @@ SCRIPT = r"""
 
   // ---- details panel: the record's fields by name, each in its own way or by its JSON type
   const rerun = (i) => D.targets[val(i, "tgt")][1] + " " + D.rows.filter[ROW[i]] + D.cols[COL[i]][2];
-  const IN_PLACE = new Set(["suite", "variant", "device", "status", "message", "log_tail"]);  // title, heading fields, sections
+  const IN_PLACE = new Set(["status", "message", "log_tail"]);  // among the first fields, or a section of their own
   const RENDER = {
     transform_failed: (v) => v ? "yes: the variant's transform raised, not the test's assertion" : "no",
-    target: (v, i) => D.targets[val(i, "tgt")][0],
     run_id: (v) => v || D.run.run_id,
   };
   const shown = (v) => v === null || v === "" ? "—" : v === true ? "yes" : v === false ? "no" : String(v);
@@ -262,7 +261,7 @@ SCRIPT = r"""
     $("p-title").textContent = D.suites[D.rows.suite[r]] + "::" + D.rows.test[r];
     const fields = [
       ["variant", D.variants[D.cols[COL[i]][0]]], ["device", D.devices[D.cols[COL[i]][1]]], ["status", st],
-      ["duration", (MS[i] / 1000).toFixed(3) + " s"],
+      ["duration", (MS[i] / 1000).toFixed(3) + " s"], ["target", D.targets[val(i, "tgt")][0]],
     ];
     if (CHG.has(i)) { const [old, kind] = CHG.get(i); fields.splice(3, 0, ["baseline", old + " (" + kind + ")"]); }
     for (const name of Object.keys(D.detKinds)) {

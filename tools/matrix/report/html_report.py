@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from itertools import chain
 from math import isfinite
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from tools.matrix import statuses
@@ -52,12 +52,14 @@ def _shown(value: Any) -> Any:
     return value
 
 
-# Everything about a record but what has a place of its own on the page (its row: suite and test; its
-# duration; its evidence): records.Record's fields, by name. Few distinct values (every passed record of a
-# cell shares one), so records carry one index into a deduplicated table of these.
-_OWN_PLACE = ("test", "duration_s", "evidence")
-DETAIL_FIELDS = tuple(f.name for f in FIELDS if f.name not in _OWN_PLACE)
-_DETAIL = attrgetter(*DETAIL_FIELDS)
+# Everything about a record but what the page shows from its own columns (the row: suite and test; the
+# column: variant and device; the target's rerun command; the duration and evidence arrays): records.Record's
+# fields, by name. Few distinct values (every passed record of a cell shares one), so records carry one
+# index into a deduplicated table of these.
+_ELSEWHERE = ("suite", "test", "variant", "device", "target", "duration_s", "evidence")
+DETAIL_FIELDS = tuple(f.name for f in FIELDS if f.name not in _ELSEWHERE)
+_PLACE = ("suite", "variant", "device", "target")  # in a detail's key too: its column and target come from them
+_DETAIL = attrgetter(*DETAIL_FIELDS, *_PLACE)
 # A list or dict value is a detail as its JSON text (hashable; the page shows it as that text).
 _AS_JSON = [k for k, name in enumerate(DETAIL_FIELDS) if {"array", "object"} & set(SCHEMA_TYPES[name])]
 # What the page adds to each detail: its column (variant, device) and its target's rerun command.
@@ -82,14 +84,15 @@ def _same(value: Any) -> Any:
 _BOOLEAN = {True: 1, False: 0, None: None}
 
 
-def _encoded(details: list[tuple[Any, ...]], status_names: list[str]) -> tuple[list[list[Any]], list[str]]:
-    """Per field of DETAIL_FIELDS, its column over `details` as data["det"] writes it: a status as its
-    index in data["statuses"], a string (a list or dict: its JSON) as its index in the returned string
-    table (-1: null), a bool as 1/0, a number as it is. Column by column, at C speed."""
-    columns = list(zip(*details)) or [() for _ in DETAIL_FIELDS]
+def _encoded(columns: list[list[Any]], status_names: list[str]) -> tuple[list[list[Any]], list[str]]:
+    """Per field of DETAIL_FIELDS, its column of distinct details as data["det"] writes it: a status as
+    its index in data["statuses"], a string (a list or dict: its JSON) as its index in the returned
+    string table (-1: null), a bool as 1/0, a number as it is. Column by column, at C speed."""
     texts = [column for name, column in zip(DETAIL_FIELDS, columns) if name != "status" and {"string", "array", "object"} & set(SCHEMA_TYPES[name])]
-    strings = [s for s in dict.fromkeys(chain([""], *texts)) if s is not None]
-    index: dict[str | None, int] = {s: i for i, s in enumerate(strings)}
+    unique = dict.fromkeys(chain([""], *texts))
+    unique.pop(None, None)
+    strings = list(unique)
+    index: dict[str | None, int] = dict(zip(strings, range(len(strings))))
     index[None] = -1
     status_index = {s: i for i, s in enumerate(status_names)}
     encoded = []
@@ -155,7 +158,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     suite_i = {s: i for i, s in enumerate(suites)}
     row_tests = [tests[i] for i in starts]
 
-    at = {name: k for k, name in enumerate(DETAIL_FIELDS)}
+    at = {name: k for k, name in enumerate((*DETAIL_FIELDS, *_PLACE))}
     v_at, d_at, s_at, st_at, t_at = at["variant"], at["device"], at["suite"], at["status"], at["target"]
     pairs = {(k[v_at], k[d_at]) for k in details}
     variants = variant_order(v for v, _ in pairs)
@@ -168,12 +171,13 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     # The vocabulary's statuses, then any other a collector produced (shown uncoloured rather than hidden).
     status_names = [*COLUMNS, *sorted({k[st_at] for k in details} - set(COLUMNS))]
 
-    encoded, strings = _encoded(list(details), status_names)
+    # The distinct details column by column (few objects made: zip(*details) would make one per detail).
+    columns = [list(map(itemgetter(k), details)) for k in range(len(at))]
+    encoded, strings = _encoded(columns, status_names)
     # The page's own columns: the detail's (variant, device) column and its target.
-    variant_device = [(k[v_at], k[d_at]) for k in details]
-    labels = [label_for(k[s_at], k[v_at], k[d_at], k[t_at]) for k in details]
+    labels = list(map(label_for, columns[s_at], columns[v_at], columns[d_at], columns[t_at]))
     targets = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-    encoded += [list(map(col_i.__getitem__, variant_device)), list(map(targets.__getitem__, labels))]
+    encoded += [list(map(lambda v, d: col_i[v, d], columns[v_at], columns[d_at])), list(map(targets.__getitem__, labels))]
     flat = list(chain.from_iterable(zip(*encoded)))
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),

@@ -29,7 +29,7 @@ from tools.matrix.records import (
     runtime_result,
 )
 from tools.matrix.report import schema
-from tools.matrix.runtime import cell_main, outputs
+from tools.matrix.runtime import outputs, progress
 
 TARGET = SimpleNamespace(cell=SimpleNamespace(suite=SimpleNamespace(name="s"), variant=SimpleNamespace(name="v"), device=SimpleNamespace(name="d")), label="//s:t")
 # A value unlike its field's default in every field the runtime writes.
@@ -116,7 +116,7 @@ def test_report_json_metadata_is_the_runtime_fields_then_the_detail() -> None:
     assert list(plugin) == [*RUNTIME_FIELDS, "transform_s", "transform_calls", "subtests_run", "subtests_failed"]
     checked = runtime_result(statuses.PASSED, RuntimeDetail(check_s=0.25), transform_check="passed")
     assert checked["transform_check"] == "passed" and checked["check_s"] == 0.25  # only a checked test carries check_s
-    synthetic = cell_main._synthetic(SimpleNamespace(xfail={}), "x.py::t", statuses.CRASHED, "died", "tail")  # type: ignore[arg-type]
+    synthetic = progress.synthetic(SimpleNamespace(xfail={}), "x.py::t", statuses.CRASHED, "died", "tail")  # type: ignore[arg-type]
     assert synthetic["metadata"]["matrix"] == {
         "status": statuses.CRASHED, "duration_s": 0.0, "message": "died", "error_type": statuses.CRASHED, "transform_failed": False,
         "expectation": None, "log_tail": "tail", "transform_check": None, "transform_s": 0.0, "transform_calls": 0,

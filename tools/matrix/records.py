@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from operator import attrgetter
 from typing import Any
@@ -78,6 +79,16 @@ class Record:
         if data.keys() <= _NAMES:
             return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in _NAMES})
+
+
+def sort_records(records: Iterable[Record]) -> list[Record]:
+    """Records in Record.key order: (suite, test, variant, device)."""
+    # Stable single-field passes, least significant first: faster than one sort on a 4-tuple key.
+    least, *more = reversed(KEY_FIELDS)
+    out = sorted(records, key=attrgetter(least))
+    for name in more:
+        out.sort(key=attrgetter(name))
+    return out
 
 
 FIELDS: tuple[Field[Any], ...] = fields(Record)
@@ -166,8 +177,8 @@ def runtime_result(status: str, detail: RuntimeDetail | None = None, **values: A
     if unknown:
         raise TypeError(f"not fields the runtime writes: {', '.join(sorted(unknown))}")
     result = {"status": status, **{name: values[name] if name in values else default_of(f) for name, f in _RUNTIME_DEFAULTS}}
-    if detail is not None:
-        result.update((k, v) for k, v in asdict(detail).items() if v is not None)
+    if detail is not None:  # (its fields are numbers: no asdict's deep copy)
+        result.update((k, v) for k, v in vars(detail).items() if v is not None)
     return result
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 
 from tools.matrix import statuses
@@ -16,7 +15,7 @@ from tools.matrix.collect.files import Unreadable, shown
 from tools.matrix.collect.sources import Shard, newest_mtime, read_shard, shard_dirs
 from tools.matrix.config import Cell, Matrix
 from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, CellNames, Dropped, TargetRun, cell_label_of
-from tools.matrix.records import Record
+from tools.matrix.records import Record, sort_records
 
 
 @dataclass
@@ -121,9 +120,7 @@ def collect(
     for records in found.values():
         collected.records += records
     bound_evidence([r for r in collected.records if r.evidence])
-    # In Record.key order: stable one-field passes, least significant first (faster than a 4-tuple key).
-    for name in ("device", "variant", "test", "suite"):
-        collected.records.sort(key=attrgetter(name))
+    collected.records = sort_records(collected.records)
     return collected
 
 

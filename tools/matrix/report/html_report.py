@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from itertools import chain
 from math import isfinite
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from tools.matrix import statuses
@@ -171,13 +171,14 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     # The vocabulary's statuses, then any other a collector produced (shown uncoloured rather than hidden).
     status_names = [*COLUMNS, *sorted({k[st_at] for k in details} - set(COLUMNS))]
 
-    # The distinct details column by column (few objects made: zip(*details) would make one per detail).
-    columns = [list(map(itemgetter(k), details)) for k in range(len(at))]
+    columns = list(zip(*details)) or [() for _ in at]  # the distinct details, column by column
     encoded, strings = _encoded(columns, status_names)
-    # The page's own columns: the detail's (variant, device) column and its target.
-    labels = list(map(label_for, columns[s_at], columns[v_at], columns[d_at], columns[t_at]))
-    targets = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-    encoded += [list(map(lambda v, d: col_i[v, d], columns[v_at], columns[d_at])), list(map(targets.__getitem__, labels))]
+    # The page's own columns: the detail's (variant, device) column and its target's label.
+    for k, target in enumerate(columns[t_at]):
+        if not target:  # label_for says why there is no rerun command
+            label_for(columns[s_at][k], columns[v_at][k], columns[d_at][k], target)
+    targets = {label: i for i, label in enumerate(dict.fromkeys(columns[t_at]))}
+    encoded += [list(map(col_i.__getitem__, zip(columns[v_at], columns[d_at]))), list(map(targets.__getitem__, columns[t_at]))]
     flat = list(chain.from_iterable(zip(*encoded)))
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),

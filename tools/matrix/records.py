@@ -81,6 +81,15 @@ class Record:
         return cls(**{k: v for k, v in data.items() if k in _NAMES})
 
 
+FIELDS: tuple[Field[Any], ...] = fields(Record)
+_NAMES = frozenset(f.name for f in FIELDS)
+KEY_FIELDS = tuple(f.name for f in FIELDS if f.metadata.get("key"))
+_key = attrgetter(*KEY_FIELDS)
+# What the runtime writes per test beside the test's node id, in this order (the digest's columns).
+RUNTIME_FIELDS = tuple(f.name for f in FIELDS if f.metadata["by"] == RUNTIME and not f.metadata.get("key"))
+CHANGE_FIELDS = tuple(f.name for f in FIELDS if f.metadata.get("change"))
+
+
 def sort_records(records: Iterable[Record]) -> list[Record]:
     """Records in Record.key order: (suite, test, variant, device)."""
     # Stable single-field passes, least significant first: faster than one sort on a 4-tuple key.
@@ -90,14 +99,6 @@ def sort_records(records: Iterable[Record]) -> list[Record]:
         out.sort(key=attrgetter(name))
     return out
 
-
-FIELDS: tuple[Field[Any], ...] = fields(Record)
-_NAMES = frozenset(f.name for f in FIELDS)
-KEY_FIELDS = tuple(f.name for f in FIELDS if f.metadata.get("key"))
-_key = attrgetter(*KEY_FIELDS)
-# What the runtime writes per test beside the test's node id, in this order (the digest's columns).
-RUNTIME_FIELDS = tuple(f.name for f in FIELDS if f.metadata["by"] == RUNTIME and not f.metadata.get("key"))
-CHANGE_FIELDS = tuple(f.name for f in FIELDS if f.metadata.get("change"))
 
 # JSON type names (as JSON Schema spells them) -> the Python types json.loads gives for them.
 PYTHON_TYPES: dict[str, frozenset[type]] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, Field
+from functools import partial
+from operator import is_not
 from typing import Any
 
 from tools.matrix.collect.files import Unreadable
@@ -35,7 +37,7 @@ _WANTED = {name: " or ".join(_KIND_NAMES[k] for k in dict.fromkeys([*SCHEMA_TYPE
 
 
 def _numbers(column: tuple[Any, ...]) -> list[Any]:
-    return [v for v in column if v is not None]
+    return list(filter(partial(is_not, None), column))
 
 
 def _numbers_ok(values: list[Any], minimum: float | None) -> bool:

@@ -10,12 +10,12 @@ import math
 from collections.abc import Callable
 from dataclasses import MISSING, Field
 from functools import partial
-from operator import is_not
+from operator import is_not, itemgetter
 from typing import Any
 
 from tools.matrix.collect.files import Unreadable
 from tools.matrix.config import Target
-from tools.matrix.records import FIELDS, JSON_TYPES, RUNTIME_FIELDS, SCHEMA_TYPES, Record
+from tools.matrix.records import FIELDS, JSON_TYPES, RUNTIME_FIELDS, SCHEMA_TYPES, Record, default_of
 from tools.matrix.runtime.outputs import DIGEST_FIELDS
 
 _NONE = type(None)
@@ -36,7 +36,7 @@ _WANTED = {name: " or ".join(_KIND_NAMES[k] for k in dict.fromkeys([*SCHEMA_TYPE
            for name, allowed in ALLOWED.items()}  # fmt: skip
 
 
-def _numbers(column: tuple[Any, ...]) -> list[Any]:
+def _numbers(column: list[Any]) -> list[Any]:
     return list(filter(partial(is_not, None), column))
 
 
@@ -47,7 +47,7 @@ def _numbers_ok(values: list[Any], minimum: float | None) -> bool:
         return False
 
 
-def _rows_ok(columns: list[tuple[Any, ...]]) -> bool:
+def _rows_ok(columns: list[list[Any]]) -> bool:
     """Whether every value is well formed, in a few C-speed passes per column (check_rows says what is wrong)."""
     if not all(set(map(type, column)) <= ALLOWED[name] for name, column in zip(DIGEST_FIELDS, columns)):
         return False
@@ -61,7 +61,8 @@ def check_rows(rows: list[list[Any]], bad: Callable[[str], Unreadable]) -> None:
     finite and at least their minimum. Rows are lists of len(DIGEST_FIELDS)."""
     if not rows:
         return
-    columns = list(zip(*rows))
+    # One list per column (zip(*rows) would make an iterator per row: garbage-collector work for 100,000).
+    columns = [list(map(itemgetter(k), rows)) for k in range(len(DIGEST_FIELDS))]
     if _rows_ok(columns):
         return
     ids = columns[0]
@@ -110,8 +111,9 @@ def _row_reader() -> Callable[[list[list[Any]], str, str, str, str, int], list[R
             args.append(value)
         elif _NONE in JSON_TYPES[f.name]:
             args.append(f"(None if {value} is None else float({value}))" if number else value)
-        else:
-            read = f"({default(f)} if {value} is None else {value})"
+        else:  # `or` where every falsy value is the default ("", 0, False, []), the faster of the two
+            falsy_default = not default_of(f)
+            read = f"({value} or {default(f)})" if falsy_default else f"({default(f)} if {value} is None else {value})"
             args.append(f"float{read}" if number else read)
     names = ", ".join("nodeid" if name == "nodeid" else f"v_{name}" for name in DIGEST_FIELDS)
     source = f"def read(rows, suite, variant, device, label, shard):\n    return [Record({', '.join(args)}) for {names} in rows]\n"

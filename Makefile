@@ -1,17 +1,21 @@
-# The front door. `make report` runs the whole matrix and writes reports/; `make test` runs every
-# test: the matrix cells, the tools' own tests (both `bazel test //...`), the fault drill and the
+# The front door. `make report` runs the matrix (its cells, nothing else) and writes reports/; it
+# needs Bazel and Python only. `make test` runs every test: the matrix cells, the tools' own tests
+# (both `bazel test //...`; the HTML report's browser test needs Chromium), the drills and the
 # remote-execution integration test. Each installs what the machine lacks first.
 BAZEL ?= bazel
 
-.PHONY: setup setup-remote test test-drill test-remote report generate check bench clean
+.PHONY: setup setup-test setup-remote test test-drill test-remote report generate check bench clean
 
 setup:
 	@tools/setup.sh
 
+setup-test:
+	@tools/setup.sh --test
+
 setup-remote: setup
 	@tools/remote/setup.sh
 
-test: setup setup-remote
+test: setup-test setup-remote
 	$(BAZEL) test //...
 	$(MAKE) test-drill
 	$(MAKE) test-remote

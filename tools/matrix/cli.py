@@ -100,7 +100,7 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
     records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
     matrix = load_matrix(args)  # refuse to edit an invalid matrix.yaml
     selected_cells(matrix, args)  # a filter naming nothing is an error, not "already match"
-    old, new = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix)
+    old, new = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix, warn=lambda line: print(line, file=sys.stderr))
     if old == new:
         print("matrix.yaml expectations already match the last report")
         return 0

@@ -30,6 +30,10 @@ def matrix_cell(name, library, spec, targets, data = [], durations = None, shard
             shard_count = shard_counts.get(target, 1),
             size = size,
             tags = tags,
+            # No __init__.py invented in the runfiles: pytest then imports a suite's test files as
+            # plain pytest does from the source tree (the suite directory on sys.path, so a test may
+            # `import helpers` beside it, as PyTorch's test files do).
+            legacy_create_init = False,
             exec_properties = exec_properties,
             target_compatible_with = target_compatible_with,
             python_version = "PY3",

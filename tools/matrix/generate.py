@@ -141,6 +141,10 @@ def root_build(matrix: Matrix) -> str:
             + f"    deps = {_list(library.deps)},\n"
             + '    visibility = ["//visibility:public"],  # the cells are in the suites\' packages\n)\n'
         )
+    parts.append(
+        "# Every cell of the matrix: what `bazel run //tools:matrix -- report` runs (not the tools' own tests).\n"
+        f"test_suite(\n    name = {_s(target_names.ALL_CELLS)},\n    tests = {_list(sorted(c.label for c in matrix.cells()))},\n)\n"
+    )
     for name in sorted(groups, key=lambda n: (target_names.GROUPS.index(n.split("_", 1)[0]), n)):
         parts.append(f"test_suite(\n    name = {_s(name)},\n    tests = {_list(sorted(groups[name]))},\n)\n")
     return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""`report`: run the matrix with --keep_going, collect Bazel's results, write the compatibility report.
+"""`report`: run the matrix's cells (//:all_cells: not the tools' own tests) with --keep_going, collect
+Bazel's results, write the compatibility report.
 The last report in the output directory is merged in: a test whose result this run's outputs lack (a
 --test_filter, a rerun of other targets, a broken shard) keeps its record (known_tests.py)."""
 
@@ -8,7 +9,7 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-from tools.matrix import bazel, last_report, statuses
+from tools.matrix import bazel, last_report, statuses, target_names
 from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.errors import ReportError
@@ -75,10 +76,14 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     previous = previous_report(out_dir)  # before the long run: an unreadable one is found now
     out_dir.mkdir(parents=True, exist_ok=True)
     bep = out_dir / BEP_NAME
-    command = ["bazel", "test", "//...", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]
+    command = ["bazel", "test", f"//:{target_names.ALL_CELLS}", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]
     if run_tests:
         # An earlier run's BEP must not pass for this one's (were Bazel to stop before writing its own).
         bep.unlink(missing_ok=True)
+        targets = matrix.targets()
+        gpu = sum(1 for t in targets if t.cell.device.requires_gpu)
+        print(f"report: running the matrix: {len(targets)} targets of {len(matrix.cells())} cells"
+              + (f" ({gpu} of them GPU targets, skipped unless --config=gpu)" if gpu else ""), flush=True)  # fmt: skip
         bazel.run(command, workspace)  # non-zero when tests fail: the report says which
     testlogs = bazel.info("bazel-testlogs", workspace)
     # With --no-run the BEP is an earlier `report`'s: collect uses it only for the targets whose

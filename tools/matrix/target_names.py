@@ -6,6 +6,7 @@ from __future__ import annotations
 CHECK_TARGET = "generated_files_test"  # root package: fails `bazel test //...` when a generated file is stale
 SUITE_FILES = "suite_files"  # each suite's package: every file of the suite, for that check
 GROUPS = ("variant", "device", "suite")  # root test_suites: //:variant_<v>, //:device_<d>, //:suite_<s>
+ALL_CELLS = "all_cells"  # root test_suite of every cell: what `report` runs (the tools' own tests are not cells)
 
 
 def cell(suite: str, variant: str, device: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,18 @@ def is_test(record: Record) -> bool:
     """A real test's result, not a pseudo-record the collector writes for a cell without results
     (`(no test results for this suite)`, not_run): only node ids of a .py file can be expectations."""
     return record.status != statuses.NOT_RUN and record.test.split("::", 1)[0].endswith(".py")
+
+
+def unwritable(test: str) -> str:
+    """Why `test` cannot be a matrix.yaml key as it is ("" when it can): the loader refuses control
+    characters and a node id with nothing after a `::`; a character that is not printable (a bidi
+    override, a zero-width space) would make the file show something else than it holds."""
+    bad = next((c for c in test if not c.isprintable()), None)
+    if bad is not None:
+        return f"it holds {ascii(bad)}, which matrix.yaml cannot show as it is"
+    if any(not part for part in test.split("::")[1:]):
+        return "it has nothing after a '::'"
+    return ""
 
 
 def plan(records: list[Record], args: argparse.Namespace) -> tuple[list[tuple[str, str, str | None, str, str]], list[Record]]:
@@ -80,10 +93,16 @@ def apply(doc: Any, additions: list, stale: list[Record], still_xfailed: dict[tu
             del expectations[suite]
 
 
-def sync(matrix_path: Path, records: list[Record], args: argparse.Namespace, matrix: config.Matrix | None = None) -> tuple[str, str]:
+def sync(matrix_path: Path, records: list[Record], args: argparse.Namespace, matrix: config.Matrix | None = None,
+         warn: Callable[[str], None] = lambda line: None) -> tuple[str, str]:  # fmt: skip
     """(old text, new text) of matrix.yaml. With `matrix` (the file as loaded now), failures of tests
-    or cells that matrix.yaml no longer has (the report is older than the last edit) are left out."""
+    or cells that matrix.yaml no longer has (the report is older than the last edit) are left out; so
+    are tests whose node id cannot be a key as it is (`warn` gets one line for each)."""
     additions, stale = plan(records, args)
+    for *_, test, _reason in additions:
+        if why := unwritable(test):
+            warn(f"warning: not added: {ascii(test)[1:-1]}: {why}; add its entry by hand if you must")
+    additions = [a for a in additions if not unwritable(a[3])]
     if matrix is not None:
         additions = [a for a in additions if still_in(matrix, *a[:4])]
     # (suite, variant, entry) -> devices where the entry is still needed: it still covers a failing

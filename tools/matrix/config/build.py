@@ -254,7 +254,7 @@ def _check_same_package(workspace: Path, directory: str, file: str, suite_direct
 def _check_unique_names(matrix: Matrix, problems: Problems) -> None:
     """Every generated target name once per package: `<suite>_<variant>_<device>` collides when
     names contain `_` (variant base_b on cpu vs variant base on b_cpu)."""
-    seen: dict[tuple[str, str], str] = {("", target_names.CHECK_TARGET): "the generated-files check"}
+    seen: dict[tuple[str, str], str] = {("", target_names.CHECK_TARGET): "the generated-files check", ("", target_names.ALL_CELLS): "the test suite of every cell"}
     for suite in matrix.suites:
         seen[suite.directory, target_names.SUITE_FILES] = f"the file group of suite {suite.name!r}"
     for suite in matrix.suites:  # not matrix.cells(): unknown variants and devices are reported elsewhere

@@ -5,7 +5,7 @@ real `report` command; it fails unless every result is accounted for.
 
 In a scratch workspace (a copy of WORKSPACE, requirements.txt and tools/, plus the two suites in
 suites/) with its own output base, reusing this build's @pyenv so nothing is installed:
-1. `matrix report` runs `bazel test //... --keep_going` over drill_faults (segfault, abort, hang,
+1. `matrix report` runs `bazel test //:all_cells --keep_going` over drill_faults (segfault, abort, hang,
    os._exit(0), a test that SIGKILLs its own process group, one that wipes the temp dir, one that
    writes junk into every file it finds there, 10 MB of output, a segfault and an ImportError while
    importing a test file, a failing subtest, an expected crash) and drill_healthy, under two
@@ -153,7 +153,7 @@ def main() -> int:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")
         if rc != 0:
             fail(f"generate failed:\n{out[-3000:]}")
-        # 1. The real main job: bazel test //... --keep_going, then collect and write the report.
+        # 1. The real main job: bazel test //:all_cells --keep_going, then collect and write the report.
         rc, out = run([*cli, "report", "--out", "reports"], ws, env, root / "report.log")
         if rc != 1:
             fail(f"report should exit 1 (the drill's faults are unexpected results), got {rc}:\n{out[-3000:]}")

@@ -9,7 +9,7 @@ suites written here so that no odd name is committed to the repository:
 1. `generate` refuses, each with its own located line and nothing written, a suite directory holding a
    stray file whose name Bazel 4.2.3 cannot take (a space, a backslash, a tab, a bidi control, a
    symlink loop) and test files that cannot name a target (a quote, a comma, non-ASCII).
-2. `report` runs `bazel test //... --keep_going` over suites whose files have every other printable
+2. `report` runs `bazel test //:all_cells --keep_going` over suites whose files have every other printable
    ASCII character (quotes, $, $(x), ]{}, #&;<>|~!@^+=%), at `granularity: file` and `cell`,
    with data files named in UTF-8 and xfail reasons holding $, quotes and UTF-8: every test has the
    status plain pytest gives it (a cell runs exactly its own files: `test_a"b".py` is not `test_ab.py`).
@@ -53,7 +53,9 @@ ODD_TESTS = {
         "    assert (here / \"it's.json\").read_text() == '[]'\n"
     ),
 }
-ODD_DATA = {"données_é.json": '{"ok": 1}', "it's.json": "[]"}
+ODD_TESTS["test_uses_helper.py"] = "import helper_beside\n\n\ndef test_imports_the_module_beside_it():\n    assert helper_beside.VALUE == 42\n"
+# A helper module beside the tests, imported by name (as PyTorch's test files import theirs).
+ODD_DATA = {"données_é.json": '{"ok": 1}', "it's.json": "[]", "helper_beside.py": "VALUE = 42\n"}
 REASON = 'costs $5 and $(HOME): "quoted" café'
 EXPECTED_ODD = {
     'test_a"b".py::test_fails': "failed",
@@ -66,6 +68,7 @@ EXPECTED_ODD = {
     "test_(1)#&;<>|~!@^+=%.py::test_passes": "passed",
     "test_*?.py::test_passes": "passed",
     "test_reads_data.py::test_reads_utf8_named_data": "passed",
+    "test_uses_helper.py::test_imports_the_module_beside_it": "passed",
 }
 CONFIG_TEST = FAILING + "\n\ndef test_deselected_by_conftest():\n    assert False, 'hidden by the conftest'\n"
 CONFIG_FILES = {
@@ -94,12 +97,12 @@ suites:
   odd_file:
     variants: [base]
     devices: [cpu]
-    data: ["*.json"]
+    data: ["*.json", helper_beside.py]
     granularity: file
   odd_cell:
     variants: [base]
     devices: [cpu]
-    data: ["*.json"]
+    data: ["*.json", helper_beside.py]
   config_suite:
     variants: [base]
     devices: [cpu, cuda]

@@ -6,7 +6,7 @@ what tools/matrix/tests/fixtures/reach/expected.py says.
 
 In a scratch workspace (a copy of WORKSPACE, requirements.txt and tools/, plus the hostile suites of
 tools/matrix/tests/fixtures/reach) with its own output base, reusing this build's @pyenv so nothing
-is installed, `matrix report` runs `bazel test //... --keep_going` over one cell per suite:
+is installed, `matrix report` runs `bazel test //:all_cells --keep_going` over one cell per suite:
 - hangs: 6 tests that hold the GIL (a C sleep with signals blocked, a catastrophic regex, a busy loop
   at a 1e6 s switch interval, another thread hogging the GIL, a teardown) or ignore SIGTERM, each
   ended at test_timeout_s (3 s) by cell_main's clock; a file whose import hangs; a process that

@@ -5,7 +5,7 @@ real Bazel and collected by the real `report` command; it fails unless every rec
 
 In a scratch workspace (tools/scratch_workspace.py: a copy of WORKSPACE, requirements.txt and
 tools/, reusing this build's @pyenv) with the tools' own test fixtures as its suites and plug-ins:
-1. One `report` (bazel test //... --keep_going) over
+1. One `report` (bazel test //:all_cells --keep_going) over
    - drill_check (fixtures/transform_check/test_uninitialised.py: 7 programs reading uninitialised
      memory, 5 writing it first, 2 with extreme state) under serdes, run_decomp and a mistranslating
      plug-in (synvariants.mistranslating:SwapReluForSigmoid): readers skipped naming the op, never
@@ -201,7 +201,7 @@ def main() -> int:
     try:
         if (done := run([*cli, "generate"], ws, env, root / "generate.log")).returncode != 0:
             fail(f"generate failed:\n{done.stderr[-3000:]}")
-        # 1. One bazel test //... --keep_going, collected by the real report.
+        # 1. One bazel test //:all_cells --keep_going, collected by the real report.
         done = run([*cli, "report", "--out", "reports"], ws, env, root / "report.log")
         if done.returncode != 1:  # the mistranslating plug-in's failures, the raising plug-in's cell
             fail(f"report should exit 1, got {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")

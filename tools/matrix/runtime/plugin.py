@@ -31,14 +31,15 @@ from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs,
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
-from tools.matrix.variants import TransformLedger, VariantLoadError, load_variant
+from tools.matrix.runtime.transform_host import TransformHost
+from tools.matrix.variants import VariantLoadError, load_variant
 
 
 @dataclass
 class _State:
     cell: CellConfig
     config: pytest.Config
-    ledger: TransformLedger = field(default_factory=TransformLedger)
+    ledger: TransformHost = field(default_factory=TransformHost)  # the variant's host: what it did in this test
     installed: Installed | None = None
     journal: journal.Writer | None = None
     guard: descriptors.Guard | None = None
@@ -94,9 +95,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if cell.default_device:
         torch.set_default_device(cell.device)
     _note_ignored_addopts(config)
-    _STATE.ledger.evidence = Recorder(cell.evidence_dir or None)
+    _STATE.ledger = TransformHost(evidence=Recorder(cell.evidence_dir or None), check_off=cell.transform_check_off or None)
     try:
-        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger, cell.transform_check_off)
+        variant = load_variant(cell.variant_impl, cell.variant, _STATE.ledger)
         _STATE.installed = install(variant, cell.applies_to)
     except (VariantLoadError, EntryPointError) as e:
         _fatal(f"{cell.target or cell.suite}: {e}")

@@ -32,8 +32,9 @@ from tools.matrix.runtime.evidence import (
     Recorder,
     program_text,
 )
+from tools.matrix.runtime.transform_host import TransformHost
 from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, CellRun, pool_fixture, uses
-from tools.matrix.variants import Call, TransformLedger, VariantTransformError
+from tools.matrix.variants import Call, VariantTransformError
 from tools.matrix.variants.export import Serdes
 
 PROGRAMS, CRASHES, DYNAMO = "test_programs.py", "test_crashes.py", "test_dynamo.py"
@@ -138,7 +139,7 @@ def test_a_mistranslated_program_keeps_both_texts_the_check_and_a_loadable_paylo
     assert m["message"].startswith(
         "tools.matrix.variants.VariantNumericsMismatch: variant 'swap' changed what the result of torch.export.export computes: "
     )
-    assert re.fullmatch(r".*tools/matrix/variants/__init__\.py:\d+: VariantNumericsMismatch", where), where
+    assert re.fullmatch(r".*tools/matrix/runtime/transform_host\.py:\d+: VariantNumericsMismatch", where), where  # the check runs in the runtime
     # Someone reading `bazel test` output learns that the evidence is there, and where.
     hint = (f"[matrix]   what the variant's transform changed: {evidence.index_member(RELU)} in this target's test.outputs "
             "(`bazel run //tools:matrix -- report --no-run` shows it)")  # fmt: skip
@@ -490,7 +491,7 @@ class _FailsToLoad(Serdes):
 
 def test_a_transform_that_raises_keeps_its_error_and_what_it_serialized(tmp_path: Path):
     recorder = Recorder(str(tmp_path))
-    export = _FailsToLoad("fails_to_load", TransformLedger(evidence=recorder)).wrap(EXPORT, torch.export.export)
+    export = _FailsToLoad("fails_to_load", TransformHost(evidence=recorder)).wrap(EXPORT, torch.export.export)
     recorder.start("t.py::test_raises")
     with pytest.raises(VariantTransformError) as raised:
         export(torch.nn.Linear(2, 2), (torch.ones(1, 2),))

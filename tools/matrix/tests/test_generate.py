@@ -361,6 +361,7 @@ def test_root_test_suites_per_variant_device_and_suite(ws):
     calls = evaluate(generate.render(load(ws))["BUILD.bazel"])
     suites = {kw["name"]: kw["tests"] for kind, kw in calls if kind == "test_suite"}
     assert suites == {
+        "all_cells": ["//nested/t:t_base_cpu", "//s:s_base_cpu", "//s:s_base_cuda", "//s:s_other_cpu", "//s:s_other_cuda"],
         "variant_base": ["//nested/t:t_base_cpu", "//s:s_base_cpu", "//s:s_base_cuda"],
         "variant_other": ["//s:s_other_cpu", "//s:s_other_cuda"],
         "device_cpu": ["//nested/t:t_base_cpu", "//s:s_base_cpu", "//s:s_other_cpu"],

@@ -19,8 +19,9 @@ import torch
 
 from tools.matrix import statuses
 from tools.matrix.runtime import transform_check
+from tools.matrix.runtime.transform_host import TransformHost
 from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
-from tools.matrix.variants import TransformLedger, Variant, VariantNumericsMismatch, VariantTransformError
+from tools.matrix.variants import Variant, VariantNumericsMismatch, VariantTransformError
 from tools.matrix.variants.dynamo import DynamoPackage, DynamoReexport
 from tools.matrix.variants.export import CppSerdes, Package, Retrace, RunDecomp, Serdes, Strict
 
@@ -173,7 +174,7 @@ class _Scaled(torch.nn.Module):
 
 @pytest.mark.parametrize("variant", [CppSerdes, Retrace, Package, Serdes, RunDecomp])
 def test_every_program_variant_passes_the_check_on_a_faithful_transform(variant: type[Variant]):
-    ledger = TransformLedger()
+    ledger = TransformHost()
     export = variant(variant.__name__, ledger).wrap(EXPORT, torch.export.export)
     ep = export(_Scaled(), (torch.randn(2, 4),))
     assert ledger.transform_check() == "passed"
@@ -182,7 +183,7 @@ def test_every_program_variant_passes_the_check_on_a_faithful_transform(variant:
 
 
 def test_strict_has_no_second_program_to_compare():
-    ledger = TransformLedger()
+    ledger = TransformHost()
     Strict("strict", ledger).wrap(EXPORT, torch.export.export)(_Scaled(), (torch.randn(2, 4),))
     assert ledger.checks == [] and ledger.transform_check() is None
 
@@ -199,7 +200,7 @@ class _NudgeGraph(DynamoPackage):
 
 @pytest.mark.parametrize("variant", [DynamoPackage, DynamoReexport, _NudgeGraph])
 def test_dynamo_variants_check_the_graph_module_on_the_calls_inputs(variant: type[Variant]):
-    ledger = TransformLedger()
+    ledger = TransformHost()
     exporter = variant("v", ledger).wrap("torch._dynamo.export", torch._dynamo.export)
     module = torch.nn.Linear(3, 2)
     make = exporter(module)

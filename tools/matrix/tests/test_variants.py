@@ -17,8 +17,9 @@ import yaml
 
 from tools.matrix import statuses
 from tools.matrix.runtime import install as install_mod
+from tools.matrix.runtime.transform_host import TransformHost
 from tools.matrix.tests.fixtures.cellrun import FIXTURES, REPO, Cell, pool_fixture, uses
-from tools.matrix.variants import Call, TransformLedger, Variant, VariantLoadError, VariantTransformError, load_variant_class
+from tools.matrix.variants import Call, Variant, VariantLoadError, VariantTransformError, load_variant_class
 
 EXPORT, DYNAMO, IMPORTER = "torch.export.export", "torch._dynamo.export", "torch.package.PackageImporter"
 EXPORT_FILE = "export/test_export_variants.py"
@@ -290,7 +291,7 @@ def test_install_wraps_rebinds_and_uninstalls(fake_api):
 
 
 def test_wrapper_errors(fake_api):
-    ledger = TransformLedger()
+    ledger = TransformHost()
     wrapped = Doubling("doubling", ledger).wrap("matrix_fake_api.compute", fake_api.compute)
     with pytest.raises(LookupError, match="the API's own error") as api_error:
         wrapped(None)

@@ -8,11 +8,12 @@ raises, the test fails with a `VariantTransformError` that the report keeps apar
 failures.
 
 A variant whose `after` returns a transformed program (`checks_numerics = True`) is also checked:
-on the call's own inputs the transformed program must compute what the untransformed one computes
-(tools/matrix/runtime/transform_check.py); a difference fails the test with VariantNumericsMismatch.
-Each such transform also leaves evidence for the report (tools/matrix/runtime/evidence.py): the
-program before and after it as text, what it serialized (`keep_payload`) and the check's outcome,
-kept only when the test fails, xfails or crashes.
+on the call's own inputs the transformed program must compute what the untransformed one computes;
+a difference fails the test with VariantNumericsMismatch. Each such transform also leaves evidence
+for the report: the program before and after it as text, what it serialized (`keep_payload`) and the
+check's outcome. The variant's `host` does that work: the runtime gives each variant its own
+(tools/matrix/runtime/transform_host.py); this module knows nothing of the runtime, and outside it a
+variant's transforms simply run.
 """
 
 from __future__ import annotations
@@ -22,15 +23,11 @@ import importlib
 import importlib.util
 import os
 import tempfile
-import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
-
-from tools.matrix.runtime.evidence import Recorder
 
 
 class VariantTransformError(Exception):
@@ -69,25 +66,24 @@ class Call:
         return self.fn(*self.args, **self.kwargs)
 
 
-@dataclass
-class TransformLedger:
-    """What the variant did during one test (time, calls, checks, evidence), reset per test by the runtime."""
+class Host:
+    """What is done around a variant's transforms. This base does nothing: outside the runtime a
+    variant's transforms simply run (their failures still raise VariantTransformError). The runtime's
+    host (tools/matrix/runtime/transform_host.py) times them, keeps their evidence and runs the
+    differential check."""
 
-    seconds: float = 0.0
-    calls: int = 0
-    entries: list[str] = field(default_factory=list)
-    check_s: float = 0.0  # time in the differential check (not part of `seconds`)
-    checks: list[Any] = field(default_factory=list)  # one transform_check.Outcome per checked call
-    evidence: Recorder = field(default_factory=lambda: Recorder(None))  # the plugin's, in a matrix cell
+    @contextmanager
+    def transform(self, entry: str, program: Any | None) -> Iterator[Callable[[Any], None]]:
+        """Around one transform of `entry`'s result `program` (None: nothing to keep as evidence);
+        yields the function the block passes the transformed program to. A VariantTransformError
+        raised in the block passes through it."""
+        yield _ignore
 
-    def reset(self) -> None:
-        self.seconds, self.calls, self.entries, self.check_s, self.checks = 0.0, 0, [], 0.0, []
+    def payload(self, name: str, data: bytes | str, what: str) -> None:
+        """Keep what a transform serialized (see Variant.keep_payload)."""
 
-    def transform_check(self) -> str | None:
-        """The test's transform_check: "passed", "skipped: why", "failed: what", "off: why"; None if nothing was checked."""
-        from tools.matrix.runtime.transform_check import summarize
-
-        return summarize(self.checks)
+    def check(self, variant: str, entry: str, programs: Callable[[], CheckedPrograms]) -> None:
+        """The differential check of one call (see Variant.check): raises VariantNumericsMismatch."""
 
 
 class Variant:
@@ -98,11 +94,9 @@ class Variant:
     # untransformed one on the call's inputs (`check_programs` says what to run).
     checks_numerics: bool = False
 
-    def __init__(self, name: str, ledger: TransformLedger | None = None, check_off: str | None = None):
+    def __init__(self, name: str, host: Host | None = None):
         self.name = name
-        self.ledger = ledger or TransformLedger()
-        # Why the differential check is off for this process (None: on): the cell's transform_check_off.
-        self.check_off = check_off or None
+        self.host = host or Host()  # the runtime's, in a matrix cell
 
     def before(self, call: Call) -> Call:
         """Change the call's arguments (e.g. force strict=True). Default: unchanged."""
@@ -122,34 +116,14 @@ class Variant:
         self.check(call.entry, lambda: self.check_programs(call, result, transformed))
 
     def check(self, entry: str, programs: Callable[[], CheckedPrograms]) -> None:
-        """Run the differential check on what `programs()` returns (see check_programs); record its
-        outcome in the ledger; raise VariantNumericsMismatch when the programs compute different things."""
-        from tools.matrix.runtime import transform_check
-
-        if self.check_off:
-            self.ledger.checks.append(transform_check.Outcome(transform_check.OFF, self.check_off))
-            self.ledger.evidence.checked(self.ledger.checks[-1].summary(), 0.0)
-            return
-        start = time.perf_counter()
-        try:
-            with warnings.catch_warnings():  # what the test sees must not gain warnings (-W error, pytest.warns)
-                warnings.simplefilter("ignore")
-                original, transformed, args, kwargs, state = programs()
-        except Exception as e:  # noqa: BLE001 - not knowing what to run is no verdict on the transform
-            outcome = transform_check.Outcome(transform_check.SKIPPED, f"no programs to compare ({type(e).__name__}: {e})"[:500])
-        else:
-            outcome = transform_check.compare(original, transformed, args, kwargs, state)
-        elapsed = time.perf_counter() - start
-        self.ledger.check_s += elapsed
-        self.ledger.checks.append(outcome)
-        self.ledger.evidence.checked(outcome.summary(), elapsed)
-        if outcome.verdict == transform_check.FAILED:
-            raise VariantNumericsMismatch(f"variant {self.name!r} changed what the result of {entry} computes: {outcome.detail}")
+        """Run the differential check on what `programs()` returns (see check_programs); raise
+        VariantNumericsMismatch when the programs compute different things."""
+        self.host.check(self.name, entry, programs)
 
     def keep_payload(self, name: str, data: bytes | str, what: str) -> None:
         """Keep what this transform serialized as evidence (`name`: a file name, e.g. "program.pt2";
         `what`: what it is). Call it as soon as the bytes exist: a crash later keeps them."""
-        self.ledger.evidence.payload(name, data, what)
+        self.host.payload(name, data, what)
 
     def evidence_program(self, result: Any) -> Any | None:
         """The program `after` transforms, for the evidence (None: there is none at the call, e.g. a
@@ -158,25 +132,15 @@ class Variant:
 
     @contextmanager
     def transforming(self, entry: str, program: Any | None = None) -> Iterator[Callable[[Any], None]]:
-        """Time a transform and turn its failure into a VariantTransformError. With `program` (what
-        it transforms) it also records evidence: the text of `program` now, and of the transformed
-        program when the block passes it to the function this yields."""
-        evidence = self.ledger.evidence
-        evidence_s = evidence.seconds
-        start = time.perf_counter()
-        if program is not None:
-            evidence.begin(entry, program)
-        try:
-            yield evidence.transformed if program is not None else _ignore
-        except Exception as e:
-            message = f"variant {self.name!r} failed to transform the result of {entry}: {type(e).__name__}: {e}"
-            if program is not None:
-                evidence.failed(message)
-            raise VariantTransformError(message) from e
-        finally:
-            self.ledger.seconds += time.perf_counter() - start - (evidence.seconds - evidence_s)  # the evidence's time is its own
-            self.ledger.calls += 1
-            self.ledger.entries.append(entry)
+        """Run a transform, turning its failure into a VariantTransformError (a transform never falls
+        back to the untransformed object). With `program` (what it transforms) the evidence keeps
+        its text now, and the transformed program's when the block passes it to the function this
+        yields."""
+        with self.host.transform(entry, program) as transformed_into:
+            try:
+                yield transformed_into
+            except Exception as e:
+                raise VariantTransformError(f"variant {self.name!r} failed to transform the result of {entry}: {type(e).__name__}: {e}") from e
 
     def wrap(self, entry: str, original: Any) -> Any:
         """The replacement installed for `entry`. Functions by default; override for classes."""
@@ -200,7 +164,7 @@ class Variant:
 
 
 def _ignore(program: Any) -> None:
-    """What `transforming` yields when it records no evidence."""
+    """What a host that keeps no evidence yields from `transform`."""
 
 
 # Read once, when the runtime loads the variant (before any test module): a test that changes or
@@ -213,12 +177,12 @@ def scratch_dir() -> str:
     return tempfile.mkdtemp(prefix="variant-", dir=_SCRATCH_ROOT)
 
 
-def load_variant(impl: str, name: str, ledger: TransformLedger, check_off: str | None = None) -> Variant:
-    """The variant `name` of class `impl` (see load_variant_class), created; any failure to import
-    or create it is one VariantLoadError line."""
+def load_variant(impl: str, name: str, host: Host) -> Variant:
+    """The variant `name` of class `impl` (see load_variant_class), created with `host`; any failure
+    to import or create it is one VariantLoadError line."""
     cls = load_variant_class(impl)
     try:
-        return cls(name, ledger, check_off=check_off)
+        return cls(name, host)
     except Exception as e:  # noqa: BLE001 - a plug-in's constructor may raise anything
         raise VariantLoadError(f"variant impl {impl!r}: creating {cls.__name__}({name!r}) raised {_raised(e, None)}") from None
 

@@ -182,21 +182,21 @@ def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path, warm_dir):
     repo = copy_of_repo(tmp_path / "repo")
     threads = cold_threads()
 
-    cell = replace(leak_cell("test_leak_b.py", warm_dir, tmp_path / "draws", threads), repo=str(repo))
+    cell = leak_cell("test_leak_b.py", warm_dir, tmp_path / "draws", threads)
 
     with launcher(warm_dir, repo):
-        before = run_cell(cell, repo, tmp_path / "before")
+        before = run_cell(cell, repo, tmp_path / "before", repo)
         assert starts(before) == ["warm"], before.explain()
         old = zygote_pids(warm_dir)
         verdict = repo / "tools" / "matrix" / "runtime" / "verdict.py"
         verdict.write_text(verdict.read_text() + "\n# an edit to the runtime\n")
-        edited = run_cell(cell, repo, tmp_path / "edited")
+        edited = run_cell(cell, repo, tmp_path / "edited", repo)
         # The launcher was started from the old runtime: it refuses the new key, the cell starts cold.
         assert starts(edited) == ["cold: the warm launcher was started from another runtime or Python environment than "
                                   "this target's (`bazel run //tools:matrix -- warm start` restarts it)"], edited.explain()  # fmt: skip
         assert zygote_pids(warm_dir) == old
     with launcher(warm_dir, repo):  # a launcher of the edited runtime (what `warm start` / `report` do)
-        after = run_cell(cell, repo, tmp_path / "after")
+        after = run_cell(cell, repo, tmp_path / "after", repo)
         assert starts(after) == ["warm"], after.explain()
         new = zygote_pids(warm_dir)
     assert set(new).isdisjoint(old) and set(new.values()).isdisjoint(old.values())

@@ -147,6 +147,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Bazel run per value against the same plain run, the last one kept for the later steps (e.g. export_tests=cell,file)",
     )
     p.add_argument(
+        "--starts",
+        default="cold",
+        metavar="cold[,warm]",
+        help="how the test processes start in the cold Bazel runs: cold (MATRIX_WARM=off), warm (a fresh warm launcher per run: "
+        "its zygote's start is in the time), or both in turn; the last stays for the later steps (default cold)",
+    )
+    p.add_argument(
         "--edit-test-file",
         default=DEFAULT_EDIT_TEST_FILE,
         help=f"the test file the file-edit step appends a comment to (default {DEFAULT_EDIT_TEST_FILE}; its suite is set to "
@@ -160,6 +167,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.granularity_runs = parse_granularity(args.granularity)
     except ValueError as e:
         p.error(f"--granularity {e}")
+    args.starts = [s.strip() for s in args.starts.split(",") if s.strip()]
+    if not args.starts or set(args.starts) - {"cold", "warm"}:
+        p.error(f"--starts {','.join(args.starts)!r}: cold, warm or cold,warm")
     if args.rounds is None:
         args.rounds = 2 if args.quick else 1
     args.rounds = max(1, args.rounds)

@@ -10,14 +10,18 @@ so that nothing is pip-installed.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from tools.matrix.runtime import warm_start
 
 COPIED_FILES = ("WORKSPACE", "requirements.txt", ".bazelignore")
 # Not part of what a user copies: the tools' own tests, the drill, the remote integration test.
@@ -64,7 +68,23 @@ def drill_workspace(source: Path, prefix: str, matrix_yaml: str, dirs: Iterable[
     own_output_base = f"startup --output_base={root / 'ob'}\nstartup --max_idle_secs=300\n"
     ws = scratch_workspace(source, root / "ws", pyenv, matrix_yaml, dirs, own_output_base)
     cli = [str(pyenv / "venv" / "bin" / "python3"), str(ws / "tools" / "matrix" / "cli.py"), "--workspace", str(ws)]
-    return root, ws, nested_env(), cli
+    env = nested_env()
+    env[warm_start.DIR_ENV] = str(root / "warm")  # the drill's own warm launcher: `report` starts it, discard stops it
+    return root, ws, env, cli
+
+
+def check_warm(ws: Path) -> list[str]:
+    """What is wrong with the claim that every test process of every cell of `ws`'s last run (the
+    first and each one after a crash) was forked warm: a drill's tests hit the warm path (`report
+    --cold` and the tools' tests keep the cold one tested)."""
+    zips = sorted((ws / "bazel-testlogs").glob("**/outputs.zip"))
+    wrong = [] if zips else ["no outputs.zip to read the test processes' starts from"]
+    for zip_path in zips:
+        with zipfile.ZipFile(zip_path) as z:
+            starts = json.loads(z.read("report.json"))["matrix"]["starts"]
+        if not starts or set(starts) != {"warm"}:
+            wrong.append(f"{zip_path.relative_to(ws / 'bazel-testlogs')}: test processes started {starts}, not all warm")
+    return wrong
 
 
 def run_step(argv: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float) -> tuple[int, str]:
@@ -81,6 +101,11 @@ def run_step(argv: list[str], cwd: Path, env: dict[str, str], log: Path, timeout
 def discard(root: Path, ws: Path, env: dict[str, str]) -> None:
     """Stop the scratch workspace's Bazel server and remove `root` (kept when MATRIX_DRILL_KEEP is set)."""
     subprocess.run(["bazel", "shutdown"], cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+    if warm_start.DIR_ENV in env:  # the drill's warm launcher stops its zygotes as it ends
+        try:
+            warm_start.ask(Path(env[warm_start.DIR_ENV]) / warm_start.LAUNCHER_SOCKET, {"op": "stop"}, 30.0)[0].close()
+        except (OSError, warm_start.WarmUnavailable):
+            pass  # none runs
     if os.environ.get("MATRIX_DRILL_KEEP"):
         print(f"kept {root}")
     else:

@@ -41,6 +41,7 @@ class Context:
         self.testlogs: Path | None = None
         self.bazel_reports: dict[tuple[str, int], dict[str, Any]] = {}  # run_outputs.cell_reports of the cell targets
         self.incremental_variant: tuple[str, str] | None = None  # (suite, variant) the incremental step edited
+        self.warm = False  # the test processes start warm (set_start): a launcher of the copy's runtime serves warm_dir
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -147,6 +148,8 @@ class Context:
     def close(self) -> None:
         """Shut the benchmark's Bazel server down and remove the copy: only what this run owns (a run
         refused by the locks must not touch the other run's server or copy)."""
+        if self.owns and self.warm:
+            self.set_start("cold")  # stops the launcher and its zygotes
         if self.owns and self.bazel is not None:
             self.bazel.shutdown()
         if self.owns and self.copy.exists() and not self.args.keep_copy and (self.copy / COPY_MARKER).exists():
@@ -208,11 +211,32 @@ class Context:
 
     # -- shared by the steps ------------------------------------------------------------------------
 
+    @property
+    def warm_dir(self) -> Path:
+        return self.logs / "warm"
+
+    def set_start(self, start: str) -> None:
+        """How the next `bazel test`s' processes start: "warm" (a new launcher of the copy's runtime,
+        so that a timed run includes its zygote's start) or "cold" (the launcher stopped)."""
+        env = {**self.tool_env, "MATRIX_WARM_DIR": str(self.warm_dir)}
+        if self.warm_dir.exists():
+            matrix_cli(self.copy, self.python, env, "warm", "stop", timeout=120)
+        self.warm = start == "warm"
+        if self.warm:
+            started = matrix_cli(self.copy, self.python, env, "warm", "start", timeout=120)
+            if started.returncode != 0:
+                raise RuntimeError(f"warm start failed: {started.stdout[-500:]}{started.stderr[-1500:]}")
+            log(f"  warm start: {started.stdout.strip()}")
+
+    def start_args(self) -> list[str]:
+        """The `bazel test` arguments of set_start's choice."""
+        return [f"--test_env=MATRIX_WARM_DIR={self.warm_dir}"] if self.warm else ["--test_env=MATRIX_WARM=off"]
+
     def bazel_test(self, name: str, timeout: float | None = None, echo: bool = True) -> tuple[BazelRun, Path]:
         """`bazel test --keep_going <targets>`, its log and BEP file named after `name`: (the run, the BEP file).
         By default it may take what is left of the time budget (at least a minute)."""
         bep = self.logs / f"bep_{name}.json"
-        run = self.bazel.run(name, "test", "--keep_going", f"--build_event_json_file={bep}", *self.targets,
+        run = self.bazel.run(name, "test", "--keep_going", f"--build_event_json_file={bep}", *self.start_args(), *self.targets,
                              timeout=max(self.left(), 60) if timeout is None else timeout, echo=echo)  # fmt: skip
         return run, bep
 

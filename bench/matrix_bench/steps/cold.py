@@ -87,14 +87,17 @@ def measure_rounds(ctx: Context) -> list[Round]:
             break
         # Bazel first: its testlogs of the last round (and last setting) are what the later steps read.
         colds: list[ColdRun] = []
-        for k, setting in enumerate(settings):
-            if k and not ctx.budget_ok(f"cold round {i + 1}, {describe(setting)}", 120):
+        runs = [(setting, start) for setting in settings for start in ctx.args.starts]
+        for k, (setting, start) in enumerate(runs):
+            name = ", ".join(x for x in (describe(setting), start if len(ctx.args.starts) > 1 else "") if x)
+            if k and not ctx.budget_ok(f"cold round {i + 1}, {name}", 120):
                 break
             if setting and ctx.set_granularities(setting, "--granularity"):
                 ctx.resolve_cells()
+            ctx.set_start(start)
             load0 = os.getloadavg()[0]
-            run, bep = cold_bazel(ctx, i, k if len(settings) > 1 else None)
-            colds.append(ColdRun(describe(setting), run, bep, len(ctx.cell_targets), sum(t.shard_count for t in ctx.cell_targets),
+            run, bep = cold_bazel(ctx, i, k if len(runs) > 1 else None)
+            colds.append(ColdRun(name, run, bep, len(ctx.cell_targets), sum(t.shard_count for t in ctx.cell_targets),
                                  f"load avg {load0:.1f} -> {os.getloadavg()[0]:.1f}"))  # fmt: skip
         this = Round(colds)
         load0 = os.getloadavg()[0]

@@ -117,7 +117,7 @@ def file_edit(ctx: Context) -> None:
             log(f"  -> {plain_wall:.1f}s")
     log(f"  {wanted} restored")
     r = ctx.results
-    r.add(f"file edit: {wanted} (granularity file: {ctx.granularity_origin.get(suite.name, 'matrix.yaml')})", fmt_s(run.wall_s),
+    r.add(f"file edit: {wanted} (granularity file: {ctx.granularity_origin.get(suite.name, 'matrix.yaml')}; {'warm' if ctx.warm else 'cold'} starts)", fmt_s(run.wall_s),
           f"bazel test {' '.join(ctx.targets)}, exit {run.rc}; {bazel_load}")  # fmt: skip
     r.add("  targets executed vs expected", f"{len(executed)} vs {len(expected)}",
           f"expected: {file}'s py_test under each of the {len(mine)} variant/device cells; {edit_verdict(ctx, executed, expected)}")

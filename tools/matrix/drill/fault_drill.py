@@ -18,7 +18,7 @@ suites/) with its own output base, reusing this build's @pyenv so nothing is ins
    truncated too: only that cell's records turn into `error`, naming the file.
 3. A --test_filter that matches nothing must fail the cell, naming the near match.
 Every test process runs on the warm path (report starts the drill's own warm launcher): each cell's
-report.json must say so; the launcher and its zygote are stopped at the end.
+report.json must say so (scratch_workspace.check_warm); the launcher is stopped at the end.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.matrix.runtime import warm_start
-from tools.scratch_workspace import discard, drill_workspace, run_step
+from tools.scratch_workspace import check_warm, discard, drill_workspace, run_step
 
 HERE = Path(__file__).resolve().parent
 STEP_TIMEOUT_S = 900
@@ -148,24 +147,10 @@ def check_evidence(records: dict[tuple[str, str, str], dict]) -> list[str]:
     return wrong
 
 
-def check_warm(ws: Path) -> list[str]:
-    """Every test process of every cell (the first and each one after a crash) was forked warm: the
-    drill's faults hit the warm path (`report --cold` and the tools' tests keep the cold one tested)."""
-    zips = sorted((ws / "bazel-testlogs").glob("**/outputs.zip"))
-    wrong = [] if zips else ["no outputs.zip to read the test processes' starts from"]
-    for zip_path in zips:
-        with zipfile.ZipFile(zip_path) as z:
-            starts = json.loads(z.read("report.json"))["matrix"]["starts"]
-        if not starts or set(starts) != {"warm"}:
-            wrong.append(f"{zip_path.relative_to(ws / 'bazel-testlogs')}: test processes started {starts}, not all warm")
-    return wrong
-
-
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:fault_drill`"))
     root, ws, env, cli = drill_workspace(source, "matrix-drill-", MATRIX_YAML, sorted((HERE / "suites").iterdir()))
-    env[warm_start.DIR_ENV] = str(root / "warm")  # the drill's own warm launcher (report starts it), stopped at the end
     try:
         rc, out = run([*cli, "generate"], ws, env, root / "generate.log")
         if rc != 0:
@@ -232,7 +217,6 @@ def main() -> int:
               f"13 fault kinds (evidence kept through a segfault), 1 corrupted output, 1 mistyped filter")  # fmt: skip
         return 0
     finally:
-        run([*cli, "warm", "stop"], ws, env, root / "warm_stop.log")
         discard(root, ws, env)
 
 

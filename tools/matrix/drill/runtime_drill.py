@@ -19,6 +19,8 @@ is installed, `matrix report` runs `bazel test //:all_cells --keep_going` over o
 - memory: 2 x 300 MiB printed (stdout, the stderr descriptor), 300 MiB logged, a 16 MiB failure
   message, output at import: each record exact, each cell's report.json small;
 - empty, empty_patterns: a cell that collects no test fails, saying why.
+Every test process runs on the warm path (report starts the drill's own warm launcher): each cell's
+report.json must say so (scratch_workspace.check_warm).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-from tools.scratch_workspace import discard, drill_workspace, run_step
+from tools.scratch_workspace import check_warm, discard, drill_workspace, run_step
 
 REACH = Path("tools") / "matrix" / "tests" / "fixtures" / "reach"  # the hostile suites, in the source tree
 STEP_TIMEOUT_S = 900
@@ -134,6 +136,7 @@ def main() -> int:
         report = json.loads((ws / "reports" / "compat.json").read_text())
         checked, wrong = check_records(report, out, expected)
         wrong += check_report_sizes(ws, expected)
+        wrong += check_warm(ws)
         print(f"\nreport: {len(report['records'])} records, {checked} expected, {len(wrong)} wrong")
         for r in sorted(report["records"], key=lambda r: (r["suite"], r["test"])):
             print(f"   {r['status']:<8} {r['suite']:<15} {r['test']}: {r['message'][:100]}")

@@ -119,7 +119,8 @@ def why_not_pristine() -> str:
         if torch.cuda.is_initialized():
             return "CUDA is initialised"
         fresh = torch.Generator().manual_seed(torch.initial_seed())
-        if not torch.equal(torch.default_generator.get_state(), fresh.get_state()):
+        # Compared as Python lists: a tensor op here could start an intra-op thread pool before a fork.
+        if torch.default_generator.get_state().tolist() != fresh.get_state().tolist():
             return "torch's random number generator was used"
     return ""
 

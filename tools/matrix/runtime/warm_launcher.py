@@ -50,6 +50,9 @@ LAUNCHER_IDLE_S = 1800.0
 ZYGOTE_START_S = 600.0
 
 
+OTHER = {"runtime": "runtime", "environment": "Python environment", "key": "runtime or Python environment"}
+
+
 class Refused(Exception):
     """A request the launcher will not serve (the cell starts cold, saying why)."""
 
@@ -181,14 +184,15 @@ class Launcher:
             return {"stopped": len(self._alive())}
         if op == "zygote":
             try:
-                return {"socket": str(self.zygote(message["key"], message["python"], message["env"]))}
+                return {"socket": str(self.zygote(message))}
             except Refused as e:
                 return {"error": str(e)}
             except (KeyError, TypeError, OSError, RuntimeError) as e:
                 return {"error": f"the zygote could not start: {type(e).__name__}: {e}"}
         return {"error": f"unknown request {op!r}"}
 
-    def zygote(self, key: str, python: str, env: dict[str, str]) -> Path:
+    def zygote(self, message: dict[str, Any]) -> Path:
+        key, python, env = message["key"], message["python"], message["env"]
         if not same_interpreter(python, self.python):
             raise Refused(f"the warm launcher runs {self.python}, this target {python}")
         if not isinstance(env, dict) or any(not isinstance(v, str) for v in env.values()):
@@ -197,7 +201,9 @@ class Launcher:
         if refused:
             raise Refused(f"the environment sets {', '.join(refused)}, which a zygote never takes")
         if warm_key.key(python, env, self.runtime) != key:
-            raise Refused("the warm launcher was started from another runtime or Python environment than this target's "
+            other = [what for what, ours in (("runtime", self.runtime), ("environment", warm_key.environment_digest()))
+                     if message.get(what) != ours] or ["key"]  # fmt: skip
+            raise Refused(f"the warm launcher was started from another {' and '.join(OTHER[o] for o in other)} than this target's "
                           "(`bazel run //tools:matrix -- warm start` restarts it)")  # fmt: skip
         with self.lock:
             starting = self.starting.setdefault(key, threading.Lock())

@@ -98,7 +98,8 @@ def zygote_socket(python: str, env: dict[str, str], directory: Path) -> Path:
     """The socket of the zygote for a child run by `python` with `env`, which the launcher starts
     unless it runs already."""
     launcher = directory / LAUNCHER_SOCKET
-    request = {"op": "zygote", "protocol": zygote.PROTOCOL, "key": warm_key.key(python, env), "python": python, "env": warm_key.zygote_env(env)}
+    request = {"op": "zygote", "protocol": zygote.PROTOCOL, "key": warm_key.key(python, env), "python": python, "env": warm_key.zygote_env(env),
+               "runtime": warm_key.runtime_digest(), "environment": warm_key.environment_digest()}  # fmt: skip
     try:
         sock, answer = ask(launcher, request, ZYGOTE_START_S)
     except (FileNotFoundError, ConnectionRefusedError):

@@ -192,8 +192,8 @@ def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path, warm_dir):
         verdict.write_text(verdict.read_text() + "\n# an edit to the runtime\n")
         edited = run_cell(cell, repo, tmp_path / "edited", repo)
         # The launcher was started from the old runtime: it refuses the new key, the cell starts cold.
-        assert starts(edited) == ["cold: the warm launcher was started from another runtime or Python environment than "
-                                  "this target's (`bazel run //tools:matrix -- warm start` restarts it)"], edited.explain()  # fmt: skip
+        assert starts(edited) == ["cold: the warm launcher was started from another runtime than this target's "
+                                  "(`bazel run //tools:matrix -- warm start` restarts it)"], edited.explain()  # fmt: skip
         assert zygote_pids(warm_dir) == old
     with launcher(warm_dir, repo):  # a launcher of the edited runtime (what `warm start` / `report` do)
         after = run_cell(cell, repo, tmp_path / "after", repo)

@@ -20,7 +20,7 @@ COLD_ARG = f"--test_env={warm_start.WARM_ENV}=off"
 START_S = 30.0  # for a new launcher to answer
 
 
-def _status(directory: Path) -> dict | None:
+def launcher_status(directory: Path) -> dict | None:
     """The running launcher's status answer, None when none answers."""
     try:
         sock, answer = warm_start.ask(directory / warm_start.LAUNCHER_SOCKET, {"op": "status"}, 5.0)
@@ -37,7 +37,7 @@ def _ours(status: dict) -> bool:
 
 def stop() -> str:
     directory = warm_start.state_dir()
-    status = _status(directory)
+    status = launcher_status(directory)
     if status is None:
         return "no warm launcher is running"
     warm_start.ask(directory / warm_start.LAUNCHER_SOCKET, {"op": "stop"}, 30.0)[0].close()
@@ -52,7 +52,7 @@ def start() -> str:
     directory = warm_start.state_dir()
     directory.mkdir(mode=0o700, exist_ok=True)
     warm_start.checked_state_dir()
-    status = _status(directory)
+    status = launcher_status(directory)
     if status is not None and _ours(status):
         return f"the warm launcher runs (pid {status['pid']}, {len(status['zygotes'])} zygote(s))"
     restarted = ""
@@ -68,7 +68,7 @@ def start() -> str:
         )  # fmt: skip
     deadline = time.monotonic() + START_S
     while time.monotonic() < deadline:
-        status = _status(directory)
+        status = launcher_status(directory)
         if status is not None:
             return f"{restarted}started the warm launcher (pid {status['pid']})"
         time.sleep(0.1)
@@ -77,7 +77,7 @@ def start() -> str:
 
 def status() -> str:
     directory = warm_start.state_dir()
-    found = _status(directory)
+    found = launcher_status(directory)
     if found is None:
         return "no warm launcher is running"
     lines = [f"warm launcher pid {found['pid']} ({'this runtime' if _ours(found) else 'another runtime'}), {directory}"]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.matrix.runtime import warm_key, zygote
-from tools.matrix.runtime.warm_start import LAUNCHER_SOCKET, state_dir
+from tools.matrix.runtime.warm_start import LAUNCHER_SOCKET, ZYGOTE_START_S, state_dir
 
 # Never in a zygote's environment: they would load code of the asker's choosing outside its sandbox.
 REFUSED_ENV = ("LD_PRELOAD", "LD_AUDIT", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONINSPECT")
@@ -47,7 +47,6 @@ MAX_ZYGOTE_RSS = 6 << 30  # bytes: a zygote is torch and the export stack, impor
 ZYGOTE_IDLE_S = 900.0
 ZYGOTE_MAX_LIFE_S = 4 * 3600.0
 LAUNCHER_IDLE_S = 1800.0
-ZYGOTE_START_S = 600.0
 
 
 OTHER = {"runtime": "runtime", "environment": "Python environment", "key": "runtime or Python environment"}

@@ -56,12 +56,12 @@ def launcher(directory: Path, repo: Path = REPO):
         )  # fmt: skip
     try:
         deadline = time.monotonic() + LAUNCHER_START_S
-        while status(directory) is None:
+        while warm.launcher_status(directory) is None:
             assert proc.poll() is None and time.monotonic() < deadline, f"the launcher did not start: {log.name}"
             time.sleep(0.1)
         yield proc
     finally:
-        zygotes = [z["pid"] for z in (status(directory) or {}).get("zygotes", [])]
+        zygotes = [z["pid"] for z in (warm.launcher_status(directory) or {}).get("zygotes", [])]
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         assert all(gone(pid) for pid in zygotes)  # the launcher stops its zygotes as it ends
@@ -75,17 +75,8 @@ def gone(pid: int) -> bool:
         return True
 
 
-def status(directory: Path) -> dict | None:
-    try:
-        sock, answer = warm_start.ask(directory / warm_start.LAUNCHER_SOCKET, {"op": "status"}, 5.0)
-    except (OSError, warm_start.WarmUnavailable):
-        return None
-    sock.close()
-    return answer
-
-
 def zygote_pids(directory: Path) -> dict[str, int]:
-    return {z["key"]: z["pid"] for z in status(directory)["zygotes"]}
+    return {z["key"]: z["pid"] for z in warm.launcher_status(directory)["zygotes"]}
 
 
 def records(run: CellRun) -> dict[str, tuple]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def runtime_digest() -> str:
 
 
 def key(python: str, env: dict[str, str], runtime: str | None = None) -> str:
-    """The zygote key of a child run by `python` (this interpreter, as invoked) with environment `env`."""
+    """The zygote key of a child run by `python` (this interpreter) with environment `env`. The
+    interpreter and its environment by their real paths: the same virtual environment reached through
+    a link (an output base whose external/pyenv links to another's, as the drills' and the bench's do)
+    is the same, and its files are digested anyway."""
     h = hashlib.sha256()
-    h.update(f"{python}\n{sys.prefix}\n{sys.version}\n{environment_digest()}\n{runtime or runtime_digest()}\n".encode())
+    where = f"{os.path.realpath(python)}\n{os.path.realpath(sys.prefix)}\n{sys.version}"
+    h.update(f"{where}\n{environment_digest()}\n{runtime or runtime_digest()}\n".encode())
     for name, value in sorted(zygote_env(env).items()):
         h.update(f"env {name}={value}\0".encode())
     return h.hexdigest()[:32]

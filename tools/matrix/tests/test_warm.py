@@ -194,6 +194,22 @@ def test_an_edit_to_the_runtime_never_reaches_an_old_zygote(tmp_path, warm_dir):
     assert records(before) == records(edited) == records(after)
 
 
+def test_the_same_environment_through_a_link_is_served_warm(tmp_path, warm_dir):
+    """A Bazel output base whose external/pyenv links to another's venv (the drills', the bench's):
+    the same interpreter and files, another path. It was refused as another environment (cold)."""
+    cwd = tmp_path / "suites"
+    shutil.copytree(FIXTURES / "warm", cwd / "warm")
+    (tmp_path / "pyenv").mkdir()
+    (tmp_path / "pyenv" / "venv").symlink_to(os.path.realpath(sys.prefix), target_is_directory=True)
+    linked = str(tmp_path / "pyenv" / "venv" / "bin" / Path(sys.executable).name)
+    assert os.path.realpath(linked) == os.path.realpath(sys.executable) and linked != sys.executable
+    cell = leak_cell("test_leak_b.py", warm_dir, tmp_path / "draws", cold_threads())
+    with launcher(warm_dir):  # started by sys.executable
+        run = run_cell(cell, cwd, tmp_path / "linked", python=linked)
+    assert starts(run) == ["warm"], run.explain()
+    assert set(run.statuses.values()) == {"passed"}, run.explain()
+
+
 # -- fallback and opt-out ----------------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
 """The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
 
-Commands: generate, list, report, rerun, xfail sync, xfail import, durations. Never a traceback: a user
+Commands: generate, list, report, rerun, xfail sync, xfail import, durations, history. Never a traceback: a user
 error (bad option, bad matrix.yaml, unreadable report, failing bazel) is one clear message and exit
 status 2; an interrupt exits 130; an unexpected exception (a bug) is one line naming the file that
-holds its traceback, and exit status 70.
+holds its traceback, and exit status 70. `report` and `rerun` exit 3 when the report was written and its
+tests were as expected but the history store did not take the run (history/append.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tools.matrix.report.text import visible  # noqa: E402
 EXIT_USER = 2  # bad input: options, matrix.yaml, the last report, bazel failing
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception; its traceback is in a file
+# (`report` / `rerun` exit 3 when the report was written but the history store did not take the run:
+# history/append.EXIT_HISTORY.)
+HISTORY_FILE = "history.sqlite"
 
 
 def workspace_of(args: argparse.Namespace) -> Path:
@@ -54,6 +58,29 @@ def load_matrix_to_replan(args: argparse.Namespace) -> config.Matrix:
 def out_dir_of(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     return out if out.is_absolute() else workspace_of(args) / out
+
+
+def history_of(args: argparse.Namespace) -> str | None:
+    """The history store `--history` names: a postgresql:// URL, a file (relative to the workspace), or none;
+    default: history.sqlite in the report directory."""
+    from tools.matrix.history.store import is_url
+
+    given = args.history
+    if given is None:
+        return str(out_dir_of(args) / HISTORY_FILE)
+    if given == "none" or is_url(given):
+        return None if given == "none" else given
+    path = Path(given)
+    return str(path if path.is_absolute() else workspace_of(args) / path)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tools.matrix.history import commands
+
+    location = history_of(args)
+    if location is None:
+        raise UserError("history: --history none names no store")
+    return commands.run(location, args)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -85,13 +112,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not baseline.is_file():  # a directory, a FIFO (reading it would wait forever), /dev/zero, "" (the cwd)
             raise UserError(f"--baseline {args.baseline!r}: {'not a regular file' if baseline.exists() else 'no such file'}; give a compat.json")
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
-    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run)
+    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run, history_of(args))
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from tools.matrix import rerun
 
-    return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args)
+    return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args, history_of(args))
 
 
 def cmd_xfail_sync(args: argparse.Namespace) -> int:
@@ -175,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace root (default: where `bazel run` was called, else the current directory)")
     common.add_argument("--matrix", default=argparse.SUPPRESS, help="matrix file relative to the workspace (default: matrix.yaml)")
     parser = argparse.ArgumentParser(prog="matrix", description=__doc__.split("\n\n")[0], parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations,history}")
 
     gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
@@ -190,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+        p.add_argument("--history", help=f"the history store this run is appended to: an SQLite file, a postgresql:// URL, or `none` "
+                                         f"(default: {HISTORY_FILE} in the report directory); see docs/history.md")  # fmt: skip
         p.add_argument("bazel_args", nargs="*", help="extra bazel arguments, after `--`")
 
     rep = sub.add_parser("report", parents=[common], help="run the whole matrix (--keep_going) and write the compatibility report")
@@ -228,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
     dur.add_argument("--out", default="reports", help="report directory (default: reports/)")
     dur.set_defaults(func=cmd_durations)
+
+    from tools.matrix.history import commands as history_commands
+
+    history_commands.add_parser(sub, common)
+    sub.choices["history"].set_defaults(func=cmd_history)
     return parser
 
 

@@ -42,6 +42,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .s-passed { background-color: #4ac26b; } .s-xfailed { background-color: #e3c26b; } .s-failed { background-color: #e5534b; color: #fff; }
 .s-xpassed { background-color: #a371f7; color: #fff; } .s-skipped { background-color: #d0d7de; } .s-error { background-color: #bf3989; color: #fff; }
 .s-crashed { background-color: #5c1a1a; color: #fff; } .s-timeout { background-color: #f0883e; } .s-not_run { background-color: #fff; border: 1px dashed #8c959f; }
+.s-flaky { background-color: #d4a72c; color: #fff; }
 #empty { padding: 20px; color: #57606a; }
 #panel { position: fixed; top: 0; right: 0; bottom: 0; width: min(560px, 100vw); background: #fff; border-left: 1px solid #d0d7de;
          box-shadow: -4px 0 12px #0002; padding: 12px 16px; overflow: auto; z-index: 5; }

@@ -36,6 +36,7 @@ SYMBOLS = {
     statuses.CRASHED: "C!",
     statuses.TIMEOUT: "TO",
     statuses.NOT_RUN: "–",
+    statuses.FLAKY: "~",
 }
 TRANSFORM_MARK = "⚙"  # appended when the variant's transform raised, as opposed to the test's assertion
 MAX_MESSAGE = 240

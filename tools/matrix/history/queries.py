@@ -1,0 +1,220 @@
+"""The questions the history answers, as SQL both backends run (store.py), each returning plain rows:
+
+- timeline: one test's results under each variant and device, run by run;
+- failing_since: every record failing now (statuses.UNEXPECTED in its latest verdict), the first run of
+  its streak and the last run before it that was on track, with their commits;
+- flaky: over the last N runs, the tests that were `flaky` within a run or whose verdict flipped between
+  runs with the same inputs (same commit, clean tree, same torch), with their flake rate;
+- runs: the runs stored, newest first, with their counts.
+
+A Bazel cache hit (`cached`) replays an earlier verdict: it is shown, never counted as fresh evidence
+of a flip. Records that did not run to a verdict (statuses.DID_NOT_RUN) are in a timeline, never in a
+streak or a rate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.matrix import statuses
+from tools.matrix.history.store import Store
+from tools.matrix.records import KEY_FIELDS
+
+_RUN = "r.seq, r.run_id, r.created, r.git_commit, r.git_dirty, r.torch_version"
+_TEST = ", ".join(f"t.{name}" for name in KEY_FIELDS)
+
+
+def _in(values: Iterable[str]) -> str:
+    """An SQL list of status literals (from statuses.py's vocabulary: plain words, no quoting needed)."""
+    words = sorted(values)
+    assert all(w.isidentifier() for w in words)
+    return "(" + ", ".join(f"'{w}'" for w in words) + ")"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    seq: int
+    run_id: str
+    created: str
+    git_commit: str | None
+    git_dirty: bool | None
+    torch_version: str | None
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> RunRef:
+        seq, run_id, created, commit, dirty, torch = row
+        return cls(seq, run_id, created, commit, None if dirty is None else bool(dirty), torch)
+
+    @property
+    def inputs(self) -> tuple[str, str | None] | None:
+        """What the run's results depend on, as far as the history knows; None: unknown (no commit, dirty tree)."""
+        return None if self.git_commit is None or self.git_dirty is not False else (self.git_commit, self.torch_version)
+
+    @property
+    def commit(self) -> str:
+        return "(no commit)" if self.git_commit is None else self.git_commit[:12] + ("+dirty" if self.git_dirty else "")
+
+
+@dataclass
+class Point:
+    """One test's result in one run."""
+
+    run: RunRef
+    status: str
+    cached: bool
+    attempts: int
+    message: str
+
+
+def timeline(store: Store, test: str, limit: int = 30) -> dict[tuple[str, ...], list[Point]]:
+    """Per key (suite, test, variant, device) of the tests named `test` (a node id, or its tail after
+    `::`), its last `limit` results, oldest first."""
+    keys = store.query(f"SELECT id, {', '.join(KEY_FIELDS)} FROM tests WHERE test = ? OR test LIKE ? ESCAPE '!'", (test, "%::" + _like(test)))
+    out: dict[tuple[str, ...], list[Point]] = {}
+    for test_id, *key in sorted(keys, key=lambda row: row[1:]):
+        rows = store.query(f"SELECT {_RUN}, x.status, x.cached, x.attempts, x.message FROM results x JOIN runs r ON r.seq = x.run_seq "
+                           "WHERE x.test_id = ? ORDER BY x.run_seq DESC LIMIT ?", (test_id, limit))  # fmt: skip
+        out[tuple(key)] = [Point(RunRef.of(row[:6]), row[6], bool(row[7]), row[8], row[9] or "") for row in reversed(rows)]
+    return out
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern matching itself only (ESCAPE '!')."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+@dataclass
+class Streak:
+    key: tuple[str, ...]
+    status: str  # the latest verdict
+    message: str
+    latest: RunRef
+    first_bad: RunRef
+    last_good: RunRef | None  # None: never on track in the history kept
+    runs_failing: int  # results in the streak (cached ones included)
+
+
+def failing_since(store: Store) -> list[Streak]:
+    """Every record whose latest verdict is unexpected, with the first run of its streak and the last run
+    before it that was not (none: failing for as long as the history goes back)."""
+    bad, verdict = _in(statuses.UNEXPECTED), _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
+    rows = store.query(f"""
+        WITH latest AS (SELECT test_id, MAX(run_seq) AS seq FROM results WHERE status IN {verdict} GROUP BY test_id),
+        failing AS (SELECT l.test_id, l.seq, x.status, x.message FROM latest l
+                    JOIN results x ON x.test_id = l.test_id AND x.run_seq = l.seq WHERE x.status IN {bad}),
+        good AS (SELECT f.test_id, MAX(x.run_seq) AS seq FROM failing f JOIN results x ON x.test_id = f.test_id
+                 WHERE x.status IN {verdict} AND x.status NOT IN {bad} GROUP BY f.test_id)
+        SELECT f.test_id, f.seq, f.status, f.message, g.seq,
+               (SELECT MIN(x.run_seq) FROM results x WHERE x.test_id = f.test_id AND x.run_seq > COALESCE(g.seq, -1) AND x.status IN {bad}),
+               (SELECT COUNT(*) FROM results x WHERE x.test_id = f.test_id AND x.run_seq > COALESCE(g.seq, -1) AND x.status IN {bad})
+        FROM failing f LEFT JOIN good g ON g.test_id = f.test_id""")  # fmt: skip
+    if not rows:
+        return []
+    runs = _runs_by_seq(store, {seq for row in rows for seq in (row[1], row[4], row[5]) if seq is not None})
+    keys = _keys(store, {row[0] for row in rows})
+    out = [Streak(keys[test_id], status, message or "", runs[latest], runs[first], runs[good] if good is not None else None, count)
+           for test_id, latest, status, message, good, first, count in rows]  # fmt: skip
+    return sorted(out, key=lambda s: (s.first_bad.seq, s.key))
+
+
+@dataclass
+class Flaky:
+    key: tuple[str, ...]
+    verdicts: int  # fresh (not cached) verdicts in the window
+    flaky_runs: list[RunRef] = field(default_factory=list)  # `flaky` within the run
+    flipped_runs: list[RunRef] = field(default_factory=list)  # failed where the same inputs passed in another run
+
+    @property
+    def rate(self) -> float:
+        return (len(self.flaky_runs) + len(self.flipped_runs)) / self.verdicts if self.verdicts else 0.0
+
+
+def flaky(store: Store, last_runs: int = 30) -> list[Flaky]:
+    """Tests flaky within a run, or flipping between runs with the same inputs, over the last `last_runs`
+    runs; their flake rate is the share of their fresh verdicts that were either."""
+    start = _window_start(store, last_runs)
+    if start is None:
+        return []
+    suspect, verdict = _in(statuses.UNEXPECTED | {statuses.FLAKY}), _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
+    rows = store.query(f"""
+        SELECT x.test_id, x.status, {_RUN} FROM results x JOIN runs r ON r.seq = x.run_seq
+        WHERE x.run_seq >= ? AND NOT x.cached AND x.status IN {verdict}
+          AND x.test_id IN (SELECT DISTINCT test_id FROM results WHERE run_seq >= ? AND status IN {suspect})""", (start, start))  # fmt: skip
+    by_test: dict[int, list[tuple[str, RunRef]]] = defaultdict(list)
+    for test_id, status, *run in rows:
+        by_test[test_id].append((status, RunRef.of(tuple(run))))
+    found = []
+    for test_id, results in by_test.items():
+        passed_with = {run.inputs for status, run in results if status not in statuses.UNEXPECTED and run.inputs is not None}
+        item = Flaky((), len(results))
+        for status, run in sorted(results, key=lambda sr: sr[1].seq):
+            if status == statuses.FLAKY:
+                item.flaky_runs.append(run)
+            elif status in statuses.UNEXPECTED and run.inputs is not None and run.inputs in passed_with:
+                item.flipped_runs.append(run)
+        if item.rate:
+            found.append((test_id, item))
+    keys = _keys(store, {test_id for test_id, _ in found})
+    for test_id, item in found:
+        item.key = keys[test_id]
+    return sorted((item for _, item in found), key=lambda f: (-f.rate, f.key))
+
+
+def _window_start(store: Store, last_runs: int) -> int | None:
+    rows = store.query("SELECT MIN(seq) FROM (SELECT seq FROM runs ORDER BY seq DESC LIMIT ?) w", (max(last_runs, 1),))
+    return rows[0][0] if rows else None
+
+
+@dataclass
+class RunRow:
+    run: RunRef
+    host: str
+    bazel_command: str
+    counts: dict[str, int]  # status -> records stored
+
+
+def runs(store: Store, last: int = 20) -> list[RunRow]:
+    """The last `last` runs, newest first, with the count of each status among their stored records."""
+    start = _window_start(store, last)
+    if start is None:
+        return []
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for seq, status, n in store.query("SELECT run_seq, status, COUNT(*) FROM results WHERE run_seq >= ? GROUP BY run_seq, status", (start,)):
+        counts[seq][status] = n
+    rows = store.query(f"SELECT {_RUN}, r.host, r.bazel_command FROM runs r WHERE r.seq >= ? ORDER BY r.seq DESC", (start,))
+    return [RunRow(RunRef.of(row[:6]), row[6] or "", row[7] or "", counts.get(row[0], {})) for row in rows]
+
+
+def _runs_by_seq(store: Store, seqs: set[int]) -> dict[int, RunRef]:
+    out = {}
+    ordered = sorted(seqs)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        for row in store.query(f"SELECT {_RUN} FROM runs r WHERE r.seq IN ({', '.join('?' * len(chunk))})", chunk):
+            out[row[0]] = RunRef.of(row)
+    return out
+
+
+def _keys(store: Store, ids: set[int]) -> dict[int, tuple[str, ...]]:
+    out = {}
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        for test_id, *key in store.query(f"SELECT t.id, {_TEST} FROM tests t WHERE t.id IN ({', '.join('?' * len(chunk))})", chunk):
+            out[test_id] = tuple(key)
+    return out
+
+
+def latest_statuses(store: Store, before_seq: int | None = None) -> dict[tuple[str, ...], tuple[str, int]]:
+    """Per key, its latest verdict (status, run seq) in the runs before `before_seq` (None: all runs)."""
+    verdict = _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
+    limit = "" if before_seq is None else f" AND run_seq < {int(before_seq)}"
+    rows = store.query(f"""
+        SELECT {_TEST}, x.status, x.run_seq FROM results x JOIN tests t ON t.id = x.test_id
+        JOIN (SELECT test_id, MAX(run_seq) AS seq FROM results WHERE status IN {verdict}{limit} GROUP BY test_id) l
+          ON l.test_id = x.test_id AND l.seq = x.run_seq""")  # fmt: skip
+    n = len(KEY_FIELDS)
+    return {tuple(row[:n]): (row[n], row[n + 1]) for row in rows}

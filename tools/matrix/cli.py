@@ -112,7 +112,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not baseline.is_file():  # a directory, a FIFO (reading it would wait forever), /dev/zero, "" (the cwd)
             raise UserError(f"--baseline {args.baseline!r}: {'not a regular file' if baseline.exists() else 'no such file'}; give a compat.json")
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
-    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run, history_of(args))
+    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run, history_of(args), args.strict_flaky)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="reports", help="report directory (default: reports/)")
         p.add_argument("--history", help=f"the history store this run is appended to: an SQLite file, a postgresql:// URL, or `none` "
                                          f"(default: {HISTORY_FILE} in the report directory); see docs/history.md")  # fmt: skip
+        p.add_argument("--strict-flaky", action="store_true", help="exit 1 when a test is flaky (failed, then passed on a retry) too")
         p.add_argument("bazel_args", nargs="*", help="extra bazel arguments, after `--`")
 
     rep = sub.add_parser("report", parents=[common], help="run the whole matrix (--keep_going) and write the compatibility report")

@@ -123,4 +123,4 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
         print(f"note: {visible(note)}")
     fresh = sum(1 for r in collected.records if r.run_id == run.run_id and r.status != statuses.NOT_RUN)
     print(f"rerun: {fresh} test result(s) from {len(labels)} target(s), merged into {len(collected.records)} records")
-    return finish(collected.records, run, out_dir, None, collected.problems, history)
+    return finish(collected.records, run, out_dir, None, collected.problems, history, args.strict_flaky)

@@ -16,7 +16,7 @@ from tools.matrix.errors import ReportError
 from tools.matrix.history import provenance
 from tools.matrix.history.append import EXIT_HISTORY, store_run
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import COMPAT_JSON, compare, terminal_summary, unexpected, write_reports
+from tools.matrix.report import COMPAT_JSON, compare, terminal_summary, write_reports
 from tools.matrix.report.commands import GPU_DEVICES_KEY
 from tools.matrix.report.text import visible
 
@@ -56,7 +56,8 @@ def disagreements(collected: Collected, run_id: str | None = None) -> list[str]:
     return problems
 
 
-def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str], history: str | None = None) -> int:
+def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | None, problems: list[str], history: str | None = None,
+           strict_flaky: bool = False) -> int:  # fmt: skip
     """Write the report, print its summary, then append the run to the `history` store (None: none kept)."""
     comparison = compare(last_report.load(baseline)[1], records) if baseline else None
     paths = write_reports(records, run, out_dir, baseline=comparison)
@@ -65,7 +66,8 @@ def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | 
         print(f"problem: {visible(problem)}")
     print("report: " + ", ".join(str(p) for p in paths))
     stored = store_run(history, run, records)  # after the report: a failing store never costs it
-    return 1 if unexpected(records) or problems else 0 if stored else EXIT_HISTORY
+    gate = statuses.UNEXPECTED_STRICT if strict_flaky else statuses.UNEXPECTED
+    return 1 if any(r.status in gate for r in records) or problems else 0 if stored else EXIT_HISTORY
 
 
 def previous_report(out_dir: Path) -> list[Record] | None:
@@ -81,7 +83,7 @@ def previous_report(out_dir: Path) -> list[Record] | None:
 
 
 def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None, bazel_args: list[str], run_tests: bool,
-           history: str | None = None) -> int:  # fmt: skip
+           history: str | None = None, strict_flaky: bool = False) -> int:  # fmt: skip
     previous = previous_report(out_dir)  # before the long run: an unreadable one is found now
     out_dir.mkdir(parents=True, exist_ok=True)
     bep = out_dir / BEP_NAME
@@ -102,4 +104,4 @@ def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None
     run.torch_version = collected.torch_version
     for note in collected.notes:
         print(f"note: {visible(note)}")
-    return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected, run.run_id), history)
+    return finish(collected.records, run, out_dir, baseline, collected.problems + disagreements(collected, run.run_id), history, strict_flaky)

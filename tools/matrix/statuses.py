@@ -14,8 +14,10 @@ NOT_RUN = "not_run"  # the matrix has the cell but no result was found
 FLAKY = "flaky"
 
 ALL = (PASSED, FAILED, XFAILED, XPASSED, SKIPPED, ERROR, CRASHED, TIMEOUT, NOT_RUN, FLAKY)
-# Statuses that fail a target and the report's exit status (`--strict-flaky` adds FLAKY).
+# Statuses that fail a target and the report's exit status.
 UNEXPECTED = frozenset({FAILED, XPASSED, ERROR, CRASHED, TIMEOUT})
+# What fails the report's exit status under `--strict-flaky`.
+UNEXPECTED_STRICT = UNEXPECTED | {FLAKY}
 
 # The status policy: every set a command or report decides by lives here, named for what it means.
 # Went wrong and was not expected to: what `rerun --failed` reruns, what `xfail sync` turns into an

@@ -12,6 +12,7 @@ from tools.matrix import statuses
 from tools.matrix.collect.bep import BazelResult, read_beps
 from tools.matrix.collect.evidence import attach_evidence, bound_evidence
 from tools.matrix.collect.files import Unreadable, shown
+from tools.matrix.collect.flaky import mark_flaky
 from tools.matrix.collect.sources import Shard, newest_mtime, read_shard, shard_dirs
 from tools.matrix.config import Cell, Matrix
 from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, CellNames, Dropped, TargetRun, cell_label_of
@@ -51,6 +52,7 @@ def collect(
     runs: dict[tuple[str, str, str], dict[str, TargetRun]] = {}  # per cell, its targets read, by name
     newest: dict[str, float] = {}  # label -> newest output mtime (is the BEP about these testlogs?)
     readable: dict[tuple[str, int], Path] = {}  # (label, shard) -> the shard's directory, when its outputs could be read
+    dirs: dict[tuple[str, int], Path] = {}  # (label, shard) -> the directory of each shard with results
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key], runs[key] = [], {}
@@ -68,6 +70,7 @@ def collect(
                 if result is None:
                     run.missing += 1
                     continue
+                dirs[target.label, shard] = shard_dir
                 if result.outputs_usable:
                     readable[target.label, shard] = shard_dir
                 found[key] += result.records
@@ -99,6 +102,7 @@ def collect(
     carried = {id(r) for r in previous or []}  # kept as the previous report has them
     bazel = collected.bazel
     keeping: dict[tuple[str, int], list[Record]] = {}  # per shard, its records whose status keeps evidence
+    retried: dict[tuple[str, int], list[Record]] = {}  # per shard Bazel ran more than once, its records
     keeps = statuses.KEEPS_EVIDENCE
     for records in found.values():
         for record in records:
@@ -109,8 +113,12 @@ def collect(
             if result and record.shard is not None:
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)
+                if record.attempts > 1:
+                    retried.setdefault((record.target, record.shard), []).append(record)
             if record.status in keeps and record.shard is not None:
                 keeping.setdefault((record.target, record.shard), []).append(record)
+    for (label, shard), records in retried.items():
+        mark_flaky(records, dirs.get((label, shard)), records[0].suite)
     for shard_key, records in keeping.items():
         if shard_key in readable:
             attach_evidence(testlogs, readable[shard_key], records)

@@ -18,34 +18,13 @@ from pathlib import Path
 
 import pytest
 
-import tools
 from tools.matrix import statuses
 from tools.matrix.history import queries, schema
 from tools.matrix.history.store import StoreError, open_store
 from tools.matrix.records import KEY_FIELDS, Record, RunInfo
 from tools.matrix.runtime import outputs
-from tools.matrix.tests.fixtures.toolws import report_cli, run_cli, write_workspace
-
-ROOT = str(Path(tools.__file__).resolve().parents[1])
-HOSTILE = "test_h.py::test_x[\x1b[2J\u202e'; DROP TABLE results; --\x00]"
-MATRIX = """\
-devices:
-  cpu: {}
-variants:
-  base: {impl: pkg.mod:V, description: base}
-suites:
-  s:
-    variants: [base]
-    devices: [cpu]
-"""
-
-
-def run_info(i: int, commit: str | None = "c1", dirty: bool | None = False) -> RunInfo:
-    return RunInfo(run_id=f"run{i}", created=f"2026-12-0{i}T00:00:00+00:00", torch_version="2.13.0", git_commit=commit, git_dirty=dirty)
-
-
-def rec(test: str, status: str, run_id: str, **kw) -> Record:
-    return Record("s", test, "base", "cpu", status, run_id=run_id, **kw)
+from tools.matrix.tests.fixtures.history import APPENDER, HOSTILE, ROOT, rec, report, run_info, ws_fixture  # noqa: F401 (the fixture `ws`)
+from tools.matrix.tests.fixtures.toolws import run_cli
 
 
 def many(run_id: str, n: int) -> list[Record]:
@@ -107,20 +86,6 @@ def test_a_field_missing_from_an_older_store_is_added_and_reads_as_its_default(t
 
 
 # -- a run is stored whole or not at all ------------------------------------------------------------------
-
-APPENDER = """
-import sys
-sys.path.insert(0, {root!r})
-from tools.matrix.history.store import open_store
-from tools.matrix.records import Record, RunInfo
-n, path, run_id = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-records = [Record("s", f"test_m.py::test_{{k}}_{{'x' * 200}}", "base", "cpu", "passed", run_id=run_id, message="m" * 300) for k in range(n)]
-print("appending", flush=True)
-with open_store(path, timeout_s=60) as store:
-    store.append(RunInfo(run_id=run_id, created="2026-12-07T00:00:00+00:00"), records)
-print("stored", flush=True)
-"""
-
 
 def appender(tmp_path: Path, n: int, path: Path, run_id: str) -> subprocess.Popen:
     script = tmp_path / "append.py"
@@ -193,29 +158,6 @@ def test_another_process_holding_the_lock_is_one_line_after_the_timeout(tmp_path
 
 
 # -- `report` writes its report whatever the store does ------------------------------------------------------
-
-
-@pytest.fixture
-def ws(tmp_path) -> tuple[Path, Path]:
-    """A one-cell workspace whose testlogs hold two passing tests."""
-    ws = write_workspace(tmp_path / "ws", MATRIX, ("s/test_a.py",))
-    logs = tmp_path / "bazel-testlogs"
-    out = logs / "s" / "s_base_cpu" / "test.outputs"
-    out.mkdir(parents=True)
-    tests = [{"nodeid": f"test_a.py::test_{k}", "outcome": "passed", "metadata": {"matrix": {"status": statuses.PASSED, "duration_s": 0.1}}}
-             for k in ("one", "two")]  # fmt: skip
-    meta = {"suite": "s", "variant": "base", "device": "cpu", "target": "//s:s_base_cpu", "shard_index": 0, "total_shards": 1,
-            "test_filter": "", "torch_version": "2.13.0+cpu", "problems": []}  # fmt: skip
-    outputs.write_outputs(str(out), tests, meta, time.time(), 0, "s")
-    (out.parent / "test.log").write_text("collected 2 items\n")
-    return ws, logs
-
-
-def report(ws: tuple[Path, Path], tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess, Path]:
-    out = tmp_path / "reports"
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    return report_cli(ws[0], ws[1], bindir, "--no-run", "--out", str(out), *argv), out
 
 
 def test_report_appends_its_run_to_the_default_store(ws, tmp_path):

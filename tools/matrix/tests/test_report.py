@@ -258,7 +258,7 @@ def test_markdown_summary_table_counts_and_pass_rate(records):
     section = md_section(text, "Summary")
     table = [line for line in section.splitlines() if line.startswith("| ")]
     header = md_cells(table[0])
-    assert header == ["suite", "variant", "device", "passed", "xfailed", "failed", "xpassed", "skipped", "error",
+    assert header == ["suite", "variant", "device", "passed", "flaky", "xfailed", "failed", "xpassed", "skipped", "error",
                       "crashed", "timeout", "not_run", "pass rate"]
     rows = {tuple(c[:3]): dict(zip(header, c)) for c in map(md_cells, table[2:])}
     base_cpu = rows[("export_tests", "base", "cpu")]

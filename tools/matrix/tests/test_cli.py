@@ -134,7 +134,7 @@ CORRUPT = {
     ),
     "unknown status": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": "t.py", "variant": "base", "device": "cpu", "status": "green"}]}',
-        "record 1: status: 'green' is not one of ['passed', 'failed', 'xfailed', 'xpassed', 'skipped', 'error', 'crashed', 'timeout', 'not_run']",
+        "record 1: status: 'green' is not one of ['passed', 'failed', 'xfailed', 'xpassed', 'skipped', 'error', 'crashed', 'timeout', 'not_run', 'flaky']",
     ),
     "not UTF-8": (b'{"x": "\xff"}', "not UTF-8 text: invalid start byte at byte 7"),
 }

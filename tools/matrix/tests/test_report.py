@@ -422,10 +422,10 @@ def test_terminal_summary_table_is_aligned_and_lists_unexpected(records):
     out = terminal_summary(records)
     lines = out.splitlines()
     table = lines[: lines.index("")]
-    assert table[0].split() == ["suite", "variant", "device", "pass", "xfail", "fail", "xpass", "skip", "error", "crash", "timeout", "not_run", "rate"]
+    assert table[0].split() == ["suite", "variant", "device", "pass", "flaky", "xfail", "fail", "xpass", "skip", "error", "crash", "timeout", "not_run", "rate"]
     assert len({len(line) for line in table[1:]}) == 1  # right-aligned counts end in one column
     row = next(line.split() for line in table if line.startswith("export_tests") and " retrace " in line)
-    assert row == ["export_tests", "retrace", "cpu", "2", ".", "2", "1", ".", ".", ".", ".", ".", "40.0%"]
+    assert row == ["export_tests", "retrace", "cpu", "2", ".", ".", "2", "1", ".", ".", ".", ".", ".", "40.0%"]
     assert table[-1].split()[0] == "total"
     listed = lines[lines.index("") + 1:]
     assert listed[0] == f"Unexpected results ({len(unexpected(records))}):"

@@ -78,7 +78,7 @@ def previous() -> list[Record]:
 
 
 def args(**kw) -> argparse.Namespace:
-    base = {"suite": [], "variant": [], "device": [], "tests": [], "failed": False, "xpassed": False, "dry_run": False, "bazel_args": []}
+    base = {"suite": [], "variant": [], "device": [], "tests": [], "failed": False, "xpassed": False, "dry_run": False, "bazel_args": [], "strict_flaky": False}
     return argparse.Namespace(**{**base, **kw})
 
 

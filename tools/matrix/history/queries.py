@@ -101,16 +101,20 @@ def failing_since(store: Store) -> list[Streak]:
     """Every record whose latest verdict is unexpected, with the first run of its streak and the last run
     before it that was not (none: failing for as long as the history goes back)."""
     bad, verdict = _in(statuses.UNEXPECTED), _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
+    # Each step is a walk of one test's results along the primary key (test_id, run_seq), newest first:
+    # a few rows per test, never a scan of the whole table.
     rows = store.query(f"""
-        WITH latest AS (SELECT test_id, MAX(run_seq) AS seq FROM results WHERE status IN {verdict} GROUP BY test_id),
-        failing AS (SELECT l.test_id, l.seq, x.status, x.message FROM latest l
+        WITH latest AS MATERIALIZED (SELECT t.id AS test_id, (SELECT x.run_seq FROM results x WHERE x.test_id = t.id AND x.status IN {verdict}
+                                                ORDER BY x.run_seq DESC LIMIT 1) AS seq FROM tests t),
+        failing AS MATERIALIZED (SELECT l.test_id, l.seq, x.status, x.message FROM latest l
                     JOIN results x ON x.test_id = l.test_id AND x.run_seq = l.seq WHERE x.status IN {bad}),
-        good AS (SELECT f.test_id, MAX(x.run_seq) AS seq FROM failing f JOIN results x ON x.test_id = f.test_id
-                 WHERE x.status IN {verdict} AND x.status NOT IN {bad} GROUP BY f.test_id)
-        SELECT f.test_id, f.seq, f.status, f.message, g.seq,
-               (SELECT MIN(x.run_seq) FROM results x WHERE x.test_id = f.test_id AND x.run_seq > COALESCE(g.seq, -1) AND x.status IN {bad}),
-               (SELECT COUNT(*) FROM results x WHERE x.test_id = f.test_id AND x.run_seq > COALESCE(g.seq, -1) AND x.status IN {bad})
-        FROM failing f LEFT JOIN good g ON g.test_id = f.test_id""")  # fmt: skip
+        good AS MATERIALIZED (SELECT f.*, (SELECT x.run_seq FROM results x WHERE x.test_id = f.test_id AND x.status IN {verdict} AND x.status NOT IN {bad}
+                              ORDER BY x.run_seq DESC LIMIT 1) AS good FROM failing f)
+        SELECT g.test_id, g.seq, g.status, g.message, g.good,
+               (SELECT x.run_seq FROM results x WHERE x.test_id = g.test_id AND x.run_seq > COALESCE(g.good, -1) AND x.status IN {bad}
+                ORDER BY x.run_seq LIMIT 1),
+               (SELECT COUNT(*) FROM results x WHERE x.test_id = g.test_id AND x.run_seq > COALESCE(g.good, -1) AND x.status IN {bad})
+        FROM good g""")  # fmt: skip
     if not rows:
         return []
     runs = _runs_by_seq(store, {seq for row in rows for seq in (row[1], row[4], row[5]) if seq is not None})
@@ -139,13 +143,15 @@ def flaky(store: Store, last_runs: int = 30) -> list[Flaky]:
     if start is None:
         return []
     suspect, verdict = _in(statuses.UNEXPECTED | {statuses.FLAKY}), _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
-    rows = store.query(f"""
-        SELECT x.test_id, x.status, {_RUN} FROM results x JOIN runs r ON r.seq = x.run_seq
-        WHERE x.run_seq >= ? AND NOT x.cached AND x.status IN {verdict}
-          AND x.test_id IN (SELECT DISTINCT test_id FROM results WHERE run_seq >= ? AND status IN {suspect})""", (start, start))  # fmt: skip
+    window = {row[0]: RunRef.of(row) for row in store.query(f"SELECT {_RUN} FROM runs r WHERE r.seq >= ?", (start,))}
+    # The suspects from the (run_seq, status) index; then each one's results along the primary key.
+    suspects = sorted(row[0] for row in store.query(f"SELECT DISTINCT test_id FROM results WHERE run_seq >= ? AND status IN {suspect}", (start,)))
     by_test: dict[int, list[tuple[str, RunRef]]] = defaultdict(list)
-    for test_id, status, *run in rows:
-        by_test[test_id].append((status, RunRef.of(tuple(run))))
+    for i in range(0, len(suspects), 500):
+        chunk = suspects[i : i + 500]
+        for test_id, status, seq in store.query(f"SELECT test_id, status, run_seq FROM results WHERE test_id IN ({', '.join('?' * len(chunk))}) "
+                                                f"AND run_seq >= ? AND NOT cached AND status IN {verdict}", (*chunk, start)):  # fmt: skip
+            by_test[test_id].append((status, window[seq]))
     found = []
     for test_id, results in by_test.items():
         passed_with = {run.inputs for status, run in results if status not in statuses.UNEXPECTED and run.inputs is not None}

@@ -14,6 +14,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tools.matrix.errors import UserError
 from tools.matrix.history import schema
 from tools.matrix.records import KEY_FIELDS, Record, RunInfo
 
+SQLITE_CACHE_KIB = 64 * 1024  # a run's 100,000 results touch that much of the tables and indexes
 DEFAULT_TIMEOUT_S = 30.0  # how long an append waits for another process's append
 _ADVISORY_LOCK = 0x746D6878  # PostgreSQL: "tmhx", the lock every append takes
 _URL = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
@@ -52,7 +54,8 @@ class Store:
 
     # -- what differs between the backends -------------------------------------------------------
     def _begin_write(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("BEGIN IMMEDIATE")  # waits up to timeout_s for another writer
+        self.conn.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -61,7 +64,7 @@ class Store:
         return {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
 
     def _insert_results(self, rows: list[tuple[Any, ...]]) -> None:
-        names = ("run_seq", "test_id", *schema.RESULT_NAMES)
+        names = (*schema.RESULT_NAMES, "run_seq", "test_id")
         self.conn.executemany(f"INSERT INTO results ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows)
 
     def _problem(self, e: Exception) -> str:
@@ -80,8 +83,8 @@ class Store:
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
 
-    def _safe(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(values)
+    def _safe(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return values
 
     # -- the same for both ---------------------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -161,9 +164,11 @@ class Store:
                 names = ", ".join(schema.RUN_NAMES)
                 row = self._safe(schema.run_row(run))
                 seq = self.conn.execute(self.sql(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))}) RETURNING seq"), row).fetchone()[0]
-                ids = self._test_ids({tuple(self._safe(r.key)) for r in fresh})
-                self._insert_results([(seq, ids[tuple(self._safe(r.key))], *self._safe(schema.result_row(r)))
-                                      for r in fresh])  # fmt: skip
+                keys = [self._safe(r.key) for r in fresh]
+                ids = self._test_ids(set(keys))
+                rows = [self._safe(schema.result_row(r)) + (seq, ids[k]) for r, k in zip(fresh, keys)]
+                rows.sort(key=itemgetter(-1))  # in primary key order: each page of the table is visited once
+                self._insert_results(rows)
                 self.conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -228,7 +233,7 @@ class PostgresStore(Store):
         return {r[0] for r in self.conn.execute(query, (table,))}
 
     def _insert_results(self, rows: list[tuple[Any, ...]]) -> None:
-        names = ("run_seq", "test_id", *schema.RESULT_NAMES)
+        names = (*schema.RESULT_NAMES, "run_seq", "test_id")
         with self.conn.cursor().copy(f"COPY results ({', '.join(names)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -242,7 +247,7 @@ class PostgresStore(Store):
 
         return (psycopg.Error,)
 
-    def _safe(self, values: Sequence[Any]) -> tuple[Any, ...]:
+    def _safe(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
         # PostgreSQL's text cannot hold NUL: stored as the escape the report shows it as (report/text.py).
         return tuple(v.replace("\x00", "\\u0000") if isinstance(v, str) and "\x00" in v else v for v in values)
 

@@ -214,13 +214,10 @@ def _keys(store: Store, ids: set[int]) -> dict[int, tuple[str, ...]]:
     return out
 
 
-def latest_statuses(store: Store, before_seq: int | None = None) -> dict[tuple[str, ...], tuple[str, int]]:
-    """Per key, its latest verdict (status, run seq) in the runs before `before_seq` (None: all runs)."""
+def latest_verdicts(store: Store) -> dict[tuple[str, ...], str]:
+    """Per key the store knows, its latest verdict (a status not in statuses.DID_NOT_RUN); keys with none are left out."""
     verdict = _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
-    limit = "" if before_seq is None else f" AND run_seq < {int(before_seq)}"
-    rows = store.query(f"""
-        SELECT {_TEST}, x.status, x.run_seq FROM results x JOIN tests t ON t.id = x.test_id
-        JOIN (SELECT test_id, MAX(run_seq) AS seq FROM results WHERE status IN {verdict}{limit} GROUP BY test_id) l
-          ON l.test_id = x.test_id AND l.seq = x.run_seq""")  # fmt: skip
+    rows = store.query(f"""SELECT {_TEST}, (SELECT x.status FROM results x WHERE x.test_id = t.id AND x.status IN {verdict}
+                                            ORDER BY x.run_seq DESC LIMIT 1) FROM tests t""")  # fmt: skip
     n = len(KEY_FIELDS)
-    return {tuple(row[:n]): (row[n], row[n + 1]) for row in rows}
+    return {tuple(row[:n]): row[n] for row in rows if row[n] is not None}

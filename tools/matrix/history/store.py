@@ -104,6 +104,14 @@ class Store:
         except self._errors() as e:
             raise StoreError(f"history {shown_location(self.location)}: {self._problem(e)}") from None
 
+    def has_history(self) -> bool:
+        """The store holds a history this version reads (False: a new, empty store; StoreError: not ours)."""
+        with self.guard():
+            if not self._tables():
+                return False
+        self.check_readable()
+        return True
+
     def check_readable(self) -> None:
         """Refuse a store this version cannot read (a newer schema, not a history at all)."""
         with self.guard():

@@ -22,8 +22,7 @@ from tools.matrix import statuses
 from tools.matrix.history import queries, schema
 from tools.matrix.history.store import StoreError, open_store
 from tools.matrix.records import KEY_FIELDS, Record, RunInfo
-from tools.matrix.runtime import outputs
-from tools.matrix.tests.fixtures.history import APPENDER, HOSTILE, ROOT, rec, report, run_info, ws_fixture  # noqa: F401 (the fixture `ws`)
+from tools.matrix.tests.fixtures.history import APPENDER, HOSTILE, ROOT, rec, report, run_info, write_results, ws_fixture  # noqa: F401 (the fixture `ws`)
 from tools.matrix.tests.fixtures.toolws import run_cli
 
 
@@ -248,18 +247,28 @@ def test_an_unreachable_postgresql_costs_no_report(ws, tmp_path):
 
 
 def test_failing_tests_still_exit_1_when_the_store_fails_too(ws, tmp_path):
-    shutil_out = ws[1] / "s" / "s_base_cpu" / "test.outputs"
-    for f in shutil_out.iterdir():
-        f.unlink()
-    tests = [{"nodeid": "test_a.py::test_one", "outcome": "failed", "metadata": {"matrix": {"status": statuses.FAILED, "message": "no"}}}]
-    meta = {"suite": "s", "variant": "base", "device": "cpu", "target": "//s:s_base_cpu", "shard_index": 0, "total_shards": 1,
-            "test_filter": "", "torch_version": "2.13.0+cpu", "problems": []}  # fmt: skip
-    outputs.write_outputs(str(shutil_out), tests, meta, time.time(), 0, "s")
+    write_results(ws[1], one=statuses.FAILED)
     store = tmp_path / "reports" / "history.sqlite"
     store.parent.mkdir()
     _corrupt(store)
     proc, _out = report(ws, tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith(f"error: history {store}: not a readable history database")
+
+
+def test_report_says_how_many_results_are_new_and_fixed_since_the_history(ws, tmp_path):
+    lines = []
+    for one in (statuses.PASSED, statuses.FAILED, statuses.FAILED, statuses.PASSED):
+        write_results(ws[1], one=one)
+        proc, _out = report(ws, tmp_path)
+        assert proc.returncode == (1 if one == statuses.FAILED else 0), proc.stdout + proc.stderr
+        lines.append([line for line in proc.stdout.splitlines() if line.startswith("history: ") and "stored in" not in line])
+    assert lines == [
+        [],  # a new store: nothing to compare with
+        ["history: 1 new unexpected result(s) since each test's last verdict, 0 fixed: test_a.py::test_one [base/cpu]; "
+         "`history failing-since` says since when"],
+        ["history: 0 new unexpected result(s) since each test's last verdict, 0 fixed"],
+        ["history: 0 new unexpected result(s) since each test's last verdict, 1 fixed; `history failing-since` says since when"],
+    ]  # fmt: skip
 
 
 # -- `history` answers -------------------------------------------------------------------------------------

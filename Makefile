@@ -18,6 +18,7 @@ setup-remote: setup
 test: setup-test setup-remote
 	$(BAZEL) test //...
 	$(MAKE) test-drill
+	$(BAZEL) run //tools/matrix/drill:history_drill
 	$(MAKE) test-remote
 
 # Hostile tests, outputs, file names and suite configurations under real Bazel (docs/reliability.md):

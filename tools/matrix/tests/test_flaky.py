@@ -14,18 +14,9 @@ import pytest
 
 from tools.matrix import statuses
 from tools.matrix.runtime import outputs
+from tools.matrix.tests.fixtures.history import MATRIX
 from tools.matrix.tests.fixtures.toolws import report_cli, write_workspace
 
-MATRIX = """\
-devices:
-  cpu: {}
-variants:
-  base: {impl: pkg.mod:V, description: base}
-suites:
-  s:
-    variants: [base]
-    devices: [cpu]
-"""
 ONE, TWO = "test_a.py::test_one", "test_a.py::test_two"
 META = {"suite": "s", "variant": "base", "device": "cpu", "target": "//s:s_base_cpu", "shard_index": 0, "total_shards": 1,
         "test_filter": "", "torch_version": "2.13.0+cpu", "problems": []}  # fmt: skip

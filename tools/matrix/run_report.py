@@ -14,7 +14,7 @@ from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.errors import ReportError
 from tools.matrix.history import provenance
-from tools.matrix.history.append import EXIT_HISTORY, store_run
+from tools.matrix.history.append import EXIT_HISTORY, read_view, store_run
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report import COMPAT_JSON, compare, terminal_summary, write_reports
 from tools.matrix.report.commands import GPU_DEVICES_KEY
@@ -60,12 +60,13 @@ def finish(records: list[Record], run: RunInfo, out_dir: Path, baseline: Path | 
            strict_flaky: bool = False) -> int:  # fmt: skip
     """Write the report, print its summary, then append the run to the `history` store (None: none kept)."""
     comparison = compare(last_report.load(baseline)[1], records) if baseline else None
-    paths = write_reports(records, run, out_dir, baseline=comparison)
+    view = read_view(history, run, records)
+    paths = write_reports(records, run, out_dir, baseline=comparison, history=view)
     print(terminal_summary(records, comparison, run.run_id))
     for problem in problems:  # may quote test output (a variant's import error): no raw escapes
         print(f"problem: {visible(problem)}")
     print("report: " + ", ".join(str(p) for p in paths))
-    stored = store_run(history, run, records)  # after the report: a failing store never costs it
+    stored = store_run(history, run, records, view)  # after the report: a failing store never costs it
     gate = statuses.UNEXPECTED_STRICT if strict_flaky else statuses.UNEXPECTED
     return 1 if any(r.status in gate for r in records) or problems else 0 if stored else EXIT_HISTORY
 

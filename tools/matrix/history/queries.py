@@ -117,7 +117,7 @@ def failing_since(store: Store) -> list[Streak]:
         FROM good g""")  # fmt: skip
     if not rows:
         return []
-    runs = _runs_by_seq(store, {seq for row in rows for seq in (row[1], row[4], row[5]) if seq is not None})
+    runs = runs_by_seq(store, {seq for row in rows for seq in (row[1], row[4], row[5]) if seq is not None})
     keys = _keys(store, {row[0] for row in rows})
     out = [Streak(keys[test_id], status, message or "", runs[latest], runs[first], runs[good] if good is not None else None, count)
            for test_id, latest, status, message, good, first, count in rows]  # fmt: skip
@@ -194,7 +194,7 @@ def runs(store: Store, last: int = 20) -> list[RunRow]:
     return [RunRow(RunRef.of(row[:6]), row[6] or "", row[7] or "", counts.get(row[0], {})) for row in rows]
 
 
-def _runs_by_seq(store: Store, seqs: set[int]) -> dict[int, RunRef]:
+def runs_by_seq(store: Store, seqs: set[int]) -> dict[int, RunRef]:
     out = {}
     ordered = sorted(seqs)
     for i in range(0, len(ordered), 500):
@@ -214,10 +214,13 @@ def _keys(store: Store, ids: set[int]) -> dict[int, tuple[str, ...]]:
     return out
 
 
-def latest_verdicts(store: Store) -> dict[tuple[str, ...], str]:
-    """Per key the store knows, its latest verdict (a status not in statuses.DID_NOT_RUN); keys with none are left out."""
+def latest_verdicts(store: Store) -> dict[tuple[str, ...], tuple[str, int]]:
+    """Per key the store knows, its latest verdict (a status not in statuses.DID_NOT_RUN) and that run's
+    seq; keys with none are left out."""
     verdict = _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
-    rows = store.query(f"""SELECT {_TEST}, (SELECT x.status FROM results x WHERE x.test_id = t.id AND x.status IN {verdict}
-                                            ORDER BY x.run_seq DESC LIMIT 1) FROM tests t""")  # fmt: skip
+    rows = store.query(f"""
+        SELECT {_TEST}, x.status, x.run_seq FROM tests t
+        JOIN results x ON x.test_id = t.id AND x.run_seq = (SELECT y.run_seq FROM results y WHERE y.test_id = t.id AND y.status IN {verdict}
+                                                            ORDER BY y.run_seq DESC LIMIT 1)""")  # fmt: skip
     n = len(KEY_FIELDS)
-    return {tuple(row[:n]): row[n] for row in rows if row[n] is not None}
+    return {tuple(row[:n]): (row[n], row[n + 1]) for row in rows}

@@ -11,6 +11,7 @@ from tools.matrix import statuses
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report.baseline import Change, Comparison
 from tools.matrix.report.evidence import CallView, evidence_view, with_evidence
+from tools.matrix.report.history_view import HistoryView
 from tools.matrix.report.signatures import failure_causes, first_message
 from tools.matrix.report.summary import (
     COLUMNS,
@@ -276,7 +277,33 @@ def _grids(records: Sequence[Record]) -> list[str]:
     return lines
 
 
-def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
+def _history(view: HistoryView, records: Sequence[Record]) -> list[str]:
+    """New and fixed since each test's last verdict in the history, failing since when, the flaky tests."""
+    lines = ["## History", "", (f"Against {view.runs} earlier run(s) in {code(view.store)}: **{len(view.new)} new unexpected** since each "
+                                f"test's last verdict, {len(view.fixed)} fixed. `history failing-since` and `history timeline TEST` say more.")]  # fmt: skip
+
+    def cell(r: Record) -> list[str]:
+        return [escape(r.suite), code(r.test), f"{escape(r.variant)}/{escape(r.device)}", r.status]
+
+    for title, rows in (("New since the previous verdict", view.new), ("Fixed since the previous verdict", view.fixed)):
+        if rows:
+            lines += ["", f"### {title} ({len(rows)})", "", *table(["suite", "test", "cell", "status"], [cell(r) for r in rows[:MAX_ROWS]]),
+                      *_more(len(rows), min(len(rows), MAX_ROWS))]  # fmt: skip
+    failing = [r for r in records if r.key in view.since]
+    if failing:
+        rows = [[*cell(r), escape(view.since[r.key].first_bad), escape(view.since[r.key].last_good or "never (in the history kept)")] for r in failing[:MAX_ROWS]]
+        lines += ["", f"### Failing since ({len(failing)})", "", *table(["suite", "test", "cell", "status", "failing since", "last on track"], rows),
+                  *_more(len(failing), len(rows))]  # fmt: skip
+    flaky = [r for r in records if r.status == statuses.FLAKY]
+    if flaky:
+        rows = [[*cell(r), escape(first_message(r.message))] for r in flaky[:MAX_ROWS]]
+        lines += ["", f"### Flaky in this run ({len(flaky)})", "", "Failed, then passed when Bazel ran the target again: not a failure "
+                  "(`report --strict-flaky` makes it one); `history flaky` gives each one's rate across runs.", "",
+                  *table(["suite", "test", "cell", "status", "first attempt"], rows), *_more(len(flaky), len(rows))]  # fmt: skip
+    return lines
+
+
+def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None, history: HistoryView | None = None) -> str:
     prep = prepare(records)
     ordered, totals, n_bad = prep.records, prep.totals, prep.unexpected_count
     head = [
@@ -292,6 +319,8 @@ def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline
     parts = [head, _summary(prep)]
     if baseline is not None:
         parts.append(_changes(baseline))
+    if history is not None:
+        parts.append(_history(history, ordered))
     parts += [_unexpected(ordered), _stale_xfails(ordered), _causes(ordered), _grids(ordered)]
     evidence = _evidence(ordered)
     if evidence:

@@ -256,12 +256,25 @@ def test_failing_tests_still_exit_1_when_the_store_fails_too(ws, tmp_path):
 
 
 def test_report_says_how_many_results_are_new_and_fixed_since_the_history(ws, tmp_path):
-    lines = []
+    lines, sections = [], []
     for one in (statuses.PASSED, statuses.FAILED, statuses.FAILED, statuses.PASSED):
         write_results(ws[1], one=one)
-        proc, _out = report(ws, tmp_path)
+        proc, out = report(ws, tmp_path)
         assert proc.returncode == (1 if one == statuses.FAILED else 0), proc.stdout + proc.stderr
         lines.append([line for line in proc.stdout.splitlines() if line.startswith("history: ") and "stored in" not in line])
+        md = (out / "compat.md").read_text()
+        sections.append(md[md.index("## History"):].split("\n## ")[0].splitlines() if "## History" in md else [])
+    store = f"`{tmp_path / 'reports' / 'history.sqlite'}`"
+    assert sections[0] == []  # no history yet
+    ref = [line for line in sections[1] if line.startswith("| s | `test_a.py::test_one`")]
+    assert sections[1][2] == f"Against 1 earlier run(s) in {store}: **1 new unexpected** since each test's last verdict, 0 fixed. " \
+        "`history failing-since` and `history timeline TEST` say more."
+    assert "### New since the previous verdict (1)" in sections[1] and "### Failing since (1)" in sections[1]
+    assert ref[0] == "| s | `test_a.py::test_one` | base/cpu | failed |"
+    assert ref[1].startswith("| s | `test_a.py::test_one` | base/cpu | failed | this run | #1 ")
+    assert [line for line in sections[2] if line.startswith("| s | `test_a.py::test_one`")][0].startswith(
+        "| s | `test_a.py::test_one` | base/cpu | failed | #2 ")  # still failing: since run 2  # fmt: skip
+    assert "### Fixed since the previous verdict (1)" in sections[3]
     assert lines == [
         [],  # a new store: nothing to compare with
         ["history: 1 new unexpected result(s) since each test's last verdict, 0 fixed: test_a.py::test_one [base/cpu]; "

@@ -18,10 +18,12 @@ collects the same testlogs and BEP into the PostgreSQL store. Then `history fail
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import NoReturn
 
@@ -66,6 +68,15 @@ def test_flaky():
         open(MARKER, "w").close()
         raise AssertionError("fails on its first attempt only")
 """
+
+
+def load(path: Path) -> types.ModuleType:
+    """A module of the source tree by its path (this binary's runfiles hold no tests' fixtures)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fail(message: str) -> NoReturn:
@@ -117,8 +128,7 @@ def check_store(cli: list[str], ws: Path, env: dict[str, str], root: Path, store
 def main() -> int:
     started = time.monotonic()
     source = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or fail("run me with `bazel run //tools/matrix/drill:history_drill`"))
-    sys.path.insert(0, str(source))  # the PostgreSQL the tests start (tools/matrix/tests/fixtures/postgres.py)
-    from tools.matrix.tests.fixtures import postgres
+    postgres = load(source / "tools" / "matrix" / "tests" / "fixtures" / "postgres.py")  # the PostgreSQL the tests start
 
     if postgres.initdb() is None:
         fail(f"no PostgreSQL installed; {postgres.SETUP_HINT}")

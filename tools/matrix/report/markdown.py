@@ -296,7 +296,7 @@ def _history(view: HistoryView, records: Sequence[Record]) -> list[str]:
                   *_more(len(failing), len(rows))]  # fmt: skip
     flaky = [r for r in records if r.status == statuses.FLAKY]
     if flaky:
-        rows = [[*cell(r), escape(first_message(r.message))] for r in flaky[:MAX_ROWS]]
+        rows = [[*cell(r), escape(first_message(r))] for r in flaky[:MAX_ROWS]]
         lines += ["", f"### Flaky in this run ({len(flaky)})", "", "Failed, then passed when Bazel ran the target again: not a failure "
                   "(`report --strict-flaky` makes it one); `history flaky` gives each one's rate across runs.", "",
                   *table(["suite", "test", "cell", "status", "first attempt"], rows), *_more(len(flaky), len(rows))]  # fmt: skip

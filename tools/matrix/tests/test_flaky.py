@@ -65,6 +65,11 @@ def test_the_test_that_failed_in_the_earlier_attempt_is_flaky_the_other_passed(t
         assert db.execute("SELECT t.test, x.status, x.attempts FROM results x JOIN tests t ON t.id = x.test_id ORDER BY t.test").fetchall() == [
             (ONE, statuses.FLAKY, 2), (TWO, statuses.PASSED, 2)]  # fmt: skip
     assert "~ flaky" in (out / "compat.md").read_text()
+    # Again, now with a history to compare with: compat.md's History section lists the flaky test.
+    assert report_cli(ws, logs, tmp_path, "--no-run", "--out", str(out)).returncode == 0
+    md = (out / "compat.md").read_text()
+    assert "### Flaky in this run (1)" in md
+    assert "| s | `test_a.py::test_one` | base/cpu | flaky | passed on attempt 2; failed in an earlier attempt (attempt 1): AssertionError: first attempt |" in md
 
 
 def test_without_an_earlier_test_xml_every_passing_test_of_the_retried_shard_is_flaky(tmp_path):

@@ -140,7 +140,7 @@ def main() -> int:
     root, ws, env, cli = drill_workspace(source, "matrix-history-drill-", MATRIX, [suite_dir])
     with open(ws / ".bazelrc", "a") as rc_file:  # the flaky test's marker lives outside the sandbox
         rc_file.write(f"test --sandbox_writable_path={MARKER_DIR}\n")
-    (ws / ".gitignore").write_text("/reports/\n/bazel-*\n")
+    (ws / ".gitignore").write_text("/reports/\n/bazel-*\n__pycache__/\n")  # as the project ignores them: a clean tree
     try:
         with postgres.postgres() as url:
             git(ws, "init", "-q")

@@ -19,6 +19,7 @@ from tools.matrix.report.text import visible
 # (else 1, as without a history) but whose run the history store did not take.
 EXIT_HISTORY = 3
 MAX_NAMED = 5  # new unexpected results named in the terminal's line
+STRIP_RUNS = 10  # the report's strip of each failing cell's last runs
 
 
 def _ref(run: queries.RunRef | None) -> str:
@@ -38,6 +39,8 @@ def read_view(location: str | None, run: RunInfo, records: Sequence[Record]) -> 
             streaks = {s.key: s for s in queries.failing_since(store)}
             runs = store.query("SELECT COUNT(*) FROM runs")[0][0]
             last = queries.runs_by_seq(store, {seq for _status, seq in before.values()})
+            failing = {r.key for r in records if r.run_id == run.run_id and r.status in statuses.UNEXPECTED}
+            strips = queries.recent_statuses(store, failing, STRIP_RUNS - 1) if failing else {}
     except StoreError:
         return None
     bad = statuses.UNEXPECTED
@@ -46,6 +49,8 @@ def read_view(location: str | None, run: RunInfo, records: Sequence[Record]) -> 
         if r.run_id != run.run_id or r.status in statuses.DID_NOT_RUN:
             continue
         status, seq = before.get(r.key, (None, None))
+        if r.status in bad:
+            view.strip[r.key] = [*strips.get(r.key, []), r.status]
         if r.status in bad and status not in bad:
             view.new.append(r)
             view.since[r.key] = Since("this run", _ref(last.get(seq)) if status is not None else "")

@@ -224,3 +224,18 @@ def latest_verdicts(store: Store) -> dict[tuple[str, ...], tuple[str, int]]:
                                                             ORDER BY y.run_seq DESC LIMIT 1)""")  # fmt: skip
     n = len(KEY_FIELDS)
     return {tuple(row[:n]): (row[n], row[n + 1]) for row in rows}
+
+
+def recent_statuses(store: Store, keys: set[tuple[str, ...]], last: int) -> dict[tuple[str, ...], list[str]]:
+    """Per key, the statuses of its last `last` stored results, oldest first (the report's strip of runs)."""
+    ids = {tuple(row[1:]): row[0] for row in store.query(f"SELECT t.id, {_TEST} FROM tests t")}
+    key_of = {ids[k]: k for k in keys if k in ids}
+    out: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    ordered = sorted(key_of)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        rows = store.query(f"""SELECT test_id, status FROM (SELECT test_id, status, run_seq, ROW_NUMBER() OVER (PARTITION BY test_id ORDER BY run_seq DESC) AS k
+                                FROM results WHERE test_id IN ({', '.join('?' * len(chunk))})) w WHERE k <= ? ORDER BY test_id, run_seq""", (*chunk, last))  # fmt: skip
+        for test_id, status in rows:
+            out[key_of[test_id]].append(status)
+    return dict(out)

@@ -24,3 +24,4 @@ class HistoryView:
     new: list[Record] = field(default_factory=list)  # unexpected now, not in the test's last verdict
     fixed: list[Record] = field(default_factory=list)  # unexpected in the last verdict, not now
     since: dict[tuple[str, str, str, str], Since] = field(default_factory=dict)  # per unexpected record of this run
+    strip: dict[tuple[str, str, str, str], list[str]] = field(default_factory=dict)  # its last runs' statuses, this one last

@@ -23,6 +23,7 @@ from tools.matrix.report.commands import (
     target_part,
 )
 from tools.matrix.report.evidence import EvidenceView, evidence_view
+from tools.matrix.report.history_view import HistoryView
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
 from tools.matrix.report.summary import COLUMNS, Prepared, carried_over, prepare, variant_order
@@ -142,7 +143,17 @@ def _evidence_json(view: EvidenceView, texts: dict[str, int]) -> dict[str, Any]:
     return {"where": view.where, "problem": view.problem, "notKept": view.not_kept, "calls": calls}
 
 
-def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None) -> dict[str, Any]:
+def _history_data(ordered: Sequence[Record], view: HistoryView) -> dict[str, Any]:
+    """The page's History: record indices of the new and fixed ones; per failing record its streak and strip."""
+    index = {r.key: i for i, r in enumerate(ordered)}
+    return {
+        "store": visible(view.store), "runs": view.runs,
+        "new": [index[r.key] for r in view.new if r.key in index], "fixed": [index[r.key] for r in view.fixed if r.key in index],
+        "since": {index[k]: [visible(s.first_bad), visible(s.last_good), view.strip.get(k, [])] for k, s in view.since.items() if k in index},
+    }  # fmt: skip
+
+
+def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None, history: HistoryView | None = None) -> dict[str, Any]:
     """The page's data. Per record only two ints (detail index, duration in ms); rows are runs of
     consecutive records (same suite and test); strings are indices into one deduplicated table;
     data["detFields"] names each value of a detail (DETAIL_FIELDS, then PAGE_FIELDS) and data["detKinds"]
@@ -201,6 +212,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "changes": None,
         "baseline": None,
         "carried": visible(carried_over(ordered, run.run_id)),
+        "history": _history_data(ordered, history) if history is not None else None,
         **_evidence_data(ordered),
     }
     if baseline is not None:
@@ -212,13 +224,13 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     return data
 
 
-def render_html(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
+def render_html(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None, history: HistoryView | None = None) -> str:
     ordered = prepare(records).records
     return "".join([
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n',
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         "<title>Compatibility report</title>\n<style>", STYLE, "</style>\n</head>\n<body>\n", BODY,
-        '<script type="application/json" id="report-data">', embed_json(html_data(ordered, run, baseline)), "</script>\n",
+        '<script type="application/json" id="report-data">', embed_json(html_data(ordered, run, baseline, history)), "</script>\n",
         "<script>", SCRIPT, "</script>\n</body>\n</html>\n",
     ])

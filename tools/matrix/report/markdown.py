@@ -291,8 +291,10 @@ def _history(view: HistoryView, records: Sequence[Record]) -> list[str]:
                       *_more(len(rows), min(len(rows), MAX_ROWS))]  # fmt: skip
     failing = [r for r in records if r.key in view.since]
     if failing:
-        rows = [[*cell(r), escape(view.since[r.key].first_bad), escape(view.since[r.key].last_good or "never (in the history kept)")] for r in failing[:MAX_ROWS]]
-        lines += ["", f"### Failing since ({len(failing)})", "", *table(["suite", "test", "cell", "status", "failing since", "last on track"], rows),
+        rows = [[*cell(r), escape(view.since[r.key].first_bad), escape(view.since[r.key].last_good or "never (in the history kept)"),
+                 " ".join(SYMBOLS.get(s, "?") for s in view.strip.get(r.key, []))] for r in failing[:MAX_ROWS]]  # fmt: skip
+        lines += ["", f"### Failing since ({len(failing)})", "",
+                  *table(["suite", "test", "cell", "status", "failing since", "last on track", "last runs (oldest first)"], rows),
                   *_more(len(failing), len(rows))]  # fmt: skip
     flaky = [r for r in records if r.status == statuses.FLAKY]
     if flaky:

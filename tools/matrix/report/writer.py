@@ -70,7 +70,7 @@ def write_reports(records: Sequence[Record], run: RunInfo, out_dir: str | Path, 
     pid = _write_in_child(json_path, render_json_now) if len(prep.records) >= PARALLEL_MIN_RECORDS and _can_fork() else None
     try:
         write_text(md_path, render_markdown(prep, run, comparison, history))
-        write_text(html_path, render_html(prep, run, comparison))
+        write_text(html_path, render_html(prep, run, comparison, history))
     finally:
         ok = pid is not None and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     if not ok:  # no child, or it failed: render here, where an error surfaces with its traceback

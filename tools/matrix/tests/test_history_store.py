@@ -271,9 +271,9 @@ def test_report_says_how_many_results_are_new_and_fixed_since_the_history(ws, tm
         "`history failing-since` and `history timeline TEST` say more."
     assert "### New since the previous verdict (1)" in sections[1] and "### Failing since (1)" in sections[1]
     assert ref[0] == "| s | `test_a.py::test_one` | base/cpu | failed |"
-    assert ref[1].startswith("| s | `test_a.py::test_one` | base/cpu | failed | this run | #1 ")
-    assert [line for line in sections[2] if line.startswith("| s | `test_a.py::test_one`")][0].startswith(
-        "| s | `test_a.py::test_one` | base/cpu | failed | #2 ")  # still failing: since run 2  # fmt: skip
+    assert ref[1].startswith("| s | `test_a.py::test_one` | base/cpu | failed | this run | #1 ") and ref[1].endswith(" | ✓ ✗ |")
+    still = [line for line in sections[2] if line.startswith("| s | `test_a.py::test_one`")][0]
+    assert still.startswith("| s | `test_a.py::test_one` | base/cpu | failed | #2 ") and still.endswith(" | ✓ ✗ ✗ |")  # since run 2
     assert "### Fixed since the previous verdict (1)" in sections[3]
     assert lines == [
         [],  # a new store: nothing to compare with

@@ -397,3 +397,57 @@ def test_hostile_evidence_is_shown_as_text_and_runs_no_script(driver, evidence_r
         assert section.find_element(By.CSS_SELECTOR, ".ev-payloads li").get_attribute("textContent").startswith(f"call-1-x.pt2: {BREAKOUT}\\u202e\\u2066")
         assert driver.execute_script("return typeof window.__pwned") == "undefined"
         assert driver.find_elements(By.TAG_NAME, "img") == []
+
+
+# ---------------------------------------------------------------- the history's views
+
+
+def test_history_views_new_failing_since_strip_flaky_and_empty_columns(driver, tmp_path):
+    """Two earlier runs in a real store, read by the real read_view: the new failure is marked and filterable,
+    a failing cell's panel says since when with its strip of runs, the flaky button shows the flaky test,
+    and the cuda column where nothing ran is hidden until asked for."""
+    from tools.matrix.history.append import read_view
+    from tools.matrix.history.store import open_store
+
+    def run(i: int) -> RunInfo:
+        return RunInfo(run_id=f"h{i}", created=f"2024-05-0{i}T12:00:00Z", git_commit=f"c{i}" * 10, git_dirty=False)
+
+    def recs(i: int, old_fails: str, new_fails: str) -> list[Record]:
+        at = {"run_id": f"h{i}", "target": "//s:s_base_cpu"}
+        return [Record("s", "test_h.py::test_old", "base", "cpu", old_fails, message="old", **at),
+                Record("s", f"test_h.py::{EVIL_TEST}", "base", "cpu", new_fails, message=BREAKOUT, **at),
+                Record("s", "test_h.py::test_flaky", "base", "cpu", statuses.FLAKY if i == 3 else statuses.PASSED, **at),
+                Record("s", "test_h.py::test_old", "base", "cuda", statuses.NOT_RUN, run_id=f"h{i}", target="//s:s_base_cuda")]  # fmt: skip
+
+    store = str(tmp_path / "history.sqlite")
+    with open_store(store) as s:
+        s.append(run(1), recs(1, statuses.PASSED, statuses.PASSED))
+        s.append(run(2), recs(2, statuses.FAILED, statuses.PASSED))
+    now = recs(3, statuses.FAILED, statuses.FAILED)
+    view = read_view(store, run(3), now)
+    path = write_reports(now, run(3), tmp_path / "out", history=view)[2]
+    open_report(driver, path)
+    assert driver.find_element(By.ID, "hist-totals").text == f"history: 1 new unexpected since each test's last verdict, 0 fixed (2 earlier runs in {store})"
+    assert [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#headin .hc")] == ["base · cpu"]  # cuda: nothing ran
+    assert driver.find_element(By.ID, "f-empty-text").text == "show the 1 column(s) where nothing ran"
+    driver.find_element(By.ID, "f-empty").click()
+    assert [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#headin .hc")] == ["base · cpu", "base · cuda"]
+    driver.find_element(By.ID, "f-new").click()
+    assert visible_tests(driver) == {f"test_h.py::{EVIL_TEST}"}
+    new_cell = driver.find_element(By.CSS_SELECTOR, "#rows .c.new")
+    new_cell.click()
+    fields = dict(zip([e.text for e in driver.find_elements(By.CSS_SELECTOR, "#panel dt")], [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#panel dd")]))
+    assert fields["failing since"] == "this run (new since its last verdict)"
+    assert fields["last on track"] == f"#2 2024-05-02T12:00:00Z {'c2' * 6}" and fields["last runs"] == "✓ ✓ ✗  (oldest first)"
+    assert driver.execute_script("return typeof window.__pwned") == "undefined"
+    driver.find_element(By.ID, "p-close").click()
+    driver.find_element(By.ID, "f-new").click()
+    old_cell = driver.find_element(By.XPATH, "//div[contains(@class,'row')][.//span[@class='t' and text()='test_h.py::test_old']]//div[@data-status='failed']")
+    assert "new" not in old_cell.get_attribute("class").split()
+    old_cell.click()
+    fields = dict(zip([e.text for e in driver.find_elements(By.CSS_SELECTOR, "#panel dt")], [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#panel dd")]))
+    assert (fields["failing since"], fields["last on track"], fields["last runs"]) == (
+        f"#2 2024-05-02T12:00:00Z {'c2' * 6}", f"#1 2024-05-01T12:00:00Z {'c1' * 6}", "✓ ✗ ✗  (oldest first)")  # fmt: skip
+    driver.find_element(By.ID, "p-close").click()
+    driver.find_element(By.ID, "st-flaky").click()
+    assert visible_tests(driver) == {"test_h.py::test_flaky"}

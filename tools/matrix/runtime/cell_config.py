@@ -8,7 +8,10 @@ env values as written (only `$` is expanded, which defs.bzl escapes), so any fil
 option arrives exactly as matrix.yaml and the suite directory have it.
 
 CellConfig is the spec plus what only the run knows (Bazel's shard and --test_filter, the journal,
-crash resume); cell_main hands it to the pytest child as ENV_KEY, in the same encoding. Nothing reads
+crash resume); cell_main hands it to the pytest child in a file, in the same encoding, named by
+ENV_KEY: never in the environment itself, because what the child is told grows with the tests (the
+ids already recorded when it resumes after a crash, a target's expectations) and Linux caps one
+environment string at 128 KiB (MAX_ARG_STRLEN): past it the child cannot even start. Nothing reads
 matrix.yaml at test time.
 """
 
@@ -17,10 +20,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 SPEC_ENV = "MATRIX_CELL_SPEC"  # set by defs.bzl on every matrix target
-ENV_KEY = "MATRIX_CELL"  # set by cell_main for its pytest child
+ENV_KEY = "MATRIX_CELL_FILE"  # set by cell_main for its pytest child: the path of its CellConfig's JSON
 
 
 class CellSpecError(Exception):
@@ -80,13 +84,15 @@ class CellConfig(CellSpec):
     done: tuple[str, ...] = ()  # node ids already recorded by an earlier process (crash resume)
     evidence_dir: str = ""  # where the plugin writes evidence (runtime/evidence.py); "": none
 
-    def to_env(self) -> str:
-        return self.to_json()
+    def save(self, path: str) -> str:
+        """Write the config for a child (ENV_KEY names `path`); returns `path`."""
+        Path(path).write_text(self.to_json())
+        return path
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CellConfig | None:
-        raw = (environ if environ is not None else os.environ).get(ENV_KEY)
-        return cls.from_json(raw) if raw else None
+        path = (environ if environ is not None else os.environ).get(ENV_KEY)
+        return cls.from_json(Path(path).read_text()) if path else None
 
     @classmethod
     def from_bazel(cls, environ: dict[str, str]) -> CellConfig:

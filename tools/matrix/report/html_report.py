@@ -24,6 +24,7 @@ from tools.matrix.report.commands import (
 from tools.matrix.report.evidence import EvidenceView, evidence_view
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
+from tools.matrix.report.operators import STATES, operator_table
 from tools.matrix.report.summary import COLUMNS, Prepared, carried_over, prepare, variant_order
 from tools.matrix.report.text import visible
 
@@ -94,6 +95,26 @@ def _evidence_json(view: EvidenceView, texts: dict[str, int]) -> dict[str, Any]:
     return {"where": view.where, "problem": view.problem, "notKept": view.not_kept, "calls": calls}
 
 
+def _operators_data(ordered: Sequence[Record], col_i: dict[tuple[str, str], int], suite_i: dict[str, int],
+                    strings: dict[str, int]) -> dict[str, Any] | None:
+    """data["ops"]: the per-operator table (report/operators.py), None when no test is an OpInfo test.
+    A row is [suite, operator, cells]; a cell (one per column of `cols`, 0 where the operator has no
+    record) is [passed, total, state, signature string, the record index of its first failing sample or -1]."""
+    table = operator_table(ordered)
+    if not table.rows:
+        return None
+    index = {id(r): i for i, r in enumerate(ordered)}
+    rows = []
+    for row in table.rows:
+        cells: list[Any] = []
+        for column in table.columns:
+            cell = row.cells.get(column)
+            cells.append(0 if cell is None else [cell.passed, cell.total, STATES.index(cell.state), strings.setdefault(cell.signature, len(strings)),
+                                                  index[id(cell.failing[0])] if cell.failing else -1])
+        rows.append([suite_i[row.suite], visible(row.operator), cells])
+    return {"cols": [col_i[c] for c in table.columns], "states": list(STATES), "rows": rows}
+
+
 def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None) -> dict[str, Any]:
     """The page's data. Per record only two ints (detail index, duration in ms); rows are runs of
     consecutive records (same suite and test); strings are indices into one deduplicated table."""
@@ -132,6 +153,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
             intern(log, len(strings)), intern(rid, len(strings)), targets.setdefault(label, len(targets)),
             att, 1 if cached else 0, -1 if shard is None else shard, intern(chk or "", len(strings)),
         )
+    ops = _operators_data(ordered, col_i, suite_i, strings)
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),
         "statuses": status_names,
@@ -152,8 +174,10 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "changes": None,
         "baseline": None,
         "carried": visible(carried_over(ordered, run.run_id)),
+        "ops": ops,
         **_evidence_data(ordered),
     }
+
     if baseline is not None:
         index = {r.key: i for i, r in enumerate(ordered)}
         lists = (baseline.regressions, baseline.fixes, baseline.changed_xfails, baseline.other)

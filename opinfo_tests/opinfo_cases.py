@@ -19,6 +19,7 @@ an entry for `test_<operator>` covers all its samples.
 Configured by the suite's environment (matrix.yaml: suites.opinfo_tests.env):
   OPINFO_DTYPES   the dtypes to take samples in, comma-separated (default: float32)
   OPINFO_SAMPLES  the first N samples of each operator and dtype (default: 10)
+  OPINFO_OPS      only these operators (formatted names, comma-separated; default: all), each in its file
 The device is the cell's (MATRIX_DEVICE, set by the runtime before collection; cpu outside it).
 """
 
@@ -42,6 +43,7 @@ from tools.matrix.runtime.transform_check import FAILED, SKIPPED, compare
 DTYPES = tuple(getattr(torch, name.strip()) for name in os.environ.get("OPINFO_DTYPES", "float32").split(",") if name.strip())
 SAMPLES = int(os.environ.get("OPINFO_SAMPLES", "10"))
 DEVICE = os.environ.get("MATRIX_DEVICE", "cpu")
+ONLY = tuple(name.strip() for name in os.environ.get("OPINFO_OPS", "").split(",") if name.strip())
 
 # The operators `bazel test //...` runs (test_slice.py): every variant of CI sees these few dozen,
 # chosen to cover what breaks transforms: elementwise math, reductions, views and shape ops,
@@ -99,7 +101,12 @@ def operators() -> list[Any]:
         warnings.simplefilter("ignore")
         from torch.testing._internal.common_methods_invocations import op_db
     device_type = torch.device(DEVICE).type
-    return sorted((op for op in op_db if set(DTYPES) & set(op.supported_dtypes(device_type))), key=lambda op: op.formatted_name)
+    ops = sorted((op for op in op_db if set(DTYPES) & set(op.supported_dtypes(device_type))), key=lambda op: op.formatted_name)
+    if not ONLY:
+        return ops
+    if missing := sorted(set(ONLY) - {op.formatted_name for op in ops}):
+        raise ValueError(f"OPINFO_OPS names operators op_db has no samples of: {', '.join(missing)} (on {DEVICE} in {DTYPES})")
+    return [op for op in ops if op.formatted_name in ONLY]
 
 
 def file_of(name: str) -> str:

@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.matrix import config, last_report, statuses
 from tools.matrix.collect import collect
-from tools.matrix.records import MatrixResult, Record, RunInfo
+from tools.matrix.records import Record, RunInfo, RuntimeDetail, runtime_result
 from tools.matrix.report import compare, terminal_summary, write_json, write_reports, writer
 from tools.matrix.run_report import disagreements
 from tools.matrix.runtime import outputs
@@ -175,7 +175,7 @@ def _longrepr(r: Record, file: str, lineno: int) -> str:
 def _lost_entry(r: Record) -> dict:
     """The entry cell_main writes for a test its child could not report (crashed, timeout, not_run),
     with the record's status as already decided (the bench has no CellConfig to decide it again)."""
-    matrix = MatrixResult(status=r.status, message=r.message, error_type=r.error_type, expectation=r.expectation, log_tail=r.log_tail).to_metadata()
+    matrix = runtime_result(r.status, RuntimeDetail(), message=r.message, error_type=r.error_type, expectation=r.expectation, log_tail=r.log_tail)
     return {"nodeid": r.test, "outcome": "failed" if r.status != statuses.NOT_RUN else r.status, "metadata": {"matrix": matrix}}
 
 
@@ -201,10 +201,10 @@ def _test_entry(r: Record, lineno: int) -> dict:
         test["call"] = call
     test["teardown"] = {"duration": 0.00085, "outcome": "passed"}
     test["metadata"] = {
-        "matrix": MatrixResult(
-            status=r.status, duration_s=round(r.duration_s, 6), message=r.message, error_type=r.error_type,
-            transform_failed=r.transform_failed, transform_s=round(r.duration_s / 4, 6), transform_calls=2, expectation=r.expectation,
-        ).to_metadata()
+        "matrix": runtime_result(
+            r.status, RuntimeDetail(transform_s=round(r.duration_s / 4, 6), transform_calls=2), duration_s=round(r.duration_s, 6),
+            message=r.message, error_type=r.error_type, transform_failed=r.transform_failed, expectation=r.expectation,
+        )
     }  # fmt: skip
     return test
 

@@ -3,6 +3,9 @@
 
     bazel run //tools/matrix/drill:names_drill      # ~3 min on 2 cores
 
+(Over 500 lines on purpose: one scenario told step by step, each step's exact records beside it;
+split, the steps would lose the state they build on.)
+
 In a scratch workspace (tools/scratch_workspace.py, this build's @pyenv) holding the suites in
 names_suites/ (nm_whole: one target per cell, two variants; nm_files: one target per file; nm_sharded:
 two shards; nm_single and nm_lone: one file, one cell), after a first full `report`:

@@ -9,13 +9,9 @@ from __future__ import annotations
 from tools.matrix.report.baseline import Change, Comparison, compare
 from tools.matrix.report.commands import rerun_command
 from tools.matrix.report.html_report import render_html
-from tools.matrix.report.json_report import (
-    SCHEMA_PATH,
-    load_json,
-    render_json,
-    write_json,
-)
+from tools.matrix.report.json_report import load_json, render_json, write_json
 from tools.matrix.report.markdown import render_markdown
+from tools.matrix.report.schema import SCHEMA_PATH
 from tools.matrix.report.signatures import failure_causes, normalise
 from tools.matrix.report.summary import unexpected
 from tools.matrix.report.terminal import terminal_summary

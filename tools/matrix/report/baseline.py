@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.matrix import statuses
-from tools.matrix.records import Record
+from tools.matrix.records import CHANGE_FIELDS, KEY_FIELDS, Record
 from tools.matrix.report.summary import BAD
 
 
@@ -21,12 +21,13 @@ class Change:
         return self.new.key
 
     def to_json(self) -> dict[str, Any]:
+        """The cell, its old and new status, and the new record's fields a change carries (records.CHANGE_FIELDS)."""
         n = self.new
-        return {
-            "suite": n.suite, "test": n.test, "variant": n.variant, "device": n.device,
-            "old": self.old.status, "new": n.status,
-            "message": n.message, "error_type": n.error_type, "transform_failed": n.transform_failed,
-        }
+        return {**cell_json(n, KEY_FIELDS), "old": self.old.status, "new": n.status, **cell_json(n, CHANGE_FIELDS)}
+
+
+def cell_json(record: Record, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in names}
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         def cell(r: Record) -> dict[str, Any]:
-            return {"suite": r.suite, "test": r.test, "variant": r.variant, "device": r.device, "status": r.status}
+            return cell_json(r, (*KEY_FIELDS, "status"))
 
         return {
             "baseline_run_ids": self.baseline_run_ids,

@@ -87,15 +87,24 @@ SCRIPT = r"""
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
 
-  // Decode: record i -> its detail entry (DET[i] * W + field), row, column, status, transform flag.
+  // Decode: record i -> its detail entry (DET[i] * W + field, fields by name: the record's, then the
+  // page's col and tgt), row, column, status, transform flag.
   const W = D.detFields.length, F = {};
   D.detFields.forEach((name, k) => { F[name] = k; });
   const DET = Int32Array.from(D.rec.det, (k) => k * W), DV = D.det, MS = D.rec.ms;
   const val = (i, name) => DV[DET[i] + F[name]];
+  const TEXT = (name) => ["string", "array", "object"].some((kind) => D.detKinds[name].includes(kind));
+  // A field's value as the record has it: a string (a list or dict as its JSON text) or null, a boolean, a number.
+  const value = (i, name) => {
+    const v = val(i, name);
+    if (v === null || v === undefined) return null;
+    if (TEXT(name)) return v < 0 ? null : D.str[v];
+    return D.detKinds[name].includes("boolean") ? v === 1 : v;
+  };
   const ROW = new Int32Array(N), COL = new Int32Array(N), ST = new Uint8Array(N), TF = new Uint8Array(N);
   const starts = D.rows.start;
   for (let r = 0; r < NR; r++) { const end = r + 1 < NR ? starts[r + 1] : N; for (let i = starts[r]; i < end; i++) ROW[i] = r; }
-  for (let i = 0; i < N; i++) { const k = DET[i]; COL[i] = DV[k + F.col]; ST[i] = DV[k + F.st]; TF[i] = DV[k + F.tf]; }
+  for (let i = 0; i < N; i++) { const k = DET[i]; COL[i] = DV[k + F.col]; ST[i] = DV[k + F.status]; TF[i] = DV[k + F.transform_failed]; }
   // (row, column) -> record index
   const cellIdx = new Int32Array(NR * NC).fill(-1);
   for (let i = 0; i < N; i++) cellIdx[ROW[i] * NC + COL[i]] = i;
@@ -171,7 +180,7 @@ SCRIPT = r"""
       for (const c of visCols) {
         const i = cellIdx[base + c];
         if (i < 0 || !on[ST[i]] || (onlyChanged && !CHG.has(i))) continue;
-        if (nameHit || strLower[val(i, "msg")].includes(q) || strLower[val(i, "et")].includes(q)) { out[n++] = r; break; }
+        if (nameHit || textHit(i, "message", q) || textHit(i, "error_type", q)) { out[n++] = r; break; }
       }
     }
     visRows = out.subarray(0, n);
@@ -180,6 +189,7 @@ SCRIPT = r"""
     layout();
   }
   let statusOn = S.map(() => true);
+  const textHit = (i, name, q) => { const v = val(i, name); return v >= 0 && strLower[v].includes(q); };
 
   // ---- heatmap: only the rows in view are in the DOM (virtual scrolling)
   const viewport = $("viewport"), canvas = $("canvas"), rowsEl = $("rows"), headin = $("headin");
@@ -245,28 +255,34 @@ SCRIPT = r"""
   });
   window.addEventListener("resize", () => { lastRange = ""; render(); });
 
-  // ---- details panel
+  // ---- details panel: the record's fields by name, each in its own way or by its JSON type
   const rerun = (i) => D.targets[val(i, "tgt")][1] + " " + D.rows.filter[ROW[i]] + D.cols[COL[i]][2];
+  const IN_PLACE = new Set(["status", "message", "log_tail"]);  // among the first fields, or a section of their own
+  const RENDER = {
+    transform_failed: (v) => v ? "yes: the variant's transform raised, not the test's assertion" : "no",
+    run_id: (v) => v || D.run.run_id,
+  };
+  const shown = (v) => v === null || v === "" ? "—" : v === true ? "yes" : v === false ? "no" : String(v);
   function show(i) {
     selected = i;
     const r = ROW[i], st = S[ST[i]];
     $("p-title").textContent = D.suites[D.rows.suite[r]] + "::" + D.rows.test[r];
     const fields = [
       ["variant", D.variants[D.cols[COL[i]][0]]], ["device", D.devices[D.cols[COL[i]][1]]], ["status", st],
-      ["error type", D.str[val(i, "et")] || "—"],
-      ["transform failed", TF[i] ? "yes: the variant's transform raised, not the test's assertion" : "no"],
-      ["transform check", D.str[val(i, "chk")] || "—"],
       ["duration", (MS[i] / 1000).toFixed(3) + " s"], ["target", D.targets[val(i, "tgt")][0]],
-      ["expectation", D.str[val(i, "exp")] || "—"], ["attempts", String(val(i, "att"))], ["cached", val(i, "cached") ? "yes" : "no"],
-      ["shard", val(i, "shard") < 0 ? "—" : String(val(i, "shard"))], ["run id", D.str[val(i, "rid")] || D.run.run_id],
     ];
     if (CHG.has(i)) { const [old, kind] = CHG.get(i); fields.splice(3, 0, ["baseline", old + " (" + kind + ")"]); }
+    for (const name of Object.keys(D.detKinds)) {
+      if (IN_PLACE.has(name)) continue;
+      const v = value(i, name);
+      fields.push([name.replace(/_/g, " "), RENDER[name] ? RENDER[name](v, i) : shown(v)]);
+    }
     const dl = $("p-fields");
     dl.replaceChildren();
     for (const [k, v] of fields) dl.append(el("dt", null, k), el("dd", null, v));
-    $("p-message").textContent = D.str[val(i, "msg")] || "—";
-    $("p-log").textContent = D.str[val(i, "log")];
-    $("p-log-wrap").hidden = !D.str[val(i, "log")];
+    $("p-message").textContent = value(i, "message") || "—";
+    $("p-log").textContent = value(i, "log_tail") || "";
+    $("p-log-wrap").hidden = !value(i, "log_tail");
     $("p-cmd").textContent = rerun(i);
     evidence(i);
     $("panel").hidden = false;

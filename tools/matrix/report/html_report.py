@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from itertools import chain
 from math import isfinite
 from operator import attrgetter
 from typing import Any
 
 from tools.matrix import statuses
-from tools.matrix.records import Record, RunInfo
+from tools.matrix.records import FIELDS, SCHEMA_TYPES, Record, RunInfo
 from tools.matrix.report.baseline import Comparison
 from tools.matrix.report.commands import (
     device_part,
@@ -52,14 +53,61 @@ def _shown(value: Any) -> Any:
     return value
 
 
-# Everything about a record except its test and duration. Few distinct values (every passed record of a
-# cell shares one), so records carry one index into a deduplicated table of these.
-_DETAIL = attrgetter(
-    "variant", "device", "status", "transform_failed", "message", "error_type", "expectation", "log_tail",
-    "run_id", "suite", "target", "attempts", "cached", "shard", "transform_check",
-)
-# Field order of each entry of data["det"] (a flat list, DETAIL_FIELDS ints per entry); the script reads it.
-DETAIL_FIELDS = ("col", "st", "tf", "msg", "et", "exp", "log", "rid", "tgt", "att", "cached", "shard", "chk")
+# Everything about a record but what the page shows from its own columns (the row: suite and test; the
+# column: variant and device; the target's rerun command; the duration and evidence arrays): records.Record's
+# fields, by name. Few distinct values (every passed record of a cell shares one), so records carry one
+# index into a deduplicated table of these.
+_ELSEWHERE = ("suite", "test", "variant", "device", "target", "duration_s", "evidence")
+DETAIL_FIELDS = tuple(f.name for f in FIELDS if f.name not in _ELSEWHERE)
+_PLACE = ("suite", "variant", "device", "target")  # in a detail's key too: its column and target come from them
+_DETAIL = attrgetter(*DETAIL_FIELDS, *_PLACE)
+# A list or dict value is a detail as its JSON text (hashable; the page shows it as that text).
+_AS_JSON = [k for k, name in enumerate(DETAIL_FIELDS) if {"array", "object"} & set(SCHEMA_TYPES[name])]
+# What the page adds to each detail: its column (variant, device) and its target's rerun command.
+PAGE_FIELDS = ("col", "tgt")
+
+
+def _details(ordered: Sequence[Record]) -> Iterable[tuple[Any, ...]]:
+    if not _AS_JSON:
+        return map(_DETAIL, ordered)
+    as_json = {k: _json_text for k in _AS_JSON}
+    return (tuple(as_json.get(k, _same)(v) for k, v in enumerate(_DETAIL(r))) for r in ordered)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_BOOLEAN = {True: 1, False: 0, None: None}
+
+
+def _encoded(columns: list[list[Any]], status_names: list[str]) -> tuple[list[list[Any]], list[str]]:
+    """Per field of DETAIL_FIELDS, its column of distinct details as data["det"] writes it: a status as
+    its index in data["statuses"], a string (a list or dict: its JSON) as its index in the returned
+    string table (-1: null), a bool as 1/0, a number as it is. Column by column, at C speed."""
+    texts = [column for name, column in zip(DETAIL_FIELDS, columns) if name != "status" and {"string", "array", "object"} & set(SCHEMA_TYPES[name])]
+    unique = dict.fromkeys(chain([""], *texts))
+    unique.pop(None, None)
+    strings = list(unique)
+    index: dict[str | None, int] = dict(zip(strings, range(len(strings))))
+    index[None] = -1
+    status_index = {s: i for i, s in enumerate(status_names)}
+    encoded = []
+    for name, column in zip(DETAIL_FIELDS, columns):
+        kinds = set(SCHEMA_TYPES[name])
+        if name == "status":
+            encoded.append(list(map(status_index.__getitem__, column)))
+        elif kinds & {"string", "array", "object"}:
+            encoded.append(list(map(index.__getitem__, column)))
+        elif "boolean" in kinds:
+            encoded.append(list(map(_BOOLEAN.__getitem__, column)))
+        else:
+            encoded.append(list(column))
+    return encoded, strings
 
 
 def _durations_ms(ordered: Sequence[Record]) -> list[int]:
@@ -96,20 +144,29 @@ def _evidence_json(view: EvidenceView, texts: dict[str, int]) -> dict[str, Any]:
 
 
 def _operators_data(ordered: Sequence[Record], col_i: dict[tuple[str, str], int], suite_i: dict[str, int],
-                    strings: dict[str, int]) -> dict[str, Any] | None:
+                    strings: list[str]) -> dict[str, Any] | None:
     """data["ops"]: the per-operator table (report/operators.py), None when no test is an OpInfo test.
     A row is [suite, operator, cells]; a cell (one per column of `cols`, 0 where the operator has no
-    record) is [passed, total, state, signature string, the record index of its first failing sample or -1]."""
+    record) is [passed, total, state, signature (index into `strings`, extended), the record index of its
+    first failing sample or -1]."""
     table = operator_table(ordered)
     if not table.rows:
         return None
+    at = {text: i for i, text in enumerate(strings)}
+
+    def intern(text: str) -> int:
+        if text not in at:
+            at[text] = len(strings)
+            strings.append(text)
+        return at[text]
+
     index = {id(r): i for i, r in enumerate(ordered)}
     rows = []
     for row in table.rows:
         cells: list[Any] = []
         for column in table.columns:
             cell = row.cells.get(column)
-            cells.append(0 if cell is None else [cell.passed, cell.total, STATES.index(cell.state), strings.setdefault(cell.signature, len(strings)),
+            cells.append(0 if cell is None else [cell.passed, cell.total, STATES.index(cell.state), intern(cell.signature),
                                                   index[id(cell.failing[0])] if cell.failing else -1])
         rows.append([suite_i[row.suite], visible(row.operator), cells])
     return {"cols": [col_i[c] for c in table.columns], "states": list(STATES), "rows": rows}
@@ -117,9 +174,11 @@ def _operators_data(ordered: Sequence[Record], col_i: dict[tuple[str, str], int]
 
 def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None) -> dict[str, Any]:
     """The page's data. Per record only two ints (detail index, duration in ms); rows are runs of
-    consecutive records (same suite and test); strings are indices into one deduplicated table."""
+    consecutive records (same suite and test); strings are indices into one deduplicated table;
+    data["detFields"] names each value of a detail (DETAIL_FIELDS, then PAGE_FIELDS) and data["detKinds"]
+    its JSON types, by which the script shows a field it has no rendering of its own for."""
     details: dict[tuple[Any, ...], int] = {}
-    det = [details.setdefault(k, len(details)) for k in map(_DETAIL, ordered)]
+    det = [details.setdefault(k, len(details)) for k in _details(ordered)]
 
     tests = list(map(attrgetter("test"), ordered))
     suite_of = list(map(attrgetter("suite"), ordered))
@@ -129,7 +188,9 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     suite_i = {s: i for i, s in enumerate(suites)}
     row_tests = [tests[i] for i in starts]
 
-    pairs = {(k[0], k[1]) for k in details}
+    at = {name: k for k, name in enumerate((*DETAIL_FIELDS, *_PLACE))}
+    v_at, d_at, s_at, st_at, t_at = at["variant"], at["device"], at["suite"], at["status"], at["target"]
+    pairs = {(k[v_at], k[d_at]) for k in details}
     variants = variant_order(v for v, _ in pairs)
     devices = sorted({d for _, d in pairs})
     v_rank = {v: i for i, v in enumerate(variants)}
@@ -138,21 +199,17 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     gpu = gpu_devices(run)
     col_i = {p: i for i, p in enumerate(cols)}
     # The vocabulary's statuses, then any other a collector produced (shown uncoloured rather than hidden).
-    status_names = [*COLUMNS, *sorted({k[2] for k in details} - set(COLUMNS))]
-    st_i = {s: i for i, s in enumerate(status_names)}
+    status_names = [*COLUMNS, *sorted({k[st_at] for k in details} - set(COLUMNS))]
 
-    strings: dict[str, int] = {"": 0}
-    intern = strings.setdefault  # intern(s, len(strings)) -> index, adding s if new
-    targets: dict[str, int] = {}
-    flat: list[int] = []
-    for variant, device, status, tf, msg, et, exp, log, rid, suite, target, att, cached, shard, chk in details:
-        label = label_for(suite, variant, device, target)
-        flat += (
-            col_i[(variant, device)], st_i[status], 1 if tf else 0,
-            intern(msg, len(strings)), intern(et or "", len(strings)), intern(exp or "", len(strings)),
-            intern(log, len(strings)), intern(rid, len(strings)), targets.setdefault(label, len(targets)),
-            att, 1 if cached else 0, -1 if shard is None else shard, intern(chk or "", len(strings)),
-        )
+    columns = list(zip(*details)) or [() for _ in at]  # the distinct details, column by column
+    encoded, strings = _encoded(columns, status_names)
+    # The page's own columns: the detail's (variant, device) column and its target's label.
+    for k, target in enumerate(columns[t_at]):
+        if not target:  # label_for says why there is no rerun command
+            label_for(columns[s_at][k], columns[v_at][k], columns[d_at][k], target)
+    targets = {label: i for i, label in enumerate(dict.fromkeys(columns[t_at]))}
+    encoded += [list(map(col_i.__getitem__, zip(columns[v_at], columns[d_at]))), list(map(targets.__getitem__, columns[t_at]))]
+    flat = list(chain.from_iterable(zip(*encoded)))
     ops = _operators_data(ordered, col_i, suite_i, strings)
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),
@@ -168,7 +225,8 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
                  "filter": [visible(filter_part(t)) for t in row_tests]},
         "targets": [[visible(label), visible(target_part(label))] for label in targets],
         "str": list(map(visible, strings)),
-        "detFields": list(DETAIL_FIELDS),
+        "detFields": [*DETAIL_FIELDS, *PAGE_FIELDS],
+        "detKinds": {name: list(SCHEMA_TYPES[name]) for name in DETAIL_FIELDS},
         "det": flat,
         "rec": {"det": det, "ms": _durations_ms(ordered)},
         "changes": None,

@@ -80,7 +80,7 @@ class Cause:
 def failure_causes(records: Iterable[Record], limit: int | None = 20) -> list[Cause]:
     """Failures grouped by (kind, signature), most frequent first; transform and test failures never merge.
 
-    Pass records sorted (summary.sort_records) for each cause's example to be its first test."""
+    Pass records sorted (records.sort_records) for each cause's example to be its first test."""
     cache: dict[tuple[str | None, str, str], str] = {}  # messages repeat across variants: normalise once
     causes: dict[tuple[str, str], Cause] = {}
     for r in [r for r in records if r.status in statuses.FAILURE_MESSAGE]:

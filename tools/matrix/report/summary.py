@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from tools.matrix import statuses
-from tools.matrix.records import Record
+from tools.matrix.records import KEY_FIELDS, Record, sort_records
 
 Group = tuple[str, str, str]  # (suite, variant, device)
 
-SORT_KEY = attrgetter("suite", "test", "variant", "device")
+SORT_KEY = attrgetter(*KEY_FIELDS)
 _GROUP_STATUS = attrgetter("suite", "variant", "device", "status")
 # Failure-like statuses, most severe first (the order unexpected results are listed in).
 SEVERITY = (statuses.CRASHED, statuses.TIMEOUT, statuses.ERROR, statuses.FAILED, statuses.XPASSED)
@@ -23,15 +23,6 @@ COLUMNS = (
 )
 assert set(COLUMNS) == set(statuses.ALL)
 BAD = statuses.FAILING  # (baseline.py imports it by this name)
-
-
-def sort_records(records: Iterable[Record]) -> list[Record]:
-    """Records in (suite, test, variant, device) order."""
-    # Stable single-field passes, least significant first: faster than one sort on a 4-tuple key.
-    out = sorted(records, key=attrgetter("device"))
-    for name in ("variant", "test", "suite"):
-        out.sort(key=attrgetter(name))
-    return out
 
 
 @dataclass

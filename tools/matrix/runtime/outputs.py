@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from dataclasses import MISSING, fields
 from typing import Any
 
 from pytest_jsonreport import serialize
 
 from tools.matrix import statuses
-from tools.matrix.records import COLLECTED_FIELDS, Record
+from tools.matrix.records import FIELDS, RUNTIME_FIELDS, SCHEMA_TYPES, default_of
 
 REPORT_NAME = "report.json"
 # What the collector reads: per test only the matrix fields, one compact row each. report.json keeps
 # pytest's stages and tracebacks (~1 kB per test); parsing those for 100,000 tests took the
 # collector ~1.7 s of its 3 s budget, the digest a fraction of that.
 DIGEST_NAME = "matrix_results.json"
-DIGEST_FIELDS = ("nodeid", *COLLECTED_FIELDS)  # records.MatrixResult's collected fields
+DIGEST_FIELDS = ("nodeid", *RUNTIME_FIELDS)  # records.Record's fields the runtime writes
 # The tests the target collected that this shard has no record of (those --test_filter deselected and
 # the other shards'): a report keeps a record of each even when this run did not run it or another
 # shard's outputs are lost. In report.json's cell metadata, as a test.xml property, and in a file of
@@ -31,13 +31,13 @@ DIGEST_FIELDS = ("nodeid", *COLLECTED_FIELDS)  # records.MatrixResult's collecte
 COLLECTED_NOT_RUN = "collected_not_run"
 COLLECTED_NAME = "matrix_collected.json"  # {COLLECTED_NOT_RUN: [node id, ...]}
 # A field a test's metadata lacks is written as the Record's default (status is required).
-_ROW_DEFAULTS = tuple((name, {f.name: f.default for f in fields(Record)}[name]) for name in COLLECTED_FIELDS)
+_ROW_FIELDS = tuple(f for f in FIELDS if f.name in RUNTIME_FIELDS)
 
 
 # Per string of a test's entry (stdout, stderr, traceback, crash message): a test that prints 300 MiB
 # keeps its first and last OUTPUT_CAP / 2 characters (runtime/bounded_capture.py cuts while it prints).
 OUTPUT_CAP = 64 * 1024
-# Of a failure's traceback, what its record keeps as log_tail (records.MatrixResult).
+# Of a failure's traceback, what its record keeps as log_tail (records.Record).
 TRACEBACK_TAIL_CHARS = 4000
 
 
@@ -89,7 +89,7 @@ def digest(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, A
     rows = []
     for t in tests:
         m = t["metadata"]["matrix"]
-        rows.append([t["nodeid"], *(m[name] if default is MISSING else m.get(name, default) for name, default in _ROW_DEFAULTS)])
+        rows.append([t["nodeid"], *(m[f.name] if f.name in m else default_of(f) for f in _ROW_FIELDS)])
     return {"matrix": metadata, "fields": list(DIGEST_FIELDS), "tests": rows}
 
 
@@ -165,12 +165,41 @@ def tail(text: str, chars: int = TRACEBACK_TAIL_CHARS) -> str | None:
 
 def _text(test: dict[str, Any]) -> str:
     """The traceback, or the dead process's output, or the one-line message."""
-    return failure_text(test) or test["metadata"]["matrix"].get("log_tail") or test["metadata"]["matrix"]["message"]
+    return _xml_text(failure_text(test) or test["metadata"]["matrix"].get("log_tail") or test["metadata"]["matrix"]["message"])
+
+
+# What XML 1.0 cannot carry, even escaped: most control characters, lone surrogates, U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def junit_property(value: Any) -> str | None:
+    """A record field's value as a test.xml property, as pytest's record_property writes one: a string as
+    it is, any other value as JSON, None as no property (every field that may be None defaults to it).
+    A string XML cannot carry as it is, or that starts with a quote, is written as JSON (its escapes are)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.startswith('"') and not _NOT_XML.search(value):
+        return value
+    return json.dumps(value)
+
+
+def from_junit_property(name: str, text: str) -> Any:
+    """The value of record field `name` (or "nodeid") from its test.xml property: junit_property's
+    inverse. ValueError when the text is not the JSON it must be."""
+    if name == "nodeid" or "string" in SCHEMA_TYPES[name]:
+        return json.loads(text) if text.startswith('"') else text
+    return json.loads(text)
+
+
+def _xml_text(text: str) -> str:
+    """`text` with what XML cannot carry shown as an escape (\\x1b): for the parts of test.xml people read."""
+    return _NOT_XML.sub(lambda m: m[0].encode("unicode_escape", "backslashreplace").decode(), text)
 
 
 def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
     """One <testcase> per test; xfailed and skipped map to <skipped>, the rest of the failures to
-    <failure>/<error>. Matrix statuses travel as properties so nothing is lost in the mapping."""
+    <failure>/<error>. Every field of the test's record travels as a property (junit_property), so
+    nothing is lost in the mapping."""
     counts = {"tests": len(tests), "failures": 0, "errors": 0, "skipped": 0}
     suite = ET.Element("testsuite", name=metadata.get("target") or metadata.get("suite", "matrix"))
     props = ET.SubElement(suite, "properties")
@@ -186,22 +215,24 @@ def junit_xml(tests: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
     for test in tests:
         m = test["metadata"]["matrix"]
         file, _, name = test["nodeid"].partition("::")
-        case = ET.SubElement(suite, "testcase", classname=f"{metadata.get('suite', '')}.{file}", name=name or file, time=f"{m['duration_s']:.3f}")
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"{metadata.get('suite', '')}.{file}"), name=_xml_text(name or file),
+                             time=f"{m['duration_s']:.3f}")
         total_time += m["duration_s"]
         case_props = ET.SubElement(case, "properties")
-        ET.SubElement(case_props, "property", name="matrix_status", value=m["status"])
-        if m.get("transform_failed"):
-            ET.SubElement(case_props, "property", name="transform_failed", value="true")
+        for field_name, value in (("nodeid", test["nodeid"]), *((f, m.get(f)) for f in RUNTIME_FIELDS)):
+            text = junit_property(value)
+            if text is not None:
+                ET.SubElement(case_props, "property", name=field_name, value=text)
         status = m["status"]
         if status in statuses.JUNIT_SKIPPED:
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=f"{status}: {m['message']}")
+            ET.SubElement(case, "skipped", message=_xml_text(f"{status}: {m['message']}"))
         elif status in statuses.JUNIT_ERROR:
             counts["errors"] += 1
-            ET.SubElement(case, "error", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
+            ET.SubElement(case, "error", message=_xml_text(f"{status}: {m['message']}"), type=_xml_text(m.get("error_type") or status)).text = _text(test)
         elif status in statuses.JUNIT_FAILURE:
             counts["failures"] += 1
-            ET.SubElement(case, "failure", message=f"{status}: {m['message']}", type=m.get("error_type") or status).text = _text(test)
+            ET.SubElement(case, "failure", message=_xml_text(f"{status}: {m['message']}"), type=_xml_text(m.get("error_type") or status)).text = _text(test)
     for key, value in counts.items():
         suite.set(key, str(value))
     suite.set("time", f"{total_time:.3f}")

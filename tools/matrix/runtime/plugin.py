@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 
 from tools.matrix import durations, pytest_args, statuses
-from tools.matrix.records import MatrixResult
-from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs, selection, verdict
+from tools.matrix.records import RuntimeDetail, runtime_result
+from tools.matrix.runtime import bounded_capture, descriptors, journal, outputs, selection, test_facts
 from tools.matrix.runtime.cell_config import CellConfig
 from tools.matrix.runtime.evidence import Recorder
 from tools.matrix.runtime.install import EntryPointError, Installed, install
 from tools.matrix.runtime.transform_host import TransformHost
-from tools.matrix.variants import VariantLoadError, VariantTransformError, load_variant
+from tools.matrix.variants import VariantLoadError, load_variant
 
 
 @dataclass
@@ -46,8 +46,10 @@ class _State:
     outputs_dir: str = ""  # TEST_UNDECLARED_OUTPUTS_DIR as cell_main saw it
     outputs_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of outputs_dir as the last test left it
     stopped: str | None = None  # the last test whose `stop` event was journaled
-    tests: dict[str, _TestFacts] = field(default_factory=dict)  # by node id, until its teardown is reported
-    pending: dict[str, _Exception] = field(default_factory=dict)  # makereport -> the logreport that follows
+    tests: test_facts.Gathered = field(init=False)  # each running test's facts, until its teardown is reported
+
+    def __post_init__(self) -> None:
+        self.tests = test_facts.Gathered(lambda nodeid: test_facts.expectation(self.cell, nodeid))
 
 
 _STATE: _State | None = None
@@ -286,7 +288,7 @@ def _collect_error_message(longrepr: str) -> str:
     """The exception that broke the import (pytest's last `E   Type: text` line), not pytest's
     preamble, which names the file by its absolute path (a sandbox path that differs each run)."""
     raised = [line[1:].strip() for line in longrepr.splitlines() if line.startswith("E ")]
-    return raised[-1][:500] if raised and raised[-1] else _first_line(longrepr)
+    return raised[-1][:500] if raised and raised[-1] else test_facts.first_line(longrepr)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -359,102 +361,11 @@ def pytest_make_collect_report(collector: pytest.Collector):
     return (yield from _guarded(collector.nodeid))
 
 
-def _transform_failed(excinfo: pytest.ExceptionInfo | None) -> bool:
-    error: BaseException | None = excinfo.value if excinfo else None
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, VariantTransformError):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
-
-
-@dataclass(frozen=True)
-class _Exception:
-    """What only makereport sees (the exception itself), kept for the logreport that follows it."""
-
-    error: BaseException | None = None
-    error_type: str | None = None
-    transform_failed: bool = False
-    xpassed: bool = False  # pytest failed the report only because an expected failure passed
-    unittest_expected_failure: bool = False  # the test is decorated @unittest.expectedFailure
-
-
-@dataclass
-class _TestFacts:
-    """One test's reports so far; verdict.decide turns them into its status."""
-
-    xfail: verdict.Expectation | None
-    phases: dict[str, verdict.Phase] = field(default_factory=dict)
-    subtests: list[verdict.Subtest] = field(default_factory=list)
-    duration_s: float = 0.0
-    outputs_destroyed: str = ""
-
-    def facts(self) -> verdict.Facts:
-        p = self.phases
-        return verdict.Facts(p.get("setup"), p.get("call"), p.get("teardown"), tuple(self.subtests), self.xfail, self.outputs_destroyed)
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     assert _STATE is not None
     outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    excinfo = call.excinfo
-    error = excinfo.value if excinfo else None
-    outcome_only = isinstance(error, (pytest.skip.Exception, pytest.xfail.Exception))  # not a failure of the test
-    expecting_failure = bool(getattr(getattr(item, "obj", None), "__unittest_expecting_failure__", False))
-    # How pytest reports a @unittest.expectedFailure test that passed:
-    unexpected_success = expecting_failure and isinstance(error, pytest.fail.Exception) and str(error).startswith("Unexpected success")
-    strict_xpass = report.failed and error is None and str(report.longrepr).startswith("[XPASS(strict)]")
-    _STATE.pending[item.nodeid] = _Exception(
-        error,
-        excinfo.typename if excinfo and not outcome_only else None,
-        _transform_failed(excinfo),
-        bool(unexpected_success or strict_xpass),
-        expecting_failure,
-    )
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:500]
-    return ""
-
-
-def _report_message(report: pytest.TestReport, exc: _Exception) -> str:
-    """One report's first failure line, skip reason or expected-failure reason ("" when it passed)."""
-    if report.passed and not hasattr(report, "wasxfail"):
-        return ""
-    if report.skipped and hasattr(report, "wasxfail") and isinstance(exc.error, pytest.xfail.Exception):  # pytest.xfail(reason)
-        default = "failed as expected (@unittest.expectedFailure)" if exc.unittest_expected_failure else "pytest.xfail() without a reason"
-        return _first_line(report.wasxfail) or default
-    longrepr = report.longrepr
-    crash = getattr(longrepr, "reprcrash", None)
-    if crash is not None:
-        return _first_line(crash.message)
-    if isinstance(longrepr, tuple):  # skip: (file, line, reason)
-        return _first_line(str(longrepr[2]))
-    if report.skipped and hasattr(report, "wasxfail"):
-        return _first_line(report.wasxfail)
-    return _first_line(str(longrepr or ""))
-
-
-def _expectation(nodeid: str) -> verdict.Expectation | None:
-    assert _STATE is not None
-    cell = _STATE.cell
-    hit = selection.expectation_for(nodeid, cell.xfail)
-    if not hit:
-        return None
-    entry, reason = hit
-    stale = (
-        f"XPASS(strict): {nodeid} passed under variant {cell.variant!r} on {cell.device!r}, "
-        f"but {cell.expectations_source} expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
-        f"{cell.entries_at()} (or run `bazel run //tools:matrix -- xfail sync`)."
-    )
-    return verdict.Expectation(entry, reason, stale)
+    _STATE.tests.raised(item, call, outcome.get_result())
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -464,27 +375,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     assert _STATE is not None
     if report.when == "teardown" and not isinstance(report, pytest.SubtestReport):
         _stop(report.nodeid)
-    test = _STATE.tests.get(report.nodeid)
-    if test is None:
-        test = _STATE.tests[report.nodeid] = _TestFacts(_expectation(report.nodeid))
-    exc = _STATE.pending.pop(report.nodeid, None) or _Exception()
-    message = _report_message(report, exc)
-    if isinstance(report, pytest.SubtestReport):
-        context = verdict.subtest_context(report.context.msg, dict(report.context.kwargs))
-        test.subtests.append(verdict.Subtest(context, report.outcome, message, exc.error_type, exc.transform_failed))
+    test = _STATE.tests.take(report)
+    if isinstance(report, pytest.SubtestReport) or report.when != "call" or test.xfail is None or test.judged is None:
         return
-    test.duration_s += report.duration
-    wasxfail = getattr(report, "wasxfail", None)
-    test.phases[report.when] = verdict.Phase(report.outcome, message, exc.error_type, exc.transform_failed, wasxfail, exc.xpassed)
-    if report.when != "call" or test.xfail is None:
-        return
-    decided = verdict.decide(test.facts())
-    if decided.status == statuses.XFAILED and not report.skipped:
+    if test.judged.status == statuses.XFAILED and not report.skipped:
         report.outcome = "skipped"
         report.wasxfail = f"matrix.yaml xfail ({test.xfail.entry}): {test.xfail.reason}"
-    elif decided.status == statuses.XPASSED and report.passed:
+    elif test.judged.status == statuses.XPASSED and report.passed:
         report.outcome = "failed"
-        report.longrepr = decided.message
+        report.longrepr = test.judged.message
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_runtest_logreport")
@@ -495,36 +394,46 @@ def pytest_runtest_logreport_result(report: pytest.TestReport) -> None:
         return
     test = _STATE.tests.pop(report.nodeid)
     test.outputs_destroyed = _outputs_destroyed()
-    decided = verdict.decide(test.facts())
-    json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
-    # Every string cut to OUTPUT_CAP (a 16 MiB assertion message too) before it is serialised.
-    entry = outputs.cap_strings(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
+    decided = test.decided()
+    entry = _json_entry(report)
     keep = decided.status in statuses.KEEPS_EVIDENCE
     evidence = _STATE.ledger.evidence
     evidence.finish(keep)
     entry["metadata"] = {
         **entry.get("metadata", {}),
-        "matrix": MatrixResult(
+        "matrix": runtime_result(
             decided.status,
+            RuntimeDetail(
+                transform_s=round(_STATE.ledger.seconds, 6),
+                transform_calls=_STATE.ledger.calls,
+                subtests_run=decided.subtests_run,
+                subtests_failed=decided.subtests_failed,
+                check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
+                evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
+            ),
             duration_s=round(test.duration_s, 6),
             message=decided.message,
             error_type=decided.error_type,
             transform_failed=decided.transform_failed,
-            transform_s=round(_STATE.ledger.seconds, 6),
-            transform_calls=_STATE.ledger.calls,
             expectation=decided.expectation,
-            subtests_run=decided.subtests_run,
-            subtests_failed=decided.subtests_failed,
             transform_check=_STATE.ledger.transform_check(),
-            check_s=round(_STATE.ledger.check_s, 6) if _STATE.ledger.checks else None,
-            log_tail=outputs.tail(outputs.failure_text(entry)) if keep else None,
-            evidence_s=round(evidence.seconds, 6) if evidence.recorded else None,
-        ).to_metadata(),
+            log_tail=(outputs.tail(outputs.failure_text(entry)) or "") if keep else "",
+        ),
     }
     try:
         _event(event="result", test=entry)
     except journal.EventTooLarge:  # thousands of user properties, say: the record without pytest's details
         _event(event="result", test={"nodeid": entry["nodeid"], "outcome": entry.get("outcome"), "metadata": entry["metadata"]})
+
+
+def _json_entry(report: pytest.TestReport) -> dict[str, Any]:
+    """A copy of pytest-json-report's entry for the test, complete once its teardown report is logged,
+    every string cut to OUTPUT_CAP (a 16 MiB assertion message too) before it is serialised. That
+    plugin keeps its entries in config._json_report._json_tests, its only per-test view: read here,
+    never written (cap_strings copies every dict and list before the matrix block is added)."""
+    assert _STATE is not None
+    json_tests = getattr(getattr(_STATE.config, "_json_report", None), "_json_tests", {})
+    return outputs.cap_strings(json_tests.get(report.nodeid) or {"nodeid": report.nodeid, "outcome": report.outcome})
 
 
 def _outputs_destroyed() -> str:

@@ -75,11 +75,15 @@ def subtest_context(msg: str | None, params: dict[str, object]) -> str:
 
 
 def decide(facts: Facts) -> Verdict:
-    """The status of one test from its phases so far (a missing teardown is simply not judged yet)."""
+    """The status of one test from all its phases: conclude(facts, judge(facts))."""
+    return conclude(facts, judge(facts))
+
+
+def judge(facts: Facts) -> Verdict:
+    """The status of one test as its setup, call and subtests say, with its matrix.yaml xfail entry:
+    what it is once its call has ended (the plugin shows pytest this, then concludes at teardown)."""
     failed_subtests = [s for s in facts.subtests if s.outcome == "failed"]
     counts = {"subtests_run": len(facts.subtests), "subtests_failed": len(failed_subtests)}
-    if facts.outputs_destroyed:  # whatever it asserted, it destroyed what results need: not a pass
-        return Verdict(statuses.ERROR, facts.outputs_destroyed, statuses.ERROR, **counts)
     setup = facts.setup
     if setup is None or setup.outcome == "failed":  # no setup report at all: pytest broke before the test
         failure = setup or Phase("failed", "the test has no setup result")
@@ -89,14 +93,21 @@ def decide(facts: Facts) -> Verdict:
     call = facts.call
     if call is None:
         return _failure(statuses.ERROR, Phase("failed", "the test has no call result"), **counts)
-    verdict = _with_expectation(_call_verdict(call, failed_subtests), facts.xfail)
-    verdict = replace(verdict, **counts)
+    return replace(_with_expectation(_call_verdict(call, failed_subtests), facts.xfail), **counts)
+
+
+def conclude(facts: Facts, judged: Verdict) -> Verdict:
+    """The test's final status: `judged` (judge(facts), worked out once when its call ended) as its
+    teardown and what it did to the outputs directory leave it."""
+    counts = {"subtests_run": judged.subtests_run, "subtests_failed": judged.subtests_failed}
+    if facts.outputs_destroyed:  # whatever it asserted, it destroyed what results need: not a pass
+        return Verdict(statuses.ERROR, facts.outputs_destroyed, statuses.ERROR, **counts)
     teardown = facts.teardown
     # A teardown failure is an error unless the test already failed: after a pass, a skip or an
     # expected failure it would otherwise be lost (pytest prints it as a second, ERROR line).
-    if teardown and teardown.outcome == "failed" and verdict.status in (statuses.PASSED, statuses.SKIPPED, statuses.XFAILED):
-        return _failure(statuses.ERROR, teardown, expectation=verdict.expectation, **counts)
-    return verdict
+    if teardown and teardown.outcome == "failed" and judged.status in (statuses.PASSED, statuses.SKIPPED, statuses.XFAILED):
+        return _failure(statuses.ERROR, teardown, expectation=judged.expectation, **counts)
+    return judged
 
 
 def _call_verdict(call: Phase, failed_subtests: list[Subtest]) -> Verdict:

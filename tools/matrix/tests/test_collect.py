@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.matrix import collect as collect_mod
 from tools.matrix import config, statuses
-from tools.matrix.collect import collect, read_bep
+from tools.matrix.collect import LOG_TAIL_CHARS, collect, read_bep, shard_dirs
+from tools.matrix.collect.files import log_tail
 from tools.matrix.runtime import outputs
 from tools.matrix.tests.fixtures.toolws import write_workspace
 
@@ -295,8 +295,8 @@ def test_without_bep_nothing_is_cached(matrix, testlogs):
 def test_log_tail_is_bounded(tmp_path):
     log = tmp_path / "test.log"
     log.write_text("\n".join(f"line {i}" for i in range(5000)) + "\n" + SANDBOX + "\n")
-    tail = collect_mod._log_tail(log)
-    assert len(tail) == collect_mod.LOG_TAIL_CHARS
+    tail = log_tail(log)
+    assert len(tail) == LOG_TAIL_CHARS
     assert tail.endswith("line 4999")
 
 
@@ -363,7 +363,7 @@ def test_log_tail_of_a_huge_log_reads_only_its_end(tmp_path):
     with open(log, "w") as f:
         f.write("x" * 50_000_000 + "\n")  # one 50 MB line: only the last LOG_TAIL_READ bytes are read
         f.write("\n".join(f"line {i}" for i in range(100)) + "\nSegmentation fault\n")
-    tail = collect_mod._log_tail(log)
+    tail = log_tail(log)
     assert tail.startswith("line 0\n") and tail.endswith("line 99\nSegmentation fault")  # the cut first line dropped
 
 
@@ -513,11 +513,11 @@ def test_granularity_file_bep_is_read_per_target(by_file, file_logs, tmp_path):
 def test_shard_dirs_of_a_files_target(by_file, file_logs):
     cell = next(c for c in by_file.cells() if c.target_name == "s_base_cpu")
     a, b = cell.targets
-    assert collect_mod.shard_dirs(file_logs, a) == [(0, file_logs / "s/s_base_cpu/test_a/shard_1_of_2"), (1, file_logs / "s/s_base_cpu/test_a/shard_2_of_2")]
+    assert shard_dirs(file_logs, a) == [(0, file_logs / "s/s_base_cpu/test_a/shard_1_of_2"), (1, file_logs / "s/s_base_cpu/test_a/shard_2_of_2")]
     (file_logs / "s/s_base_cpu/test_a/shard_2_of_2/test.outputs/report.json").unlink()
-    assert [shard for shard, _ in collect_mod.shard_dirs(file_logs, b)] == [0, 1]
+    assert [shard for shard, _ in shard_dirs(file_logs, b)] == [0, 1]
     never = next(c for c in by_file.cells() if c.target_name == "s_base_cuda").targets[0]
-    assert collect_mod.shard_dirs(file_logs, never) == [(0, file_logs / "s/s_base_cuda/test_a")]  # the plan's layout: one shard
+    assert shard_dirs(file_logs, never) == [(0, file_logs / "s/s_base_cuda/test_a")]  # the plan's layout: one shard
 
 
 @pytest.mark.parametrize(("matched", "problems"), [

@@ -21,11 +21,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tools.matrix import collect as collect_mod
 from tools.matrix import config, statuses
 from tools.matrix.collect import EVIDENCE_MAX_BYTES, collect
+from tools.matrix.collect import evidence as collect_evidence
 from tools.matrix.records import Record, RunInfo
-from tools.matrix.report import write_reports
+from tools.matrix.report import SCHEMA_PATH, write_reports
 from tools.matrix.runtime import evidence
 from tools.matrix.runtime.outputs import DIGEST_NAME, REPORT_NAME
 from tools.matrix.tests.fixtures.cellrun import Cell, CellPool, CellRun
@@ -57,7 +57,7 @@ DIR = f"{evidence.EVIDENCE_DIR}/{evidence.test_key(EXPORTS)}"  # the failing tes
 MEMBER = evidence.index_member(EXPORTS)
 PAYLOAD = "call-1-saved.pt2"
 SAVED = "the archive written by torch.export.save"
-SCHEMA = json.loads((Path(collect_mod.__file__).parent / "report" / "compat.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +224,9 @@ def test_only_the_shards_with_failing_records_are_opened_again_for_evidence(runs
 
     monkeypatch.setattr(zipfile, "ZipFile", counting)
     asked: list[tuple[str, list[str]]] = []
-    read = collect_mod.read_evidence
+    read = collect_evidence.read_evidence
     monkeypatch.setattr(
-        collect_mod, "read_evidence", lambda logs, d, records: (asked.append((d.name, [r.test for r in records])), read(logs, d, records))
+        collect_evidence, "read_evidence", lambda logs, d, records: (asked.append((d.name, [r.test for r in records])), read(logs, d, records))
     )
     collect(matrix, testlogs)
     # Once for the results; once more for the evidence, only where a record keeps evidence.
@@ -403,7 +403,7 @@ def test_a_reports_evidence_is_bounded_unexpected_records_first(runs, matrix, tm
     clean = by_key(collect(matrix, testlogs).records)
     one = sum(len(c["before"]) + len(c["after"] or "") for c in clean["swap", EXPORTS].evidence["calls"])
     crash = len(clean["crash", EXPORTS].evidence["calls"][0]["before"])
-    monkeypatch.setattr(collect_mod, "EVIDENCE_REPORT_CHARS", one + crash)  # the two unexpected records, not the xfailed one
+    monkeypatch.setattr(collect_evidence, "EVIDENCE_REPORT_CHARS", one + crash)  # the two unexpected records, not the xfailed one
     records = by_key(collect(matrix, testlogs).records)
     assert records["swap", EXPORTS].evidence == clean["swap", EXPORTS].evidence
     assert records["crash", EXPORTS].evidence == clean["crash", EXPORTS].evidence

@@ -496,8 +496,8 @@ def test_html_embedded_data_describes_every_record(records):
         d = data["det"][data["rec"]["det"][i] * w:][:w]
         cmd = data["targets"][d[f["tgt"]]][1] + " " + data["rows"]["filter"][row_of[r.test]] + data["cols"][d[f["col"]]][2]
         assert cmd == rerun_command(r)
-        assert data["statuses"][d[f["st"]]] == r.status and data["str"][d[f["msg"]]] == r.message
-        assert bool(d[f["tf"]]) == r.transform_failed and data["rec"]["ms"][i] == round(r.duration_s * 1000)
+        assert data["statuses"][d[f["status"]]] == r.status and data["str"][d[f["message"]]] == r.message
+        assert bool(d[f["transform_failed"]]) == r.transform_failed and data["rec"]["ms"][i] == round(r.duration_s * 1000)
 
 
 def test_embed_json_escapes_markup_characters():

@@ -248,8 +248,8 @@ def test_html_data_has_evidence_only_for_records_that_have_it(records):
     # the record's transform_check is in the panel's fields
     w, f = len(data["detFields"]), {n: k for k, n in enumerate(data["detFields"])}
     for k, r in enumerate(ordered):
-        chk = data["det"][data["rec"]["det"][k] * w + f["chk"]]
-        assert data["str"][chk] == (r.transform_check or "").replace("\u202e", "\\u202e").replace("\u2066", "\\u2066")
+        chk = data["det"][data["rec"]["det"][k] * w + f["transform_check"]]
+        assert (None if chk == -1 else data["str"][chk]) == (r.transform_check and r.transform_check.replace("\u202e", "\\u202e").replace("\u2066", "\\u2066"))
 
 
 def test_hostile_evidence_cannot_break_out_of_the_html(records):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tools.matrix import durations, statuses
+from tools.matrix.records import RUNTIME_FIELDS
 from tools.matrix.runtime import outputs, selection
 from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
 
@@ -690,8 +691,11 @@ def test_junit_xml_has_one_testcase_per_test(cells):
     for nodeid, status in ROBUST.items():
         children = {child.tag for child in cases[nodeid]} - {"properties"}
         assert children == ({element[status]} if element[status] else set()), (nodeid, children)
-        props = {p.get("name"): p.get("value") for p in cases[nodeid].find("properties")}
-        assert props == {"matrix_status": status}
+        # every field the runtime wrote into report.json is a property, and reads back as it was written
+        props = {p.get("name"): outputs.from_junit_property(p.get("name"), p.get("value")) for p in cases[nodeid].find("properties")}
+        written = next(t["metadata"]["matrix"] for t in run.report["tests"] if t["nodeid"] == nodeid)
+        assert props == {"nodeid": nodeid, **{k: v for k, v in written.items() if k in RUNTIME_FIELDS and v is not None}}
+        assert props["status"] == status
     assert "arithmetic is broken" in cases["test_robust.py::test_2_fails"].find("failure").text
     assert "SIGSEGV" in cases["test_robust.py::test_3_segfault"].find("error").get("message")
     assert "broken on purpose" in cases["test_robust_broken.py"].find("error").text

@@ -24,8 +24,8 @@ import pytest
 from tools.matrix import statuses
 from tools.matrix.runtime import outputs
 from tools.matrix.runtime.cell_config import CellConfig
-from tools.matrix.runtime.cell_main import BETWEEN_TESTS_S as RUNTIME_BETWEEN_TESTS_S
-from tools.matrix.runtime.cell_main import _Progress
+from tools.matrix.runtime.progress import BETWEEN_TESTS_S as RUNTIME_BETWEEN_TESTS_S
+from tools.matrix.runtime.progress import Progress
 from tools.matrix.tests.fixtures.cellrun import BASE_IMPL, Cell, pool_fixture, uses
 from tools.matrix.tests.fixtures.reach.expected import BETWEEN_TESTS_S, EMPTY, MEMORY_TIMEOUT_S, PROBLEMS, RECORDS, TIMEOUT_S
 
@@ -128,7 +128,7 @@ def _stalled(events: list[dict[str, Any]], timeout_s: float = 5) -> tuple[dict[s
     cell = CellConfig(suite="syn", suite_dir=".", variant="base", variant_impl=BASE_IMPL, device="cpu", test_timeout_s=timeout_s)
     tests: dict[str, Any] = {}
     problems: list[str] = []
-    progress = _Progress(cell, tests, {}, {}, problems)
+    progress = Progress(cell, tests, {}, {}, problems)
     for event in events:
         progress.take(event)
     progress.overran = progress.span

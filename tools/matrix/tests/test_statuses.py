@@ -28,8 +28,8 @@ from tools.matrix.runtime.verdict import Expectation, Facts, Phase, Subtest, Ver
 from tools.matrix.tests.fixtures.cellrun import Cell, pool_fixture, uses
 
 SUITE = "unittest_style"
-SEMANTICS, SETUP_MODULE, TORCH, CRASH, ENV = (
-    "test_semantics.py", "test_setup_module.py", "test_torch_style.py", "test_subtest_crash.py", "test_variant_env.py"
+SEMANTICS, SETUP_MODULE, TORCH, CRASH, ENV, MODULE_TEARDOWN = (
+    "test_semantics.py", "test_setup_module.py", "test_torch_style.py", "test_subtest_crash.py", "test_variant_env.py", "test_module_teardown.py"
 )  # fmt: skip
 RETRACE = "tools.matrix.variants.export:Retrace"
 EXPORT = "torch.export.export"
@@ -65,6 +65,8 @@ SEMANTICS_STATUSES = {
     S + "test_pytest_xfail_strict_passes": statuses.XPASSED,
     S + "test_pytest_xfail_call": statuses.XFAILED,
     f"{SETUP_MODULE}::TestModuleBroken::test_a": statuses.ERROR,
+    f"{MODULE_TEARDOWN}::test_uses_the_fixture": statuses.PASSED,
+    f"{MODULE_TEARDOWN}::test_skipped_last": statuses.ERROR,  # skipped in setup, then its teardown failed
 }
 T = f"{TORCH}::"
 TORCH_STATUSES = {
@@ -92,7 +94,7 @@ CELLS: dict[str, Cell] = {
     "torch_retrace": Cell(SUITE, (TORCH, ENV), variant="retrace", impl=RETRACE, applies_to=(EXPORT,),
                           env={"EXPECTED_VARIANT": "retrace", "EXPECTED_DEVICE": "cpu"}),
     "torch_base": Cell(SUITE, (TORCH, ENV), env={"EXPECTED_VARIANT": "base", "EXPECTED_DEVICE": "cpu"}),
-    "semantics": Cell(SUITE, (SEMANTICS, SETUP_MODULE)),
+    "semantics": Cell(SUITE, (SEMANTICS, SETUP_MODULE, MODULE_TEARDOWN)),
     "entries": Cell(SUITE, (SEMANTICS,), xfail=ENTRIES),
     "crash": Cell(SUITE, (CRASH,)),
 }  # fmt: skip
@@ -102,7 +104,7 @@ def _plain_pytest(root: Path, out: Path) -> dict[str, list[dict[str, object]]]:
     """Plain pytest (no matrix plugin) over the same copied files: every report's category."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "TESTBRIDGE_", "XML_OUTPUT_FILE", "MATRIX_", "PYTEST_"))}
     env.update(PYTEST_OUTCOMES_FILE=str(out), PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
-    files = [f"{SUITE}/{f}" for f in (SEMANTICS, SETUP_MODULE, TORCH)]
+    files = [f"{SUITE}/{f}" for f in (SEMANTICS, SETUP_MODULE, MODULE_TEARDOWN, TORCH)]
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_outcomes", f"--rootdir={SUITE}", "-q", *files]
     proc = subprocess.run(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert out.exists(), proc.stdout[-4000:]
@@ -127,7 +129,7 @@ def pytest_status(events: list[dict[str, object]]) -> str:
     if phases["setup"]["category"] == "error":
         return statuses.ERROR
     if phases["setup"]["category"] == "skipped":
-        return statuses.SKIPPED
+        return statuses.ERROR if phases["teardown"]["category"] == "error" else statuses.SKIPPED
     call = phases["call"]
     if any(e["subtest"] and e["category"] == "failed" for e in events):
         status = statuses.FAILED
@@ -177,6 +179,7 @@ VERDICTS = {
     "subtests pass or skip": (Facts(OK, OK, OK, (SUB_PASS, Subtest("[i=1]", "skipped", "no"))), Verdict(statuses.PASSED, subtests_run=2)),
     "setup error": (Facts(Phase("failed", "RuntimeError: setUpClass", "RuntimeError"), None, OK), Verdict(statuses.ERROR, "RuntimeError: setUpClass", "RuntimeError")),
     "setup skip": (Facts(Phase("skipped", "Skipped: class"), None, OK), Verdict(statuses.SKIPPED, "Skipped: class")),
+    "teardown after setup skip": (Facts(Phase("skipped", "Skipped: x"), None, TEARDOWN_FAIL), Verdict(statuses.ERROR, TEARDOWN_FAIL.message, "RuntimeError")),
     "call skip": (Facts(OK, Phase("skipped", "Skipped: body"), OK), Verdict(statuses.SKIPPED, "Skipped: body")),
     "pytest xfail": (
         Facts(OK, Phase("skipped", "AssertionError: bug", "AssertionError", xfail_reason="r"), OK),
@@ -305,6 +308,7 @@ def test_semantics_statuses(cells):
         S + "test_pytest_xfail_marker_passes": "XPASS: expected to fail (pytest marker), but passed",
         S + "test_pytest_xfail_strict_passes": "[XPASS(strict)] strict marker",
         S + "test_pytest_xfail_call": "xfail called in the body",
+        f"{MODULE_TEARDOWN}::test_skipped_last": "RuntimeError: the module fixture's teardown broke",
     }
     assert {n: run.matrix(n)["message"] for n in messages} == messages
 
@@ -314,7 +318,7 @@ def test_semantics_statuses(cells):
 def test_statuses_equal_plain_pytest(cells, plain, name):
     """Test by test, the cell's status is what plain pytest reports for the same test."""
     run = cells[name]
-    files = (TORCH,) if name.startswith("torch") else (SEMANTICS, SETUP_MODULE)
+    files = (TORCH,) if name.startswith("torch") else (SEMANTICS, SETUP_MODULE, MODULE_TEARDOWN)
     expected = {n: pytest_status(events) for n, events in plain.items() if n.split("::")[0] in files}
     ours = {n: s for n, s in run.statuses.items() if n.split("::")[0] in files}
     assert ours == expected, run.explain()
@@ -369,3 +373,35 @@ def test_segfault_inside_a_subtest_is_a_crash_of_that_test(cells):
     assert (crashed["status"], crashed["message"]) == (statuses.CRASHED, "the test process died (SIGSEGV) inside this test"), run.explain()
     assert (after["status"], after["subtests_run"], after["subtests_failed"]) == (statuses.PASSED, 1, 0)
     assert run.report["matrix"]["restarts"] == 1
+
+
+def test_each_test_is_judged_once_and_concluded_once(tmp_path, monkeypatch):
+    """The plugin's gathering (runtime/test_facts.py) fed real pytest reports: verdict.judge runs once per
+    test (when its call ends, or at teardown when it had none) and verdict.conclude once, at teardown."""
+    from collections import Counter
+
+    from tools.matrix.runtime import test_facts
+
+    (tmp_path / "test_x.py").write_text("import pytest\n\ndef test_pass():\n    pass\n\ndef test_fail():\n    assert 0\n\n"
+                                        "@pytest.mark.skip(reason='no')\ndef test_skip():\n    pass\n")  # fmt: skip
+    calls: Counter[str] = Counter()
+    judge, conclude = verdict.judge, verdict.conclude
+    monkeypatch.setattr(verdict, "judge", lambda facts: (calls.update(["judge"]), judge(facts))[1])
+    monkeypatch.setattr(verdict, "conclude", lambda facts, judged: (calls.update(["conclude"]), conclude(facts, judged))[1])
+    gathered = test_facts.Gathered(lambda nodeid: ENTRY if nodeid.endswith("test_fail") else None)
+    decided: dict[str, str] = {}
+
+    class Feed:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_makereport(self, item, call):
+            outcome = yield
+            gathered.raised(item, call, outcome.get_result())
+
+        def pytest_runtest_logreport(self, report):
+            gathered.take(report)
+            if report.when == "teardown":
+                decided[report.nodeid.split("::")[-1]] = gathered.pop(report.nodeid).decided().status
+
+    pytest.main([str(tmp_path / "test_x.py"), "-q", "-p", "no:cacheprovider"], plugins=[Feed()])
+    assert decided == {"test_pass": statuses.PASSED, "test_fail": statuses.XFAILED, "test_skip": statuses.SKIPPED}
+    assert calls == Counter(judge=3, conclude=3)

@@ -13,6 +13,7 @@ from typing import Any
 
 from tools.matrix import durations, impl_check, target_names, variant_library
 from tools.matrix.config import Cell, Matrix, MatrixError, relative
+from tools.matrix.errors import UserError
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
@@ -210,6 +211,16 @@ def write(matrix: Matrix, workspace: Path) -> list[str]:
             target.write_text(text)
             changed.append(path)
     return changed
+
+
+def require_current(matrix: Matrix, workspace: Path, command: str) -> None:
+    """Refuse to run Bazel on generated files older than matrix.yaml: Bazel would run the cells as they
+    were (an xfail entry removed by hand still xfails there), and the report would read them as today's."""
+    stale = [path for path, text in render(matrix).items() if not (workspace / path).exists() or (workspace / path).read_text() != text]
+    if stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UserError(f"{command}: the generated BUILD files are stale (matrix.yaml or its suites changed since `generate`): {shown}; "
+                        f"run `{REGENERATE}` (make generate) first, then run it again")  # fmt: skip
 
 
 def check(matrix: Matrix, workspace: Path) -> str:

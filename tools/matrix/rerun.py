@@ -8,7 +8,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tools.matrix import bazel, last_report, statuses
+from tools.matrix import bazel, generate, last_report, statuses
 from tools.matrix.collect import collect
 from tools.matrix.config import Cell, Matrix, test_file_of
 from tools.matrix.errors import ReportError
@@ -103,6 +103,8 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     if not groups:
         print("nothing to rerun: no target or test matches " + " ".join(f"--{k}" for k in ("failed", "xpassed") if getattr(args, k)) + " with the given filters")
         return 0
+    if not args.dry_run:
+        generate.require_current(matrix, workspace, "rerun")
     out_dir.mkdir(parents=True, exist_ok=True)
     planned = commands(groups, out_dir / BEP_NAME, args.bazel_args)
     if args.dry_run:

@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-from tools.matrix import bazel, last_report, statuses, target_names
+from tools.matrix import bazel, generate, last_report, statuses, target_names
 from tools.matrix.collect import Collected, collect
 from tools.matrix.config import Matrix
 from tools.matrix.errors import ReportError
@@ -74,6 +74,8 @@ def previous_report(out_dir: Path) -> list[Record] | None:
 
 def report(workspace: Path, matrix: Matrix, out_dir: Path, baseline: Path | None, bazel_args: list[str], run_tests: bool) -> int:
     previous = previous_report(out_dir)  # before the long run: an unreadable one is found now
+    if run_tests:
+        generate.require_current(matrix, workspace, "report")  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     bep = out_dir / BEP_NAME
     command = ["bazel", "test", f"//:{target_names.ALL_CELLS}", "--keep_going", f"--build_event_json_file={bep}", *bazel_args]

@@ -23,7 +23,7 @@ test: setup-test setup-remote
 
 # Hostile tests, outputs, file names and suite configurations under real Bazel (docs/reliability.md):
 # 0 results lost, every record exact. Each drill runs in its own scratch workspace and output base.
-DRILLS = fault_drill input_drill names_drill runtime_drill tools_drill
+DRILLS = fault_drill input_drill names_drill runtime_drill tools_drill ops_drill
 test-drill: setup
 	@for drill in $(DRILLS); do $(BAZEL) run //tools/matrix/drill:$$drill || exit 1; done
 

@@ -127,11 +127,11 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
     records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
     matrix = load_matrix(args)  # refuse to edit an invalid matrix.yaml
     selected_cells(matrix, args)  # a filter naming nothing is an error, not "already match"
-    old, new = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix, warn=lambda line: print(line, file=sys.stderr))
-    if old == new:
+    edits = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix, warn=lambda line: print(line, file=sys.stderr), workspace=workspace_of(args))
+    if not edits:
         print("matrix.yaml expectations already match the last report")
         return 0
-    return write_expectations(args, old, new)
+    return write_expectations(args, edits)
 
 
 def cmd_xfail_import(args: argparse.Namespace) -> int:
@@ -153,18 +153,22 @@ def cmd_xfail_import(args: argparse.Namespace) -> int:
         return 0
     for line in xfail_import.base_failures(out_dir_of(args) / COMPAT_JSON, suite.name, args.variant, [entry for *_, entry, _ in additions]):
         print(line, file=sys.stderr)
-    old, new = matrix_writer.edit(workspace_of(args) / args.matrix, lambda doc: matrix_writer.add_xfails(doc, additions))
-    return write_expectations(args, old, new)
+    edits = matrix_writer.edit_expectations(workspace_of(args), workspace_of(args) / args.matrix, matrix,
+                                            lambda expectations: [matrix_writer.add_xfail(expectations, *a) for a in additions])  # fmt: skip
+    return write_expectations(args, edits)
 
 
-def write_expectations(args: argparse.Namespace, old: str, new: str) -> int:
-    """Show the diff, then (unless --dry-run) write the validated text and regenerate."""
-    sys.stdout.write(matrix_writer.diff(old, new, args.matrix))
+def write_expectations(args: argparse.Namespace, edits: list[matrix_writer.Edit]) -> int:
+    """Show the diffs, then (unless --dry-run) write the validated files and regenerate."""
+    for e in edits:
+        sys.stdout.write(matrix_writer.diff(e.old, e.new, e.display))
     workspace = workspace_of(args)
     if args.dry_run:
-        matrix_writer.validate(new, workspace / args.matrix, workspace)
+        matrix_path = workspace / args.matrix
+        new = next((e.new for e in edits if e.path == matrix_path), matrix_path.read_text())
+        matrix_writer.validate(new, matrix_path, workspace, {e.display: e.new for e in edits if e.path != matrix_path})
         return 0
-    matrix_writer.write(workspace / args.matrix, new, workspace)
+    matrix_writer.write_all(edits, workspace / args.matrix, workspace)
     return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
 
 

@@ -69,6 +69,14 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .dl-del { color: #82071e; background: #ffebe9; }
 .dl-add { color: #116329; background: #dafbe1; }
 .ev-toggle { margin: 4px 0; font-size: 12px; }
+#ops { flex: none; max-height: 38vh; overflow: auto; padding: 4px 12px; border-bottom: 1px solid #d0d7de; }
+#ops summary { cursor: pointer; color: #57606a; }
+#ops table { border-collapse: collapse; font-size: 12px; margin-top: 4px; }
+#ops th { position: sticky; top: 0; background: #f6f8fa; font-weight: 600; padding: 2px 6px; white-space: nowrap; }
+#ops td { padding: 1px 6px; white-space: nowrap; text-align: right; border: 1px solid #fff; }
+#ops td.op { text-align: left; font-family: ui-monospace, monospace; }
+#ops td.op-ok { background: #4ac26b; } #ops td.op-known { background: #e3c26b; cursor: pointer; }
+#ops td.op-broken { background: #e5534b; color: #fff; font-weight: 600; cursor: pointer; } #ops td.op-skipped { background: #d0d7de; }
 """
 
 # Data is only ever written with textContent / title / value / dataset, never innerHTML.
@@ -358,6 +366,46 @@ SCRIPT = r"""
   });
   function selectCmd() { const range = document.createRange(); range.selectNodeContents($("p-cmd")); const s = getSelection(); s.removeAllRanges(); s.addRange(range); }
 
+  // ---- the per-operator table (OpInfo tests): built when first opened; a failing cell shows its samples
+  // in the heatmap (filtered to the operator and the column) and opens its first failing sample.
+  if (D.ops) {
+    const O = D.ops, broken = O.rows.filter((row) => row[2].some((c) => c && O.states[c[2]] === "broken")).length;
+    $("ops").hidden = false;
+    $("ops-sum").textContent = "Operators (" + O.rows.length + "): samples passed / total per variant · device; " +
+      broken + " with an unexpected result somewhere (red); click a failing cell for its samples";
+    let built = false;
+    $("ops").addEventListener("toggle", () => {
+      if (built || !$("ops").open) return;
+      built = true;
+      const head = el("tr");
+      head.append(el("th", null, "suite"), el("th", null, "operator"));
+      for (const c of O.cols) head.append(el("th", null, colLabel(c)));
+      const body = document.createDocumentFragment();
+      O.rows.forEach(([su, op, cells], r) => {
+        const tr = el("tr");
+        tr.append(el("td", "op", D.suites[su]), el("td", "op", op));
+        cells.forEach((c, k) => {
+          if (!c) { tr.append(el("td")); return; }
+          const td = el("td", "op-" + O.states[c[2]], c[0] + "/" + c[1]);
+          td.title = colLabel(O.cols[k]) + ": " + c[0] + " of " + c[1] + " samples passed" + (D.str[c[3]] ? " · " + D.str[c[3]] : "");
+          if (c[4] >= 0) { td.dataset.row = String(r); td.dataset.k = String(k); }
+          tr.append(td);
+        });
+        body.append(tr);
+      });
+      $("ops-table").replaceChildren(head, body);
+    });
+    $("ops-table").addEventListener("click", (ev) => {
+      const td = ev.target.closest("td");
+      if (!td || td.dataset.row === undefined) return;
+      const [su, op, cells] = O.rows[+td.dataset.row], col = O.cols[+td.dataset.k];
+      $("f-suite").value = String(su); $("f-variant").value = String(D.cols[col][0]); $("f-device").value = String(D.cols[col][1]);
+      $("f-text").value = "test_" + op + "[";
+      refilter();
+      show(cells[+td.dataset.k][4]);
+    });
+  }
+
   refilter();
   document.body.dataset.ready = "1";
 })();
@@ -368,6 +416,7 @@ BODY = """<header>
 <div id="runinfo"></div>
 <div id="totals"></div>
 </header>
+<details id="ops" hidden><summary id="ops-sum"></summary><table id="ops-table"></table></details>
 <div id="controls">
 <fieldset id="f-status"><legend hidden>status</legend></fieldset>
 <span><button type="button" id="st-all">all</button> <button type="button" id="st-none">none</button> <button type="button" id="st-bad">unexpected</button> <button type="button" id="st-flaky">flaky</button></span>

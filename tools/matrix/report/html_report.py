@@ -26,6 +26,7 @@ from tools.matrix.report.evidence import EvidenceView, evidence_view
 from tools.matrix.report.history_view import HistoryView
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
+from tools.matrix.report.operators import STATES, operator_table
 from tools.matrix.report.summary import COLUMNS, Prepared, carried_over, prepare, variant_order
 from tools.matrix.report.text import visible
 
@@ -153,6 +154,36 @@ def _history_data(ordered: Sequence[Record], view: HistoryView) -> dict[str, Any
     }  # fmt: skip
 
 
+
+def _operators_data(ordered: Sequence[Record], col_i: dict[tuple[str, str], int], suite_i: dict[str, int],
+                    strings: list[str]) -> dict[str, Any] | None:
+    """data["ops"]: the per-operator table (report/operators.py), None when no test is an OpInfo test.
+    A row is [suite, operator, cells]; a cell (one per column of `cols`, 0 where the operator has no
+    record) is [passed, total, state, signature (index into `strings`, extended), the record index of its
+    first failing sample or -1]."""
+    table = operator_table(ordered)
+    if not table.rows:
+        return None
+    at = {text: i for i, text in enumerate(strings)}
+
+    def intern(text: str) -> int:
+        if text not in at:
+            at[text] = len(strings)
+            strings.append(text)
+        return at[text]
+
+    index = {id(r): i for i, r in enumerate(ordered)}
+    rows = []
+    for row in table.rows:
+        cells: list[Any] = []
+        for column in table.columns:
+            cell = row.cells.get(column)
+            cells.append(0 if cell is None else [cell.passed, cell.total, STATES.index(cell.state), intern(cell.signature),
+                                                  index[id(cell.failing[0])] if cell.failing else -1])
+        rows.append([suite_i[row.suite], visible(row.operator), cells])
+    return {"cols": [col_i[c] for c in table.columns], "states": list(STATES), "rows": rows}
+
+
 def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None, history: HistoryView | None = None) -> dict[str, Any]:
     """The page's data. Per record only two ints (detail index, duration in ms); rows are runs of
     consecutive records (same suite and test); strings are indices into one deduplicated table;
@@ -191,6 +222,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     targets = {label: i for i, label in enumerate(dict.fromkeys(columns[t_at]))}
     encoded += [list(map(col_i.__getitem__, zip(columns[v_at], columns[d_at]))), list(map(targets.__getitem__, columns[t_at]))]
     flat = list(chain.from_iterable(zip(*encoded)))
+    ops = _operators_data(ordered, col_i, suite_i, strings)
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),
         "statuses": status_names,
@@ -213,8 +245,10 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "baseline": None,
         "carried": visible(carried_over(ordered, run.run_id)),
         "history": _history_data(ordered, history) if history is not None else None,
+        "ops": ops,
         **_evidence_data(ordered),
     }
+
     if baseline is not None:
         index = {r.key: i for i, r in enumerate(ordered)}
         lists = (baseline.regressions, baseline.fixes, baseline.changed_xfails, baseline.other)

@@ -238,7 +238,7 @@ BAD = [
     (
         "unknown nested key in a suite",
         SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard: 2\n",
-        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, granularity, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, transform_check, variants"],
+        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, env, expectations_file, granularity, manual, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, transform_check, variants"],
     ),
     (
         "unknown nested key in a device",

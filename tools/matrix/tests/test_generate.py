@@ -185,7 +185,14 @@ def _defs_bzl(made: list[tuple[str, dict]], package: list[str]) -> dict:
     def fail(message):
         raise AssertionError(f"defs.bzl fail(): {message}")
 
-    env = {"native": Native, "json": Json, "fail": fail}
+    class Attr:  # attr.label(...) and the like: only declarations, at load time
+        def __getattr__(self, name):
+            return lambda **kwargs: (name, kwargs)
+
+    def rule(implementation, attrs):
+        return lambda **kwargs: made.append((f"rule:{implementation.__name__}", kwargs))
+
+    env = {"native": Native, "json": Json, "fail": fail, "rule": rule, "attr": Attr()}
     exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
     return env
 

@@ -60,12 +60,12 @@ def out_dir_of(args: argparse.Namespace) -> Path:
     return out if out.is_absolute() else workspace_of(args) / out
 
 
-def history_of(args: argparse.Namespace) -> str | None:
-    """The history store `--history` names: a postgresql:// URL, a file (relative to the workspace), or none;
-    default: history.sqlite in the report directory."""
+def history_of(args: argparse.Namespace, matrix: config.Matrix | None = None) -> str | None:
+    """The history store `--history` names, else matrix.yaml's `history`: a postgresql:// URL, a file
+    (relative to the workspace), or none; default: history.sqlite in the report directory."""
     from tools.matrix.history.store import is_url
 
-    given = args.history
+    given = args.history if args.history is not None else (matrix.history if matrix is not None and matrix.history else None)
     if given is None:
         return str(out_dir_of(args) / HISTORY_FILE)
     if given == "none" or is_url(given):
@@ -77,7 +77,7 @@ def history_of(args: argparse.Namespace) -> str | None:
 def cmd_history(args: argparse.Namespace) -> int:
     from tools.matrix.history import commands
 
-    location = history_of(args)
+    location = history_of(args, None if args.history is not None else load_matrix(args))
     if location is None:
         raise UserError("history: --history none names no store")
     return commands.run(location, args)
@@ -112,13 +112,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not baseline.is_file():  # a directory, a FIFO (reading it would wait forever), /dev/zero, "" (the cwd)
             raise UserError(f"--baseline {args.baseline!r}: {'not a regular file' if baseline.exists() else 'no such file'}; give a compat.json")
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
-    return run_report.report(workspace_of(args), load_matrix(args), out_dir_of(args), baseline, args.bazel_args, not args.no_run, history_of(args), args.strict_flaky)
+    matrix = load_matrix(args)
+    return run_report.report(workspace_of(args), matrix, out_dir_of(args), baseline, args.bazel_args, not args.no_run, history_of(args, matrix), args.strict_flaky)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from tools.matrix import rerun
 
-    return rerun.rerun(workspace_of(args), load_matrix(args), out_dir_of(args), args, history_of(args))
+    matrix = load_matrix(args)
+    return rerun.rerun(workspace_of(args), matrix, out_dir_of(args), args, history_of(args, matrix))
 
 
 def cmd_xfail_sync(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ HEADER = (
 )
 
 
+FLAKY_ATTEMPTS_RC = "flaky_attempts.bazelrc"  # generated, imported by .bazelrc (try-import)
 GPU_CONSTRAINT = "//tools/bazel:gpu"  # the constraint of the `--config=gpu` platform (tools/bazel/BUILD.bazel)
 
 
@@ -138,11 +140,11 @@ def root_build(matrix: Matrix) -> str:
     parts = [
         HEADER,
         'load("//tools/matrix:defs.bzl", "matrix_generated_files_test")\n',
-        'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
+        f'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel", "{FLAKY_ATTEMPTS_RC}"])\n',
         "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
         "matrix_generated_files_test(\n"
         f'    name = "{target_names.CHECK_TARGET}",\n'
-        f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
+        f"    data = {_list(['BUILD.bazel', FLAKY_ATTEMPTS_RC, 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
         ")\n",
     ]
     for name, library in sorted(generated.items()):
@@ -174,7 +176,18 @@ def render(matrix: Matrix) -> dict[str, str]:
         by_suite[cell.suite.name].append(cell)
     for suite in matrix.suites:
         files[f"{suite.directory}/BUILD.bazel"] = suite_build(matrix, suite.name, by_suite[suite.name])
+    files[FLAKY_ATTEMPTS_RC] = flaky_attempts_rc(matrix)
     return files
+
+
+def flaky_attempts_rc(matrix: Matrix) -> str:
+    """Bazel's attempts per cell (matrix.yaml flaky_attempts): Bazel takes them only from its command
+    line or an rc file (a py_test's `flaky` attribute means 3), one regex per cell's targets."""
+    lines = [HEADER.rstrip("\n"), "# Each cell's targets get the attempts of its suite's or variant's flaky_attempts (the larger)."]
+    for cell in matrix.cells():
+        if cell.flaky_attempts > 1:
+            lines.append(f"test --flaky_test_attempts=^{re.escape(cell.label)}(/.*)?$@{cell.flaky_attempts}")
+    return "\n".join(lines) + "\n"
 
 
 def _outside(matrix: Matrix, workspace: Path, files: dict[str, str]) -> list[str]:

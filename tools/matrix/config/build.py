@@ -192,6 +192,7 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
                 shards=shard_map,
                 size=s.get("size", "medium"),
                 test_timeout_s=float(s.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)),
+                flaky_attempts=int(s.get("flaky_attempts", 1)),
                 tags=tuple(s.get("tags", ())),
                 default_device=bool(s.get("default_device", False)),
                 shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
@@ -206,7 +207,7 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
             )
         )
     expected = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
-    matrix = Matrix(display, devices, variants, tuple(suites), expected, located=problems.doc)
+    matrix = Matrix(display, devices, variants, tuple(suites), expected, history=data.get("history", ""), located=problems.doc)
     _check_unique_names(matrix, problems)
     _check_spec_sizes(matrix, problems)
     return matrix
@@ -270,7 +271,8 @@ def _variants(data: dict[str, Any], workspace: Path, suite_directories: set[str]
         if resolved.problem:
             problems.add(("variants", name, resolved.problem_key), f"variants.{name}.{resolved.problem_key}: {resolved.problem}")
         check_off = (v.get("transform_check") or {}).get("disabled", "")
-        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated, check_off))
+        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated, check_off,
+                                int(v.get("flaky_attempts", 1))))  # fmt: skip
     return tuple(variants)
 
 

@@ -42,6 +42,7 @@ class Variant:
     library: str = ""  # the Bazel label of the py_library holding impl's module (variant_library.py)
     generated_library: variant_library.GeneratedLibrary | None = None  # when generate writes that library
     transform_check_off: str = ""  # matrix.yaml transform_check.disabled: why its cells skip the differential check
+    flaky_attempts: int = 1  # Bazel's attempts for each of its targets (a fail then pass in one run: flaky)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Suite:
     expectations_file: str = ""  # workspace-relative: where the suite's expectations are ("": in matrix.yaml)
     manual: tuple[str, ...] = ()  # test files (relative to the directory) whose targets are tagged manual (granularity: file)
     env: tuple[tuple[str, str], ...] = ()  # the environment of every target of the suite (a device's env wins)
+    flaky_attempts: int = 1  # Bazel's attempts for each of its targets (a fail then pass in one run: flaky)
 
     @property
     def durations_file(self) -> str:
@@ -108,6 +110,11 @@ class Cell:
         if self.variant.transform_check_off:
             return f"variants.{self.variant.name}: {self.variant.transform_check_off}"
         return f"suites.{self.suite.name}: {self.suite.transform_check_off}" if self.suite.transform_check_off else ""
+
+    @property
+    def flaky_attempts(self) -> int:
+        """Bazel's attempts for each of the cell's targets: the suite's or the variant's, the larger."""
+        return max(self.suite.flaky_attempts, self.variant.flaky_attempts)
 
     @cached_property
     def recorded_durations(self) -> dict[str, float]:
@@ -215,6 +222,7 @@ class Matrix:
     variants: tuple[Variant, ...]
     suites: tuple[Suite, ...]
     expectations: dict[tuple[str, str, str], Expectations] = field(default_factory=dict, compare=False, hash=False)
+    history: str = ""  # matrix.yaml history: the store runs are appended to (a file, a postgresql:// URL, none); --history wins
     located: Located | None = field(default=None, compare=False, hash=False, repr=False)  # where each key is
     # `matrix.yaml:L:C: ...` for each unreadable test_durations.json, planned as if nothing were
     # recorded: an error for every command but `durations`, which rewrites the file (cli.load_matrix).

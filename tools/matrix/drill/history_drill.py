@@ -8,7 +8,7 @@ first bad run and commit, mark the flaky test `flaky` with its rate, and show th
 In a scratch workspace (tools/scratch_workspace.py: its own output base, this build's @pyenv) made a git
 repository, one suite of four tests runs as one cell:
 - run 1 (commit 1): test_stable, test_regress pass; test_fixed fails; test_flaky fails, then passes on
-  Bazel's second attempt (`report -- --flaky_test_attempts=2`; its marker file is removed before each run);
+  Bazel's second attempt (the suite's `flaky_attempts: 2` in matrix.yaml; its marker file is removed before each run);
 - run 2 (commit 2): test_regress now fails (the planted regression);
 - run 3 (commit 3): test_fixed now passes (the planted fix).
 Each `report` appends to reports/history.sqlite; after it, `report --no-run --history postgresql://...`
@@ -44,6 +44,7 @@ suites:
     directory: hist
     variants: [base]
     devices: [cpu]
+    flaky_attempts: 2
 """
 TESTS = """\
 import os
@@ -154,7 +155,7 @@ def main() -> int:
                 git(ws, "commit", "-q", "-m", f"run {i}")
                 commits.append(git(ws, "rev-parse", "HEAD"))
                 marker.unlink(missing_ok=True)
-                rc, out = run([*cli, "report", "--out", "reports", "--", "--flaky_test_attempts=2"], ws, env, root / f"report{i}.log")
+                rc, out = run([*cli, "report", "--out", "reports"], ws, env, root / f"report{i}.log")
                 if rc != 1 or not lines_with(out, "history: 4 record(s) of run"):
                     fail(f"run {i}: report should exit 1 (a failing test) and store 4 records, got {rc}:\n{out[-3000:]}")
                 if i == 2 and not lines_with(out, "history: 1 new unexpected result(s) since each test's last verdict, 0 fixed: test_one.py::test_regress"):

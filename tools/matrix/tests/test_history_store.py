@@ -169,6 +169,26 @@ def test_report_appends_its_run_to_the_default_store(ws, tmp_path):
     assert proc.returncode == 0 and "history:" not in proc.stdout and counts(out / "history.sqlite")[0] == 1
 
 
+def test_matrix_yaml_names_the_store_and_history_wins_over_it(ws, tmp_path):
+    """matrix.yaml's `history` (a file relative to the workspace) is where report appends and where the
+    history commands read; --history wins over it; `history: none` stores nothing."""
+    matrix_yaml = ws[0] / "matrix.yaml"
+    plain = matrix_yaml.read_text()
+    matrix_yaml.write_text("history: team/history.sqlite\n" + plain)
+    proc, out = report(ws, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = json.loads((out / "compat.json").read_text())["run"]["run_id"]
+    assert f"history: 2 record(s) of run {run_id} stored in {ws[0] / 'team' / 'history.sqlite'}" in proc.stdout
+    assert counts(ws[0] / "team" / "history.sqlite")[0] == 1 and not (out / "history.sqlite").exists()
+    runs = run_cli(ws[0], "history", "runs")
+    assert runs.returncode == 0 and run_id in runs.stdout, runs.stdout + runs.stderr
+    proc, out = report(ws, tmp_path, "--history", str(tmp_path / "other.sqlite"))
+    assert proc.returncode == 0 and counts(tmp_path / "other.sqlite")[0] == 1 and counts(ws[0] / "team" / "history.sqlite")[0] == 1
+    matrix_yaml.write_text("history: none\n" + plain)
+    proc, out = report(ws, tmp_path)
+    assert proc.returncode == 0 and "history:" not in proc.stdout and counts(ws[0] / "team" / "history.sqlite")[0] == 1
+
+
 def _corrupt(path: Path) -> str:
     path.write_bytes(b"this is not a database, it is a text file " * 100)
     return "not a readable history database (sqlite: file is not a database); move it away and the next `report` starts a new history there"

@@ -18,11 +18,12 @@ setup-remote: setup
 test: setup-test setup-remote
 	$(BAZEL) test //...
 	$(MAKE) test-drill
+	$(BAZEL) run //tools/matrix/drill:history_drill
 	$(MAKE) test-remote
 
 # Hostile tests, outputs, file names and suite configurations under real Bazel (docs/reliability.md):
 # 0 results lost, every record exact. Each drill runs in its own scratch workspace and output base.
-DRILLS = fault_drill input_drill names_drill runtime_drill tools_drill
+DRILLS = fault_drill input_drill names_drill runtime_drill tools_drill ops_drill
 test-drill: setup
 	@for drill in $(DRILLS); do $(BAZEL) run //tools/matrix/drill:$$drill || exit 1; done
 

@@ -1,9 +1,10 @@
 """The matrix command line: `bazel run //tools:matrix -- <command> [options]`.
 
-Commands: generate, list, report, rerun, xfail sync, xfail import, durations, warm. Never a traceback: a user
+Commands: generate, list, report, rerun, xfail sync, xfail import, durations, history, warm. Never a traceback: a user
 error (bad option, bad matrix.yaml, unreadable report, failing bazel) is one clear message and exit
 status 2; an interrupt exits 130; an unexpected exception (a bug) is one line naming the file that
-holds its traceback, and exit status 70.
+holds its traceback, and exit status 70. `report` and `rerun` exit 3 when the report was written and its
+tests were as expected but the history store did not take the run (history/append.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from tools.matrix.runtime import warm_start  # noqa: E402
 EXIT_USER = 2  # bad input: options, matrix.yaml, the last report, bazel failing
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception; its traceback is in a file
+# (`report` / `rerun` exit 3 when the report was written but the history store did not take the run:
+# history/append.EXIT_HISTORY.)
+HISTORY_FILE = "history.sqlite"
 
 
 def workspace_of(args: argparse.Namespace) -> Path:
@@ -55,6 +59,29 @@ def load_matrix_to_replan(args: argparse.Namespace) -> config.Matrix:
 def out_dir_of(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     return out if out.is_absolute() else workspace_of(args) / out
+
+
+def history_of(args: argparse.Namespace, matrix: config.Matrix | None = None) -> str | None:
+    """The history store `--history` names, else matrix.yaml's `history`: a postgresql:// URL, a file
+    (relative to the workspace), or none; default: history.sqlite in the report directory."""
+    from tools.matrix.history.store import is_url
+
+    given = args.history if args.history is not None else (matrix.history if matrix is not None and matrix.history else None)
+    if given is None:
+        return str(out_dir_of(args) / HISTORY_FILE)
+    if given == "none" or is_url(given):
+        return None if given == "none" else given
+    path = Path(given)
+    return str(path if path.is_absolute() else workspace_of(args) / path)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tools.matrix.history import commands
+
+    location = history_of(args, None if args.history is not None else load_matrix(args))
+    if location is None:
+        raise UserError("history: --history none names no store")
+    return commands.run(location, args)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -88,7 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         last_report.load(baseline)  # a bad baseline is found now, not after the whole matrix ran
     matrix = load_matrix(args)
     bazel_args = args.bazel_args if args.no_run else warm.prepare(args.bazel_args, args.cold)
-    return run_report.report(workspace_of(args), matrix, out_dir_of(args), baseline, bazel_args, not args.no_run)
+    return run_report.report(workspace_of(args), matrix, out_dir_of(args), baseline, bazel_args, not args.no_run, history_of(args, matrix), args.strict_flaky)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -97,7 +124,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     matrix = load_matrix(args)
     if not args.dry_run:
         args.bazel_args = warm.prepare(args.bazel_args, args.cold)
-    return rerun.rerun(workspace_of(args), matrix, out_dir_of(args), args)
+    return rerun.rerun(workspace_of(args), matrix, out_dir_of(args), args, history_of(args, matrix))
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
@@ -114,11 +141,11 @@ def cmd_xfail_sync(args: argparse.Namespace) -> int:
     records = last_report.load(out_dir_of(args) / COMPAT_JSON)[1]
     matrix = load_matrix(args)  # refuse to edit an invalid matrix.yaml
     selected_cells(matrix, args)  # a filter naming nothing is an error, not "already match"
-    old, new = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix, warn=lambda line: print(line, file=sys.stderr))
-    if old == new:
+    edits = xfail_sync.sync(workspace_of(args) / args.matrix, records, args, matrix, warn=lambda line: print(line, file=sys.stderr), workspace=workspace_of(args))
+    if not edits:
         print("matrix.yaml expectations already match the last report")
         return 0
-    return write_expectations(args, old, new)
+    return write_expectations(args, edits)
 
 
 def cmd_xfail_import(args: argparse.Namespace) -> int:
@@ -140,18 +167,22 @@ def cmd_xfail_import(args: argparse.Namespace) -> int:
         return 0
     for line in xfail_import.base_failures(out_dir_of(args) / COMPAT_JSON, suite.name, args.variant, [entry for *_, entry, _ in additions]):
         print(line, file=sys.stderr)
-    old, new = matrix_writer.edit(workspace_of(args) / args.matrix, lambda doc: matrix_writer.add_xfails(doc, additions))
-    return write_expectations(args, old, new)
+    edits = matrix_writer.edit_expectations(workspace_of(args), workspace_of(args) / args.matrix, matrix,
+                                            lambda expectations: [matrix_writer.add_xfail(expectations, *a) for a in additions])  # fmt: skip
+    return write_expectations(args, edits)
 
 
-def write_expectations(args: argparse.Namespace, old: str, new: str) -> int:
-    """Show the diff, then (unless --dry-run) write the validated text and regenerate."""
-    sys.stdout.write(matrix_writer.diff(old, new, args.matrix))
+def write_expectations(args: argparse.Namespace, edits: list[matrix_writer.Edit]) -> int:
+    """Show the diffs, then (unless --dry-run) write the validated files and regenerate."""
+    for e in edits:
+        sys.stdout.write(matrix_writer.diff(e.old, e.new, e.display))
     workspace = workspace_of(args)
     if args.dry_run:
-        matrix_writer.validate(new, workspace / args.matrix, workspace)
+        matrix_path = workspace / args.matrix
+        new = next((e.new for e in edits if e.path == matrix_path), matrix_path.read_text())
+        matrix_writer.validate(new, matrix_path, workspace, {e.display: e.new for e in edits if e.path != matrix_path})
         return 0
-    matrix_writer.write(workspace / args.matrix, new, workspace)
+    matrix_writer.write_all(edits, workspace / args.matrix, workspace)
     return cmd_generate(argparse.Namespace(**{**vars(args), "check": False}))
 
 
@@ -189,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace root (default: where `bazel run` was called, else the current directory)")
     common.add_argument("--matrix", default=argparse.SUPPRESS, help="matrix file relative to the workspace (default: matrix.yaml)")
     parser = argparse.ArgumentParser(prog="matrix", description=__doc__.split("\n\n")[0], parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations,warm}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,list,report,rerun,xfail,durations,history,warm}")
 
     gen = sub.add_parser("generate", parents=[common], help="write the suites' BUILD.bazel files from matrix.yaml")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff when a file is stale")
@@ -205,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default="reports", help="report directory (default: reports/)")
         p.add_argument("--cold", action="store_true", help="start every test process cold (no warm launcher; --test_env=MATRIX_WARM=off)")
+        p.add_argument("--history", help=f"the history store this run is appended to: an SQLite file, a postgresql:// URL, or `none` "
+                                         f"(default: {HISTORY_FILE} in the report directory); see docs/history.md")  # fmt: skip
+        p.add_argument("--strict-flaky", action="store_true", help="exit 1 when a test is flaky (failed, then passed on a retry) too")
         p.add_argument("bazel_args", nargs="*", help="extra bazel arguments, after `--`")
 
     rep = sub.add_parser("report", parents=[common], help="run the whole matrix (--keep_going) and write the compatibility report")
@@ -247,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     dur = sub.add_parser("durations", parents=[common], help="record the last report's test durations; re-plan the shards of suites with shard_seconds")
     dur.add_argument("--out", default="reports", help="report directory (default: reports/)")
     dur.set_defaults(func=cmd_durations)
+
+    from tools.matrix.history import commands as history_commands
+
+    history_commands.add_parser(sub, common)
+    sub.choices["history"].set_defaults(func=cmd_history)
     return parser
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections import defaultdict
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from tools.matrix import durations, impl_check, target_names, variant_library
 from tools.matrix.config import Cell, Matrix, MatrixError, relative
-from tools.matrix.runtime.cell_config import CellSpec
+from tools.matrix.errors import UserError
 
 REGENERATE = "bazel run //tools:matrix -- generate"
 HEADER = (
@@ -23,6 +23,7 @@ HEADER = (
 )
 
 
+FLAKY_ATTEMPTS_RC = "flaky_attempts.bazelrc"  # generated, imported by .bazelrc (try-import)
 GPU_CONSTRAINT = "//tools/bazel:gpu"  # the constraint of the `--config=gpu` platform (tools/bazel/BUILD.bazel)
 
 
@@ -59,20 +60,12 @@ def _list(values: list[str] | tuple[str, ...], indent: str = "    ") -> str:
 
 
 # The spec fields every target of a cell shares (written once per cell); the rest are per target.
-_PER_TARGET = ("target", "test_files", "xfail", "skip", "durations_file")
-
-
-def _spec_fields(spec: CellSpec) -> dict[str, Any]:
-    """The spec's fields that differ from their defaults (defs.bzl and CellSpec.from_json fill the rest)."""
-    return {f.name: getattr(spec, f.name) for f in fields(spec) if getattr(spec, f.name) != _DEFAULTS[f.name]}
-
-
-_DEFAULTS = {f.name: f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None) for f in fields(CellSpec)}
+_PER_TARGET = ("target", "test_files", "xfail", "skip", "durations_file", "expectations")
 
 
 def cell_rule(cell: Cell) -> str:
     """One matrix_cell call: the cell's shared spec fields, each target's own, and Bazel's attributes."""
-    specs = {t.name: _spec_fields(t.spec()) for t in cell.targets}
+    specs = {t.name: t.spec().written_fields() for t in cell.targets}
     shared = {k: v for k, v in next(iter(specs.values())).items() if k not in _PER_TARGET}
     targets = {name: {k: v for k, v in spec.items() if k in _PER_TARGET} for name, spec in specs.items()}
     lines = [
@@ -82,6 +75,11 @@ def cell_rule(cell: Cell) -> str:
         f"    spec = {_value(shared)},",
         f"    targets = {_value(targets)},",
     ]
+    manual = [t.name for t in cell.targets if t.manual and "manual" not in cell.tags]
+    if manual:
+        lines.append(f"    manual = {_list(manual)},")
+    if cell.suite.expectations_file:
+        lines.append(f"    expectations = {_s(relative((cell.suite.expectations_file,), cell.suite.directory)[0])},")
     if cell.suite.data_files:
         lines.append(f"    data = {_list(relative(cell.suite.data_files, cell.suite.directory))},")
     if any(t.spec().durations_file for t in cell.targets):
@@ -90,8 +88,9 @@ def cell_rule(cell: Cell) -> str:
     if sharded:
         lines.append(f"    shard_counts = {_value(sharded)},")
     lines.append(f"    size = {_s(cell.suite.size)},")
-    if cell.device.env:
-        lines.append(f"    env = {_value(dict(cell.device.env))},")
+    env = {**dict(cell.suite.env), **dict(cell.device.env)}
+    if env:
+        lines.append(f"    env = {_value(env)},")
     if cell.device.exec_properties:
         lines.append(f"    exec_properties = {_value(dict(cell.device.exec_properties))},")
     if cell.device.requires_gpu:  # skipped by `bazel test //...` unless --config=gpu selects a platform with a GPU
@@ -114,22 +113,38 @@ def suite_build(matrix: Matrix, suite_name: str, cells: list[Cell] | None = None
     return "\n".join(parts)
 
 
+def _group_members(cells: list[Cell]) -> tuple[list[str], bool]:
+    """(labels, manual) of a root test_suite of `cells`. Bazel expands a test_suite `//...` reaches
+    into every test it lists, a `manual` one too (a `-manual` tag filter does not reach into a listed
+    test_suite): so a group lists each cell's label only when none of its targets is manual, else the
+    cell's other targets; a group of nothing but manual cells lists them and is manual itself."""
+    labels = []
+    for cell in cells:
+        if not any(t.manual for t in cell.targets):
+            labels.append(cell.label)
+        else:
+            labels += [t.label for t in cell.targets if not t.manual]
+    if labels or not cells:
+        return labels, False
+    return [c.label for c in cells], True
+
+
 def root_build(matrix: Matrix) -> str:
-    groups: dict[str, list[str]] = defaultdict(list)  # root test_suite name -> the labels of its cells
+    groups: dict[str, list[Cell]] = defaultdict(list)  # root test_suite name -> its cells
     for cell in matrix.cells():
         for kind, member in zip(target_names.GROUPS, (cell.variant, cell.device, cell.suite)):
-            groups[target_names.group(kind, member.name)].append(cell.label)
+            groups[target_names.group(kind, member.name)].append(cell)
     suite_files = [f"//{s.directory}:{target_names.SUITE_FILES}" for s in matrix.suites]
     generated = {v.generated_library.name: v.generated_library for v in matrix.variants if v.generated_library}
     declared = sorted({v.library for v in matrix.variants if v.library and not v.generated_library and not v.library.startswith(variant_library.BUILTIN_LABEL_PREFIX)})
     parts = [
         HEADER,
         'load("//tools/matrix:defs.bzl", "matrix_generated_files_test")\n',
-        'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel"])\n',
+        f'exports_files(["matrix.yaml", "requirements.txt", "BUILD.bazel", "{FLAKY_ATTEMPTS_RC}"])\n',
         "# Fails `bazel test //...` when a generated BUILD file is stale.\n"
         "matrix_generated_files_test(\n"
         f'    name = "{target_names.CHECK_TARGET}",\n'
-        f"    data = {_list(['BUILD.bazel', 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
+        f"    data = {_list(['BUILD.bazel', FLAKY_ATTEMPTS_RC, 'matrix.yaml', *sorted(suite_files), *(f':{n}' for n in sorted(generated)), *declared])},\n"
         ")\n",
     ]
     for name, library in sorted(generated.items()):
@@ -142,11 +157,14 @@ def root_build(matrix: Matrix) -> str:
             + '    visibility = ["//visibility:public"],  # the cells are in the suites\' packages\n)\n'
         )
     parts.append(
-        "# Every cell of the matrix: what `bazel run //tools:matrix -- report` runs (not the tools' own tests).\n"
-        f"test_suite(\n    name = {_s(target_names.ALL_CELLS)},\n    tests = {_list(sorted(c.label for c in matrix.cells()))},\n)\n"
+        "# Every cell of the matrix: what `bazel run //tools:matrix -- report` runs (not the tools' own tests);\n"
+        "# manual, so that `bazel test //...` does not run the cells it leaves out through it.\n"
+        f"test_suite(\n    name = {_s(target_names.ALL_CELLS)},\n    tests = {_list(sorted(c.label for c in matrix.cells()))},\n    tags = [\"manual\"],\n)\n"
     )
     for name in sorted(groups, key=lambda n: (target_names.GROUPS.index(n.split("_", 1)[0]), n)):
-        parts.append(f"test_suite(\n    name = {_s(name)},\n    tests = {_list(sorted(groups[name]))},\n)\n")
+        labels, manual = _group_members(groups[name])
+        tags = '    tags = ["manual"],\n' if manual else ""
+        parts.append(f"test_suite(\n    name = {_s(name)},\n    tests = {_list(sorted(labels))},\n{tags})\n")
     return "\n".join(parts)
 
 
@@ -158,7 +176,18 @@ def render(matrix: Matrix) -> dict[str, str]:
         by_suite[cell.suite.name].append(cell)
     for suite in matrix.suites:
         files[f"{suite.directory}/BUILD.bazel"] = suite_build(matrix, suite.name, by_suite[suite.name])
+    files[FLAKY_ATTEMPTS_RC] = flaky_attempts_rc(matrix)
     return files
+
+
+def flaky_attempts_rc(matrix: Matrix) -> str:
+    """Bazel's attempts per cell (matrix.yaml flaky_attempts): Bazel takes them only from its command
+    line or an rc file (a py_test's `flaky` attribute means 3), one regex per cell's targets."""
+    lines = [HEADER.rstrip("\n"), "# Each cell's targets get the attempts of its suite's or variant's flaky_attempts (the larger)."]
+    for cell in matrix.cells():
+        if cell.flaky_attempts > 1:
+            lines.append(f"test --flaky_test_attempts=^{re.escape(cell.label)}(/.*)?$@{cell.flaky_attempts}")
+    return "\n".join(lines) + "\n"
 
 
 def _outside(matrix: Matrix, workspace: Path, files: dict[str, str]) -> list[str]:
@@ -195,6 +224,16 @@ def write(matrix: Matrix, workspace: Path) -> list[str]:
             target.write_text(text)
             changed.append(path)
     return changed
+
+
+def require_current(matrix: Matrix, workspace: Path, command: str) -> None:
+    """Refuse to run Bazel on generated files older than matrix.yaml: Bazel would run the cells as they
+    were (an xfail entry removed by hand still xfails there), and the report would read them as today's."""
+    stale = [path for path, text in render(matrix).items() if not (workspace / path).exists() or (workspace / path).read_text() != text]
+    if stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UserError(f"{command}: the generated BUILD files are stale (matrix.yaml or its suites changed since `generate`): {shown}; "
+                        f"run `{REGENERATE}` (make generate) first, then run it again")  # fmt: skip
 
 
 def check(matrix: Matrix, workspace: Path) -> str:

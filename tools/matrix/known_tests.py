@@ -15,7 +15,11 @@ The precedence, decided here only (`CellNames.record_for`):
    (carried over), unless this run proves the test gone: its cell or its file left matrix.yaml, or its
    target ran with every shard's outputs intact and did not collect it. A carried-over failure still
    fails the report;
-3. `not_run`, saying why: deselected by the filter, the target was not run, not part of a rerun.
+3. `not_run`, saying why: deselected by the filter, Bazel skipped the target (a GPU cell without a
+   GPU), the target was not run, not part of a rerun.
+A target Bazel's command configured and did not test has only an earlier command's testlogs: they are
+not read (collect/collector.py); when it did not build, its tests are `error` (a broken build must not
+pass for its last results).
 A previous `not_run` record is no result: it is never carried over (a fresh one says why today).
 """
 
@@ -30,7 +34,7 @@ from tools.matrix.records import Record
 from tools.matrix.runtime.selection import matches_filter, parse_filter
 
 NO_RESULTS = "(no test results for this suite)"  # the one record of a cell no test of which is known
-NOT_RUN = "no result: the target was not run (e.g. requires-gpu excluded, or not built)"
+NOT_RUN = "no result: the target was not run"
 NOT_RERUN = "no result: this rerun did not run its target, and the last report has none"
 NOT_COLLECTED = "not collected in this cell's run (other cells of the suite have it)"
 
@@ -58,6 +62,7 @@ class TargetRun:
     broken: list[BrokenShard] = field(default_factory=list)
     listed: bool = True  # no readable shard failed to list what it did not run (an older runtime's outputs)
     missing: int = 0  # shards of its layout that left nothing (never ran)
+    skipped: str = ""  # Bazel's command did not run it, why (its testlogs are an earlier command's, not read)
 
     def add(self, ids: list[str], test_filter: str | None) -> None:
         """A readable shard: the ids it has records of, and its filter."""
@@ -177,7 +182,7 @@ class CellNames:
         previous = self.previous.get(test)
         earlier = previous if previous is not None and previous.status != statuses.NOT_RUN else None
         if run is None or not run.ran:  # nothing of the target to read: the last result stands
-            return earlier or self._not_run(test, target, self.unread if run is None else NOT_RUN)
+            return earlier or self._not_run(test, target, self.unread if run is None else run.skipped or NOT_RUN)
         unimportable = self.fresh.get(test_file_of(test))  # the record of its file itself: the import failed
         if unimportable is not None:
             return self._record(test, target, unimportable.status, f"its file could not be imported in run {self.run_id}: {unimportable.message}",
@@ -215,4 +220,5 @@ class CellNames:
         if broken is not None:
             return self._broken(NO_RESULTS, broken, None)
         first = self.cell.targets[0]
-        return self._not_run(NO_RESULTS, first, NOT_RUN if any(t.name in self.runs for t in self.cell.targets) else self.unread)
+        skipped = next((run.skipped for run in self.runs.values() if run.skipped), "")
+        return self._not_run(NO_RESULTS, first, skipped or (NOT_RUN if any(t.name in self.runs for t in self.cell.targets) else self.unread))

@@ -12,7 +12,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,32 +87,135 @@ def prune(node: Any) -> None:
 
 def edit(matrix_path: Path, change: Callable[[Any], None]) -> tuple[str, str]:
     """(old text, new text) of matrix.yaml after `change(doc)` on its round-trip document."""
-    old = matrix_path.read_text()
+
+    def change_matrix(doc: Any) -> None:
+        change(doc)
+        if doc.get("expectations") is not None and not doc["expectations"]:
+            doc["expectations"] = CommentedMap()
+
+    return _edit(matrix_path.read_text(), change_matrix)
+
+
+def _edit(old: str, change: Callable[[Any], Any]) -> tuple[str, str]:
+    """(old, new) text of a YAML mapping after `change(doc)`, which may return a new document."""
     y = _yaml()
     doc = y.load(old)
+    if doc is None:  # an empty file (an expectations file before xfail sync fills it)
+        doc = CommentedMap()
     detached = _detach_comment_lines(doc)
-    change(doc)
-    if doc.get("expectations") is not None and not doc["expectations"]:
-        doc["expectations"] = CommentedMap()
+    doc = change(doc) or doc
     _reattach_comment_lines(doc, detached)
     buffer = io.StringIO()
     y.dump(doc, buffer)
     return old, buffer.getvalue()
 
 
-def validate(new: str, matrix_path: Path, workspace: Path) -> config.Matrix:
-    """The new text through the loader every command uses; InvalidRewrite with its problems if not."""
+@dataclass(frozen=True)
+class Edit:
+    """One file's text before and after a rewrite of the expectations."""
+
+    path: Path
+    display: str  # workspace-relative
+    old: str
+    new: str
+
+
+EXPECTATIONS_FILE_HEADER = (
+    "Expected failures and skips of suite {suite} (matrix.yaml: suites.{suite}.expectations_file), as matrix.yaml's\n"
+    "expectations.{suite} would hold them: variant -> xfail / skip / devices. Written by\n"
+    "`bazel run //tools:matrix -- xfail sync` (each reason the real error); each target reads the entries naming its files."
+)
+
+
+class _Expectations(MutableMapping):
+    """matrix.yaml's `expectations` as xfail sync and import edit it, except that a suite with an
+    expectations file reads and writes that file's document."""
+
+    def __init__(self, inline: Any, files: dict[str, Any]) -> None:
+        self.inline, self.files = inline, files
+
+    def __getitem__(self, suite: str) -> Any:
+        if suite in self.files:
+            return self.files[suite]
+        return self.inline[suite]
+
+    def __setitem__(self, suite: str, value: Any) -> None:
+        if suite in self.files:
+            self.files[suite] = value
+        else:
+            self.inline[suite] = value
+
+    def __delitem__(self, suite: str) -> None:
+        if suite in self.files:
+            self.files[suite] = CommentedMap()
+        else:
+            del self.inline[suite]
+
+    def __iter__(self) -> Any:
+        return iter([*self.inline, *(s for s, doc in self.files.items() if doc)])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+def edit_expectations(workspace: Path, matrix_path: Path, matrix: config.Matrix | None, change: Callable[[MutableMapping], None]) -> list[Edit]:
+    """Apply `change(expectations)` (suite -> variant -> ...) to matrix.yaml and the suites'
+    expectations files (`matrix` says which suites have one); the files whose text changed."""
+    files = {s.name: s.expectations_file for s in (matrix.suites if matrix else ()) if s.expectations_file}
+    docs: dict[str, Any] = {}
+    texts: dict[str, tuple[str, str]] = {}
+
+    def change_matrix(doc: Any) -> None:
+        y = _yaml()
+        for suite, path in files.items():
+            docs[suite] = y.load((workspace / path).read_text()) or CommentedMap()
+        had = "expectations" in doc
+        change(_Expectations(expectations_of(doc), docs))
+        if not had and not doc["expectations"]:
+            del doc["expectations"]
+        for suite, path in files.items():
+            old = (workspace / path).read_text()
+            if not old.strip() and docs[suite]:
+                docs[suite].yaml_set_start_comment(EXPECTATIONS_FILE_HEADER.format(suite=suite))
+            buffer = io.StringIO()
+            y.dump(docs[suite], buffer)
+            texts[path] = (old, buffer.getvalue() if docs[suite] else "")
+
+    old, new = edit(matrix_path, change_matrix)
+    edits = [Edit(matrix_path, os.path.relpath(matrix_path, workspace), old, new)]
+    edits += [Edit(workspace / path, path, *texts[path]) for path in files.values()]
+    return [e for e in edits if e.old != e.new]
+
+
+def validate(new: str, matrix_path: Path, workspace: Path, overrides: dict[str, str] | None = None) -> config.Matrix:
+    """The new text through the loader every command uses (`overrides`: the new text of expectations
+    files, by workspace-relative path); InvalidRewrite with its problems if not."""
     try:
-        return config.parse(new, os.path.relpath(matrix_path, workspace), workspace)
+        return config.parse(new, os.path.relpath(matrix_path, workspace), workspace, overrides=overrides)
     except config.MatrixError as e:
         raise InvalidRewrite(e.problems) from None
+
+
+def write_all(edits: list[Edit], matrix_path: Path, workspace: Path) -> config.Matrix:
+    """Validate every edited file together, then replace each atomically (matrix.yaml last)."""
+    matrix_text = next((e.new for e in edits if e.path == matrix_path), None)
+    overrides = {e.display: e.new for e in edits if e.path != matrix_path}
+    matrix = validate(matrix_text if matrix_text is not None else matrix_path.read_text(), matrix_path, workspace, overrides)
+    for e in sorted(edits, key=lambda e: e.path == matrix_path):
+        _replace(e.path, e.new)
+    return matrix
 
 
 def write(matrix_path: Path, new: str, workspace: Path) -> config.Matrix:
     """Validate, then replace matrix.yaml atomically (a temp file in its directory, then os.replace):
     an interrupted or refused write leaves the old file as it was."""
     matrix = validate(new, matrix_path, workspace)
-    target = matrix_path.resolve()  # a symlinked matrix.yaml stays a symlink; its target is replaced
+    _replace(matrix_path, new)
+    return matrix
+
+
+def _replace(path: Path, new: str) -> None:
+    target = path.resolve()  # a symlinked file stays a symlink; its target is replaced
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -121,7 +225,6 @@ def write(matrix_path: Path, new: str, workspace: Path) -> config.Matrix:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return matrix
 
 
 def diff(old: str, new: str, name: str) -> str:

@@ -193,4 +193,7 @@ class RunInfo:
     bazel_command: str = ""
     testlogs: str = field(default="", metadata={"doc": "The bazel-testlogs directory the records were collected from."})
     matrix: str = field(default="matrix.yaml", metadata={"doc": "Path of the matrix file."})
+    git_commit: str | None = field(default=None, metadata={"doc": "The workspace's git HEAD; null outside a git checkout."})
+    git_dirty: bool | None = field(default=None, metadata={"doc": "The working tree had changes git would commit (its inputs are not the commit's)."})
+    host: str = field(default="", metadata={"doc": "The machine that ran `report` / `rerun`."})
     extra: dict[str, Any] = field(default_factory=dict)

@@ -8,7 +8,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tools.matrix import bazel, last_report, statuses
+from tools.matrix import bazel, generate, last_report, statuses
 from tools.matrix.collect import collect
 from tools.matrix.config import Cell, Matrix, test_file_of
 from tools.matrix.errors import ReportError
@@ -90,7 +90,7 @@ def new_cells(matrix: Matrix, args: argparse.Namespace, previous: list[Record] |
     return [c for c in selected_cells(matrix, args) if (c.suite.name, c.variant.name, c.device.name) not in known]
 
 
-def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespace) -> int:
+def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespace, history: str | None = None) -> int:
     report_path = out_dir / COMPAT_JSON
     # A report that is there but unreadable is an error even for a whole-target rerun: merging
     # into it would silently drop every record it held.
@@ -103,6 +103,8 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     if not groups:
         print("nothing to rerun: no target or test matches " + " ".join(f"--{k}" for k in ("failed", "xpassed") if getattr(args, k)) + " with the given filters")
         return 0
+    if not args.dry_run:
+        generate.require_current(matrix, workspace, "rerun")
     out_dir.mkdir(parents=True, exist_ok=True)
     planned = commands(groups, out_dir / BEP_NAME, args.bazel_args)
     if args.dry_run:
@@ -114,7 +116,7 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
         if status not in bazel.TEST_RESULTS_EXIT:  # a build or command-line failure: no results to merge
             raise bazel.BazelFailed(f"`bazel test` failed with exit status {status} (see its output above); nothing was merged into {report_path}")
     testlogs = bazel.info("bazel-testlogs", workspace)
-    run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None, matrix)
+    run = new_run(planned[0] if len(planned) == 1 else ["(several)", *[bazel.quote(c) for c in planned]], testlogs, None, matrix, workspace)
     beps = [bep for command in planned if (bep := Path(command[-1 - len(args.bazel_args)].split("=", 1)[1])).exists()]
     labels = {label for targets in groups.values() for label in targets}
     collected = collect(matrix, testlogs, beps or None, run.run_id, labels=labels, previous=previous)
@@ -123,4 +125,4 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
         print(f"note: {visible(note)}")
     fresh = sum(1 for r in collected.records if r.run_id == run.run_id and r.status != statuses.NOT_RUN)
     print(f"rerun: {fresh} test result(s) from {len(labels)} target(s), merged into {len(collected.records)} records")
-    return finish(collected.records, run, out_dir, None, collected.problems)
+    return finish(collected.records, run, out_dir, None, collected.problems, history, args.strict_flaky)

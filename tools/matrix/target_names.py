@@ -19,6 +19,11 @@ def file_target(cell_name: str, test_file: str) -> str:
     return f"{cell_name}/{test_file[: -len('.py')] if test_file.endswith('.py') else test_file}"
 
 
+def expectations_part(cell_name: str, test_file: str) -> str:
+    """The split rule's output for one test file: the cell's entries naming that file (package-relative)."""
+    return f"{cell_name}.expectations/{test_file}.json"
+
+
 def group(kind: str, name: str) -> str:
     """The root test_suite of every cell of one variant, device or suite (`kind` in GROUPS)."""
     return f"{kind}_{name}"

@@ -6,15 +6,17 @@ removed. Everything else is left as it is."""
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tools.matrix import config, statuses
 from tools.matrix.filters import record_matches
-from tools.matrix.matrix_writer import MAX_REASON, add_xfail, add_xfails, clean_reason, diff, edit, prune
+from tools.matrix.matrix_writer import MAX_REASON, Edit, add_xfail, clean_reason, diff, edit_expectations, prune
 from tools.matrix.records import Record
+from tools.matrix.report.signatures import normalise
 from tools.matrix.runtime.selection import covers
 
 __all__ = ["MAX_REASON", "diff", "plan", "reason_of", "sync"]
@@ -68,9 +70,10 @@ def plan(records: list[Record], args: argparse.Namespace) -> tuple[list[tuple[st
     return additions, stale
 
 
-def apply(doc: Any, additions: list, stale: list[Record], still_xfailed: dict[tuple[str, str, str], set[str]]) -> None:
-    add_xfails(doc, additions)
-    expectations = doc["expectations"]
+def apply(expectations: Any, additions: list, stale: list[Record], still_xfailed: dict[tuple[str, str, str], set[str]]) -> None:
+    """Edit `expectations` (suite -> variant -> ...: matrix_writer.edit_expectations' mapping)."""
+    for addition in additions:
+        add_xfail(expectations, *addition)
     for record in stale:
         spec = expectations.get(record.suite, {}).get(record.variant)
         if spec is None:
@@ -94,11 +97,15 @@ def apply(doc: Any, additions: list, stale: list[Record], still_xfailed: dict[tu
 
 
 def sync(matrix_path: Path, records: list[Record], args: argparse.Namespace, matrix: config.Matrix | None = None,
-         warn: Callable[[str], None] = lambda line: None) -> tuple[str, str]:  # fmt: skip
-    """(old text, new text) of matrix.yaml. With `matrix` (the file as loaded now), failures of tests
-    or cells that matrix.yaml no longer has (the report is older than the last edit) are left out; so
-    are tests whose node id cannot be a key as it is (`warn` gets one line for each)."""
+         warn: Callable[[str], None] = lambda line: None, workspace: Path | None = None) -> list[Edit]:  # fmt: skip
+    """The edits of matrix.yaml and (with `matrix`) of the suites' expectations files. With `matrix`
+    (the file as loaded now), failures of tests or cells that matrix.yaml no longer has (the report is
+    older than the last edit) are left out; so are tests whose node id cannot be a key as it is
+    (`warn` gets one line for each). In an expectations file, a parametrized test every one of whose
+    parameter sets fails in a cell gets one entry (an operator, for an OpInfo suite), not one each."""
     additions, stale = plan(records, args)
+    in_files = {s.name for s in matrix.suites if s.expectations_file} if matrix else set()
+    additions = compact(additions, records, in_files)
     for *_, test, _reason in additions:
         if why := unwritable(test):
             warn(f"warning: not added: {ascii(test)[1:-1]}: {why}; add its entry by hand if you must")
@@ -107,9 +114,12 @@ def sync(matrix_path: Path, records: list[Record], args: argparse.Namespace, mat
         additions = [a for a in additions if still_in(matrix, *a[:4])]
     # (suite, variant, entry) -> devices where the entry is still needed: it still covers a failing
     # test there (a file or class entry covers several), or nothing ran there to say otherwise.
+    # (An entry under which one test passes and another fails on a device is stale there all the same:
+    # the failing ones get entries of their own, still_failing_under.)
+    xpassed_on = {(r.suite, r.variant, r.expectation, r.device) for r in stale}
     xfailed: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for r in records:
-        if r.status == statuses.XFAILED and r.expectation:
+        if r.status == statuses.XFAILED and r.expectation and (r.suite, r.variant, r.expectation, r.device) not in xpassed_on:
             xfailed[(r.suite, r.variant, r.expectation)].add(r.device)
     stale_entries: dict[tuple[str, str], set[str]] = defaultdict(set)
     for r in stale:
@@ -120,7 +130,55 @@ def sync(matrix_path: Path, records: list[Record], args: argparse.Namespace, mat
                 if covers(entry, r.test):
                     xfailed[(r.suite, r.variant, entry)].add(r.device)
     stale = [r for r in stale if r.device not in xfailed.get((r.suite, r.variant, r.expectation), ())]
-    return edit(matrix_path, lambda doc: apply(doc, additions, stale, xfailed))
+    additions += still_failing_under(stale, records, additions)
+    return edit_expectations(workspace or matrix_path.parent, matrix_path, matrix, lambda expectations: apply(expectations, additions, stale, xfailed))
+
+
+def base_of(test: str) -> str:
+    """A parametrized test's id without its parameters (`f.py::test_op[3-ab12]` -> `f.py::test_op`)."""
+    return test.split("[", 1)[0]
+
+
+def compact(additions: list, records: list[Record], suites: set[str]) -> list:
+    """For `suites` (those with an expectations file): the additions of a parametrized test that fails
+    under every parameter set it ran with in its cell become one entry for the test, its reason the
+    most common one by signature (shapes and numbers aside), and how many of its samples fail otherwise."""
+    ran: dict[tuple[str, str, str | None, str], set[str]] = defaultdict(set)  # (suite, variant, device, base) -> tests that ran
+    for r in records:
+        if r.suite in suites and is_test(r) and "[" in r.test and r.status not in statuses.DID_NOT_RUN:
+            for device in (r.device, None):
+                ran[(r.suite, r.variant, device, base_of(r.test))].add(r.test)
+    grouped: dict[tuple[str, str, str | None, str], list] = defaultdict(list)
+    out = []
+    for addition in additions:
+        suite, variant, device, test, _reason = addition
+        if suite in suites and "[" in test:
+            grouped[(suite, variant, device, base_of(test))].append(addition)
+        else:
+            out.append(addition)
+    for (suite, variant, device, base), group in grouped.items():
+        if {a[3] for a in group} != ran[(suite, variant, device, base)] or len(group) < 2:
+            out += group
+            continue
+        by_signature = Counter(normalise(a[4]) for a in group)
+        signature, count = by_signature.most_common(1)[0]
+        reason = next(a[4] for a in group if normalise(a[4]) == signature)
+        other = f" ({len(group) - count} of its {len(group)} samples fail otherwise)" if count < len(group) else ""
+        out.append((suite, variant, device, base, clean_reason(reason[: MAX_REASON - len(other)] + other)))
+    return out
+
+
+def still_failing_under(stale: list[Record], records: list[Record], additions: list) -> list:
+    """When an entry covering several tests goes stale (one of them passes now), an entry for each of
+    the others that still fails under it, so that removing it uncovers no known failure."""
+    going = {(r.suite, r.variant, r.expectation) for r in stale}
+    added = {(a[0], a[1], a[3]) for a in additions}
+    out = []
+    for r in records:
+        if r.status == statuses.XFAILED and (r.suite, r.variant, r.expectation) in going and r.test != r.expectation and (r.suite, r.variant, r.test) not in added:
+            out.append((r.suite, r.variant, None, r.test, reason_of(replace(r, status=statuses.FAILED))))
+            added.add((r.suite, r.variant, r.test))
+    return out
 
 
 def still_in(matrix: config.Matrix, suite: str, variant: str, device: str | None, test: str) -> bool:

@@ -1,5 +1,6 @@
 """What only Bazel knows, from its Build Event Protocol file (--build_event_json_file): per target, the
-cache hits and attempts of each shard and Bazel's own status."""
+cache hits and attempts of each shard, Bazel's own status, and whether the command ran its test at all
+(a target it configured but did not build, or skipped, has only an earlier command's testlogs)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ class BazelResult:
     """What the BEP says about one target: per shard, whether it was cached and how many attempts."""
 
     cached: dict[int, bool] = field(default_factory=dict)
-    attempts: dict[int, int] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)  # a shard is here when the command tested it (cached or run)
     overall: str = ""  # Bazel's testSummary.overallStatus (PASSED, FAILED, FLAKY, ...)
+    configured: bool = False  # the command meant to test it
+    not_built: str = ""  # its build failed: Bazel's reason
+    aborted: str = ""  # Bazel did not build it: its reason (SKIPPED: incompatible with the platform; INCOMPLETE, ...)
+    aborted_why: str = ""  # and its description
+
+    @property
+    def untested(self) -> bool:
+        """The command configured the target and tested no shard of it: the testlogs on disk are an
+        earlier command's (Bazel leaves them), not this one's results."""
+        return self.configured and not self.attempts
 
 
 def read_bep(path: str | os.PathLike[str], problems: list[str] | None = None) -> dict[str, BazelResult]:
@@ -48,6 +59,16 @@ def _read_event(event: dict[str, Any], results: dict[str, BazelResult]) -> None:
         entry = results.setdefault(label, BazelResult())
         entry.attempts[shard] = max(entry.attempts.get(shard, 0), attempt)
         entry.cached[shard] = cached
+    elif "targetConfigured" in ident:
+        results.setdefault(ident["targetConfigured"]["label"], BazelResult()).configured = True
+    elif "targetCompleted" in ident:
+        entry = results.setdefault(ident["targetCompleted"]["label"], BazelResult())
+        if "aborted" in event:
+            entry.aborted = str(event["aborted"].get("reason") or "UNKNOWN")
+            entry.aborted_why = str(event["aborted"].get("description") or "")
+        elif not event.get("completed", {}).get("success", False):
+            detail = event.get("completed", {}).get("failureDetail", {})
+            entry.not_built = str(detail.get("message") or "the build failed")
     elif "testSummary" in ident:
         label = ident["testSummary"]["label"]
         results.setdefault(label, BazelResult()).overall = str(event.get("testSummary", {}).get("overallStatus", ""))

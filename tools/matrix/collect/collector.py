@@ -12,9 +12,10 @@ from tools.matrix import statuses
 from tools.matrix.collect.bep import BazelResult, read_beps
 from tools.matrix.collect.evidence import attach_evidence, bound_evidence
 from tools.matrix.collect.files import Unreadable, shown
+from tools.matrix.collect.flaky import mark_flaky
 from tools.matrix.collect.sources import Shard, newest_mtime, read_shard, shard_dirs
 from tools.matrix.config import Cell, Matrix
-from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, CellNames, Dropped, TargetRun, cell_label_of
+from tools.matrix.known_tests import NOT_RERUN, NOT_RUN, BrokenShard, CellNames, Dropped, TargetRun, cell_label_of
 from tools.matrix.records import Record, sort_records
 
 
@@ -49,25 +50,34 @@ def collect(
     collected = Collected(records=[])
     found: dict[tuple[str, str, str], list[Record]] = {}
     runs: dict[tuple[str, str, str], dict[str, TargetRun]] = {}  # per cell, its targets read, by name
-    newest: dict[str, float] = {}  # label -> newest output mtime (is the BEP about these testlogs?)
     readable: dict[tuple[str, int], Path] = {}  # (label, shard) -> the shard's directory, when its outputs could be read
+    dirs: dict[tuple[str, int], Path] = {}  # (label, shard) -> the directory of each shard with results
+    layout = {target.label: shard_dirs(testlogs, target) for cell in cells for target in cell.targets
+              if labels is None or target.label in labels or cell.label in labels}  # fmt: skip
+    if bep:  # first: it says which testlogs are this run's
+        newest = {label: newest_mtime([d for _s, d in shards]) for label, shards in layout.items()}
+        collected.bazel, collected.notes = read_beps(bep, newest, collected.problems)
     for cell in cells:
         key = (cell.suite.name, cell.variant.name, cell.device.name)
         found[key], runs[key] = [], {}
         filters: set[str] = set()  # the --test_filter of each shard read
         for target in cell.targets:
-            if labels is not None and target.label not in labels and cell.label not in labels:
+            if target.label not in layout:
                 continue
             run = runs[key][target.name] = TargetRun(target)
-            shards = shard_dirs(testlogs, target)
-            if bep:
-                newest[target.label] = newest_mtime([d for _s, d in shards])
+            bazel_said = collected.bazel.get(target.label)
+            if bazel_said is not None and bazel_said.untested:  # its testlogs are an earlier command's: not read
+                _untested(run, bazel_said, run_id)
+                if bazel_said.not_built:
+                    collected.problems.append(f"{target.label}: Bazel could not build it: {bazel_said.not_built}")
+                continue
             read: list[tuple[int, Shard]] = []  # its shards with results
-            for shard, shard_dir in shards:
+            for shard, shard_dir in layout[target.label]:
                 result = read_shard(testlogs, shard_dir, target, shard)
                 if result is None:
                     run.missing += 1
                     continue
+                dirs[target.label, shard] = shard_dir
                 if result.outputs_usable:
                     readable[target.label, shard] = shard_dir
                 found[key] += result.records
@@ -92,13 +102,12 @@ def collect(
         if len(cell.targets) > 1 and len(filters) == 1 and "" not in filters and not found[key] and not any(r.broken for r in runs[key].values()):
             collected.problems.append(f"{cell.label}: --test_filter {next(iter(filters))!r} matches no test of any of its "
                                       f"{len(cell.targets)} file targets; check its spelling")  # fmt: skip
-    if bep:
-        collected.bazel, collected.notes = read_beps(bep, newest, collected.problems)
     if fill_missing:
         _complete(matrix, cells, found, runs, previous or [], run_id, NOT_RUN if labels is None else NOT_RERUN, collected)
     carried = {id(r) for r in previous or []}  # kept as the previous report has them
     bazel = collected.bazel
     keeping: dict[tuple[str, int], list[Record]] = {}  # per shard, its records whose status keeps evidence
+    retried: dict[tuple[str, int], list[Record]] = {}  # per shard Bazel ran more than once, its records
     keeps = statuses.KEEPS_EVIDENCE
     for records in found.values():
         for record in records:
@@ -109,8 +118,12 @@ def collect(
             if result and record.shard is not None:
                 record.cached = result.cached.get(record.shard, False)
                 record.attempts = result.attempts.get(record.shard, 1)
+                if record.attempts > 1:
+                    retried.setdefault((record.target, record.shard), []).append(record)
             if record.status in keeps and record.shard is not None:
                 keeping.setdefault((record.target, record.shard), []).append(record)
+    for (label, shard), records in retried.items():
+        mark_flaky(records, dirs.get((label, shard)), records[0].suite)
     for shard_key, records in keeping.items():
         if shard_key in readable:
             attach_evidence(testlogs, readable[shard_key], records)
@@ -122,6 +135,21 @@ def collect(
     bound_evidence([r for r in collected.records if r.evidence])
     collected.records = sort_records(collected.records)
     return collected
+
+
+def _untested(run: TargetRun, bazel: BazelResult, run_id: str) -> None:
+    """A target Bazel's command configured and did not test: it did not build (its tests are `error`: a
+    broken build must not pass for its last results) or was skipped (its tests keep their last records,
+    else `not_run` saying why)."""
+    target = run.target
+    if bazel.not_built:
+        # spoken: the collector's problem line says it whatever the records
+        run.broken.append(BrokenShard(target, 0, statuses.ERROR, f"its target did not build in run {run_id}: {bazel.not_built}", spoken=True))
+    elif bazel.aborted == "SKIPPED" and target.cell.device.requires_gpu:  # incompatible: its target_compatible_with is the GPU
+        run.skipped = f"Bazel skipped the target in run {run_id}: it needs a GPU (`--config=gpu` on a machine with one)"
+    else:
+        why = f"{bazel.aborted}: {bazel.aborted_why}" if bazel.aborted else "the command ended before it"
+        run.skipped = f"Bazel did not run the target in run {run_id} ({why})"
 
 
 def _complete(matrix: Matrix, cells: list[Cell], found: dict[tuple[str, str, str], list[Record]], runs: dict[tuple[str, str, str], dict[str, TargetRun]],

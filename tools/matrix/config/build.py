@@ -10,12 +10,14 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from tools.matrix import bazel_names, pytest_args, shard_plan, target_names, variant_library
+from tools.matrix import bazel_names, expectations, pytest_args, shard_plan, target_names, variant_library
 from tools.matrix.config.model import DEFAULT_TEST_TIMEOUT_S, Device, Expectations, Matrix, Suite, Variant
 from tools.matrix.config.problems import Problems, did_you_mean
+from tools.matrix.runtime.cell_config import MAX_ENV_STRING
 
 DEFAULT_TEST_GLOBS = ("test_*.py",)
 MAX_GLOB_ENTRIES = 100_000  # files and directories the suite's glob may walk through
@@ -100,15 +102,7 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
         for name, d in data["devices"].items()
     )
     for device in devices:
-        for key, value in device.env:
-            at = ("devices", device.name, "env", key)
-            if not ENV_NAME.fullmatch(key):
-                problems.add(at, f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
-            if "$" in value:
-                problems.add(at, f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
-            if key.startswith("PYTEST_"):
-                problems.add(at, f"env {key}: pytest's own settings would change which tests run and how statuses are decided; "
-                                 "the runtime removes them from the tests' environment (use the suite's pytest_args)")  # fmt: skip
+        _check_env(device.env, ("devices", device.name, "env"), problems)
     every_directory = {os.path.normpath(str(s.get("directory", n))).replace(os.sep, "/") for n, s in data["suites"].items() if isinstance(s, dict)}
     variants = _variants(data, workspace, every_directory, problems, packages_visible)
     device_names = [d.name for d in devices]
@@ -169,6 +163,13 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
         plugin_problem = _plugin_problem(workspace, {*found["tests"], *found["data"]})
         for i, message in pytest_args.problems(s.get("pytest_args", []), plugin_problem):
             problems.add(at + ("pytest_args", i), f"suites.{name}.pytest_args.{i}: {message}")
+        expectations_path = f"{directory}/{os.path.normpath(s['expectations_file'])}" if "expectations_file" in s else ""
+        if expectations_path:
+            _check_same_package(workspace, directory, expectations_path, every_directory, at + ("expectations_file",), problems)
+            if expectations_path in found["tests"]:
+                problems.add(at + ("expectations_file",), f"suites.{name}.expectations_file: {expectations_path} is one of the suite's test files")
+        env = tuple(sorted((s.get("env") or {}).items()))
+        _check_env(env, at + ("env",), problems)
         shards = s.get("shards", 1)
         if "shards" in s and "shard_seconds" in s:
             problems.add(at + ("shard_seconds",), "give either shards (fixed counts) or shard_seconds (counts planned from recorded durations), not both")
@@ -191,6 +192,7 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
                 shards=shard_map,
                 size=s.get("size", "medium"),
                 test_timeout_s=float(s.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)),
+                flaky_attempts=int(s.get("flaky_attempts", 1)),
                 tags=tuple(s.get("tags", ())),
                 default_device=bool(s.get("default_device", False)),
                 shard_seconds=float(s["shard_seconds"]) if "shard_seconds" in s else None,
@@ -199,12 +201,65 @@ def build(data: dict[str, Any], invalid_suites: set[str], display: str, workspac
                 pytest_args=tuple(s.get("pytest_args", ())),
                 granularity=s.get("granularity", "cell"),
                 transform_check_off=(s.get("transform_check") or {}).get("disabled", ""),
+                expectations_file=expectations_path,
+                manual=_manual_files(s, tests, directory, at, problems),
+                env=env,
             )
         )
-    expectations = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
-    matrix = Matrix(display, devices, variants, tuple(suites), expectations, located=problems.doc)
+    expected = _expectations(data.get("expectations") or {}, suites, data["suites"], problems)
+    matrix = Matrix(display, devices, variants, tuple(suites), expected, history=data.get("history", ""), located=problems.doc)
     _check_unique_names(matrix, problems)
+    _check_spec_sizes(matrix, problems)
     return matrix
+
+
+def _check_spec_sizes(matrix: Matrix, problems: Problems) -> None:
+    """Each target's spec travels as one environment string (defs.bzl), which Linux caps at 128 KiB:
+    past it Bazel cannot even start the test. Its expectations are what grows; an expectations file
+    keeps them out of the spec. Checked once the rest holds (a target needs its variant and device)."""
+    if problems.lines:
+        return
+    for cell in matrix.cells():
+        for target in cell.targets:
+            size = target.spec().env_bytes()
+            if size <= MAX_ENV_STRING:
+                continue
+            suite = cell.suite.name
+            entries = len(target.expectations.xfail) + len(target.expectations.skip)
+            at = ("expectations", suite, cell.variant.name) if entries else ("suites", suite)
+            fix = (f"keep suite {suite}'s expectations in a file of its own (suites.{suite}.expectations_file, docs/matrix-yaml.md#expectations-at-scale)"
+                   if entries else "split the suite's files into targets of their own (granularity: file)")  # fmt: skip
+            problems.add(at, f"target {target.label}'s configuration ({entries} expectation entries) would be a {size}-byte environment string; "
+                             f"Linux allows {MAX_ENV_STRING} bytes (MAX_ARG_STRLEN) and the test could not start: {fix}")  # fmt: skip
+            break  # one line per cell
+
+
+def _check_env(env: tuple[tuple[str, str], ...], at: tuple, problems: Problems) -> None:
+    """A device's or suite's env: names Bazel and a shell take, values Bazel passes as written."""
+    for key, value in env:
+        if not ENV_NAME.fullmatch(key):
+            problems.add(at + (key,), f"env name {key!r} is not a variable name: use letters, digits and _, not starting with a digit")
+        if "$" in value:
+            problems.add(at + (key,), f"env value {value!r} has a '$', which Bazel expands (make variables, $(location)); remove it")
+        if key.startswith("PYTEST_") or key.startswith("MATRIX_"):
+            problems.add(at + (key,), f"env {key}: pytest's and the runtime's own settings would change which tests run and how statuses are decided; "
+                                      "the runtime decides them (use the suite's pytest_args)")  # fmt: skip
+
+
+def _manual_files(s: dict[str, Any], tests: list[str], directory: str, at: tuple, problems: Problems) -> tuple[str, ...]:
+    """The suite's test files (relative to its directory) whose targets are manual (suites.<s>.manual)."""
+    patterns = s.get("manual") or []
+    if patterns and s.get("granularity", "cell") != "file":
+        problems.add(at + ("manual",), "manual names test files whose targets `bazel test //...` leaves out: it needs granularity: file (one target per test file)")
+        return ()
+    files = [t[len(directory) + 1 :] for t in tests]
+    manual: dict[str, None] = {}
+    for i, pattern in enumerate(patterns):
+        hits = [f for f in files if fnmatchcase(f, pattern)]
+        if not hits:
+            problems.add(at + ("manual", i), f"manual pattern {pattern!r} matches no test file of the suite: {did_you_mean(pattern, files)}")
+        manual.update(dict.fromkeys(hits))
+    return tuple(sorted(manual))
 
 
 def _variants(data: dict[str, Any], workspace: Path, suite_directories: set[str], problems: Problems, packages_visible: bool) -> tuple[Variant, ...]:
@@ -216,7 +271,8 @@ def _variants(data: dict[str, Any], workspace: Path, suite_directories: set[str]
         if resolved.problem:
             problems.add(("variants", name, resolved.problem_key), f"variants.{name}.{resolved.problem_key}: {resolved.problem}")
         check_off = (v.get("transform_check") or {}).get("disabled", "")
-        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated, check_off))
+        variants.append(Variant(name, v["impl"], v["description"], tuple(v.get("applies_to", ())), resolved.label, resolved.generated, check_off,
+                                int(v.get("flaky_attempts", 1))))  # fmt: skip
     return tuple(variants)
 
 
@@ -322,14 +378,13 @@ def _expectations(raw: dict, suites: list[Suite], raw_suites: dict, problems: Pr
             for device_name in suite.devices:
                 specific = spec.get("devices", {}).get(device_name, {})
                 merged, where = {}, {}
-                for kind in ("xfail", "skip"):
-                    entries = {**spec.get(kind, {}), **specific.get(kind, {})}
+                for kind, entries in expectations.on_device(spec, device_name).items():
                     merged[kind] = tuple(sorted(entries.items()))
                     for node_id in entries:
                         where[kind, node_id] = vat + (("devices", device_name, kind, node_id) if node_id in specific.get(kind, {}) else (kind, node_id))
                         _check_node_id(suite, node_id, where[kind, node_id], problems)  # once: problems are deduplicated
                 for node_id in sorted(set(dict(merged["xfail"])) & set(dict(merged["skip"]))):
-                    later = max(where["xfail", node_id], where["skip", node_id], key=problems.doc.where)
+                    later = max(where["xfail", node_id], where["skip", node_id], key=problems.where)
                     conflicts.setdefault(later, []).append(device_name)
                 out[(suite_name, variant_name, device_name)] = Expectations(merged["xfail"], merged["skip"])
             for later, devices in conflicts.items():

@@ -1,6 +1,8 @@
 """Reading matrix.yaml: the YAML with each key's position, its size and encoding, the JSON Schema
 shipped beside the package (the same one editors use) with its errors said plainly; then build.py
-checks cross-references and the file system, so one run reports every problem."""
+checks cross-references and the file system, so one run reports every problem. A suite's
+expectations file (suites.<s>.expectations_file, for thousands of entries) is read the same way
+and checked as if matrix.yaml held it under expectations.<suite>, its problems at its own lines."""
 
 from __future__ import annotations
 
@@ -28,17 +30,20 @@ MAX_BYTES = 1 << 20  # a real matrix.yaml is a few KiB; refuse to spend memory o
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
+def _validator(definition: str = "") -> jsonschema.protocols.Validator:
+    """matrix.yaml's validator, or (`definition`) that of one of its schema's $defs."""
     schema = json.loads(SCHEMA_PATH.read_text())
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return cls({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]} if definition else schema)
 
 
-def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None, packages_visible: bool = True) -> Matrix:
+def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None, packages_visible: bool = True,
+         overrides: dict[str, str] | None = None) -> Matrix:  # fmt: skip
     """Read matrix.yaml at `path`; raise MatrixError listing every problem. A malformed
     test_durations.json alone does not raise: it is in `Matrix.plan_problems`. Without
     `packages_visible` (a Bazel test's runfiles hold no BUILD file of other packages), variant
-    libraries are taken as matrix.yaml names them: Bazel checks the labels when it loads the cells."""
+    libraries are taken as matrix.yaml names them: Bazel checks the labels when it loads the cells.
+    `overrides`: workspace-relative path -> text to read instead of that expectations file."""
     path = Path(path)
     workspace = Path(workspace) if workspace is not None else path.parent
     display = os.path.relpath(path, workspace) if path.is_absolute() else str(path)
@@ -56,10 +61,10 @@ def load(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None 
         text = decode(raw)
     except YamlProblem as e:
         raise MatrixError([f"{display}:{e.line}:{e.col}: {e.message}"]) from None
-    return parse(text, display, workspace, packages_visible)
+    return parse(text, display, workspace, packages_visible, overrides)
 
 
-def parse(text: str, display: str, workspace: Path, packages_visible: bool = True) -> Matrix:
+def parse(text: str, display: str, workspace: Path, packages_visible: bool = True, overrides: dict[str, str] | None = None) -> Matrix:
     try:
         doc = load_located(text)
     except YamlProblem as e:
@@ -87,6 +92,8 @@ def parse(text: str, display: str, workspace: Path, packages_visible: bool = Tru
     # Cross-references and the file system are checked on what the schema accepted, so one run
     # reports every problem (unless a whole section is missing or malformed).
     buildable = _buildable(doc.data, errors)
+    if buildable is not None:  # the suites' expectations files join expectations.<suite>, their problems routed to them
+        _merge_expectations_files(buildable[0], workspace, problems, overrides)
     matrix = build(*buildable, display, workspace, problems, packages_visible) if buildable is not None else None
     plan = Problems(display, doc)
     for suite in matrix.suites if matrix is not None else ():
@@ -161,6 +168,8 @@ def _schema_problems(error: jsonschema.ValidationError) -> list[tuple[tuple, str
         return [(path + (i,), f"{where}: {v!r} is listed twice") for i, v in twice]
     if error.validator == "pattern" and path and path[-1] == "library":
         return [(path, f"{where}: {error.instance!r} is not a label of this workspace: use //package:target")]
+    if error.validator == "pattern" and path and path[-1] == "expectations_file":
+        return [(path, f"{where}: {error.instance!r} is not a .yaml file's path relative to the suite directory")]
     if error.validator == "pattern" and path and path[-1] == "impl":
         return [(path, f"{where}: {error.instance!r} is not of the form package.module:ClassName")]
     if error.validator == "minLength" and error.validator_value == 1:
@@ -226,3 +235,89 @@ def _drop(tree: Any, path: tuple) -> None:
         tree = tree.get(key) if isinstance(tree, dict) else None
     if isinstance(tree, dict):
         tree.pop(path[-1], None)
+
+
+MAX_EXPECTATIONS_BYTES = 16 << 20  # a suite's expectations file: ~50,000 entries of a long reason each
+
+
+def _merge_expectations_files(sections: dict[str, Any], workspace: Path, problems: Problems, overrides: dict[str, str] | None) -> None:
+    """Put each suite's expectations file (suites.<s>.expectations_file) into
+    `sections["expectations"][suite]`, where build() checks and models it as if matrix.yaml held it:
+    matrix.yaml's Problems route every key path under expectations.<suite> to the file's own, so each
+    problem is at `file:LINE:COL`. `overrides`: workspace-relative path -> text to read instead of
+    the file (a rewrite being validated before it is written)."""
+    expectations = sections.setdefault("expectations", {}) or {}
+    sections["expectations"] = expectations
+    for name, suite in (sections.get("suites") or {}).items():
+        if not isinstance(suite, dict) or not isinstance(suite.get("expectations_file"), str):
+            continue
+        at = ("suites", name, "expectations_file")
+        directory = os.path.normpath(str(suite.get("directory", name))).replace(os.sep, "/")
+        relative = os.path.normpath(suite["expectations_file"]).replace(os.sep, "/")
+        if relative.startswith("../") or os.path.isabs(relative):
+            problems.add(at, f"suites.{name}.expectations_file: {suite['expectations_file']!r} leaves the suite directory; keep the file in it")
+            continue
+        path = f"{directory}/{relative}"
+        if name in expectations:
+            problems.add(("expectations", name), f"suite {name!r} keeps its expectations in {path} (suites.{name}.expectations_file); move these entries there")
+        text = overrides.get(path) if overrides else None
+        if text is None:
+            text = _read_expectations(workspace / path, path, at, problems)
+        if text is None:
+            continue
+        expectations[name] = _parse_expectations(text, path, ("expectations", name), problems)
+
+
+def _read_expectations(file: Path, display: str, at: tuple, problems: Problems) -> str | None:
+    try:
+        if not file.exists():
+            problems.add(at, f"{display} does not exist; create it (an empty file is fine) and let `xfail sync` fill it")
+            return None
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            problems.add(at, f"{display} is not a regular file")
+            return None
+        if info.st_size > MAX_EXPECTATIONS_BYTES:
+            problems.add(at, f"{display} is {info.st_size} bytes; an expectations file may have at most {MAX_EXPECTATIONS_BYTES} (16 MiB)")
+            return None
+        raw = file.read_bytes()
+    except OSError as e:
+        problems.add(at, f"{display}: cannot read: {e.strerror}")
+        return None
+    try:
+        return decode(raw)
+    except YamlProblem as e:
+        problems.add(at, f"{display}:{e.line}:{e.col}: {e.message}")
+        return None
+
+
+def _parse_expectations(text: str, display: str, prefix: tuple, problems: Problems) -> dict[str, Any]:
+    """The file's variant -> expectations, with its problems (routed from `prefix`); {} where unusable."""
+    try:
+        doc = load_located(text)
+    except (YamlProblem, yaml.YAMLError) as e:
+        where = f"{e.line}:{e.col}: {e.message}" if isinstance(e, YamlProblem) else _yaml_error(e, text)
+        problems.route(prefix, _Unparsed(display, where))
+        return {}
+    own = Problems(display, doc)
+    problems.route(prefix, own)
+    for line, col, message in doc.problems:
+        own.at_pos(line, col, message)
+    for path, line, col in doc.duplicates:
+        own.at_pos(line, col, f"duplicate key {path[-1]!r} in {'.'.join(map(str, path[:-1])) or 'the document'}")
+    data = doc.data or {}
+    _check_strings({"expectations": {prefix[-1]: data}}, problems)  # as matrix.yaml's expectations.<suite>: routed here
+    errors = list(_validator("expectations_file").iter_errors(data))
+    for error in errors:
+        for path, message in _schema_problems(error):
+            own.add(path, message)
+    return data if not errors and isinstance(data, dict) else {}
+
+
+class _Unparsed(Problems):
+    """The one problem of a file that is not YAML at all."""
+
+    def __init__(self, display: str, where: str) -> None:
+        super().__init__(display, load_located(""))
+        line, col, message = where.split(":", 2)
+        self.at_pos(int(line), int(col), message.strip())

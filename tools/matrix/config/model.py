@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from tools.matrix import durations, shard_plan, target_names, variant_library
+from tools.matrix.expectations import naming, test_file_of
 from tools.matrix.runtime.cell_config import CellSpec
 from tools.matrix.yaml_lines import Located
 
@@ -41,6 +42,7 @@ class Variant:
     library: str = ""  # the Bazel label of the py_library holding impl's module (variant_library.py)
     generated_library: variant_library.GeneratedLibrary | None = None  # when generate writes that library
     transform_check_off: str = ""  # matrix.yaml transform_check.disabled: why its cells skip the differential check
+    flaky_attempts: int = 1  # Bazel's attempts for each of its targets (a fail then pass in one run: flaky)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class Suite:
     pytest_args: tuple[str, ...] = ()  # extra pytest options (checked by tools/matrix/pytest_args.py)
     granularity: str = "cell"  # GRANULARITIES: "cell", one target per cell; "file", one per (cell, test file) (Cell.targets)
     transform_check_off: str = ""  # matrix.yaml transform_check.disabled: why its cells skip the differential check
+    expectations_file: str = ""  # workspace-relative: where the suite's expectations are ("": in matrix.yaml)
+    manual: tuple[str, ...] = ()  # test files (relative to the directory) whose targets are tagged manual (granularity: file)
+    env: tuple[tuple[str, str], ...] = ()  # the environment of every target of the suite (a device's env wins)
+    flaky_attempts: int = 1  # Bazel's attempts for each of its targets (a fail then pass in one run: flaky)
 
     @property
     def durations_file(self) -> str:
@@ -77,11 +83,6 @@ class Suite:
 
 
 GRANULARITIES = ("cell", "file")  # matrix.schema.json's enum for suites.*.granularity
-
-
-def test_file_of(test_id: str) -> str:
-    """The suite-relative file of a node id (`test_x.py::Class::test` -> `test_x.py`)."""
-    return test_id.split("::", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,11 @@ class Cell:
         if self.variant.transform_check_off:
             return f"variants.{self.variant.name}: {self.variant.transform_check_off}"
         return f"suites.{self.suite.name}: {self.suite.transform_check_off}" if self.suite.transform_check_off else ""
+
+    @property
+    def flaky_attempts(self) -> int:
+        """Bazel's attempts for each of the cell's targets: the suite's or the variant's, the larger."""
+        return max(self.suite.flaky_attempts, self.variant.flaky_attempts)
 
     @cached_property
     def recorded_durations(self) -> dict[str, float]:
@@ -153,6 +159,11 @@ class Target:
     def label(self) -> str:
         return f"//{self.cell.suite.directory}:{self.name}"
 
+    @property
+    def manual(self) -> bool:
+        """Tagged manual: `bazel test //...` leaves it out (the suite's tags, or its file in suites.<s>.manual)."""
+        return "manual" in self.cell.tags or any(f in self.cell.suite.manual for f in self.test_files)
+
     def _mine(self, test_id: str) -> bool:
         return len(self.cell.targets) == 1 or test_file_of(test_id) in self.test_files
 
@@ -171,12 +182,17 @@ class Target:
         """The cell's entries that name this target's files: an entry matching no test of a target
         fails that target, so each target gets only its own."""
         xfail, skip = self.cell.expectations.xfail, self.cell.expectations.skip
-        return Expectations(tuple(e for e in xfail if self._mine(e[0])), tuple(e for e in skip if self._mine(e[0])))
+        if len(self.cell.targets) == 1:
+            return Expectations(xfail, skip)
+        return Expectations(tuple(naming(dict(xfail), self.test_files).items()), tuple(naming(dict(skip), self.test_files).items()))
 
     def spec(self) -> CellSpec:
         """Everything this target's run needs (runtime/cell_config.py): generate writes it, cell_main reads it."""
         cell, suite = self.cell, self.cell.suite
         sharded = suite.shard_seconds is not None and self.shard_count > 1  # only sharded targets read (and depend on) the durations
+        # From an expectations file, the entries reach the target as a data file each of its test
+        # files (split at build time), not in its spec: thousands would not fit an environment string.
+        in_file = bool(suite.expectations_file)
         return CellSpec(
             suite=suite.name,
             suite_dir=suite.directory,
@@ -190,11 +206,12 @@ class Target:
             test_timeout_s=suite.test_timeout_s,
             default_device=suite.default_device,
             requires_gpu=cell.device.requires_gpu,
-            xfail=dict(self.expectations.xfail),
-            skip=dict(self.expectations.skip),
+            xfail={} if in_file else dict(self.expectations.xfail),
+            skip={} if in_file else dict(self.expectations.skip),
             durations_file=suite.durations_file if sharded else "",
             pytest_args=suite.pytest_args,
             transform_check_off=cell.transform_check_off,
+            expectations=tuple(f"{suite.directory}/{target_names.expectations_part(cell.target_name, f)}" for f in self.test_files) if in_file else (),
         )
 
 
@@ -205,6 +222,7 @@ class Matrix:
     variants: tuple[Variant, ...]
     suites: tuple[Suite, ...]
     expectations: dict[tuple[str, str, str], Expectations] = field(default_factory=dict, compare=False, hash=False)
+    history: str = ""  # matrix.yaml history: the store runs are appended to (a file, a postgresql:// URL, none); --history wins
     located: Located | None = field(default=None, compare=False, hash=False, repr=False)  # where each key is
     # `matrix.yaml:L:C: ...` for each unreadable test_durations.json, planned as if nothing were
     # recorded: an error for every command but `durations`, which rewrites the file (cli.load_matrix).

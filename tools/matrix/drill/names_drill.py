@@ -25,6 +25,10 @@ D. matrix.yaml edits between runs (a removed variant, a removed test file, an ad
    suite, a test deleted from its file): `rerun --failed` names what it dropped and skipped, removed
    cells and files do not linger, and the next run of a target, filtered or not, drops a test deleted
    from it (the runtime lists every test it collected).
+E. targets Bazel did not run in the report's own run, with an earlier run's testlogs on disk: a
+   plug-in variant whose library no longer builds (its cells' tests are `error`, "did not build",
+   not the earlier passes stamped with this run) and a GPU cell skipped as incompatible on this
+   machine (`not_run`, Bazel's reason, not the errors of its earlier `--config=gpu` run).
 
 Each expected record is one line below: case, suite, variant, test, status, the run that produced it
 (the label of the step whose report has that run_id), and a part of its message. The drill runs every
@@ -372,6 +376,57 @@ D3 nm_files   other test_fa.py::test_fa2     not_run R9 the target was not run
 D4 nm_alone   base  {NO_RESULTS}             not_run R9 the target was not run
 """.replace("{NO_RESULTS}", NO_RESULTS.replace(" ", "\x00"))
 
+# E: nm_single under base and a plug-in variant with a Bazel package of its own, nm_lone on a GPU device.
+E_MATRIX_YAML = MATRIX_YAML.split("devices:")[0] + """devices:
+  cpu: {}
+  cuda:
+    requires_gpu: true
+variants:
+  base:
+    impl: tools.matrix.variants.base:Base
+    description: The API untouched.
+  mine:
+    impl: nm_plugin.mine:Mine
+    library: //nm_plugin:mine
+    description: A plug-in variant in a package of its own.
+suites:
+  nm_single:
+    variants: [base, mine]
+    devices: [cpu]
+  nm_gpu:
+    directory: nm_lone
+    variants: [base]
+    devices: [cuda]
+"""
+PLUGIN_BUILD = 'py_library(name = "mine", srcs = ["mine.py"], deps = ["//tools/matrix:variants_base"], visibility = ["//visibility:public"])\n'
+PLUGIN_PY = """from tools.matrix.variants.base import Base
+
+
+class Mine(Base):
+    \"\"\"The API untouched, from a package of its own.\"\"\"
+"""
+# E0: `report -- --config=gpu` on this CPU machine: the GPU cell runs and finds no GPU.
+R10 = """
+-- nm_single  base  test_single.py::test_x1  passed  R10
+-- nm_single  base  test_single.py::test_x2  failed  R10 test_x2 always fails
+-- nm_single  base  test_single.py::test_x3  passed  R10
+-- nm_single  mine  test_single.py::test_x1  passed  R10
+-- nm_single  mine  test_single.py::test_x2  failed  R10 test_x2 always fails
+-- nm_single  mine  test_single.py::test_x3  passed  R10
+-- nm_gpu     base  {NO_RESULTS}             error   R10 device 'cuda' is not available
+""".replace("{NO_RESULTS}", NO_RESULTS.replace(" ", "\x00"))
+# E1, E2: the plug-in's library broken (a data file it names is gone), then `report` without --config=gpu.
+R11 = """
+-- nm_single  base  test_single.py::test_x1  passed  R11
+-- nm_single  base  test_single.py::test_x2  failed  R11 test_x2 always fails
+-- nm_single  base  test_single.py::test_x3  passed  R11
+E1 nm_single  mine  test_single.py::test_x1  error   R11 its target did not build in run R11: missing input file '//nm_plugin:gone.txt'; its last result: passed in run R10
+E1 nm_single  mine  test_single.py::test_x2  error   R11 its target did not build in run R11: missing input file '//nm_plugin:gone.txt'; its last result: failed in run R10
+E1 nm_single  mine  test_single.py::test_x3  error   R11 its target did not build in run R11: missing input file '//nm_plugin:gone.txt'; its last result: passed in run R10
+E2 nm_gpu     base  {NO_RESULTS}             not_run R11 Bazel skipped the target in run R11: it needs a GPU
+""".replace("{NO_RESULTS}", NO_RESULTS.replace(" ", "\x00"))
+
+
 Key = tuple[str, str, str]  # (suite, variant, test)
 
 
@@ -549,6 +604,19 @@ def main() -> int:
         d.bazel("//nm_whole:nm_whole_base_cpu", case="D5", expect_rc=3)
         d.matrix("report", "--no-run", "--out", "reports", case="D5")
         d.check("R9", "reports", R9)
+
+        # E. Targets Bazel did not run in the report's own run, earlier testlogs on disk.
+        (ws / "matrix.yaml").write_text(E_MATRIX_YAML)
+        (ws / "nm_plugin").mkdir()
+        (ws / "nm_plugin" / "BUILD.bazel").write_text(PLUGIN_BUILD)
+        (ws / "nm_plugin" / "mine.py").write_text(PLUGIN_PY)
+        d.matrix("generate", case="E1", expect_rc=0)
+        d.matrix("report", "--out", "reports_e", "--", "--config=gpu", case="E1")
+        d.check("R10", "reports_e", R10)
+        (ws / "nm_plugin" / "BUILD.bazel").write_text(PLUGIN_BUILD.replace('srcs = ["mine.py"]', 'srcs = ["mine.py"], data = ["gone.txt"]'))
+        out = d.matrix("report", "--out", "reports_e", case="E1")
+        d.check("R11", "reports_e", R11)
+        d.expect_lines("E1", out, "//nm_single:nm_single_mine_cpu: Bazel could not build it: missing input file '//nm_plugin:gone.txt'")
     finally:
         discard(root, ws, env)
     print(f"\nnames_drill: {len(d.cases)} cases in {time.monotonic() - started:.0f}s")

@@ -36,12 +36,14 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .c.dim { opacity: .18; }
 .tf { background-image: repeating-linear-gradient(45deg, #0003 0 3px, transparent 3px 7px); }
 .chg { box-shadow: inset 0 0 0 2px #0969da; }
+.c.new, .sw.new { box-shadow: inset 0 0 0 2px #cf222e; }
 .c.ev { border-bottom: 4px solid #1f2328; }
 .sw.ev { border-bottom: 4px solid #1f2328; }
 .c.sel { outline: 2px solid #000; outline-offset: -2px; }
 .s-passed { background-color: #4ac26b; } .s-xfailed { background-color: #e3c26b; } .s-failed { background-color: #e5534b; color: #fff; }
 .s-xpassed { background-color: #a371f7; color: #fff; } .s-skipped { background-color: #d0d7de; } .s-error { background-color: #bf3989; color: #fff; }
 .s-crashed { background-color: #5c1a1a; color: #fff; } .s-timeout { background-color: #f0883e; } .s-not_run { background-color: #fff; border: 1px dashed #8c959f; }
+.s-flaky { background-color: #d4a72c; color: #fff; }
 #empty { padding: 20px; color: #57606a; }
 #panel { position: fixed; top: 0; right: 0; bottom: 0; width: min(560px, 100vw); background: #fff; border-left: 1px solid #d0d7de;
          box-shadow: -4px 0 12px #0002; padding: 12px 16px; overflow: auto; z-index: 5; }
@@ -67,6 +69,14 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .dl-del { color: #82071e; background: #ffebe9; }
 .dl-add { color: #116329; background: #dafbe1; }
 .ev-toggle { margin: 4px 0; font-size: 12px; }
+#ops { flex: none; max-height: 38vh; overflow: auto; padding: 4px 12px; border-bottom: 1px solid #d0d7de; }
+#ops summary { cursor: pointer; color: #57606a; }
+#ops table { border-collapse: collapse; font-size: 12px; margin-top: 4px; }
+#ops th { position: sticky; top: 0; background: #f6f8fa; font-weight: 600; padding: 2px 6px; white-space: nowrap; }
+#ops td { padding: 1px 6px; white-space: nowrap; text-align: right; border: 1px solid #fff; }
+#ops td.op { text-align: left; font-family: ui-monospace, monospace; }
+#ops td.op-ok { background: #4ac26b; } #ops td.op-known { background: #e3c26b; cursor: pointer; }
+#ops td.op-broken { background: #e5534b; color: #fff; font-weight: 600; cursor: pointer; } #ops td.op-skipped { background: #d0d7de; }
 """
 
 # Data is only ever written with textContent / title / value / dataset, never innerHTML.
@@ -103,6 +113,12 @@ SCRIPT = r"""
   const CHG = new Map();
   if (D.changes) for (const [i, old, kind] of D.changes) CHG.set(i, [old, kind]);
   const colLabel = (c) => D.variants[D.cols[c][0]] + " · " + D.devices[D.cols[c][1]];
+  // The history store's view of this run (report/history_view.py): new and fixed records, each failing one's streak.
+  const H = D.history, NEW = new Set(H ? H.new : []);
+  // Columns where nothing ran (every record not_run: a CPU machine's cuda cells) are hidden until asked for.
+  const RAN = new Uint8Array(NC), NOT_RUN = S.indexOf("not_run");
+  for (let i = 0; i < N; i++) if (ST[i] !== NOT_RUN) RAN[COL[i]] = 1;
+  const EMPTY_COLS = NC - RAN.reduce((a, b) => a + b, 0);
 
   // ---- header: run info and totals
   document.title = "Compatibility report · " + D.run.run_id;
@@ -114,6 +130,12 @@ SCRIPT = r"""
   const rate = ran > 0 ? (100 * totals[S.indexOf("passed")] / ran).toFixed(1) + "%" : "—";
   $("totals").append(el("span", null, N + " cells · " + NR + " tests · pass rate " + rate));
   if (D.carried) $("totals").append(el("span", null, D.carried));
+  if (H) {
+    const ht = el("span", null, "history: " + H.new.length + " new unexpected since each test's last verdict, " + H.fixed.length +
+      " fixed (" + H.runs + " earlier runs in " + H.store + ")");
+    ht.id = "hist-totals";
+    $("totals").append(ht);
+  }
   if (D.baseline) {
     const b = D.baseline;
     $("totals").append(el("span", null, "since baseline: " + b.regressions + " regressions, " + b.fixes + " fixes, " +
@@ -133,10 +155,14 @@ SCRIPT = r"""
   $("st-all").addEventListener("click", () => setStatuses(() => true));
   $("st-none").addEventListener("click", () => setStatuses(() => false));
   $("st-bad").addEventListener("click", () => setStatuses((s) => D.unexpected.includes(s)));
+  $("st-flaky").addEventListener("click", () => setStatuses((s) => s === "flaky"));
   const fill = (sel, names) => names.forEach((n, k) => { const o = el("option", null, n); o.value = String(k); sel.append(o); });
   fill($("f-suite"), D.suites); fill($("f-variant"), D.variants); fill($("f-device"), D.devices);
-  for (const id of ["f-suite", "f-variant", "f-device", "f-changed"]) $(id).addEventListener("change", refilter);
+  for (const id of ["f-suite", "f-variant", "f-device", "f-changed", "f-new", "f-empty"]) $(id).addEventListener("change", refilter);
   if (!D.changes) $("f-changed-wrap").hidden = true;
+  $("f-new-wrap").hidden = !H;
+  $("f-empty-wrap").hidden = EMPTY_COLS === 0;
+  $("f-empty-text").textContent = "show the " + EMPTY_COLS + " column(s) where nothing ran";
   let textTimer = 0;
   $("f-text").addEventListener("input", () => { clearTimeout(textTimer); textTimer = setTimeout(refilter, 120); });
 
@@ -145,6 +171,7 @@ SCRIPT = r"""
   const tfl = el("span"); tfl.append(el("span", "sw tf"), D.transformMark + " the variant's transform raised (not the test's assertion)");
   $("legend").append(tfl);
   if (D.changes) { const cl = el("span"); cl.append(el("span", "sw chg"), "changed since baseline"); $("legend").append(cl); }
+  if (H) { const nl = el("span"); nl.append(el("span", "sw new"), "new unexpected since the test's last verdict in the history"); $("legend").append(nl); }
   if (Object.keys(D.ev).length) { const evl = el("span"); evl.id = "legend-ev"; evl.append(el("span", "sw ev"), "evidence kept: click to see what the transform changed"); $("legend").append(evl); }
 
   // ---- filtering
@@ -156,13 +183,14 @@ SCRIPT = r"""
     const va = $("f-variant").value === "" ? -1 : +$("f-variant").value;
     const de = $("f-device").value === "" ? -1 : +$("f-device").value;
     const onlyChanged = !!D.changes && $("f-changed").checked;
+    const onlyNew = !!H && $("f-new").checked, showEmpty = $("f-empty").checked;
     const q = $("f-text").value.trim().toLowerCase();
     if (q && !rowLower) {
       rowLower = D.rows.test.map((t, r) => (D.suites[D.rows.suite[r]] + "::" + t).toLowerCase());
       strLower = D.str.map((s) => s.toLowerCase());
     }
     visCols = [];
-    for (let c = 0; c < NC; c++) if ((va < 0 || D.cols[c][0] === va) && (de < 0 || D.cols[c][1] === de)) visCols.push(c);
+    for (let c = 0; c < NC; c++) if ((va < 0 || D.cols[c][0] === va) && (de < 0 || D.cols[c][1] === de) && (showEmpty || RAN[c])) visCols.push(c);
     const out = new Int32Array(NR);
     let n = 0;
     for (let r = 0; r < NR; r++) {
@@ -171,7 +199,7 @@ SCRIPT = r"""
       const base = r * NC;
       for (const c of visCols) {
         const i = cellIdx[base + c];
-        if (i < 0 || !on[ST[i]] || (onlyChanged && !CHG.has(i))) continue;
+        if (i < 0 || !on[ST[i]] || (onlyChanged && !CHG.has(i)) || (onlyNew && !NEW.has(i))) continue;
         if (nameHit || textHit(i, "message", q) || textHit(i, "error_type", q)) { out[n++] = r; break; }
       }
     }
@@ -226,6 +254,7 @@ SCRIPT = r"""
         let cls = "c s-" + st;
         if (TF[i]) cls += " tf";
         if (CHG.has(i)) cls += " chg";
+        if (NEW.has(i)) cls += " new";
         if (D.ev[i] !== undefined) cls += " ev";
         if (!statusOn[ST[i]]) cls += " dim";
         if (i === selected) cls += " sel";
@@ -264,6 +293,11 @@ SCRIPT = r"""
       ["duration", (MS[i] / 1000).toFixed(3) + " s"], ["target", D.targets[val(i, "tgt")][0]],
     ];
     if (CHG.has(i)) { const [old, kind] = CHG.get(i); fields.splice(3, 0, ["baseline", old + " (" + kind + ")"]); }
+    const since = H && H.since[i];
+    if (since) {
+      fields.splice(3, 0, ["failing since", since[0] + (NEW.has(i) ? " (new since its last verdict)" : "")],
+        ["last on track", since[1] || "never (in the history kept)"], ["last runs", since[2].map((s) => D.symbols[s] || "?").join(" ") + "  (oldest first)"]);
+    }
     for (const name of Object.keys(D.detKinds)) {
       if (IN_PLACE.has(name)) continue;
       const v = value(i, name);
@@ -332,6 +366,46 @@ SCRIPT = r"""
   });
   function selectCmd() { const range = document.createRange(); range.selectNodeContents($("p-cmd")); const s = getSelection(); s.removeAllRanges(); s.addRange(range); }
 
+  // ---- the per-operator table (OpInfo tests): built when first opened; a failing cell shows its samples
+  // in the heatmap (filtered to the operator and the column) and opens its first failing sample.
+  if (D.ops) {
+    const O = D.ops, broken = O.rows.filter((row) => row[2].some((c) => c && O.states[c[2]] === "broken")).length;
+    $("ops").hidden = false;
+    $("ops-sum").textContent = "Operators (" + O.rows.length + "): samples passed / total per variant · device; " +
+      broken + " with an unexpected result somewhere (red); click a failing cell for its samples";
+    let built = false;
+    $("ops").addEventListener("toggle", () => {
+      if (built || !$("ops").open) return;
+      built = true;
+      const head = el("tr");
+      head.append(el("th", null, "suite"), el("th", null, "operator"));
+      for (const c of O.cols) head.append(el("th", null, colLabel(c)));
+      const body = document.createDocumentFragment();
+      O.rows.forEach(([su, op, cells], r) => {
+        const tr = el("tr");
+        tr.append(el("td", "op", D.suites[su]), el("td", "op", op));
+        cells.forEach((c, k) => {
+          if (!c) { tr.append(el("td")); return; }
+          const td = el("td", "op-" + O.states[c[2]], c[0] + "/" + c[1]);
+          td.title = colLabel(O.cols[k]) + ": " + c[0] + " of " + c[1] + " samples passed" + (D.str[c[3]] ? " · " + D.str[c[3]] : "");
+          if (c[4] >= 0) { td.dataset.row = String(r); td.dataset.k = String(k); }
+          tr.append(td);
+        });
+        body.append(tr);
+      });
+      $("ops-table").replaceChildren(head, body);
+    });
+    $("ops-table").addEventListener("click", (ev) => {
+      const td = ev.target.closest("td");
+      if (!td || td.dataset.row === undefined) return;
+      const [su, op, cells] = O.rows[+td.dataset.row], col = O.cols[+td.dataset.k];
+      $("f-suite").value = String(su); $("f-variant").value = String(D.cols[col][0]); $("f-device").value = String(D.cols[col][1]);
+      $("f-text").value = "test_" + op + "[";
+      refilter();
+      show(cells[+td.dataset.k][4]);
+    });
+  }
+
   refilter();
   document.body.dataset.ready = "1";
 })();
@@ -342,13 +416,16 @@ BODY = """<header>
 <div id="runinfo"></div>
 <div id="totals"></div>
 </header>
+<details id="ops" hidden><summary id="ops-sum"></summary><table id="ops-table"></table></details>
 <div id="controls">
 <fieldset id="f-status"><legend hidden>status</legend></fieldset>
-<span><button type="button" id="st-all">all</button> <button type="button" id="st-none">none</button> <button type="button" id="st-bad">unexpected</button></span>
+<span><button type="button" id="st-all">all</button> <button type="button" id="st-none">none</button> <button type="button" id="st-bad">unexpected</button> <button type="button" id="st-flaky">flaky</button></span>
 <label>suite <select id="f-suite"><option value="">all</option></select></label>
 <label>variant <select id="f-variant"><option value="">all</option></select></label>
 <label>device <select id="f-device"><option value="">all</option></select></label>
 <label id="f-changed-wrap"><input type="checkbox" id="f-changed"> changed since baseline</label>
+<label id="f-new-wrap" hidden><input type="checkbox" id="f-new"> new since the history</label>
+<label id="f-empty-wrap" hidden><input type="checkbox" id="f-empty"> <span id="f-empty-text"></span></label>
 <input type="search" id="f-text" placeholder="filter: test, message, error type" aria-label="text filter">
 <span id="count"></span>
 </div>

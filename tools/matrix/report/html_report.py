@@ -23,8 +23,10 @@ from tools.matrix.report.commands import (
     target_part,
 )
 from tools.matrix.report.evidence import EvidenceView, evidence_view
+from tools.matrix.report.history_view import HistoryView
 from tools.matrix.report.html_assets import BODY, SCRIPT, STYLE
 from tools.matrix.report.markdown import SYMBOLS, TRANSFORM_MARK
+from tools.matrix.report.operators import STATES, operator_table
 from tools.matrix.report.summary import COLUMNS, Prepared, carried_over, prepare, variant_order
 from tools.matrix.report.text import visible
 
@@ -142,7 +144,47 @@ def _evidence_json(view: EvidenceView, texts: dict[str, int]) -> dict[str, Any]:
     return {"where": view.where, "problem": view.problem, "notKept": view.not_kept, "calls": calls}
 
 
-def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None) -> dict[str, Any]:
+def _history_data(ordered: Sequence[Record], view: HistoryView) -> dict[str, Any]:
+    """The page's History: record indices of the new and fixed ones; per failing record its streak and strip."""
+    index = {r.key: i for i, r in enumerate(ordered)}
+    return {
+        "store": visible(view.store), "runs": view.runs,
+        "new": [index[r.key] for r in view.new if r.key in index], "fixed": [index[r.key] for r in view.fixed if r.key in index],
+        "since": {index[k]: [visible(s.first_bad), visible(s.last_good), view.strip.get(k, [])] for k, s in view.since.items() if k in index},
+    }  # fmt: skip
+
+
+
+def _operators_data(ordered: Sequence[Record], col_i: dict[tuple[str, str], int], suite_i: dict[str, int],
+                    strings: list[str]) -> dict[str, Any] | None:
+    """data["ops"]: the per-operator table (report/operators.py), None when no test is an OpInfo test.
+    A row is [suite, operator, cells]; a cell (one per column of `cols`, 0 where the operator has no
+    record) is [passed, total, state, signature (index into `strings`, extended), the record index of its
+    first failing sample or -1]."""
+    table = operator_table(ordered)
+    if not table.rows:
+        return None
+    at = {text: i for i, text in enumerate(strings)}
+
+    def intern(text: str) -> int:
+        if text not in at:
+            at[text] = len(strings)
+            strings.append(text)
+        return at[text]
+
+    index = {id(r): i for i, r in enumerate(ordered)}
+    rows = []
+    for row in table.rows:
+        cells: list[Any] = []
+        for column in table.columns:
+            cell = row.cells.get(column)
+            cells.append(0 if cell is None else [cell.passed, cell.total, STATES.index(cell.state), intern(cell.signature),
+                                                  index[id(cell.failing[0])] if cell.failing else -1])
+        rows.append([suite_i[row.suite], visible(row.operator), cells])
+    return {"cols": [col_i[c] for c in table.columns], "states": list(STATES), "rows": rows}
+
+
+def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | None, history: HistoryView | None = None) -> dict[str, Any]:
     """The page's data. Per record only two ints (detail index, duration in ms); rows are runs of
     consecutive records (same suite and test); strings are indices into one deduplicated table;
     data["detFields"] names each value of a detail (DETAIL_FIELDS, then PAGE_FIELDS) and data["detKinds"]
@@ -180,6 +222,7 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     targets = {label: i for i, label in enumerate(dict.fromkeys(columns[t_at]))}
     encoded += [list(map(col_i.__getitem__, zip(columns[v_at], columns[d_at]))), list(map(targets.__getitem__, columns[t_at]))]
     flat = list(chain.from_iterable(zip(*encoded)))
+    ops = _operators_data(ordered, col_i, suite_i, strings)
     data: dict[str, Any] = {
         "run": _shown(asdict(run)),
         "statuses": status_names,
@@ -201,8 +244,11 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
         "changes": None,
         "baseline": None,
         "carried": visible(carried_over(ordered, run.run_id)),
+        "history": _history_data(ordered, history) if history is not None else None,
+        "ops": ops,
         **_evidence_data(ordered),
     }
+
     if baseline is not None:
         index = {r.key: i for i, r in enumerate(ordered)}
         lists = (baseline.regressions, baseline.fixes, baseline.changed_xfails, baseline.other)
@@ -212,13 +258,13 @@ def html_data(ordered: Sequence[Record], run: RunInfo, baseline: Comparison | No
     return data
 
 
-def render_html(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
+def render_html(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None, history: HistoryView | None = None) -> str:
     ordered = prepare(records).records
     return "".join([
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n',
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         "<title>Compatibility report</title>\n<style>", STYLE, "</style>\n</head>\n<body>\n", BODY,
-        '<script type="application/json" id="report-data">', embed_json(html_data(ordered, run, baseline)), "</script>\n",
+        '<script type="application/json" id="report-data">', embed_json(html_data(ordered, run, baseline, history)), "</script>\n",
         "<script>", SCRIPT, "</script>\n</body>\n</html>\n",
     ])

@@ -11,6 +11,8 @@ from tools.matrix import statuses
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report.baseline import Change, Comparison
 from tools.matrix.report.evidence import CallView, evidence_view, with_evidence
+from tools.matrix.report.history_view import HistoryView
+from tools.matrix.report.operators import OperatorTable, operator_table
 from tools.matrix.report.signatures import failure_causes, first_message
 from tools.matrix.report.summary import (
     COLUMNS,
@@ -36,6 +38,7 @@ SYMBOLS = {
     statuses.CRASHED: "C!",
     statuses.TIMEOUT: "TO",
     statuses.NOT_RUN: "–",
+    statuses.FLAKY: "~",
 }
 TRANSFORM_MARK = "⚙"  # appended when the variant's transform raised, as opposed to the test's assertion
 MAX_MESSAGE = 240
@@ -275,7 +278,82 @@ def _grids(records: Sequence[Record]) -> list[str]:
     return lines
 
 
-def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None) -> str:
+def _history(view: HistoryView, records: Sequence[Record]) -> list[str]:
+    """New and fixed since each test's last verdict in the history, failing since when, the flaky tests."""
+    lines = ["## History", "", (f"Against {view.runs} earlier run(s) in {code(view.store)}: **{len(view.new)} new unexpected** since each "
+                                f"test's last verdict, {len(view.fixed)} fixed. `history failing-since` and `history timeline TEST` say more.")]  # fmt: skip
+
+    def cell(r: Record) -> list[str]:
+        return [escape(r.suite), code(r.test), f"{escape(r.variant)}/{escape(r.device)}", r.status]
+
+    for title, rows in (("New since the previous verdict", view.new), ("Fixed since the previous verdict", view.fixed)):
+        if rows:
+            lines += ["", f"### {title} ({len(rows)})", "", *table(["suite", "test", "cell", "status"], [cell(r) for r in rows[:MAX_ROWS]]),
+                      *_more(len(rows), min(len(rows), MAX_ROWS))]  # fmt: skip
+    failing = [r for r in records if r.key in view.since]
+    if failing:
+        rows = [[*cell(r), escape(view.since[r.key].first_bad), escape(view.since[r.key].last_good or "never (in the history kept)"),
+                 " ".join(SYMBOLS.get(s, "?") for s in view.strip.get(r.key, []))] for r in failing[:MAX_ROWS]]  # fmt: skip
+        lines += ["", f"### Failing since ({len(failing)})", "",
+                  *table(["suite", "test", "cell", "status", "failing since", "last on track", "last runs (oldest first)"], rows),
+                  *_more(len(failing), len(rows))]  # fmt: skip
+    flaky = [r for r in records if r.status == statuses.FLAKY]
+    if flaky:
+        rows = [[*cell(r), escape(first_message(r))] for r in flaky[:MAX_ROWS]]
+        lines += ["", f"### Flaky in this run ({len(flaky)})", "", "Failed, then passed when Bazel ran the target again: not a failure "
+                  "(`report --strict-flaky` makes it one); `history flaky` gives each one's rate across runs.", "",
+                  *table(["suite", "test", "cell", "status", "first attempt"], rows), *_more(len(flaky), len(rows))]  # fmt: skip
+    return lines
+
+
+
+def _operator_cell(cell, anchor: str) -> str:
+    if cell is None:
+        return ""
+    text = f"{cell.passed}/{cell.total}"
+    if cell.state == "broken":
+        return f"**[✗ {text}](#{anchor})**"
+    return f"[x {text}](#{anchor})" if cell.state == "known" else text
+
+
+def _operators(ops: OperatorTable) -> list[str]:
+    """Operators × variants (tests generated from OpInfo): samples passed / total; the operators with a
+    failing sample somewhere first, each failing cell linked to its samples and failure signature."""
+    if not ops.rows:
+        return []
+    failing = [row for row in ops.rows if any(cell.failing or cell.unexpected for cell in row.cells.values())]
+    broken = ops.broken()
+    lines = [f"## Operators ({len(ops.rows)})", "",
+             ("Tests generated from PyTorch's OpInfo database, per operator: samples passed / total under each "
+              "variant/device. **✗**: a sample's result is unexpected (failed, crashed, xpassed, ...); x: its samples "
+              "fail as expected (xfailed). Click a cell for its failing samples and their failure signature."), ""]
+    for (variant, device), names in broken.items():
+        lines.append(f"- broken under {escape(variant)}/{escape(device)} ({len(names)}): {', '.join(code(op) for op in names[:MAX_ROWS])}")
+    if not broken:
+        lines.append("No operator has an unexpected result.")
+    lines += ["", f"{len(failing)} of {len(ops.rows)} operators have a failing sample somewhere; "
+              f"{len(ops.rows) - len(failing)} pass or skip every sample everywhere (compat.json / compat.html list them)."]
+    if not failing:
+        return lines
+    header = ["suite", "operator", *(f"{escape(v)}<br>{escape(d)}" for v, d in ops.columns)]
+    rows, details = [], []
+    for row in failing[:MAX_ROWS]:
+        cells = []
+        for column in ops.columns:
+            cell = row.cells.get(column)
+            anchor = f"op-{row.suite}-{row.operator}-{column[0]}-{column[1]}".lower()
+            cells.append(_operator_cell(cell, anchor))
+            if cell is not None and cell.failing:
+                samples = ", ".join(code(r.test.rsplit("::", 1)[-1]) for r in cell.failing[:5])
+                more = f" and {len(cell.failing) - 5} more" if len(cell.failing) > 5 else ""
+                details.append(f'- <a id="{anchor}"></a>{code(row.operator)} under {escape(column[0])}/{escape(column[1])}: '
+                               f"{len(cell.failing)} of {cell.total} samples fail: {code(cell.signature, MAX_MESSAGE)} ({samples}{more})")
+        rows.append([escape(row.suite), code(row.operator), *cells])
+    lines += ["", *table(header, rows), *_more(len(failing), len(rows), " operators"), "", "### Failing samples", "", *details]
+    return lines
+
+
+def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline: Comparison | None = None, history: HistoryView | None = None) -> str:
     prep = prepare(records)
     ordered, totals, n_bad = prep.records, prep.totals, prep.unexpected_count
     head = [
@@ -291,7 +369,13 @@ def render_markdown(records: Sequence[Record] | Prepared, run: RunInfo, baseline
     parts = [head, _summary(prep)]
     if baseline is not None:
         parts.append(_changes(baseline))
-    parts += [_unexpected(ordered), _stale_xfails(ordered), _causes(ordered), _grids(ordered)]
+    if history is not None:
+        parts.append(_history(history, ordered))
+    parts += [_unexpected(ordered), _stale_xfails(ordered), _causes(ordered)]
+    operators = _operators(operator_table(ordered))
+    if operators:
+        parts.append(operators)
+    parts.append(_grids(ordered))
     evidence = _evidence(ordered)
     if evidence:
         parts.append(evidence)

@@ -18,7 +18,7 @@ _GROUP_STATUS = attrgetter("suite", "variant", "device", "status")
 SEVERITY = (statuses.CRASHED, statuses.TIMEOUT, statuses.ERROR, statuses.FAILED, statuses.XPASSED)
 # Column order of every counts table: good, known-bad, bad, stale, then the ones that did not run.
 COLUMNS = (
-    statuses.PASSED, statuses.XFAILED, statuses.FAILED, statuses.XPASSED, statuses.SKIPPED,
+    statuses.PASSED, statuses.FLAKY, statuses.XFAILED, statuses.FAILED, statuses.XPASSED, statuses.SKIPPED,
     statuses.ERROR, statuses.CRASHED, statuses.TIMEOUT, statuses.NOT_RUN,
 )
 assert set(COLUMNS) == set(statuses.ALL)

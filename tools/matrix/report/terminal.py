@@ -28,7 +28,7 @@ WIDTH = 160
 _HEADS = {
     statuses.PASSED: "pass", statuses.XFAILED: "xfail", statuses.FAILED: "fail", statuses.XPASSED: "xpass",
     statuses.SKIPPED: "skip", statuses.ERROR: "error", statuses.CRASHED: "crash", statuses.TIMEOUT: "timeout",
-    statuses.NOT_RUN: "not_run",
+    statuses.NOT_RUN: "not_run", statuses.FLAKY: "flaky",
 }
 _BREAKS = re.compile(r"[\t\n\r]")  # one line per result
 

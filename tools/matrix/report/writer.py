@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tools.matrix.records import Record, RunInfo
 from tools.matrix.report.baseline import Comparison, compare
+from tools.matrix.report.history_view import HistoryView
 from tools.matrix.report.html_report import render_html
 from tools.matrix.report.json_report import load_json, render_json, write_text
 from tools.matrix.report.markdown import render_markdown
@@ -49,10 +50,12 @@ def _write_in_child(path: Path, render: Callable[[], str]) -> int | None:
     return pid
 
 
-def write_reports(records: Sequence[Record], run: RunInfo, out_dir: str | Path, baseline: Baseline = None) -> list[Path]:
+def write_reports(records: Sequence[Record], run: RunInfo, out_dir: str | Path, baseline: Baseline = None,
+                  history: HistoryView | None = None) -> list[Path]:  # fmt: skip
     """Write compat.json, compat.md and compat.html into out_dir; return their paths.
 
     baseline: the previous run's records, its compat.json path, or a ready Comparison.
+    history: what the history store says of these records (compat.md's History section).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +69,8 @@ def write_reports(records: Sequence[Record], run: RunInfo, out_dir: str | Path, 
     # compat.json costs about as much as the other two together: on a second core it comes for free.
     pid = _write_in_child(json_path, render_json_now) if len(prep.records) >= PARALLEL_MIN_RECORDS and _can_fork() else None
     try:
-        write_text(md_path, render_markdown(prep, run, comparison))
-        write_text(html_path, render_html(prep, run, comparison))
+        write_text(md_path, render_markdown(prep, run, comparison, history))
+        write_text(html_path, render_html(prep, run, comparison, history))
     finally:
         ok = pid is not None and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     if not ok:  # no child, or it failed: render here, where an error surfaces with its traceback

@@ -8,7 +8,10 @@ env values as written (only `$` is expanded, which defs.bzl escapes), so any fil
 option arrives exactly as matrix.yaml and the suite directory have it.
 
 CellConfig is the spec plus what only the run knows (Bazel's shard and --test_filter, the journal,
-crash resume); cell_main hands it to the pytest child as ENV_KEY, in the same encoding. Nothing reads
+crash resume); cell_main hands it to the pytest child in a file, in the same encoding, named by
+ENV_KEY: never in the environment itself, because what the child is told grows with the tests (the
+ids already recorded when it resumes after a crash, a target's expectations) and Linux caps one
+environment string at 128 KiB (MAX_ARG_STRLEN): past it the child cannot even start. Nothing reads
 matrix.yaml at test time.
 """
 
@@ -16,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 SPEC_ENV = "MATRIX_CELL_SPEC"  # set by defs.bzl on every matrix target
-ENV_KEY = "MATRIX_CELL"  # set by cell_main for its pytest child
+ENV_KEY = "MATRIX_CELL_FILE"  # set by cell_main for its pytest child: the path of its CellConfig's JSON
 
 
 class CellSpecError(Exception):
@@ -46,6 +50,10 @@ class CellSpec:
     durations_file: str = ""  # workspace-relative recorded durations that plan the shards (empty: round-robin)
     pytest_args: tuple[str, ...] = ()  # the suite's extra pytest options (matrix.yaml pytest_args), checked by generate
     transform_check_off: str = ""  # why the differential check is off for this cell ("": on)
+    # The suite's expectations file's entries for this target, one JSON file per test file (runfiles
+    # paths; split from the file at build time: expectations_split.py); cell_main adds them to xfail/skip.
+    expectations: tuple[str, ...] = ()
+    expectations_source: str = "matrix.yaml"  # where xfail/skip's entries are written (for the messages that name it)
 
     @property
     def sibling_files(self) -> tuple[str, ...]:
@@ -54,6 +62,23 @@ class CellSpec:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def entries_key(self) -> str:
+        """The key of this cell's xfail and skip entries in expectations_source."""
+        return f"expectations.{self.suite}.{self.variant}" if self.expectations_source == "matrix.yaml" else self.variant
+
+    def entries_at(self) -> str:
+        """Where this cell's xfail and skip entries are, for messages that ask to edit one."""
+        return f"{self.entries_key()} in {self.expectations_source}"
+
+    def written_fields(self) -> dict[str, Any]:
+        """The fields that differ from their defaults: what generate writes (from_json fills the rest)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != _default(f)}
+
+    def env_bytes(self) -> int:
+        """The size of the environment string the target's spec becomes (`MATRIX_CELL_SPEC=` + JSON +
+        NUL, as defs.bzl encodes it; non-ASCII counted escaped, as the most it can take)."""
+        return len(SPEC_ENV) + 2 + len(json.dumps(self.written_fields(), separators=(",", ":")))
 
     @classmethod
     def from_json(cls, text: str) -> Any:
@@ -71,6 +96,15 @@ class CellSpec:
             raise CellSpecError(str(e)) from None
 
 
+def _default(f: Any) -> Any:
+    return f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+
+
+# Linux's limit on one environment string, its NUL included (MAX_ARG_STRLEN): a longer one and the
+# process cannot start.
+MAX_ENV_STRING = 128 * 1024
+
+
 @dataclass(frozen=True)
 class CellConfig(CellSpec):
     shard_index: int = 0
@@ -81,13 +115,31 @@ class CellConfig(CellSpec):
     evidence_dir: str = ""  # where the plugin writes evidence (runtime/evidence.py); "": none
     runner_pid: int = 0  # cell_main's pid (a warm child's parent is not cell_main); 0: the parent's
 
-    def to_env(self) -> str:
-        return self.to_json()
+    def save(self, path: str) -> str:
+        """Write the config for a child (ENV_KEY names `path`); returns `path`."""
+        Path(path).write_text(self.to_json())
+        return path
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CellConfig | None:
-        raw = (environ if environ is not None else os.environ).get(ENV_KEY)
-        return cls.from_json(raw) if raw else None
+        path = (environ if environ is not None else os.environ).get(ENV_KEY)
+        return cls.from_json(Path(path).read_text()) if path else None
+
+    def with_expectations_files(self) -> CellConfig:
+        """The config with the entries of its expectations files (CellSpec.expectations) in xfail
+        and skip; CellSpecError when one is missing or not what expectations_split.py writes."""
+        if not self.expectations:
+            return self
+        xfail, skip, source = dict(self.xfail), dict(self.skip), self.expectations_source
+        for path in self.expectations:
+            try:
+                data = json.loads(Path(path).read_text(encoding="utf-8"))
+                xfail.update(data["xfail"])
+                skip.update(data["skip"])
+                source = data["source"]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise CellSpecError(f"its expectations file {path} is unreadable ({type(e).__name__}: {e})") from None
+        return replace(self, xfail=xfail, skip=skip, expectations_source=source)
 
     @classmethod
     def from_bazel(cls, environ: dict[str, str]) -> CellConfig:
@@ -101,4 +153,4 @@ class CellConfig(CellSpec):
             shard_index=int(environ.get("TEST_SHARD_INDEX", "0")),
             total_shards=int(environ.get("TEST_TOTAL_SHARDS", "1")),
             test_filter=environ.get("TESTBRIDGE_TEST_ONLY", ""),
-        )
+        ).with_expectations_files()

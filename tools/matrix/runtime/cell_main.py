@@ -41,12 +41,14 @@ POLL_S = 0.05  # how often cell_main reads the journal and checks its clock whil
 # pytest's own settings from the environment (e.g. `bazel test --test_env=PYTEST_ADDOPTS=-x`): they
 # would change which tests run and how they count, which the cell spec alone decides.
 IGNORED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+CONFIG_FILE = "matrix_cell.json"  # the child's CellConfig, in its scratch directory (rewritten for each child)
 
 
 def child_env(cell: CellConfig, scratch: str, environ: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, str]:
-    """The pytest child's environment, from this process's (or `environ`, run from `cwd`)."""
+    """The pytest child's environment, from this process's (or `environ`, run from `cwd`); writes the
+    child's config into `scratch` (CONFIG_FILE), which the environment names."""
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in IGNORED_ENV}
-    env[ENV_KEY] = cell.to_env()
+    env[ENV_KEY] = cell.save(os.path.join(scratch, CONFIG_FILE))  # a file: the config grows with the tests
     # Temporary and cache files only under TEST_TMPDIR; no bytecode written into runfiles.
     for key in ("TMPDIR", "TEMP", "TMP", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         env[key] = scratch

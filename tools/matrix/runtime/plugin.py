@@ -1,7 +1,7 @@
 """The pytest plugin of a matrix cell: variant, device, strict expectations, selection, journal.
 
 Loaded by cell_main in a child pytest process (`-p tools.matrix.runtime.plugin`) and configured by
-the MATRIX_CELL environment variable, read once. It is the only place with mutable global state
+the file MATRIX_CELL_FILE names, read once. It is the only place with mutable global state
 (`_STATE`).
 
 What the test can change in this process must not change what reaches cell_main: the journal binds
@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _STATE
     cell = CellConfig.from_env()
     if cell is None:
-        raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL; run tests through cell_main")
+        raise pytest.UsageError("tools.matrix.runtime.plugin needs MATRIX_CELL_FILE; run tests through cell_main")
     _STATE = _State(cell, config)
     if cell.journal:
         _STATE.journal = journal.Writer(int(cell.journal), cell.runner_pid or os.getppid())  # the descriptor cell_main passed down

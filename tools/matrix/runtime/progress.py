@@ -105,8 +105,8 @@ class Progress:
         elif kind == "unmatched" and not any(selection.covers(event["entry"], n) for n in self.tests):
             # (an entry for a file whose import failed matches that file's record)
             self.checks.append(
-                f"matrix.yaml {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
-                f"remove or fix it (expectations.{cell.suite}.{cell.variant})"
+                f"{cell.expectations_source} {event['kind']} entry {event['entry']!r} matches no test of {cell.suite}; "
+                f"remove or fix it ({cell.entries_key()})"
             )
         elif kind == "filter_unmatched" and not selection.select(list(self.tests), selection.parse_filter(event["filter"])):
             near = f"; did you mean: {', '.join(event['near'])}?" if event["near"] else ""

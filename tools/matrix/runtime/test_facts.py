@@ -81,8 +81,8 @@ def expectation(cell: CellConfig, nodeid: str) -> verdict.Expectation | None:
     entry, reason = hit
     stale = (
         f"XPASS(strict): {nodeid} passed under variant {cell.variant!r} on {cell.device!r}, "
-        f"but matrix.yaml expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
-        f"expectations.{cell.suite}.{cell.variant} in matrix.yaml (or run `bazel run //tools:matrix -- xfail sync`)."
+        f"but {cell.expectations_source} expects it to fail ({reason}). Remove the xfail entry {entry!r} from "
+        f"{cell.entries_at()} (or run `bazel run //tools:matrix -- xfail sync`)."
     )
     return verdict.Expectation(entry, reason, stale)
 

@@ -49,6 +49,10 @@ def _extra_test_file(name: str) -> Callable[[Path, Path], None]:
     return lambda ws, outside: (ws / "s" / name).write_text(TEST_FILE)
 
 
+def _expectations_file(text: str) -> Callable[[Path, Path], None]:
+    return lambda ws, outside: (ws / "s" / "expectations.yaml").write_text(text)
+
+
 def _outside_suite(ws: Path, outside: Path) -> None:
     (outside / "test_a.py").write_text(TEST_FILE)
 
@@ -82,6 +86,21 @@ SETUP: dict[str, Callable[[Path, Path], None]] = {
     "test_file_with_bracket": _extra_test_file("test_[1].py"),
     "test_file_non_ascii": _extra_test_file("test_caf\u00e9.py"),
     "test_file_name_too_long": _extra_test_file("test_" + "x" * 240 + ".py"),
+    # A suite's expectations file: its problems at its own line and column (config/expectations_file.py).
+    "expectations_file_bad_yaml": _expectations_file("base:\n  xfail:\n\ttest_a.py::test_x: broken\n"),
+    "expectations_file_unknown_variant": _expectations_file("base:\n  xfail:\n    test_a.py::test_x: broken\nretrace:\n  xfail:\n    test_a.py::test_y: broken\n"),
+    "expectations_file_unknown_test_file": _expectations_file("base:\n  xfail:\n    test_a.py::test_x: broken\n    test_b.py::test_y: broken\n"),
+    "expectations_file_empty_reason": _expectations_file("base:\n  skip:\n    test_a.py::test_x: ''\n  xfail:\n    test_a.py::test_x: broken\n"),
+    "expectations_file_alias": _expectations_file("base:\n  xfail: &x\n    test_a.py::test_x: broken\n  skip: *x\n"),
+    "expectations_file_in_subpackage": lambda ws, outside: (_suite_dir("s/sub")(ws, outside), (ws / "s" / "sub" / "BUILD.bazel").write_text(""),
+                                                            (ws / "s" / "sub" / "expectations.yaml").write_text("")),  # fmt: skip
+    "expectations_file_and_matrix_yaml": _expectations_file("base:\n  xfail:\n    test_a.py::test_y: broken\n"),
+    "expectations_file_not_yaml": lambda ws, outside: (ws / "s" / "expectations.json").write_text("{}"),
+    # Thousands of entries in matrix.yaml: one target's spec over the 128 KiB of one environment string.
+    "spec_over_the_environment_limit": lambda ws, outside: (ws / "matrix.yaml").write_text(
+        (ws / "matrix.yaml").read_text() + "expectations:\n  s:\n    base:\n      xfail:\n"
+        + "".join(f"        test_a.py::test_x[sample-{i:04d}]: 'AssertionError: the exported program computes something else ({i})'\n" for i in range(1500))
+    ),
 }
 
 
@@ -119,8 +138,8 @@ def run_case(name: str, root: Path) -> Outcome:
     (ws / "s" / "test_a.py").write_text(TEST_FILE)
     (ws / "pkg" / "__init__.py").write_text("")
     (ws / "pkg" / "mod.py").write_text(PKG_MOD)
-    SETUP.get(name, lambda ws, outside: None)(ws, outside)
     (ws / "matrix.yaml").write_bytes((CORPUS / f"{name}.yaml").read_bytes())
+    SETUP.get(name, lambda ws, outside: None)(ws, outside)  # may extend matrix.yaml
     before = _snapshot(root)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()

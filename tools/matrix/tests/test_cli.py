@@ -134,7 +134,7 @@ CORRUPT = {
     ),
     "unknown status": (
         '{"schema_version": 1, "run": {"run_id": "r", "created": "c"}, "records": [{"suite": "s", "test": "t.py", "variant": "base", "device": "cpu", "status": "green"}]}',
-        "record 1: status: 'green' is not one of ['passed', 'failed', 'xfailed', 'xpassed', 'skipped', 'error', 'crashed', 'timeout', 'not_run']",
+        "record 1: status: 'green' is not one of ['passed', 'failed', 'xfailed', 'xpassed', 'skipped', 'error', 'crashed', 'timeout', 'not_run', 'flaky']",
     ),
     "not UTF-8": (b'{"x": "\xff"}', "not UTF-8 text: invalid start byte at byte 7"),
 }
@@ -183,6 +183,30 @@ def test_report_with_a_corrupt_baseline_stops_before_running_bazel(ws, tmp_path)
     line = one_line_error(cli(ws, "report", "--baseline", str(baseline), env=env))
     assert line.startswith(f"error: {baseline}: not a compat.json (invalid JSON at line 1 column 2")
     assert not (tmp_path / "bazel-was-run").exists()
+
+
+@pytest.mark.parametrize("edit", ["never generated", "xfail removed by hand", "test file added"])
+@pytest.mark.parametrize("command", [("report",), ("rerun", "--suite", "t", "--variant", "base", "--device", "cpu")])
+def test_report_and_rerun_refuse_stale_generated_files_before_running_bazel(ws, tmp_path, edit, command):
+    """Bazel runs the cells as the generated BUILD files say: after an edit of matrix.yaml or a suite
+    without `generate`, the report would read yesterday's cells as today's (an xfail entry removed by
+    hand still xfails). One line naming the stale files and what to run, exit 2, nothing run or written."""
+    if edit != "never generated":
+        assert cli(ws, "generate").returncode == 0
+        if edit == "xfail removed by hand":
+            (ws / "matrix.yaml").write_text(MATRIX + "expectations:\n  t:\n    base:\n      xfail:\n        test_c.py::test_x: known\n")
+            assert cli(ws, "generate").returncode == 0
+            (ws / "matrix.yaml").write_text(MATRIX)
+        else:
+            (ws / "t" / "test_d.py").write_text("def test_y():\n    pass\n")
+    before = snapshot(ws)
+    env = fake_bazel(tmp_path, f"touch {tmp_path}/bazel-was-run\n")
+    line = one_line_error(cli(ws, *command, env=env))
+    stale = "BUILD.bazel, s/BUILD.bazel, t/BUILD.bazel, flaky_attempts.bazelrc" if edit == "never generated" else "t/BUILD.bazel"
+    assert line == (f"error: {command[0]}: the generated BUILD files are stale (matrix.yaml or its suites changed since `generate`): {stale}; "
+                    f"run `bazel run //tools:matrix -- generate` (make generate) first, then run it again")  # fmt: skip
+    assert not (tmp_path / "bazel-was-run").exists()
+    assert snapshot(ws) == before
 
 
 @pytest.mark.parametrize("corruption", ["truncated", "unknown status", "not UTF-8"])
@@ -327,6 +351,7 @@ def test_bazel_info_failing_is_one_line(ws, tmp_path):
 
 def test_rerun_whose_bazel_test_fails_to_build_merges_nothing(ws, tmp_path):
     toolws.write_compat(ws / "reports" / COMPAT_JSON, records())
+    assert cli(ws, "generate").returncode == 0
     before = snapshot(ws)
     env = fake_bazel(tmp_path, 'echo "ERROR: build failed" >&2\nexit 1\n')
     out = cli(ws, "rerun", "--failed", env=env)
@@ -348,6 +373,7 @@ def test_bazel_missing_is_one_line(ws):
 
 def test_ctrl_c_exits_130_in_one_line(ws, tmp_path):
     started = tmp_path / "started"
+    assert cli(ws, "generate").returncode == 0
     env = fake_bazel(tmp_path, f"touch {started}\nexec sleep 30\n")  # exec: killed with the CLI's child, no stray pipe holder
     proc = subprocess.Popen(
         [sys.executable, str(toolws.CLI), "--workspace", str(ws), "rerun", "--suite", "t"],

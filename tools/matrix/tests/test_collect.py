@@ -535,3 +535,68 @@ def test_granularity_file_a_filter_no_file_target_matched_is_a_problem_of_the_ce
         d.joinpath("report.json").write_bytes(report_json(tests, {**file_meta(f"//u:u_base_cpu/{name}"), "test_filter": "test_qq"}))
     cells = [c for c in by_file.cells() if c.suite.name == "u"]
     assert collect(by_file, logs, cells=cells, fill_missing=False).problems == problems
+
+
+def configured(label):
+    return {"id": {"targetConfigured": {"label": label}}, "configured": {"targetKind": "py_test rule", "testSize": "MEDIUM"}}
+
+
+def completed(label, **event):
+    return {"id": {"targetCompleted": {"label": label, "configuration": {"id": "abc"}}}, **event}
+
+
+def test_targets_bazel_did_not_test_are_not_read_from_earlier_testlogs(matrix, testlogs, tmp_path):
+    """The report's own Bazel command configured every target; it tested only s_base_cpu. The testlogs of
+    the others are an earlier command's (Bazel leaves them): a target that did not build is `error` in
+    every test (not its earlier results stamped with this run), a GPU cell Bazel skipped as incompatible
+    and a target the command never reached are `not_run` saying so. Event shapes as Bazel 4.2.3 writes them."""
+    path = tmp_path / "bep.json"
+    path.write_text(bep_lines(
+        *(configured(label) for label in ("//s:s_base_cpu", "//s:s_other_cpu", "//s:s_base_cuda", "//s:s_other_cuda", "//t:t_base_cpu")),
+        completed("//s:s_other_cuda", aborted={"reason": "SKIPPED", "description": "Target //s:s_other_cuda build was skipped."}),
+        completed("//s:s_other_cpu", completed={"failureDetail": {"message": "missing input file '//x:gone.txt'",
+                                                                  "execution": {"code": "SOURCE_INPUT_MISSING"}}}),  # fmt: skip
+        completed("//s:s_base_cpu", completed={"success": True}),
+        test_result("//s:s_base_cpu", 1, 1),
+        test_result("//s:s_base_cpu", 2, 1),
+        completed("//s:s_base_cuda", aborted={"reason": "INCOMPLETE", "description": "The build was interrupted."}),
+    ))  # fmt: skip
+    collected = collect(matrix, testlogs, bep=path, run_id="R")
+    got = {(r.variant, r.device, r.suite, r.test): (r.status, r.message) for r in collected.records}
+    built = "its target did not build in run R: missing input file '//x:gone.txt'"
+    gpu = "Bazel skipped the target in run R: it needs a GPU (`--config=gpu` on a machine with one)"
+    assert got == {
+        ("base", "cpu", "s", A): (statuses.PASSED, ""),
+        ("base", "cpu", "s", B): (statuses.FAILED, "AssertionError: 1 != 2"),
+        ("base", "cpu", "s", C): (statuses.XFAILED, "RuntimeError: nope"),
+        ("other", "cpu", "s", A): (statuses.ERROR, built),
+        ("other", "cpu", "s", B): (statuses.ERROR, built),
+        ("other", "cpu", "s", C): (statuses.ERROR, built),
+        ("base", "cuda", "s", A): (statuses.NOT_RUN, "Bazel did not run the target in run R (INCOMPLETE: The build was interrupted.)"),
+        ("base", "cuda", "s", B): (statuses.NOT_RUN, "Bazel did not run the target in run R (INCOMPLETE: The build was interrupted.)"),
+        ("base", "cuda", "s", C): (statuses.NOT_RUN, "Bazel did not run the target in run R (INCOMPLETE: The build was interrupted.)"),
+        ("other", "cuda", "s", A): (statuses.NOT_RUN, gpu),  # not its earlier run's crash
+        ("other", "cuda", "s", B): (statuses.NOT_RUN, gpu),
+        ("other", "cuda", "s", C): (statuses.NOT_RUN, gpu),
+        ("base", "cpu", "t", NO_RESULTS): (statuses.NOT_RUN, "Bazel did not run the target in run R (the command ended before it)"),
+    }
+    assert "//s:s_other_cpu: Bazel could not build it: missing input file '//x:gone.txt'" in collected.problems
+
+
+def test_a_target_that_did_not_build_carries_no_earlier_pass(matrix, testlogs, tmp_path):
+    """With an earlier report, a target that did not build does not keep its earlier passes: each test is
+    `error` naming its last result (a broken build must not pass for them)."""
+    earlier = collect(matrix, testlogs, run_id="R0").records
+    path = tmp_path / "bep.json"
+    path.write_text(bep_lines(
+        configured("//s:s_base_cpu"),
+        completed("//s:s_base_cpu", completed={"failureDetail": {"message": "missing input file '//x:gone.txt'"}}),
+    ))  # fmt: skip
+    collected = collect(matrix, testlogs, bep=path, run_id="R1", previous=earlier)
+    got = {r.test: (r.status, r.message, r.run_id) for r in collected.records if (r.variant, r.device) == ("base", "cpu") and r.suite == "s"}
+    built = "its target did not build in run R1: missing input file '//x:gone.txt'; its last result"
+    assert got == {
+        A: (statuses.ERROR, f"{built}: passed in run R0", "R1"),
+        B: (statuses.ERROR, f"{built}: failed in run R0", "R1"),
+        C: (statuses.ERROR, f"{built}: xfailed in run R0", "R1"),
+    }

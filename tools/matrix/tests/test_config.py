@@ -233,12 +233,12 @@ BAD = [
     (
         "unknown top-level key",
         VALID + "expectation: {}\n",
-        ["matrix.yaml:17:1: unknown top-level key 'expectation': did you mean 'expectations'? valid: devices, expectations, suites, variants"],
+        ["matrix.yaml:17:1: unknown top-level key 'expectation': did you mean 'expectations'? valid: devices, expectations, history, suites, variants"],
     ),
     (
         "unknown nested key in a suite",
         SUITE_HEAD + "    variants: [base]\n    devices: [cpu]\n    shard: 2\n",
-        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, granularity, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, transform_check, variants"],
+        ["matrix.yaml:16:5: unknown key 'shard' in suites.s: did you mean 'shards'? valid: data, default_device, devices, directory, env, expectations_file, flaky_attempts, granularity, manual, pytest_args, shard_seconds, shards, size, tags, test_timeout_s, tests, transform_check, variants"],
     ),
     (
         "unknown nested key in a device",
@@ -499,7 +499,7 @@ MANY_PROBLEMS = [
     "matrix.yaml:16:22: shards for device 'tpu' which the suite does not run on: did you mean 'cpu'? valid: cpu, cuda",
     "matrix.yaml:21:5: suites.t.shards: shard count 0 is outside 1..50",
     "matrix.yaml:23:5: directory '../u' leaves the workspace; use a path inside it",
-    "matrix.yaml:26:1: unknown top-level key 'bogus': valid: devices, expectations, suites, variants",
+    "matrix.yaml:26:1: unknown top-level key 'bogus': valid: devices, expectations, history, suites, variants",
     "matrix.yaml:31:9: expectations.s.base.xfail: the reason of 'test_a.py::test_x' is empty; say why (the error you saw)",
     "matrix.yaml:32:9: test file 'test_nope.py' of 'test_nope.py::test_y' is not a test file of suite 's': did you mean 'test_a.py'? valid: test_a.py",
 ]

@@ -125,7 +125,7 @@ def outside_cells(text: str) -> str:
 
 def test_render_is_deterministic(ws):
     first = generate.render(load(ws))
-    assert set(first) == {"BUILD.bazel", "s/BUILD.bazel", "nested/t/BUILD.bazel"}
+    assert set(first) == {"BUILD.bazel", "s/BUILD.bazel", "nested/t/BUILD.bazel", "flaky_attempts.bazelrc"}
     assert generate.render(load(ws)) == first
     matrix = load(ws)
     assert generate.render(matrix) == generate.render(matrix)
@@ -133,7 +133,7 @@ def test_render_is_deterministic(ws):
 
 def test_write_twice_writes_nothing_the_second_time(ws):
     matrix = load(ws)
-    assert sorted(generate.write(matrix, ws)) == ["BUILD.bazel", "nested/t/BUILD.bazel", "s/BUILD.bazel"]
+    assert sorted(generate.write(matrix, ws)) == ["BUILD.bazel", "flaky_attempts.bazelrc", "nested/t/BUILD.bazel", "s/BUILD.bazel"]
     written = {p: (ws / p).read_bytes() for p in generate.render(matrix)}
     assert generate.write(load(ws), ws) == []
     assert {p: (ws / p).read_bytes() for p in written} == written
@@ -185,7 +185,14 @@ def _defs_bzl(made: list[tuple[str, dict]], package: list[str]) -> dict:
     def fail(message):
         raise AssertionError(f"defs.bzl fail(): {message}")
 
-    env = {"native": Native, "json": Json, "fail": fail}
+    class Attr:  # attr.label(...) and the like: only declarations, at load time
+        def __getattr__(self, name):
+            return lambda **kwargs: (name, kwargs)
+
+    def rule(implementation, attrs):
+        return lambda **kwargs: made.append((f"rule:{implementation.__name__}", kwargs))
+
+    env = {"native": Native, "json": Json, "fail": fail, "rule": rule, "attr": Attr()}
     exec(compile(DEFS.read_text(), "defs.bzl", "exec"), env)  # noqa: S102 (the repository's own defs.bzl)
     return env
 
@@ -688,3 +695,32 @@ def test_granularity_file_editing_one_files_entry_changes_one_line_of_one_cell(w
     before = generate.render(load(ws))
     _with_expectations(ws, "            test_b.py: needs two GPUs\n", "            test_b.py: needs 2 GPUs\n")
     assert changed_cells(before, generate.render(load(ws))) == {"s_base_cuda"}
+
+
+def test_flaky_attempts_reach_bazel_per_cell(ws):
+    """matrix.yaml's flaky_attempts (suite or variant, the larger) become Bazel's --flaky_test_attempts
+    for exactly that cell's targets, in the generated rc file .bazelrc imports (a py_test attribute can
+    only say `flaky`, i.e. 3)."""
+    text = (ws / "matrix.yaml").read_text()
+    text = text.replace("    applies_to: [torch.export.export]\n", "    applies_to: [torch.export.export]\n    flaky_attempts: 4\n")
+    text = text.replace("    test_timeout_s: 60\n", "    test_timeout_s: 60\n    flaky_attempts: 2\n")
+    (ws / "matrix.yaml").write_text(text)
+    rc = generate.render(load(ws))["flaky_attempts.bazelrc"]
+    lines = [line for line in rc.splitlines() if not line.startswith("#")]
+    assert lines == [
+        "test --flaky_test_attempts=^//s:s_base_cpu(/.*)?$@2",
+        "test --flaky_test_attempts=^//s:s_base_cuda(/.*)?$@2",
+        "test --flaky_test_attempts=^//s:s_other_cpu(/.*)?$@4",
+        "test --flaky_test_attempts=^//s:s_other_cuda(/.*)?$@4",
+    ]
+    pattern = re.compile(lines[0].split("=", 1)[1].rsplit("@", 1)[0])
+    assert [bool(pattern.search(label)) for label in ("//s:s_base_cpu", "//s:s_base_cpu/test_a", "//s:s_base_cpu2", "//s:s_base_cuda")] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("value", [0, 11, "3", 1.5])
+def test_flaky_attempts_out_of_range_is_refused_at_its_line(ws, value):
+    text = (ws / "matrix.yaml").read_text().replace("    test_timeout_s: 60\n", f"    test_timeout_s: 60\n    flaky_attempts: {value!r}\n")
+    (ws / "matrix.yaml").write_text(text)
+    out = cli(ws, "generate")
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "flaky_attempts" in text_line)
+    assert out.returncode == 2 and f"matrix.yaml:{line}:" in out.stderr and "flaky_attempts" in out.stderr, out.stderr

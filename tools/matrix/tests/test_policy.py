@@ -11,6 +11,7 @@ from tools.matrix.statuses import (
     FAILED,
     FAILING,
     FAILURE_MESSAGE,
+    FLAKY,
     GREEN,
     JUNIT_ERROR,
     JUNIT_FAILURE,
@@ -21,6 +22,7 @@ from tools.matrix.statuses import (
     SKIPPED,
     TIMEOUT,
     UNEXPECTED,
+    UNEXPECTED_STRICT,
     XFAILED,
     XPASSED,
 )  # fmt: skip
@@ -37,6 +39,8 @@ POLICY = {
     CRASHED: (True, True, True, False, False, False, "error"),
     TIMEOUT: (True, True, True, False, False, False, "error"),
     NOT_RUN: (False, False, False, True, False, False, "skipped"),
+    # Passed in the end: reported, not a failure (unless --strict-flaky), worth a look, a pass in JUnit.
+    FLAKY: (False, False, False, False, True, False, None),
 }
 JUNIT = {"skipped": JUNIT_SKIPPED, "error": JUNIT_ERROR, "failure": JUNIT_FAILURE}
 
@@ -54,9 +58,14 @@ def test_each_policy_set_is_as_written_out() -> None:
 
 def test_policy_sets_hold_only_known_statuses() -> None:
     sets = {name: value for name, value in vars(statuses).items() if isinstance(value, frozenset)}
-    assert set(sets) == {"UNEXPECTED", "FAILING", "FAILURE_MESSAGE", "KEEPS_EVIDENCE", "DID_NOT_RUN", "ON_TRACK", "GREEN", "JUNIT_SKIPPED", "JUNIT_ERROR", "JUNIT_FAILURE"}
+    assert set(sets) == {"UNEXPECTED", "FAILING", "FAILURE_MESSAGE", "KEEPS_EVIDENCE", "DID_NOT_RUN", "ON_TRACK", "GREEN", "JUNIT_SKIPPED", "JUNIT_ERROR", "JUNIT_FAILURE",
+                         "UNEXPECTED_STRICT"}  # fmt: skip
     for name, members in sets.items():
         assert members <= set(ALL), name
+
+
+def test_strict_flaky_adds_only_flaky_to_the_gate() -> None:
+    assert UNEXPECTED_STRICT - UNEXPECTED == {FLAKY} and UNEXPECTED <= UNEXPECTED_STRICT
 
 
 def test_the_commands_use_the_policy() -> None:

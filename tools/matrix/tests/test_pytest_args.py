@@ -113,11 +113,11 @@ def test_a_plugin_must_be_importable_by_the_tests(tmp_path, plugin, data, proble
     assert info.value.problems == [f"matrix.yaml:11:25: suites.s.pytest_args.1: -p {plugin}: {problem}"]
 
 
-def test_cell_config_reads_them_from_the_target_spec():
+def test_cell_config_reads_them_from_the_target_spec(tmp_path):
     spec = cell_config.CellSpec(suite="s", suite_dir="s", variant="base", variant_impl="x:Y", device="cpu", test_files=("test_a.py",), pytest_args=("-p", "no:logging"))
     cell = cell_config.CellConfig.from_bazel({cell_config.SPEC_ENV: spec.to_json()})
     assert cell.pytest_args == ("-p", "no:logging")
-    assert cell_config.CellConfig.from_env({cell_config.ENV_KEY: cell.to_env()}) == cell
+    assert cell_config.CellConfig.from_env({cell_config.ENV_KEY: cell.save(str(tmp_path / "cell.json"))}) == cell
 
 
 # A torch-style log call whose format string has more placeholders than arguments: pytest's logging

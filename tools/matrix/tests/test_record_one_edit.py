@@ -152,3 +152,19 @@ def test_the_new_fields_are_in_the_html_data_by_name(reported):
         assert (value(i, "extra_count"), value(i, "extra_ratio"), value(i, "extra_flag"), value(i, "extra_maybe")) == (7, 0.75, True, None)
         assert json.loads(value(i, "extra_names")) == VALUES["extra_names"] and json.loads(value(i, "extra_map")) == VALUES["extra_map"]
 
+
+
+def test_the_new_fields_reach_the_history_store(reported, scratch):
+    """`report` appended the run to reports/history.sqlite: the store's tables, derived from the edited
+    Record, have a column per new field, and each stored record reads back the field's value."""
+    _cell, out, proc = reported
+    assert "history: 4 record(s) of run " in proc.stdout, proc.stdout
+    read = subprocess.run([sys.executable, "-c", f"""
+import json, sys
+from tools.matrix.history import schema
+from tools.matrix.history.store import open_store
+with open_store({str(out / "history.sqlite")!r}, create=False) as store:
+    rows = store.query(f"SELECT {{', '.join(schema.RESULT_NAMES)}} FROM results")
+print(json.dumps([{{k: v for k, v in schema.result_fields(row).items() if k.startswith("extra_")}} for row in rows]))
+"""], cwd=scratch, capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(read.stdout) == [VALUES] * 4

@@ -258,7 +258,7 @@ def test_markdown_summary_table_counts_and_pass_rate(records):
     section = md_section(text, "Summary")
     table = [line for line in section.splitlines() if line.startswith("| ")]
     header = md_cells(table[0])
-    assert header == ["suite", "variant", "device", "passed", "xfailed", "failed", "xpassed", "skipped", "error",
+    assert header == ["suite", "variant", "device", "passed", "flaky", "xfailed", "failed", "xpassed", "skipped", "error",
                       "crashed", "timeout", "not_run", "pass rate"]
     rows = {tuple(c[:3]): dict(zip(header, c)) for c in map(md_cells, table[2:])}
     base_cpu = rows[("export_tests", "base", "cpu")]
@@ -422,10 +422,10 @@ def test_terminal_summary_table_is_aligned_and_lists_unexpected(records):
     out = terminal_summary(records)
     lines = out.splitlines()
     table = lines[: lines.index("")]
-    assert table[0].split() == ["suite", "variant", "device", "pass", "xfail", "fail", "xpass", "skip", "error", "crash", "timeout", "not_run", "rate"]
+    assert table[0].split() == ["suite", "variant", "device", "pass", "flaky", "xfail", "fail", "xpass", "skip", "error", "crash", "timeout", "not_run", "rate"]
     assert len({len(line) for line in table[1:]}) == 1  # right-aligned counts end in one column
     row = next(line.split() for line in table if line.startswith("export_tests") and " retrace " in line)
-    assert row == ["export_tests", "retrace", "cpu", "2", ".", "2", "1", ".", ".", ".", ".", ".", "40.0%"]
+    assert row == ["export_tests", "retrace", "cpu", "2", ".", ".", "2", "1", ".", ".", ".", ".", ".", "40.0%"]
     assert table[-1].split()[0] == "total"
     listed = lines[lines.index("") + 1:]
     assert listed[0] == f"Unexpected results ({len(unexpected(records))}):"

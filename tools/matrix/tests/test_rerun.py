@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.matrix import config, last_report, statuses
+from tools.matrix import config, generate, last_report, statuses
 from tools.matrix import rerun as rerun_mod
 from tools.matrix.errors import UserError
 from tools.matrix.known_tests import NO_RESULTS, NOT_RERUN
@@ -78,7 +78,7 @@ def previous() -> list[Record]:
 
 
 def args(**kw) -> argparse.Namespace:
-    base = {"suite": [], "variant": [], "device": [], "tests": [], "failed": False, "xpassed": False, "dry_run": False, "bazel_args": []}
+    base = {"suite": [], "variant": [], "device": [], "tests": [], "failed": False, "xpassed": False, "dry_run": False, "bazel_args": [], "strict_flaky": False}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -351,6 +351,7 @@ def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by
     out = tmp_path / "reports"
     old = [rec("s", "base", "cpu", t, s) for t, s in ((T1, statuses.FAILED), (T2, statuses.PASSED), (T3, statuses.PASSED), (T4, statuses.SKIPPED))]
     write_compat(out / rerun_mod.COMPAT_JSON, per_file(old))
+    generate.write(by_file, tmp_path / "by_file")  # rerun refuses stale generated files
     assert rerun_mod.rerun(tmp_path / "by_file", by_file, out, args(failed=True)) == 0, capfd.readouterr().out
     assert (tmp_path / "calls.txt").read_text() == f"test //s:s_base_cpu/test_a --test_filter={T1} --build_event_json_file={out}/bep.0.json\n"
     run, merged = last_report.load(out / rerun_mod.COMPAT_JSON)

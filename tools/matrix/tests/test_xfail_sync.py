@@ -110,9 +110,10 @@ def matrix_path(tmp_path) -> Path:
 
 
 def sync(path: Path, records: list[Record], **kw) -> str:
-    old, new = xfail_sync.sync(path, records, args(**kw))
-    assert old == path.read_text()
-    return new
+    """matrix.yaml's new text (its old text when nothing changes)."""
+    edits = xfail_sync.sync(path, records, args(**kw))
+    assert [e.path for e in edits] in ([], [path]) and all(e.old == path.read_text() for e in edits)
+    return edits[0].new if edits else path.read_text()
 
 
 def changed_lines(old: str, new: str) -> list[str]:
@@ -185,15 +186,17 @@ def test_stale_where_the_other_device_did_not_run_keeps_it_there(matrix_path):
     assert "        test_a.py::test_old: old failure\n" not in new.replace("            test_a.py::test_old", "")
 
 
-def test_a_broad_entry_still_covering_failures_is_kept(matrix_path):
-    """A file entry covering one xpassing and one still-failing test on the same device stays."""
+def test_a_broad_entry_covering_a_passing_test_gives_way_to_the_failures_it_covers(matrix_path):
+    """A file entry covering one xpassing and one still-failing test on the same device is stale (its
+    xpass fails the target): it is replaced by an entry for the test that still fails, so that the
+    target passes after the sync (kept as it was, the target failed after every sync)."""
     text = PLANTED.replace("        test_c.py::test_t: broken in t\n", "        test_c.py: broken in t\n")
     matrix_path.write_text(text)
     records = [
         rec("test_c.py::test_t", "base", "cpu", statuses.XPASSED, "", None, "test_c.py", suite="t"),
         rec("test_c.py::test_u", "base", "cpu", statuses.XFAILED, "boom", "KeyError", "test_c.py", suite="t"),
     ]
-    assert sync(matrix_path, records) == text
+    assert sync(matrix_path, records) == text.replace("        test_c.py: broken in t\n", "        test_c.py::test_u: boom\n")
     # ...and goes once every test it covers passes.
     records[1] = rec("test_c.py::test_u", "base", "cpu", statuses.XPASSED, "", None, "test_c.py", suite="t")
     assert sync(matrix_path, records) == text.replace("  t:\n    base:\n      xfail:\n        test_c.py: broken in t\n", "")
@@ -413,9 +416,9 @@ def test_failures_of_tests_matrix_yaml_no_longer_has_or_now_skips_are_left_out(m
     )
     matrix = config.load(matrix_path, ws)
     (ws / "s" / "test_gone.py").unlink()
-    old, new = xfail_sync.sync(matrix_path, records, args(), config.load(matrix_path, ws))
-    assert new == old == PLANTED
-    assert "test_gone.py::test_x" in xfail_sync.sync(matrix_path, records, args(), matrix)[1]  # only the current matrix.yaml decides
+    assert xfail_sync.sync(matrix_path, records, args(), config.load(matrix_path, ws)) == [] and matrix_path.read_text() == PLANTED
+    (edit,) = xfail_sync.sync(matrix_path, records, args(), matrix)
+    assert "test_gone.py::test_x" in edit.new  # only the current matrix.yaml decides
 
 
 def test_an_invalid_rewrite_is_refused_and_the_file_left_as_it_was(matrix_path):

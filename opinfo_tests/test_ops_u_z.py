@@ -1,0 +1,5 @@
+"""OpInfo tests: the operators whose OpInfo name is from 'u' up to '\U0010ffff' (opinfo_cases.RANGES), except the CI slice's."""
+
+from opinfo_cases import generated_tests
+
+globals().update(generated_tests(__file__))

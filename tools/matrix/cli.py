@@ -122,8 +122,6 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from tools.matrix import rerun
 
     matrix = load_matrix(args)
-    if not args.dry_run:
-        args.bazel_args = warm.prepare(args.bazel_args, args.cold)
     return rerun.rerun(workspace_of(args), matrix, out_dir_of(args), args, history_of(args, matrix))
 
 

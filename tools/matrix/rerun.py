@@ -8,7 +8,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from tools.matrix import bazel, generate, last_report, statuses
+from tools.matrix import bazel, generate, last_report, statuses, warm
 from tools.matrix.collect import collect
 from tools.matrix.config import Cell, Matrix, test_file_of
 from tools.matrix.errors import ReportError
@@ -106,6 +106,8 @@ def rerun(workspace: Path, matrix: Matrix, out_dir: Path, args: argparse.Namespa
     if not args.dry_run:
         generate.require_current(matrix, workspace, "rerun")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:  # the warm launcher only once the rerun is sure to run Bazel
+        args.bazel_args = warm.prepare(args.bazel_args, getattr(args, "cold", False))
     planned = commands(groups, out_dir / BEP_NAME, args.bazel_args)
     if args.dry_run:
         for command in planned:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.matrix import config, generate, last_report, statuses
+from tools.matrix import config, generate, last_report, statuses, warm
 from tools.matrix import rerun as rerun_mod
 from tools.matrix.errors import UserError
 from tools.matrix.known_tests import NO_RESULTS, NOT_RERUN
@@ -353,7 +353,8 @@ def test_rerun_of_one_files_target_merges_only_that_targets_results(tmp_path, by
     write_compat(out / rerun_mod.COMPAT_JSON, per_file(old))
     generate.write(by_file, tmp_path / "by_file")  # rerun refuses stale generated files
     assert rerun_mod.rerun(tmp_path / "by_file", by_file, out, args(failed=True)) == 0, capfd.readouterr().out
-    assert (tmp_path / "calls.txt").read_text() == f"test //s:s_base_cpu/test_a --test_filter={T1} --build_event_json_file={out}/bep.0.json\n"
+    # conftest.py's MATRIX_WARM=off (no tools test starts a warm launcher) reaches the tests as Bazel's --test_env.
+    assert (tmp_path / "calls.txt").read_text() == f"test //s:s_base_cpu/test_a --test_filter={T1} --build_event_json_file={out}/bep.0.json {warm.COLD_ARG}\n"
     run, merged = last_report.load(out / rerun_mod.COMPAT_JSON)
     rerun_cell = [r for r in merged if (r.suite, r.variant, r.device) == ("s", "base", "cpu")]
     assert {r.test: (r.status, r.target, r.run_id == run.run_id) for r in rerun_cell} == {

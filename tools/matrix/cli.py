@@ -78,7 +78,9 @@ def history_of(args: argparse.Namespace, matrix: config.Matrix | None = None) ->
 def cmd_history(args: argparse.Namespace) -> int:
     from tools.matrix.history import commands
 
-    location = history_of(args, None if args.history is not None else load_matrix(args))
+    # matrix.yaml's `history` when there is a matrix.yaml (the history is readable without one)
+    has_matrix = args.history is None and (workspace_of(args) / getattr(args, "matrix", "matrix.yaml")).exists()
+    location = history_of(args, load_matrix(args) if has_matrix else None)
     if location is None:
         raise UserError("history: --history none names no store")
     return commands.run(location, args)

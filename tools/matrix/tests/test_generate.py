@@ -377,9 +377,9 @@ def test_root_test_suites_per_variant_device_and_suite(ws):
         "suite_t": ["//nested/t:t_base_cpu"],
     }
     (check,) = [kw for kind, kw in calls if kind == "matrix_generated_files_test"]
-    assert check == {"name": target_names.CHECK_TARGET, "data": ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
+    assert check == {"name": target_names.CHECK_TARGET, "data": ["BUILD.bazel", "flaky_attempts.bazelrc", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":pkg"]}
     assert not [kind for kind, _ in calls if kind == "py_test"]  # every test target comes from defs.bzl
-    assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel"]}) in calls
+    assert ("exports_files", {"srcs": ["matrix.yaml", "requirements.txt", "BUILD.bazel", "flaky_attempts.bazelrc"]}) in calls
 
 
 def test_suite_build_has_the_suite_files_filegroup(ws):
@@ -466,13 +466,13 @@ def test_editing_a_reason_changes_only_the_cells_it_applies_to(ws):
 def test_cli_generate_and_check(ws):
     out = cli(ws, "generate")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("wrote 3 file(s): ")
+    assert out.stdout.startswith("wrote 4 file(s): ")
     again = cli(ws, "generate")
     assert (again.returncode, again.stdout) == (0, "generated files already up to date\n")
 
     current = cli(ws, "generate", "--check")
     assert current.returncode == 0, current.stdout + current.stderr
-    assert current.stdout == "generated files are up to date (3 files)\n"
+    assert current.stdout == "generated files are up to date (4 files)\n"
 
     path = ws / "s/BUILD.bazel"
     edited = path.read_text().replace('    size = "large",\n', '    size = "small",\n', 1)
@@ -574,7 +574,7 @@ def test_root_build_writes_the_library_of_a_single_module(ws):
                        "visibility": ["//visibility:public"]}
     }
     assert cells_of(files["s/BUILD.bazel"])["s_other_cpu"]["library"] == "//:my_variant"
-    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":my_variant"]
+    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "flaky_attempts.bazelrc", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", ":my_variant"]
 
 
 def test_a_declared_library_is_used_as_written_and_nothing_is_generated(ws):
@@ -584,7 +584,7 @@ def test_a_declared_library_is_used_as_written_and_nothing_is_generated(ws):
     assert libraries_of(files["BUILD.bazel"]) == {}
     assert {cells_of(files["s/BUILD.bazel"])[n]["library"] for n in ("s_other_cpu", "s_other_cuda")} == {"//pkg:variants"}
     # The check target reads the plug-in's files from its runfiles: the declared library is in its data.
-    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", "//pkg:variants"]
+    assert check_data(files["BUILD.bazel"]) == ["BUILD.bazel", "flaky_attempts.bazelrc", "matrix.yaml", "//nested/t:suite_files", "//s:suite_files", "//pkg:variants"]
 
 
 def test_two_variants_of_one_plugin_directory_share_its_library(ws):
@@ -611,14 +611,14 @@ def test_cli_generate_check_in_runfiles_takes_a_declared_library_as_written(ws):
     library's files but not its package's BUILD file."""
     assert cli(ws, "generate").returncode == 0
     undeclared = cli(ws, "generate", "--check", "--runfiles")  # the generated //:pkg: the same library there
-    assert (undeclared.returncode, undeclared.stdout) == (0, "generated files are up to date (3 files)\n")
+    assert (undeclared.returncode, undeclared.stdout) == (0, "generated files are up to date (4 files)\n")
     _with_expectations(ws, "    impl: pkg.mod:Other\n", "    impl: pkg.mod:Other\n    library: //pkg:variants\n")
     (ws / "pkg" / "BUILD.bazel").write_text("py_library(name = 'variants', srcs = ['mod.py'])\n")
     assert cli(ws, "generate").returncode == 0
     (ws / "pkg" / "BUILD.bazel").unlink()
     assert cli(ws, "generate", "--check").returncode == 2
     current = cli(ws, "generate", "--check", "--runfiles")
-    assert (current.returncode, current.stdout, current.stderr) == (0, "generated files are up to date (3 files)\n", "")
+    assert (current.returncode, current.stdout, current.stderr) == (0, "generated files are up to date (4 files)\n", "")
 
 
 # --- granularity: file ----------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ def test_cli_sync_writes_and_regenerates(matrix_path):
     expected = PLANTED.replace("        test_a.py::test_old: old failure\n", NEW_ENTRY)
     assert matrix_path.read_text() == expected
     assert out.stdout.startswith(xfail_sync.diff(PLANTED, expected, "matrix.yaml"))
-    assert "wrote 3 file(s)" in out.stdout
+    assert "wrote 4 file(s)" in out.stdout
     assert "test_a.py::test_new" in (ws / "s" / "BUILD.bazel").read_text()
     again = run_cli(ws, "xfail", "sync", "--suite", "s")
     assert (again.returncode, again.stdout) == (0, "matrix.yaml expectations already match the last report\n")
